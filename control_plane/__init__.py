@@ -1,0 +1,1 @@
+"""The HTTP API: queue sandbox actions, read sessions and runs back."""

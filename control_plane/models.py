@@ -1,0 +1,88 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vibesdk_gcp.schemas import Action, RunStatus
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateSession(Body):
+    """POST /api/agent: a new session and its first run."""
+
+    templateName: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    projectName: str | None = Field(default=None, max_length=200)
+    agentId: str | None = Field(default=None, max_length=200)
+    action: Action = "createInstance"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class QueueAction(Body):
+    """POST /api/agent/{sessionId}/actions: one more action on a session."""
+
+    action: Action
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Queued(BaseModel):
+    sessionId: str
+    runId: str
+    action: Action
+    status: RunStatus
+    statusUrl: str
+    runUrl: str
+
+
+class Transition(BaseModel):
+    seq: int
+    status: RunStatus
+    at: str
+    eventId: str | None = None
+    deliveryAttempt: int | None = None
+
+
+class Run(BaseModel):
+    runId: str
+    sessionId: str
+    action: Action
+    status: RunStatus
+    transitions: list[Transition]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    createdAt: str
+    updatedAt: str
+
+
+class Session(BaseModel):
+    sessionId: str
+    templateName: str | None = None
+    projectName: str | None = None
+    agentId: str | None = None
+    status: RunStatus
+    action: Action
+    runId: str
+    instanceId: str | None = None
+    preview: dict[str, Any] | None = None
+    createdAt: str
+    updatedAt: str
+    latestRun: Run | None = None
+
+
+class Preview(BaseModel):
+    sessionId: str
+    instanceId: str | None
+    status: RunStatus
+    previewUrl: str | None = None
+    message: str | None = None
+
+
+class Error(BaseModel):
+    error: str
+    detail: str
+    field: str | None = None

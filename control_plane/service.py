@@ -1,0 +1,101 @@
+"""What the API does, without HTTP: queue runs, read sessions and runs back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.errors import NotFound, ServiceUnavailable
+from vibesdk_gcp.params import validate_params
+from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.schemas import SandboxRequest, utcnow
+
+from control_plane.models import CreateSession, Preview, QueueAction, Queued, Run, Session
+
+
+def jsonable(value: Any) -> Any:
+    """Firestore values as JSON: timestamps become RFC 3339 strings."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    return value
+
+
+class ControlPlane:
+    def __init__(self, store: RunStore, bus: Bus) -> None:
+        self._store = store
+        self._bus = bus
+
+    def create_session(self, owner: str, body: CreateSession) -> Queued:
+        params = dict(body.params)
+        validate_params(body.action, params)
+        request = SandboxRequest(
+            sessionId=str(uuid.uuid4()), runId=str(uuid.uuid4()), agentId=body.agentId, action=body.action,
+            templateName=body.templateName, projectName=body.projectName, params=params,
+            issuedAt=utcnow(), owner=owner,
+        )
+        return self._queue(request, new_session=True)
+
+    def queue_action(self, owner: str, session_id: str, body: QueueAction) -> Queued:
+        validate_params(body.action, body.params)
+        session = self._owned_session(owner, session_id)
+        request = SandboxRequest(
+            sessionId=session_id, runId=str(uuid.uuid4()), agentId=session.get("agentId"), action=body.action,
+            templateName=session.get("templateName"), projectName=session.get("projectName"),
+            params=body.params, issuedAt=utcnow(), owner=owner,
+        )
+        return self._queue(request, new_session=False)
+
+    def _queue(self, request: SandboxRequest, new_session: bool) -> Queued:
+        self._store.queue_run(request, new_session)
+        try:
+            self._bus.publish_request(request)
+        except ServiceUnavailable as error:
+            # Nothing will ever run it: end it now rather than leave it queued.
+            self._store.fail_queued(request.sessionId, request.runId, f"not queued: {error}")
+            raise
+        base = f"/api/agent/{request.sessionId}"
+        return Queued(
+            sessionId=request.sessionId, runId=request.runId, action=request.action, status="queued",
+            statusUrl=base, runUrl=f"{base}/runs/{request.runId}",
+        )
+
+    def _owned_session(self, owner: str, session_id: str) -> dict[str, Any]:
+        session = self._store.get_session(session_id)
+        if session.get("owner") != owner:
+            # Someone else's session is answered exactly like a missing one.
+            raise NotFound(f"session {session_id!r} does not exist")
+        return session
+
+    def session(self, owner: str, session_id: str) -> Session:
+        session = self._owned_session(owner, session_id)
+        latest = self._store.get_run(session_id, session["runId"])
+        return Session.model_validate(jsonable(session) | {"latestRun": jsonable(latest)})
+
+    def run(self, owner: str, session_id: str, run_id: str) -> Run:
+        self._owned_session(owner, session_id)
+        return Run.model_validate(jsonable(self._store.get_run(session_id, run_id)))
+
+    def preview(self, owner: str, session_id: str) -> tuple[int, Preview]:
+        """200 once the instance is ready, 202 while it is being made, 409 when that failed."""
+        session = self._owned_session(owner, session_id)
+        preview = session.get("preview") or {}
+        details = Preview(
+            sessionId=session_id, instanceId=session.get("instanceId"), status=session["status"],
+            previewUrl=preview.get("previewUrl"),
+        )
+        if session.get("instanceId"):
+            if not details.previewUrl:
+                details.message = "instance ready; queue deployInstance to publish a preview"
+            return 200, details
+        if session["status"] == "failed":
+            run = self._store.get_run(session_id, session["runId"])
+            details.message = run.get("error") or "the instance could not be created"
+            return 409, details
+        details.message = "the instance is being created"
+        return 202, details

@@ -1,0 +1,47 @@
+"""Ports and addresses of the local stack; each port is overridable by its variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from vibesdk_gcp.errors import ConfigurationError
+
+HOST = "127.0.0.1"
+
+# (attribute, environment variable, default); the README lists the same table.
+PORTS = (
+    ("control_plane", "VIBESDK_CONTROL_PLANE_PORT", 8080),
+    ("sandbox_job", "VIBESDK_SANDBOX_JOB_PORT", 8081),
+    ("status_recorder", "VIBESDK_STATUS_RECORDER_PORT", 8082),
+    ("eventarc_router", "VIBESDK_EVENTARC_ROUTER_PORT", 8083),
+    ("pubsub", "VIBESDK_PUBSUB_EMULATOR_PORT", 8085),
+    ("firestore", "VIBESDK_FIRESTORE_EMULATOR_PORT", 8086),
+    ("storage", "VIBESDK_STORAGE_EMULATOR_PORT", 9023),
+)
+
+
+@dataclass(frozen=True)
+class Ports:
+    control_plane: int
+    sandbox_job: int
+    status_recorder: int
+    eventarc_router: int
+    pubsub: int
+    firestore: int
+    storage: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Ports:
+        env = os.environ if env is None else env
+        values = {}
+        for attribute, key, default in PORTS:
+            raw = env.get(key) or str(default)
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise ConfigurationError(f"{key} must be a port number, got {raw!r}")
+            values[attribute] = int(raw)
+        return cls(**values)
+
+    def url(self, attribute: str) -> str:
+        return f"http://{HOST}:{getattr(self, attribute)}"

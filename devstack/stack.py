@@ -1,0 +1,121 @@
+"""Starts the whole local stack, as `make dev` and the end-to-end tests do."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from devstack import emulators
+from devstack.config import HOST, Ports
+from devstack.processes import Supervisor
+from devstack.provision import provision_buckets, provision_pubsub
+from devstack.templates import upload_templates
+from eventarc.router import destination_env_key
+from vibesdk_gcp import clients
+from vibesdk_gcp.names import CONTROL_PLANE_SERVICE, SANDBOX_JOB_SERVICE, STATUS_RECORDER_SERVICE
+from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.storage import Storage
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Stack:
+    ports: Ports
+    project: str
+    token: str
+    supervisor: Supervisor
+    env: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return self.ports.url("control_plane")
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+
+def emulator_env(ports: Ports) -> dict[str, str]:
+    return {
+        "PUBSUB_EMULATOR_HOST": f"{HOST}:{ports.pubsub}",
+        "FIRESTORE_EMULATOR_HOST": f"{HOST}:{ports.firestore}",
+        "STORAGE_EMULATOR_HOST": f"http://{HOST}:{ports.storage}",
+    }
+
+
+def start_emulators(supervisor: Supervisor, ports: Ports, env: Mapping[str, str]) -> dict[str, str]:
+    """Pub/Sub, Firestore and Cloud Storage emulators; returns where each Google one came from."""
+    child_env = dict(env)
+    origins = {}
+    pubsub = emulators.find(emulators.PUBSUB, env)
+    firestore = emulators.find(emulators.FIRESTORE, env)
+    started = [
+        (supervisor.start("pubsub-emulator", emulators.command(emulators.PUBSUB, pubsub, HOST, ports.pubsub), child_env, PROJECT_ROOT), ports.pubsub),
+        (supervisor.start("firestore-emulator", emulators.command(emulators.FIRESTORE, firestore, HOST, ports.firestore), child_env, PROJECT_ROOT), ports.firestore),
+        (supervisor.start("storage-emulator", [sys.executable, "-m", "devstack.storage_emulator", "--host", HOST, "--port", str(ports.storage)], child_env, PROJECT_ROOT), ports.storage),
+    ]
+    origins["pubsub"] = f"{pubsub.jar} ({pubsub.origin})"
+    origins["firestore"] = f"{firestore.jar} ({firestore.origin})"
+    for child, port in started:
+        supervisor.wait_for_port(child, HOST, port)
+    return origins
+
+
+def start_stack(
+    ports: Ports | None = None, env: Mapping[str, str] | None = None, log_dir: Path | None = None
+) -> Stack:
+    """Emulators, provisioning, then the four processes; stops what it started if any step fails."""
+    base = dict(os.environ if env is None else env)
+    ports = ports or Ports.from_env(base)
+    project = base.get("GOOGLE_CLOUD_PROJECT") or Settings.from_env({}).project
+    token = base.get("VIBESDK_API_TOKEN") or secrets.token_urlsafe(24)
+    supervisor = Supervisor(log_dir or PROJECT_ROOT / ".devstack" / "logs")
+    stack = Stack(ports, project, token, supervisor)
+    try:
+        common = base | emulator_env(ports) | {
+            "GOOGLE_CLOUD_PROJECT": project,
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "VIBESDK_API_TOKEN": token,
+            "VIBESDK_PUBLIC_URL": ports.url("control_plane"),
+            "VIBESDK_WORKSPACE_ROOT": base.get("VIBESDK_WORKSPACE_ROOT") or str(PROJECT_ROOT / ".devstack" / "workspaces"),
+        }
+        stack.env = common
+        stack.origins = start_emulators(supervisor, ports, common)
+        settings = Settings.from_env(common)
+        storage = Storage(clients.storage_client(settings))
+        provision_buckets(storage)
+        upload_templates(storage, PROJECT_ROOT / "templates")
+        service_urls = {
+            CONTROL_PLANE_SERVICE: ports.url("control_plane"),
+            SANDBOX_JOB_SERVICE: ports.url("sandbox_job"),
+            STATUS_RECORDER_SERVICE: ports.url("status_recorder"),
+        }
+        provision_pubsub(
+            clients.publisher_client(settings), clients.subscriber_client(settings), project,
+            ports.url("eventarc_router"), service_urls,
+        )
+        functions = [str(BIN / "functions-framework"), "--source", str(PROJECT_ROOT / "functions" / "main.py")]
+        units = [
+            ("sandbox-job", functions + ["--target", "sandbox_job", "--signature-type", "cloudevent", "--host", HOST, "--port", str(ports.sandbox_job)], ports.sandbox_job),
+            ("status-recorder", functions + ["--target", "status_recorder", "--host", HOST, "--port", str(ports.status_recorder)], ports.status_recorder),
+            ("eventarc-router", [str(BIN / "uvicorn"), "--factory", "eventarc.router:create_app", "--host", HOST, "--port", str(ports.eventarc_router), "--log-level", "warning"], ports.eventarc_router),
+            ("control-plane", [sys.executable, "-m", "control_plane"], ports.control_plane),
+        ]
+        unit_env = common | {destination_env_key(SANDBOX_JOB_SERVICE): ports.url("sandbox_job") + "/"}
+        children = []
+        for name, argv, port in units:
+            child_env = unit_env | {"PORT": str(port), "HOST": HOST}
+            children.append((supervisor.start(name, argv, child_env, PROJECT_ROOT), port))
+        for child, port in children:
+            supervisor.wait_for_port(child, HOST, port)
+    except BaseException:
+        supervisor.stop()
+        raise
+    return stack

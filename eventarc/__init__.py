@@ -1,0 +1,1 @@
+"""Eventarc trigger and push-subscription definitions, and the local router."""

@@ -1,0 +1,79 @@
+"""The trigger and subscriptions, as data.
+
+The local launcher applies these to the emulators and the Terraform tests hold
+infra/gcp against them, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vibesdk_gcp import names
+
+# https://cloud.google.com/eventarc/docs/cloudevents#pubsub
+MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+@dataclass(frozen=True)
+class Retry:
+    minimum_backoff_seconds: int
+    maximum_backoff_seconds: int
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    name: str
+    topic: str
+    service: str  # the Cloud Run service that receives the pushes
+    path: str
+    ack_deadline_seconds: int
+    retry: Retry
+    max_delivery_attempts: int
+    dead_letter_topic: str
+    message_ordering: bool
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """An Eventarc Pub/Sub trigger: a push subscription that delivers CloudEvents."""
+
+    name: str
+    event_type: str
+    subscription: PushSubscription
+
+
+# Eventarc's default retry: exponential backoff from 10 s to 600 s.
+EVENTARC_RETRY = Retry(minimum_backoff_seconds=10, maximum_backoff_seconds=600)
+
+SANDBOX_JOB_TRIGGER = Trigger(
+    name=names.SANDBOX_JOB_TRIGGER,
+    event_type=MESSAGE_PUBLISHED,
+    subscription=PushSubscription(
+        name=names.SANDBOX_JOB_SUBSCRIPTION,
+        topic=names.REQUESTS_TOPIC,
+        service=names.SANDBOX_JOB_SERVICE,
+        path="/",
+        # Also the push request's timeout: a sandbox action may take minutes.
+        ack_deadline_seconds=600,
+        retry=EVENTARC_RETRY,
+        max_delivery_attempts=5,
+        dead_letter_topic=names.DEAD_LETTER_TOPIC,
+        message_ordering=True,
+    ),
+)
+
+STATUS_RECORDER_SUBSCRIPTION = PushSubscription(
+    name=names.STATUS_RECORDER_SUBSCRIPTION,
+    topic=names.STATUS_TOPIC,
+    service=names.STATUS_RECORDER_SERVICE,
+    path="/",
+    ack_deadline_seconds=60,
+    retry=Retry(minimum_backoff_seconds=1, maximum_backoff_seconds=60),
+    max_delivery_attempts=5,
+    dead_letter_topic=names.DEAD_LETTER_TOPIC,
+    message_ordering=False,
+)
+
+TRIGGERS = (SANDBOX_JOB_TRIGGER,)
+PUSH_SUBSCRIPTIONS = (STATUS_RECORDER_SUBSCRIPTION,)
+TOPICS = (names.REQUESTS_TOPIC, names.STATUS_TOPIC, names.DEAD_LETTER_TOPIC)

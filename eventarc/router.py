@@ -1,0 +1,106 @@
+"""Local Eventarc router: emulator push deliveries in, Eventarc CloudEvents out.
+
+The Pub/Sub emulator pushes each message of a trigger's subscription to
+/triggers/{trigger}; the router forwards it to the destination service as the
+binary-mode CloudEvent Eventarc would send and answers with the destination's
+status, so that a failure is a negative ack, retried and in the end
+dead-lettered by the emulator exactly as on Google Cloud.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import replace
+from typing import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from eventarc.cloudevent import message_published
+from eventarc.definitions import TRIGGERS, Trigger
+from vibesdk_gcp.envelope import from_push_body
+from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.settings import Settings
+
+logger = logging.getLogger("eventarc.router")
+
+MAX_TRACKED_MESSAGES = 100_000
+
+
+def destination_env_key(service: str) -> str:
+    """The variable holding a destination's URL: vibesdk-sandbox-job -> VIBESDK_SANDBOX_JOB_URL."""
+    return service.upper().replace("-", "_") + "_URL"
+
+
+class DeliveryAttempts:
+    """Counts deliveries per message: the emulator leaves deliveryAttempt out."""
+
+    def __init__(self) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    def next(self, message_id: str) -> int:
+        count = self._counts.pop(message_id, 0) + 1
+        self._counts[message_id] = count
+        while len(self._counts) > MAX_TRACKED_MESSAGES:
+            self._counts.popitem(last=False)
+        return count
+
+
+def create_app(settings: Settings | None = None, env: dict[str, str] | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    env = dict(os.environ if env is None else env)
+    triggers = {trigger.name: trigger for trigger in TRIGGERS}
+    destinations = {}
+    for trigger in TRIGGERS:
+        key = destination_env_key(trigger.subscription.service)
+        if key not in env:
+            raise KeyError(f"{key} is not set: the router needs the URL of {trigger.subscription.service}")
+        destinations[trigger.name] = env[key]
+    attempts = DeliveryAttempts()
+    http = httpx.AsyncClient()
+
+    async def deliver(request: Request) -> Response:
+        trigger: Trigger | None = triggers.get(request.path_params["trigger"])
+        if trigger is None:
+            return JSONResponse({"error": f"no trigger named {request.path_params['trigger']!r}"}, 404)
+        try:
+            body = json.loads(await request.body())
+            message = from_push_body(body)
+        except (json.JSONDecodeError, UnicodeDecodeError, PoisonMessage) as error:
+            # Eventarc would not deliver this either: a nack sends it to the dead-letter topic.
+            logger.warning("undeliverable push on %s: %s", trigger.name, error)
+            return JSONResponse({"error": str(error)}, 400)
+        if message.delivery_attempt is None:
+            message = replace(message, delivery_attempt=attempts.next(message.message_id))
+        headers, event = message_published(message, settings.project, trigger.subscription.topic, body["message"])
+        try:
+            response = await http.post(
+                destinations[trigger.name],
+                content=json.dumps(event),
+                headers=headers,
+                timeout=trigger.subscription.ack_deadline_seconds,
+            )
+        except httpx.HTTPError as error:
+            logger.warning("destination of %s unreachable: %s", trigger.name, error)
+            return JSONResponse({"error": f"destination unreachable: {error}"}, 503)
+        return Response(response.content, response.status_code, media_type=response.headers.get("content-type"))
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await http.aclose()
+
+    return Starlette(
+        routes=[Route("/triggers/{trigger}", deliver, methods=["POST"]), Route("/healthz", healthz)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,1 @@
+"""The sandbox job and the status recorder: functions-framework entry points."""

@@ -1,0 +1,148 @@
+"""executeCommands and the logs and errors it leaves behind."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from functions.actions.common import require_instance
+from functions.context import Context
+from functions.instances import save_instance, workspace_of
+from functions.sandbox import CommandResult, prepare_workspace, run_command
+from vibesdk_gcp.errors import ActionFailed
+from vibesdk_gcp.names import LOGS_BUCKET
+from vibesdk_gcp.params import ExecuteCommandsParams, GetLogsParams, Params
+from vibesdk_gcp.schemas import SandboxRequest
+
+Result = dict[str, Any]
+MAX_KEPT_ERRORS = 100
+# Lines that name an error in the output of common toolchains (tsc, node, python, eslint, shells).
+ERROR_PATTERNS = (
+    re.compile(r"(?P<file>[\w./-]+)\((?P<line>\d+),(?P<column>\d+)\): error (?P<rule>TS\d+): (?P<message>.+)"),
+    re.compile(r"(?P<file>[\w./-]+):(?P<line>\d+):(?P<column>\d+): (?:error|E\d+) ?(?P<message>.+)"),
+    re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)'),
+    re.compile(r"^(?P<message>(?:\w*Error|error|ERR!)\b[:\s].+)$"),
+    re.compile(r"^(?P<message>sh: \d+: .+)$"),
+)
+
+
+def excerpt(data: bytes, limit: int) -> tuple[str, bool]:
+    """The output's tail, where errors are, cut to the limit."""
+    if len(data) <= limit:
+        return data.decode("utf-8", errors="replace"), False
+    return "[...cut...]\n" + data[-limit:].decode("utf-8", errors="replace"), True
+
+
+def parse_errors(text: str, source: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        for pattern in ERROR_PATTERNS:
+            match = pattern.search(line.strip())
+            if match:
+                fields = match.groupdict()
+                found.append({
+                    "source": source,
+                    "file": fields.get("file"),
+                    "line": int(fields["line"]) if fields.get("line") else None,
+                    "message": (fields.get("message") or line).strip()[:500],
+                })
+                break
+    return found
+
+
+def _log_prefix(session_id: str) -> str:
+    return f"{session_id}/logs/"
+
+
+def _keep_logs(ctx: Context, request: SandboxRequest, index: int, outcome: CommandResult) -> str:
+    # Millisecond time first, so the names sort and filter by when they ran.
+    base = f"{_log_prefix(request.sessionId)}{int(time.time() * 1000):013d}-{request.runId}-{index}"
+    ctx.storage.write(LOGS_BUCKET, base + ".stdout", outcome.stdout, "text/plain")
+    ctx.storage.write(LOGS_BUCKET, base + ".stderr", outcome.stderr, "text/plain")
+    return f"gs://{LOGS_BUCKET}/{base}"
+
+
+def _command_entry(ctx: Context, outcome: CommandResult, log: str) -> Result:
+    limit = ctx.settings.output_excerpt_bytes
+    output, output_cut = excerpt(outcome.stdout, limit)
+    error, error_cut = excerpt(outcome.stderr, limit)
+    if outcome.killed_reason:
+        error += f"\n[killed: {outcome.killed_reason}]"
+    return {
+        "command": outcome.command,
+        "success": outcome.exit_code == 0 and not outcome.killed_reason,
+        "exitCode": outcome.exit_code,
+        "output": output,
+        "error": error,
+        "truncated": output_cut or error_cut,
+        "durationMs": round(outcome.duration_seconds * 1000),
+        "log": log,
+    }
+
+
+def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx: Context) -> Result:
+    instance = require_instance(ctx, request.sessionId)
+    workspace = workspace_of(ctx, request.sessionId)
+    workspace.restore()
+    prepare_workspace(workspace.path)
+    timeout = params.timeout or ctx.settings.command_timeout_seconds
+    results: list[Result] = []
+    for index, command in enumerate(params.commands):
+        outcome = run_command(command, workspace.path, timeout, instance.envVars, params.allowNetwork)
+        entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
+        results.append(entry)
+        errors = parse_errors(outcome.stderr.decode(errors="replace") + "\n" + outcome.stdout.decode(errors="replace"), command)
+        if errors:
+            instance.errors = (instance.errors + errors)[-MAX_KEPT_ERRORS:]
+        if not entry["success"]:
+            break
+    workspace.save()  # what the commands changed is kept even when one failed
+    save_instance(ctx, request.sessionId, instance)
+    failed = next((entry for entry in results if not entry["success"]), None)
+    if failed:
+        reason = "timed out" if "[killed: timeout]" in failed["error"] else f"exited with code {failed['exitCode']}"
+        raise ActionFailed(
+            f"command {failed['command']!r} {reason}: {failed['error'][-1000:].strip()}", {"results": results}
+        )
+    return {"results": results}
+
+
+def get_logs(request: SandboxRequest, params: GetLogsParams, ctx: Context) -> Result:
+    instance = require_instance(ctx, request.sessionId)
+    since_ms = 0
+    if params.durationSeconds:
+        since_ms = int((time.time() - params.durationSeconds) * 1000)
+    if params.onlyRecent and instance.logsReadAtMs:
+        since_ms = max(since_ms, instance.logsReadAtMs)
+    stdout, stderr = [], []
+    for info in ctx.storage.list(LOGS_BUCKET, _log_prefix(request.sessionId)):
+        stamp = int(info.name.rsplit("/", 1)[-1].split("-", 1)[0])
+        if stamp <= since_ms:
+            continue
+        text = ctx.storage.read(LOGS_BUCKET, info.name).decode("utf-8", errors="replace")
+        (stdout if info.name.endswith(".stdout") else stderr).append(text)
+    instance.logsReadAtMs = int(time.time() * 1000)
+    save_instance(ctx, request.sessionId, instance)
+    out, _ = excerpt("".join(stdout).encode(), ctx.settings.output_excerpt_bytes * 4)
+    err, _ = excerpt("".join(stderr).encode(), ctx.settings.output_excerpt_bytes * 4)
+    return {"logs": {"stdout": out, "stderr": err}}
+
+
+def clear_logs(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    require_instance(ctx, request.sessionId)
+    removed = ctx.storage.delete_prefix(LOGS_BUCKET, _log_prefix(request.sessionId))
+    return {"success": True, "removed": removed}
+
+
+def get_instance_errors(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    instance = require_instance(ctx, request.sessionId)
+    return {"errors": instance.errors, "hasErrors": bool(instance.errors)}
+
+
+def clear_instance_errors(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    instance = require_instance(ctx, request.sessionId)
+    cleared = len(instance.errors)
+    instance.errors = []
+    save_instance(ctx, request.sessionId, instance)
+    return {"success": True, "cleared": cleared}

@@ -1,0 +1,67 @@
+"""writeFiles and getFiles, confined to the instance's workspace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from functions.actions.common import require_instance
+from functions.context import Context
+from functions.instances import workspace_of
+from vibesdk_gcp.errors import ActionFailed, InvalidRequest
+from vibesdk_gcp.params import GetFilesParams, WriteFilesParams
+from vibesdk_gcp.schemas import SandboxRequest
+
+Result = dict[str, Any]
+MAX_FILE_BYTES = 4 << 20
+
+
+def inside(workspace: Path, file_path: str) -> Path:
+    """The file's place in the workspace; refuses `..`, absolute paths and links that leave it."""
+    relative = PurePosixPath(file_path.removeprefix("./"))
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts or "\0" in file_path:
+        raise InvalidRequest(f"filePath {file_path!r} is outside the workspace")
+    target = workspace / relative
+    resolved = Path(os.path.realpath(target))
+    if resolved != workspace.resolve() and workspace.resolve() not in resolved.parents:
+        raise InvalidRequest(f"filePath {file_path!r} leads outside the workspace through a link")
+    return target
+
+
+def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context) -> Result:
+    require_instance(ctx, request.sessionId)
+    workspace = workspace_of(ctx, request.sessionId)
+    workspace.restore()
+    targets = [(item, inside(workspace.path, item.filePath)) for item in params.files]
+    for item, target in targets:
+        if len(item.fileContents.encode()) > MAX_FILE_BYTES:
+            raise ActionFailed(f"file {item.filePath!r} is over the {MAX_FILE_BYTES}-byte limit")
+    for item, target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)  # never write through a link
+        target.write_text(item.fileContents)
+    report = workspace.save()
+    return {
+        "files": [{"file": item.filePath, "success": True} for item, _ in targets],
+        "commitMessage": params.commitMessage,
+        "uploaded": report.uploaded,
+    }
+
+
+def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> Result:
+    require_instance(ctx, request.sessionId)
+    workspace = workspace_of(ctx, request.sessionId)
+    workspace.restore()
+    if params.filePaths is None:
+        paths = sorted(p.relative_to(workspace.path).as_posix() for p in workspace.path.rglob("*") if p.is_file())
+    else:
+        paths = params.filePaths
+    files, missing = [], []
+    for file_path in paths:
+        target = inside(workspace.path, file_path)
+        if not target.is_file():
+            missing.append(file_path)
+            continue
+        files.append({"filePath": file_path, "fileContents": target.read_bytes().decode("utf-8", errors="replace")})
+    return {"files": files, "missing": missing}

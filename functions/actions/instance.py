@@ -1,0 +1,106 @@
+"""Instance lifecycle: create from a template, describe, list, shut down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.actions.common import require_instance
+from functions.context import Context
+from functions import templates
+from functions.instances import INSTANCES_PREFIX, Instance, delete_instance, load_instance, save_instance, workspace_of
+from functions.sandbox import run_command
+from vibesdk_gcp.errors import ActionFailed
+from vibesdk_gcp.names import PREVIEWS_BUCKET, LOGS_BUCKET, WORKSPACES_BUCKET
+from vibesdk_gcp.params import CreateInstanceParams, TemplateDetailsParams, Params
+from vibesdk_gcp.schemas import SandboxRequest, utcnow
+
+Result = dict[str, Any]
+
+
+def _template_cache(ctx: Context) -> Any:
+    cache = ctx.settings.workspace_root / ".templates"
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+def get_template_details(request: SandboxRequest, params: TemplateDetailsParams, ctx: Context) -> Result:
+    name = params.templateName or request.templateName
+    if not name:
+        raise ActionFailed("getTemplateDetails needs templateName")
+    bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
+    entry = next((e for e in templates.catalog(ctx.storage) if e.get("name") == name), None)
+    return {"templateDetails": templates.details(bundle, name, entry)}
+
+
+def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: Context) -> Result:
+    name = params.templateName or request.templateName
+    if not name:
+        raise ActionFailed("createInstance needs templateName")
+    if load_instance(ctx, request.sessionId) is not None:
+        raise ActionFailed(f"session {request.sessionId} already has an instance")
+    bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
+    workspace = workspace_of(ctx, request.sessionId)
+    workspace.start_empty()
+    written = templates.extract(bundle, workspace.path)
+    init_output = None
+    if params.initCommand:
+        outcome = run_command(params.initCommand, workspace.path, ctx.settings.command_timeout_seconds, params.envVars)
+        init_output = outcome.stdout.decode(errors="replace")[-4096:]
+        if outcome.exit_code != 0:
+            stderr = outcome.stderr.decode(errors="replace")[-2048:]
+            raise ActionFailed(f"initCommand exited with code {outcome.exit_code}: {stderr}")
+    workspace.save()
+    instance = Instance(
+        instanceId=request.sessionId,
+        templateName=name,
+        projectName=params.projectName or request.projectName or name,
+        owner=request.owner,
+        envVars=params.envVars,
+        createdAt=utcnow().isoformat(),
+    )
+    save_instance(ctx, request.sessionId, instance)
+    return {
+        "instanceId": instance.instanceId,
+        "session": {"instanceId": instance.instanceId},
+        "templateName": name,
+        "fileTree": templates.file_tree(written),
+        "initOutput": init_output,
+    }
+
+
+def get_instance_details(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    instance = require_instance(ctx, request.sessionId)
+    workspace = workspace_of(ctx, request.sessionId)
+    workspace.restore()
+    files = sorted(p.relative_to(workspace.path).as_posix() for p in workspace.path.rglob("*") if p.is_file())
+    return {"instance": instance.model_dump(exclude={"envVars", "previewToken"}), "fileTree": templates.file_tree(files), "fileCount": len(files)}
+
+
+def get_instance_status(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    instance = load_instance(ctx, request.sessionId)
+    if instance is None:
+        return {"instanceId": request.sessionId, "isHealthy": False, "status": "absent"}
+    return {
+        "instanceId": instance.instanceId,
+        "isHealthy": True,
+        "status": "deployed" if instance.previewToken else "ready",
+        "previewUrl": instance.previewUrl,
+    }
+
+
+def list_all_instances(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    found = []
+    for info in ctx.storage.list(WORKSPACES_BUCKET, INSTANCES_PREFIX):
+        instance = Instance.model_validate_json(ctx.storage.read(WORKSPACES_BUCKET, info.name))
+        if instance.owner == request.owner:
+            found.append(instance.model_dump(exclude={"envVars", "previewToken"}))
+    return {"instances": found, "count": len(found)}
+
+
+def shutdown_instance(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    require_instance(ctx, request.sessionId)
+    workspace_of(ctx, request.sessionId).destroy()
+    delete_instance(ctx, request.sessionId)
+    ctx.storage.delete_prefix(PREVIEWS_BUCKET, f"{request.sessionId}/")
+    ctx.storage.delete_prefix(LOGS_BUCKET, f"{request.sessionId}/")
+    return {"instanceId": request.sessionId, "shutdown": True, "session": {"instanceId": None, "preview": None}}

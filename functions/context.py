@@ -1,0 +1,31 @@
+"""The clients a function instance keeps between invocations, made on first use."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from vibesdk_gcp import clients
+from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.storage import Storage
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    store: RunStore
+    bus: Bus
+    storage: Storage
+
+
+@functools.cache
+def context() -> Context:
+    settings = Settings.from_env()
+    return Context(
+        settings=settings,
+        store=RunStore(clients.firestore_client(settings)),
+        bus=Bus(clients.publisher_client(settings), settings.project),
+        storage=Storage(clients.storage_client(settings)),
+    )

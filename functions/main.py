@@ -1,0 +1,46 @@
+"""functions-framework entry points, as Cloud Run functions run them.
+
+    functions-framework --source functions/main.py --target sandbox_job --signature-type cloudevent
+    functions-framework --source functions/main.py --target status_recorder
+"""
+
+from __future__ import annotations
+
+import logging
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from functions.context import context
+from functions.job import handle_request
+from functions.recorder import record
+from vibesdk_gcp.envelope import from_push_body, from_push_bytes
+from vibesdk_gcp.errors import PoisonMessage
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+logger = logging.getLogger("functions")
+
+
+@functions_framework.cloud_event
+def sandbox_job(event: CloudEvent) -> None:
+    """Eventarc target: one request message, one sandbox action."""
+    try:
+        message = from_push_body(event.data)
+    except PoisonMessage as error:
+        # A nack: the trigger's dead-letter policy takes it after the last attempt.
+        logger.error("undecodable delivery %s: %s", event["id"], error)
+        flask.abort(400, description=str(error))
+    handle_request(message, context())
+
+
+@functions_framework.http
+def status_recorder(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """Push endpoint of the status subscription: one transition, one transaction."""
+    try:
+        message = from_push_bytes(request.get_data())
+    except PoisonMessage as error:
+        logger.error("undecodable status delivery: %s", error)
+        return {"error": str(error)}, 400
+    outcome = record(message, context())
+    return ({"error": outcome.error}, 400) if outcome.error else ("", 204)

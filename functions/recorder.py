@@ -1,0 +1,34 @@
+"""The status recorder's logic: one status event, one Firestore transaction."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from functions.context import Context
+from vibesdk_gcp.envelope import PubsubMessage
+from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.schemas import StatusEvent
+from vibesdk_gcp.state import Decision
+
+logger = logging.getLogger("functions.recorder")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision | None = None
+    error: str | None = None
+
+
+def record(message: PubsubMessage, ctx: Context) -> Outcome:
+    try:
+        event: StatusEvent = message.parse(StatusEvent)
+    except PoisonMessage as error:
+        # Refused, not acknowledged: after max delivery attempts it is dead-lettered, kept for replay.
+        logger.error("malformed status event %s: %s", message.message_id, error)
+        return Outcome(error=str(error))
+    decision = ctx.store.apply(event)
+    logger.info(
+        "run %s/%s seq %d %s: %s", event.sessionId, event.runId, event.seq, event.status, decision.reason
+    )
+    return Outcome(decision=decision)

@@ -1,0 +1,239 @@
+"""Runs one shell command of a sandboxed app, bounded and cut off from the job.
+
+With bubblewrap, a command sees only the system's read-only /usr and a few
+/etc files, its workspace at /workspace and a private /tmp, in fresh user,
+PID, IPC, UTS and (unless allowed) network namespaces: no job environment,
+credentials, source tree, emulators or metadata server. Where namespaces are
+unavailable it falls back, with a warning, to resource limits alone. Both
+ways it runs under an unprivileged uid when the job is root (so that the
+process limit binds) with limits on CPU time, memory, processes and file
+size, a wall-clock timeout that kills the whole process group, and a
+watchdog on the workspace's size.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger("functions.sandbox")
+
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+# /etc entries a toolchain needs to start; nothing with secrets.
+ETC_ENTRIES = (
+    "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
+    "ssl", "ca-certificates", "localtime", "mime.types",
+)
+NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts")
+KILL_GRACE_SECONDS = 2.0
+WATCH_INTERVAL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int = 4 << 30
+    processes: int = 256
+    file_bytes: int = 256 << 20
+    workspace_bytes: int = 1 << 30
+    tmp_bytes: int = 256 << 20
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    duration_seconds: float
+    killed_reason: str | None = None  # "timeout" or "workspace over quota"
+
+
+@functools.cache
+def bubblewrap() -> str | None:
+    """bwrap's path when it can make namespaces here, else None (and a warning)."""
+    path = shutil.which("bwrap")
+    if path is None:
+        logger.warning("bubblewrap is not installed: commands run with resource limits only")
+        return None
+    probe = subprocess.run(
+        [path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+        capture_output=True, **_drop_privileges_kwargs(),
+    )
+    if probe.returncode != 0:
+        logger.warning(
+            "bubblewrap cannot create namespaces here (%s): commands run with resource limits only",
+            probe.stderr.decode(errors="replace").strip(),
+        )
+        return None
+    return path
+
+
+def _sandbox_ids() -> tuple[int, int] | None:
+    """The unprivileged uid and gid commands run as when the job itself is root."""
+    if os.geteuid() != 0:
+        return None
+    uid = int(os.environ.get("VIBESDK_SANDBOX_UID", "65534"))
+    return uid, int(os.environ.get("VIBESDK_SANDBOX_GID", str(uid)))
+
+
+def _drop_privileges_kwargs() -> dict[str, object]:
+    ids = _sandbox_ids()
+    return {"user": ids[0], "group": ids[1], "extra_groups": []} if ids else {}
+
+
+def prepare_workspace(path: Path) -> None:
+    """Hand the workspace to the sandbox uid so commands can write it, and nothing else."""
+    ids = _sandbox_ids()
+    if ids is None:
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, *ids)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), *ids, follow_symlinks=False)
+
+
+def _bwrap_argv(bwrap: str, workspace: Path, tmp: Path, allow_network: bool) -> list[str]:
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    if allow_network:
+        argv.append("--share-net")
+    argv += ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        top = Path("/") / link
+        if top.is_symlink():
+            argv += ["--symlink", os.readlink(top), str(top)]
+        elif top.exists():
+            argv += ["--ro-bind", str(top), str(top)]
+    for entry in ETC_ENTRIES + (NETWORK_ETC_ENTRIES if allow_network else ()):
+        if (Path("/etc") / entry).exists():
+            argv += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
+    argv += ["--bind", str(tmp), "/tmp", "--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
+    return argv
+
+
+def _tasks_of(uid: int) -> int:
+    """Threads and processes the uid already runs: RLIMIT_NPROC counts them all."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+            except (FileNotFoundError, PermissionError):
+                pass
+    return count
+
+
+def _process_budget(limits: Limits) -> int:
+    ids = _sandbox_ids()
+    return limits.processes + _tasks_of(ids[0] if ids else os.getuid())
+
+
+def _limit(limits: Limits, cpu_seconds: int, processes: int) -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def run_command(
+    command: str,
+    workspace: Path,
+    timeout_seconds: float,
+    env: dict[str, str] | None = None,
+    allow_network: bool = False,
+    limits: Limits = Limits(),
+) -> CommandResult:
+    """Run `/bin/sh -c command` in the workspace and wait for it, within every bound."""
+    bwrap = bubblewrap()
+    with tempfile.TemporaryDirectory(prefix="vibesdk-run-") as scratch:
+        scratch_path = Path(scratch)
+        scratch_path.chmod(0o711)  # the sandbox uid must reach its /tmp, and list nothing here
+        tmp = scratch_path / "tmp"
+        tmp.mkdir()
+        prepare_workspace(tmp)
+        cwd = "/workspace" if bwrap else str(workspace)
+        base_env = {
+            "PATH": SANDBOX_PATH, "HOME": "/tmp" if bwrap else str(tmp), "TMPDIR": "/tmp" if bwrap else str(tmp),
+            "LANG": "C.UTF-8", "PWD": cwd, "CI": "true",
+        }
+        child_env = base_env | (env or {})
+        argv = ["/bin/sh", "-c", command]
+        if bwrap:
+            argv = _bwrap_argv(bwrap, workspace, tmp, allow_network) + ["--", *argv]
+        stdout_path, stderr_path = scratch_path / "stdout", scratch_path / "stderr"
+        started = time.monotonic()
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            process = subprocess.Popen(
+                argv, cwd=str(workspace), env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                start_new_session=True, close_fds=True,
+                preexec_fn=functools.partial(_limit, limits, int(timeout_seconds) + 1, _process_budget(limits)),
+                **_drop_privileges_kwargs(),  # type: ignore[arg-type]
+            )
+            killed = _wait(process, workspace, tmp, timeout_seconds, limits)
+        duration = time.monotonic() - started
+        return CommandResult(
+            command=command,
+            exit_code=process.returncode if not killed else (process.returncode or -signal.SIGKILL),
+            stdout=stdout_path.read_bytes(),
+            stderr=stderr_path.read_bytes(),
+            duration_seconds=duration,
+            killed_reason=killed,
+        )
+
+
+def _wait(process: subprocess.Popen[bytes], workspace: Path, tmp: Path, timeout: float, limits: Limits) -> str | None:
+    """Wait for the command; kill its process group on timeout or when its disk use passes the quota."""
+    deadline = time.monotonic() + timeout
+    stop = threading.Event()
+    over_quota = threading.Event()
+
+    def watch_disk() -> None:
+        while not stop.wait(WATCH_INTERVAL_SECONDS):
+            if _tree_size(workspace) > limits.workspace_bytes or _tree_size(tmp) > limits.tmp_bytes:
+                over_quota.set()
+                _kill_group(process)
+                return
+
+    watcher = threading.Thread(target=watch_disk, daemon=True)
+    watcher.start()
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        process.wait()
+        return "timeout"
+    finally:
+        stop.set()
+        watcher.join()
+    # The shell may be gone while children it put in the background still run.
+    _kill_group(process)
+    return "workspace over quota" if over_quota.is_set() else None
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,36 @@
+"""Publishing requests and status events to Pub/Sub."""
+
+from __future__ import annotations
+
+from google.cloud import pubsub_v1
+
+from vibesdk_gcp.errors import ServiceUnavailable
+from vibesdk_gcp.names import REQUESTS_TOPIC, STATUS_TOPIC
+from vibesdk_gcp.schemas import SandboxRequest, StatusEvent
+
+PUBLISH_TIMEOUT_SECONDS = 30.0
+
+
+class Bus:
+    def __init__(self, publisher: pubsub_v1.PublisherClient, project: str) -> None:
+        self._publisher = publisher
+        self._requests = publisher.topic_path(project, REQUESTS_TOPIC)
+        self._status = publisher.topic_path(project, STATUS_TOPIC)
+
+    def publish_request(self, request: SandboxRequest) -> str:
+        # Ordering key = session: one session's actions run in publish order.
+        return self._publish(
+            self._requests, request.model_dump_json().encode(), request.attributes(), request.sessionId
+        )
+
+    def publish_status(self, event: StatusEvent) -> str:
+        return self._publish(self._status, event.model_dump_json().encode(), event.attributes(), event.runId)
+
+    def _publish(self, topic: str, data: bytes, attributes: dict[str, str], ordering_key: str) -> str:
+        try:
+            future = self._publisher.publish(topic, data, ordering_key=ordering_key, **attributes)
+            return str(future.result(timeout=PUBLISH_TIMEOUT_SECONDS))
+        except Exception as error:  # the client raises several unrelated types
+            # A failed ordered publish pauses its key until resumed.
+            self._publisher.resume_publish(topic, ordering_key)
+            raise ServiceUnavailable(f"could not publish to {topic.rsplit('/', 1)[-1]}: {error}") from error

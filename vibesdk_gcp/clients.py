@@ -1,0 +1,44 @@
+"""Google client constructors that honour the emulator settings.
+
+Each client library reads its own *_EMULATOR_HOST variable; we only add
+anonymous credentials where an emulator needs them, so nothing looks for
+application default credentials on a laptop.
+"""
+
+from __future__ import annotations
+
+import os
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore, pubsub_v1, storage
+
+from vibesdk_gcp.settings import Settings
+
+
+def firestore_client(settings: Settings) -> firestore.Client:
+    if settings.firestore_emulator_host:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = settings.firestore_emulator_host
+        return firestore.Client(project=settings.project, credentials=AnonymousCredentials())
+    return firestore.Client(project=settings.project)
+
+
+def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
+    if settings.pubsub_emulator_host:
+        os.environ["PUBSUB_EMULATOR_HOST"] = settings.pubsub_emulator_host
+    options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    # Publish promptly: each request is one small message a client is waiting on.
+    batch = pubsub_v1.types.BatchSettings(max_messages=100, max_latency=0.005)
+    return pubsub_v1.PublisherClient(batch_settings=batch, publisher_options=options)
+
+
+def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
+    if settings.pubsub_emulator_host:
+        os.environ["PUBSUB_EMULATOR_HOST"] = settings.pubsub_emulator_host
+    return pubsub_v1.SubscriberClient()
+
+
+def storage_client(settings: Settings) -> storage.Client:
+    if settings.storage_emulator_host:
+        os.environ["STORAGE_EMULATOR_HOST"] = settings.storage_emulator_host
+        return storage.Client(project=settings.project, credentials=AnonymousCredentials())
+    return storage.Client(project=settings.project)

@@ -1,0 +1,43 @@
+"""One exception hierarchy; the HTTP edges pick a status for each class."""
+
+from __future__ import annotations
+
+
+class VibsdkError(Exception):
+    """Base of every error this runtime raises on purpose."""
+
+
+class InvalidRequest(VibsdkError):
+    """The caller sent something we cannot act on (422 at the API)."""
+
+
+class NotFound(VibsdkError):
+    """A session, run, template or file that does not exist (404)."""
+
+
+class Conflict(VibsdkError):
+    """The request is valid but the resource's state forbids it (409)."""
+
+
+class ServiceUnavailable(VibsdkError):
+    """A Google service we depend on did not answer; the caller may retry (503)."""
+
+
+class ConfigurationError(VibsdkError):
+    """A setting is missing or wrong; raised at start-up."""
+
+
+class PoisonMessage(VibsdkError):
+    """A delivered message that can never be processed, however often it comes back."""
+
+
+class ActionFailed(VibsdkError):
+    """A sandbox action ran and failed; the run ends failed with this message."""
+
+    def __init__(self, message: str, result: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.result = result or {}
+
+
+class Unsupported(ActionFailed):
+    """An action that exists in VibSDK but cannot run on this runtime."""

@@ -1,0 +1,36 @@
+"""Every Pub/Sub, Firestore and Cloud Storage name, defined once.
+
+The code, the local launcher, the Eventarc definitions and the Terraform tests
+all read these constants.
+"""
+
+from __future__ import annotations
+
+REQUESTS_TOPIC = "vibesdk-sandbox-requests"
+STATUS_TOPIC = "vibesdk-sandbox-status"
+DEAD_LETTER_TOPIC = "vibesdk-sandbox-dead-letter"
+
+# Eventarc names the subscription it creates after the trigger; locally we do the same.
+SANDBOX_JOB_TRIGGER = "vibesdk-sandbox-job"
+SANDBOX_JOB_SUBSCRIPTION = f"eventarc-{SANDBOX_JOB_TRIGGER}-sub"
+STATUS_RECORDER_SUBSCRIPTION = "vibesdk-sandbox-status-recorder"
+# A topic without a subscription drops what it receives: this one keeps dead letters.
+DEAD_LETTER_SUBSCRIPTION = "vibesdk-sandbox-dead-letter-hold"
+
+RUNS_COLLECTION = "sandboxRuns"
+RUNS_SUBCOLLECTION = "runs"
+
+TEMPLATES_BUCKET = "vibesdk-templates"
+WORKSPACES_BUCKET = "vibesdk-workspaces"
+LOGS_BUCKET = "vibesdk-logs"
+PREVIEWS_BUCKET = "vibesdk-previews"
+BUCKETS = (TEMPLATES_BUCKET, WORKSPACES_BUCKET, LOGS_BUCKET, PREVIEWS_BUCKET)
+
+TEMPLATE_CATALOG_OBJECT = "template_catalog.json"
+
+SCHEMA_VERSION = "1"
+
+# The three Cloud Run services, one image; each entry point is fixed here.
+CONTROL_PLANE_SERVICE = "vibesdk-control-plane"
+SANDBOX_JOB_SERVICE = "vibesdk-sandbox-job"
+STATUS_RECORDER_SERVICE = "vibesdk-status-recorder"

@@ -1,0 +1,146 @@
+"""Sessions and runs in Firestore: sandboxRuns/{sessionId}/runs/{runId}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.api_core import exceptions as api_exceptions
+from google.cloud import firestore
+
+from vibesdk_gcp.errors import NotFound, ServiceUnavailable
+from vibesdk_gcp.names import RUNS_COLLECTION, RUNS_SUBCOLLECTION
+from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, params_digest, utcnow
+from vibesdk_gcp.state import SEQ_QUEUED, TERMINAL, Decision, decide, insert_transition
+
+Document = dict[str, Any]
+
+# Session fields a successful action may set through its result's "session" object.
+SESSION_FIELDS_FROM_RESULT = ("instanceId", "preview")
+
+
+def _unavailable(error: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(f"Firestore is unavailable: {error}")
+
+
+class RunStore:
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+        self._sessions = client.collection(RUNS_COLLECTION)
+
+    def _session_ref(self, session_id: str) -> firestore.DocumentReference:
+        return self._sessions.document(session_id)
+
+    def _run_ref(self, session_id: str, run_id: str) -> firestore.DocumentReference:
+        return self._session_ref(session_id).collection(RUNS_SUBCOLLECTION).document(run_id)
+
+    def queue_run(self, request: SandboxRequest, new_session: bool) -> None:
+        """Write the queued run and point the session at it, in one batch."""
+        now = utcnow()
+        run = {
+            "runId": request.runId,
+            "sessionId": request.sessionId,
+            "action": request.action,
+            "paramsDigest": params_digest(request.params),
+            "status": "queued",
+            "seq": SEQ_QUEUED,
+            "transitions": [{"seq": SEQ_QUEUED, "status": "queued", "at": now, "eventId": None, "deliveryAttempt": None}],
+            "result": None,
+            "error": None,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        session: Document = {"status": "queued", "action": request.action, "runId": request.runId, "updatedAt": now}
+        if new_session:
+            session |= {
+                "sessionId": request.sessionId,
+                "owner": request.owner,
+                "agentId": request.agentId,
+                "templateName": request.templateName,
+                "projectName": request.projectName,
+                "instanceId": None,
+                "preview": None,
+                "createdAt": now,
+            }
+        batch = self._client.batch()
+        batch.set(self._run_ref(request.sessionId, request.runId), run)
+        if new_session:
+            batch.create(self._session_ref(request.sessionId), session)
+        else:
+            batch.update(self._session_ref(request.sessionId), session)
+        try:
+            batch.commit()
+        except api_exceptions.GoogleAPICallError as error:
+            raise _unavailable(error) from error
+
+    def get_session(self, session_id: str) -> Document:
+        snapshot = self._get(self._session_ref(session_id))
+        if snapshot is None:
+            raise NotFound(f"session {session_id!r} does not exist")
+        return snapshot
+
+    def get_run(self, session_id: str, run_id: str) -> Document:
+        snapshot = self._get(self._run_ref(session_id, run_id))
+        if snapshot is None:
+            raise NotFound(f"run {run_id!r} of session {session_id!r} does not exist")
+        return snapshot
+
+    def _get(self, ref: firestore.DocumentReference) -> Document | None:
+        try:
+            snapshot = ref.get()
+        except api_exceptions.GoogleAPICallError as error:
+            raise _unavailable(error) from error
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def fail_queued(self, session_id: str, run_id: str, error: str) -> None:
+        """End a run that never left the control plane (its message was not published)."""
+        event = StatusEvent(
+            eventId=f"control-plane-{run_id}", sessionId=session_id, runId=run_id, seq=2,
+            status="failed", time=utcnow(), error=error,
+        )
+        self.apply(event)
+
+    def apply(self, event: StatusEvent) -> Decision:
+        """Apply one status event in a transaction, through the state machine."""
+        run_ref = self._run_ref(event.sessionId, event.runId)
+        session_ref = self._session_ref(event.sessionId)
+
+        @firestore.transactional
+        def apply_in(transaction: firestore.Transaction) -> Decision:
+            run_snapshot = run_ref.get(transaction=transaction)
+            if not run_snapshot.exists:
+                return Decision(False, False, "unknown run")
+            session_snapshot = session_ref.get(transaction=transaction)
+            run = run_snapshot.to_dict()
+            seen = {int(item["seq"]) for item in run["transitions"]}
+            decision = decide(run["status"], int(run["seq"]), seen, event.status, event.seq)
+            if not decision.record:
+                return decision
+            transition = {
+                "seq": event.seq, "status": event.status, "at": event.time,
+                "eventId": event.eventId, "deliveryAttempt": event.deliveryAttempt,
+            }
+            update: Document = {"transitions": insert_transition(run["transitions"], transition)}
+            if decision.advance:
+                update |= {"status": event.status, "seq": event.seq, "updatedAt": utcnow()}
+                if event.status in TERMINAL:
+                    update |= {"result": event.result, "error": event.error}
+            transaction.update(run_ref, update)
+            if decision.advance:
+                latest = (session_snapshot.to_dict() or {}).get("runId") == event.runId
+                session_update = self._session_update(event, latest)
+                if session_update:
+                    transaction.update(session_ref, session_update)
+            return decision
+
+        try:
+            return apply_in(self._client.transaction())
+        except api_exceptions.GoogleAPICallError as error:
+            raise _unavailable(error) from error
+
+    @staticmethod
+    def _session_update(event: StatusEvent, latest: bool) -> Document:
+        update: Document = {"status": event.status, "updatedAt": utcnow()} if latest else {}
+        changes = (event.result or {}).get("session") or {}
+        if event.status == "succeeded":
+            update |= {key: changes[key] for key in SESSION_FIELDS_FROM_RESULT if key in changes}
+        return update

@@ -1,0 +1,111 @@
+"""Message and document shapes shared by the control plane, the job and the recorder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vibesdk_gcp.names import SCHEMA_VERSION
+
+# VibSDK's sandbox service actions (DESIGN.md, "Sandbox actions").
+ACTIONS = (
+    "getTemplateDetails",
+    "createInstance",
+    "listAllInstances",
+    "getInstanceDetails",
+    "getInstanceStatus",
+    "shutdownInstance",
+    "writeFiles",
+    "getFiles",
+    "executeCommands",
+    "getInstanceErrors",
+    "clearInstanceErrors",
+    "runStaticAnalysisCode",
+    "deployInstance",
+    "getLogs",
+    "clearLogs",
+    "deployToCloudflareWorkers",
+    "pushToGitHub",
+)
+Action = Literal[
+    "getTemplateDetails",
+    "createInstance",
+    "listAllInstances",
+    "getInstanceDetails",
+    "getInstanceStatus",
+    "shutdownInstance",
+    "writeFiles",
+    "getFiles",
+    "executeCommands",
+    "getInstanceErrors",
+    "clearInstanceErrors",
+    "runStaticAnalysisCode",
+    "deployInstance",
+    "getLogs",
+    "clearLogs",
+    "deployToCloudflareWorkers",
+    "pushToGitHub",
+]
+RunStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def params_digest(params: dict[str, Any]) -> str:
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+class SandboxRequest(BaseModel):
+    """Body of a message on the requests topic: one action on one session."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sessionId: str
+    runId: str
+    agentId: str | None = None
+    action: Action
+    templateName: str | None = None
+    projectName: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    issuedAt: datetime
+    owner: str
+    schemaVersion: str = SCHEMA_VERSION
+
+    def attributes(self) -> dict[str, str]:
+        return {
+            "sessionId": self.sessionId,
+            "runId": self.runId,
+            "action": self.action,
+            "schemaVersion": self.schemaVersion,
+        }
+
+
+class StatusEvent(BaseModel):
+    """Body of a message on the status topic: one transition of one run."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    eventId: str
+    sessionId: str
+    runId: str
+    seq: int = Field(ge=0)
+    status: RunStatus
+    time: datetime
+    deliveryAttempt: int | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def attributes(self) -> dict[str, str]:
+        return {
+            "sessionId": self.sessionId,
+            "runId": self.runId,
+            "status": self.status,
+            "schemaVersion": SCHEMA_VERSION,
+        }

@@ -1,0 +1,98 @@
+"""Cloud Storage adapter: objects by name, with generations for preconditions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.api_core import exceptions as api_exceptions
+from google.cloud import storage
+
+from vibesdk_gcp.errors import Conflict, NotFound, ServiceUnavailable
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str
+    generation: int
+    size: int
+
+
+def _translate(error: Exception, what: str) -> Exception:
+    if isinstance(error, api_exceptions.NotFound):
+        return NotFound(f"{what} does not exist")
+    if isinstance(error, api_exceptions.PreconditionFailed):
+        return Conflict(f"{what} was changed by another writer")
+    return ServiceUnavailable(f"Cloud Storage is unavailable ({what}): {error}")
+
+
+class Storage:
+    def __init__(self, client: storage.Client) -> None:
+        self._client = client
+
+    def create_bucket(self, bucket: str) -> None:
+        try:
+            self._client.create_bucket(bucket)
+        except api_exceptions.Conflict:
+            pass
+
+    def stat(self, bucket: str, name: str) -> ObjectInfo:
+        try:
+            blob = self._client.bucket(bucket).get_blob(name)
+        except api_exceptions.GoogleAPICallError as error:
+            raise _translate(error, f"gs://{bucket}/{name}") from error
+        if blob is None:
+            raise NotFound(f"gs://{bucket}/{name} does not exist")
+        return ObjectInfo(blob.name, int(blob.generation), int(blob.size or 0))
+
+    def read(self, bucket: str, name: str, generation: int | None = None) -> bytes:
+        try:
+            return bytes(self._client.bucket(bucket).blob(name, generation=generation).download_as_bytes())
+        except api_exceptions.GoogleAPICallError as error:
+            raise _translate(error, f"gs://{bucket}/{name}") from error
+
+    def download(self, bucket: str, name: str, target: Path, generation: int | None = None) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._client.bucket(bucket).blob(name, generation=generation).download_to_filename(str(target))
+        except api_exceptions.GoogleAPICallError as error:
+            target.unlink(missing_ok=True)
+            raise _translate(error, f"gs://{bucket}/{name}") from error
+
+    def write(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        if_generation_match: int | None = None,
+    ) -> int:
+        """Write an object; with if_generation_match (0: must not exist) a racing writer loses."""
+        blob = self._client.bucket(bucket).blob(name)
+        try:
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
+        except api_exceptions.GoogleAPICallError as error:
+            raise _translate(error, f"gs://{bucket}/{name}") from error
+        return int(blob.generation)
+
+    def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            for blob in self._client.list_blobs(bucket, prefix=prefix):
+                yield ObjectInfo(blob.name, int(blob.generation), int(blob.size or 0))
+        except api_exceptions.GoogleAPICallError as error:
+            raise _translate(error, f"gs://{bucket}/{prefix}*") from error
+
+    def delete(self, bucket: str, name: str) -> None:
+        try:
+            self._client.bucket(bucket).blob(name).delete()
+        except api_exceptions.NotFound:
+            pass
+        except api_exceptions.GoogleAPICallError as error:
+            raise _translate(error, f"gs://{bucket}/{name}") from error
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        names = [info.name for info in self.list(bucket, prefix)]
+        for name in names:
+            self.delete(bucket, name)
+        return len(names)
