@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -84,7 +85,9 @@ def start_stack(
             "PYTHONUNBUFFERED": "1",
             "VIBESDK_API_TOKEN": token,
             "VIBESDK_PUBLIC_URL": ports.url("control_plane"),
-            "VIBESDK_WORKSPACE_ROOT": base.get("VIBESDK_WORKSPACE_ROOT") or str(PROJECT_ROOT / ".devstack" / "workspaces"),
+            # Under the system temp folder: the sandbox's unprivileged uid must be able to reach it.
+            "VIBESDK_WORKSPACE_ROOT": base.get("VIBESDK_WORKSPACE_ROOT")
+            or str(Path(tempfile.gettempdir()) / f"vibesdk-workspaces-{ports.sandbox_job}"),
         }
         stack.env = common
         stack.origins = start_emulators(supervisor, ports, common)

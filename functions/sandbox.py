@@ -36,7 +36,7 @@ ETC_ENTRIES = (
 )
 NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts")
 KILL_GRACE_SECONDS = 2.0
-WATCH_INTERVAL_SECONDS = 0.2
+WATCH_INTERVAL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,8 @@ def _bwrap_argv(bwrap: str, workspace: Path, tmp: Path, allow_network: bool) -> 
         if (Path("/etc") / entry).exists():
             argv += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
     argv += ["--bind", str(tmp), "/tmp", "--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
+    # The root bwrap builds is a tmpfs outside every quota: freeze it.
+    argv += ["--remount-ro", "/"]
     return argv
 
 

@@ -44,6 +44,8 @@ def _sha256(path: Path) -> str:
 class Workspace:
     def __init__(self, storage: Storage, root: Path, session_id: str) -> None:
         self._storage = storage
+        # Traversable, not listable: the sandbox uid reaches its own workspace and sees no others.
+        root.mkdir(mode=0o711, parents=True, exist_ok=True)
         self._prefix = f"sessions/{session_id}/"
         self._home = root / session_id
         self.path = self._home / "files"
@@ -62,7 +64,8 @@ class Workspace:
     def start_empty(self) -> None:
         """A new workspace: nothing stored yet; the first save must create the manifest."""
         shutil.rmtree(self._home, ignore_errors=True)
-        self.path.mkdir(parents=True)
+        self._home.mkdir(mode=0o711)
+        self.path.mkdir()
         self._generation, self._files = 0, {}
 
     def restore(self) -> None:
@@ -74,7 +77,8 @@ class Workspace:
         else:
             raw = self._storage.read(WORKSPACES_BUCKET, self._prefix + MANIFEST, info.generation)
             wanted = json.loads(raw)["files"]
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._home.mkdir(mode=0o711, exist_ok=True)
+        self.path.mkdir(exist_ok=True)
         local = self._scan()
         for rel in set(local) - set(wanted):
             (self.path / rel).unlink()
@@ -150,7 +154,6 @@ class Workspace:
         self._generation, self._files = int(state["generation"]), state["files"]
 
     def _write_state(self) -> None:
-        self._home.mkdir(parents=True, exist_ok=True)
         self._state_file.write_text(json.dumps({"generation": self._generation, "files": self._files}))
 
 

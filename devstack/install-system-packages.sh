@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian packages the project needs where they are missing:
+# bubblewrap (the sandbox) and a Java runtime (Google's emulators).
+set -eu
+missing=""
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "warning: missing Debian packages:$missing (install them with apt-get as root)" >&2
+    exit 0
+fi
+echo "installing:$missing"
+apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null

@@ -1,0 +1,163 @@
+"""The HTTP API against the emulators, through Starlette's test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from control_plane.app import create_app
+from control_plane.service import ControlPlane
+from vibesdk_gcp import clients
+from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.schemas import StatusEvent, utcnow
+from vibesdk_gcp.settings import Settings
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    return Settings.from_env({
+        "GOOGLE_CLOUD_PROJECT": settings.project,
+        "VIBESDK_API_TOKEN": TOKEN,
+        "VIBESDK_MAX_BODY_BYTES": "4096",
+        "PUBSUB_EMULATOR_HOST": settings.pubsub_emulator_host or "",
+        "FIRESTORE_EMULATOR_HOST": settings.firestore_emulator_host or "",
+    })
+
+
+@pytest.fixture
+def topic(api_settings: Settings) -> str:
+    publisher = clients.publisher_client(api_settings)
+    return publisher.create_topic(name=publisher.topic_path(api_settings.project, REQUESTS_TOPIC)).name
+
+
+@pytest.fixture
+def client(api_settings: Settings, store: RunStore) -> Iterator[TestClient]:
+    plane = ControlPlane(store, Bus(clients.publisher_client(api_settings), api_settings.project))
+    with TestClient(create_app(api_settings, plane)) as client:
+        yield client
+
+
+def test_create_session_queues_first_run(client: TestClient, topic: str, store: RunStore) -> None:
+    response = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued" and body["action"] == "createInstance"
+    assert response.headers["location"] == body["runUrl"]
+    session = client.get(body["statusUrl"], headers=AUTH).json()
+    assert session["status"] == "queued"
+    assert session["latestRun"]["transitions"][0]["status"] == "queued"
+    run = client.get(body["runUrl"], headers=AUTH).json()
+    assert run["runId"] == body["runId"]
+
+
+def test_queue_action_on_session(client: TestClient, topic: str) -> None:
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
+    response = client.post(
+        f"/api/agent/{created['sessionId']}/actions",
+        json={"action": "executeCommands", "params": {"commands": ["ls"]}}, headers=AUTH,
+    )
+    assert response.status_code == 202
+    session = client.get(created["statusUrl"], headers=AUTH).json()
+    assert session["runId"] == response.json()["runId"]
+    assert session["action"] == "executeCommands"
+
+
+def test_missing_token(client: TestClient) -> None:
+    assert client.post("/api/agent", json={"templateName": "x"}).status_code == 401
+    assert client.get("/api/agent/x", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_invalid_json(client: TestClient) -> None:
+    response = client.post("/api/agent", content=b"{not json", headers=AUTH)
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["detail"]
+
+
+def test_missing_field_is_named(client: TestClient) -> None:
+    response = client.post("/api/agent", json={"projectName": "x"}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["field"] == "templateName"
+
+
+def test_unknown_action(client: TestClient) -> None:
+    response = client.post("/api/agent", json={"templateName": "x", "action": "launchRocket"}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["field"] == "action"
+
+
+def test_invalid_params_are_named(client: TestClient, topic: str) -> None:
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
+    response = client.post(
+        f"/api/agent/{created['sessionId']}/actions", json={"action": "executeCommands", "params": {}}, headers=AUTH
+    )
+    assert response.status_code == 422
+    assert "params.commands" in response.json()["detail"]
+
+
+def test_body_over_limit(client: TestClient) -> None:
+    response = client.post("/api/agent", content=b"x" * 5000, headers=AUTH | {"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_unknown_session_and_run(client: TestClient, topic: str) -> None:
+    assert client.get("/api/agent/nope", headers=AUTH).status_code == 404
+    assert client.get("/api/agent/nope/preview", headers=AUTH).status_code == 404
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
+    assert client.get(f"/api/agent/{created['sessionId']}/runs/nope", headers=AUTH).status_code == 404
+    response = client.post("/api/agent/nope/actions", json={"action": "getLogs"}, headers=AUTH)
+    assert response.status_code == 404
+
+
+def test_publish_failure_answers_503_and_ends_the_run(client: TestClient, store: RunStore) -> None:
+    # No topic exists in this project, so the publish fails as it would with Pub/Sub down.
+    response = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH)
+    assert response.status_code == 503
+    assert "could not publish" in response.json()["detail"]
+    sessions = list(store._sessions.stream())
+    assert len(sessions) == 1
+    assert sessions[0].to_dict()["status"] == "failed"
+
+
+def _finish(store: RunStore, session_id: str, run_id: str, status: str, result: dict[str, object] | None = None) -> None:
+    store.apply(StatusEvent(
+        eventId="e", sessionId=session_id, runId=run_id, seq=2, status=status, time=utcnow(), result=result,
+        error="template missing" if status == "failed" else None,
+    ))
+
+
+def test_preview_follows_the_instance(client: TestClient, topic: str, store: RunStore) -> None:
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
+    preview = f"/api/agent/{created['sessionId']}/preview"
+    assert client.get(preview, headers=AUTH).status_code == 202
+    _finish(store, created["sessionId"], created["runId"], "succeeded", {"session": {"instanceId": "i-1"}})
+    response = client.get(preview, headers=AUTH)
+    assert response.status_code == 200
+    assert response.json()["instanceId"] == "i-1"
+
+
+def test_preview_of_failed_instance(client: TestClient, topic: str, store: RunStore) -> None:
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
+    _finish(store, created["sessionId"], created["runId"], "failed")
+    response = client.get(f"/api/agent/{created['sessionId']}/preview", headers=AUTH)
+    assert response.status_code == 409
+    assert response.json()["message"] == "template missing"
+
+
+def test_healthz_and_openapi_need_no_token(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    document = client.get("/openapi.json").json()
+    assert "/api/agent/{sessionId}/preview" in document["paths"]
+    assert "CreateSession" in document["components"]["schemas"]
+
+
+def test_unknown_route_is_json(client: TestClient) -> None:
+    response = client.get("/nothing")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"

@@ -1,0 +1,163 @@
+"""The sandbox job in process: real actions against the emulators, status events on Pub/Sub."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from devstack.templates import upload_templates
+from functions.context import Context
+from functions.job import handle_request
+from vibesdk_gcp import clients
+from vibesdk_gcp.envelope import PubsubMessage, from_push_body
+from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.names import STATUS_TOPIC
+from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
+
+
+@pytest.fixture
+def status_events(context: Context) -> Iterator[Any]:
+    """The status topic with a pull subscription, to read what the job published."""
+    publisher = clients.publisher_client(context.settings)
+    subscriber = clients.subscriber_client(context.settings)
+    topic = publisher.topic_path(context.settings.project, STATUS_TOPIC)
+    publisher.create_topic(name=topic)
+    subscription = subscriber.subscription_path(context.settings.project, "test-status")
+    subscriber.create_subscription(name=subscription, topic=topic)
+
+    def read(expected: int) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        while len(events) < expected:
+            response = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
+            if response.received_messages:
+                subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages])
+            events += [json.loads(m.message.data) for m in response.received_messages]
+        return sorted(events, key=lambda e: e["seq"])
+
+    yield read
+    subscriber.close()
+
+
+def message_for(request: SandboxRequest) -> PubsubMessage:
+    data = base64.b64encode(request.model_dump_json().encode()).decode()
+    return from_push_body({"message": {"messageId": str(uuid.uuid4()), "data": data, "attributes": request.attributes()}, "deliveryAttempt": 1})
+
+
+def run(context: Context, session_id: str, action: str, params: dict[str, Any] | None = None, new: bool = False) -> SandboxRequest:
+    request = SandboxRequest(
+        sessionId=session_id, runId=str(uuid.uuid4()), action=action, templateName="static-site",
+        params=params or {}, issuedAt=utcnow(), owner="alice",
+    )
+    context.store.queue_run(request, new_session=new)
+    handle_request(message_for(request), context)
+    return request
+
+
+@pytest.fixture
+def session(context: Context, status_events: Any) -> str:
+    upload_templates(context.storage)
+    session_id = str(uuid.uuid4())
+    run(context, session_id, "createInstance", new=True)
+    events = status_events(2)
+    assert [e["status"] for e in events] == ["running", "succeeded"], events
+    assert events[1]["result"]["instanceId"] == session_id
+    return session_id
+
+
+def test_create_then_execute(context: Context, session: str, status_events: Any) -> None:
+    run(context, session, "executeCommands", {"commands": ["npm run build --silent", "cat dist/index.html"]})
+    events = status_events(2)
+    assert events[1]["status"] == "succeeded", events[1]
+    results = events[1]["result"]["results"]
+    assert [r["exitCode"] for r in results] == [0, 0]
+    assert "Hello from VibSDK" in results[1]["output"]
+
+
+def test_failing_command_fails_the_run(context: Context, session: str, status_events: Any) -> None:
+    run(context, session, "executeCommands", {"commands": ["echo broken >&2; exit 4", "echo never"]})
+    failed = status_events(2)[1]
+    assert failed["status"] == "failed"
+    assert "exited with code 4" in failed["error"] and "broken" in failed["error"]
+    assert len(failed["result"]["results"]) == 1
+
+
+def test_files_survive_between_actions(context: Context, session: str, status_events: Any) -> None:
+    run(context, session, "writeFiles", {"files": [{"filePath": "src/new.txt", "fileContents": "fresh"}]})
+    assert status_events(2)[1]["status"] == "succeeded"
+    # A different job instance: no local copy at all.
+    elsewhere = replace(context.settings, workspace_root=context.settings.workspace_root / "elsewhere")
+    other = replace(context, settings=elsewhere)
+    run(other, session, "getFiles", {"filePaths": ["src/new.txt"]})
+    result = status_events(2)[1]["result"]
+    assert result["files"] == [{"filePath": "src/new.txt", "fileContents": "fresh"}]
+
+
+@pytest.mark.parametrize("path", ["../outside.txt", "/etc/passwd", "src/../../x"])
+def test_paths_outside_workspace_are_refused(context: Context, session: str, status_events: Any, path: str) -> None:
+    run(context, session, "writeFiles", {"files": [{"filePath": path, "fileContents": "x"}]})
+    failed = status_events(2)[1]
+    assert failed["status"] == "failed" and "outside the workspace" in failed["error"]
+
+
+def test_link_leaving_workspace_is_refused(context: Context, session: str, status_events: Any) -> None:
+    run(context, session, "executeCommands", {"commands": ["ln -s /etc escape"]})
+    status_events(2)
+    run(context, session, "getFiles", {"filePaths": ["escape/hostname"]})
+    failed = status_events(2)[1]
+    assert failed["status"] == "failed" and "through a link" in failed["error"]
+
+
+def test_action_without_instance_fails_clearly(context: Context, status_events: Any) -> None:
+    session_id = str(uuid.uuid4())
+    run(context, session_id, "executeCommands", {"commands": ["true"]}, new=True)
+    failed = status_events(2)[1]
+    assert failed["status"] == "failed" and "run createInstance first" in failed["error"]
+
+
+def test_unknown_template_fails_clearly(context: Context, status_events: Any) -> None:
+    request = SandboxRequest(
+        sessionId=str(uuid.uuid4()), runId=str(uuid.uuid4()), action="createInstance", templateName="nope",
+        issuedAt=utcnow(), owner="alice",
+    )
+    context.store.queue_run(request, new_session=True)
+    handle_request(message_for(request), context)
+    failed = status_events(2)[1]
+    assert "template 'nope' does not exist" in failed["error"]
+
+
+def test_unsupported_action(context: Context, session: str, status_events: Any) -> None:
+    run(context, session, "pushToGitHub")
+    failed = status_events(2)[1]
+    assert failed["error"] == "pushToGitHub is unsupported on this runtime"
+
+
+def test_duplicate_delivery_of_finished_run_does_nothing(context: Context, session: str, status_events: Any) -> None:
+    request = run(context, session, "executeCommands", {"commands": ["echo once >> count.txt"]})
+    events = status_events(2)
+    for event in events:
+        context.store.apply(StatusEvent.model_validate(event))
+    handle_request(message_for(request), context)
+    run(context, session, "getFiles", {"filePaths": ["count.txt"]})
+    result = status_events(2)[1]["result"]
+    assert result["files"][0]["fileContents"] == "once\n"
+
+
+def test_request_with_unknown_action_fails_its_run(context: Context, status_events: Any) -> None:
+    data = base64.b64encode(b'{"action": "launchRocket"}').decode()
+    attributes = {"sessionId": "s", "runId": "r", "schemaVersion": "1"}
+    handle_request(from_push_body({"message": {"messageId": "m", "data": data, "attributes": attributes}}), context)
+    failed = status_events(1)[0]
+    assert (failed["runId"], failed["status"]) == ("r", "failed")
+    assert "not a valid SandboxRequest" in failed["error"]
+
+
+def test_unidentifiable_request_is_poison(context: Context) -> None:
+    data = base64.b64encode(b"garbage").decode()
+    with pytest.raises(PoisonMessage):
+        handle_request(from_push_body({"message": {"messageId": "m", "data": data}}), context)

@@ -1,0 +1,105 @@
+"""The status recorder against the Firestore emulator: transactions through the state machine."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from functions.context import Context
+from functions.recorder import record
+from vibesdk_gcp.envelope import from_push_body
+from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def queue(store: RunStore, session_id: str | None = None) -> SandboxRequest:
+    request = SandboxRequest(
+        sessionId=session_id or str(uuid.uuid4()), runId=str(uuid.uuid4()), action="createInstance",
+        templateName="static-site", issuedAt=utcnow(), owner="alice",
+    )
+    store.queue_run(request, new_session=session_id is None)
+    return request
+
+
+def event(request: SandboxRequest, seq: int, status: RunStatus, **extra: Any) -> StatusEvent:
+    return StatusEvent(
+        eventId=str(uuid.uuid4()), sessionId=request.sessionId, runId=request.runId, seq=seq, status=status,
+        time=T0 + timedelta(seconds=seq), **extra,
+    )
+
+
+def push(payload: bytes) -> Any:
+    return from_push_body({"message": {"messageId": "1", "data": base64.b64encode(payload).decode()}})
+
+
+def test_transitions_recorded_in_order(store: RunStore) -> None:
+    request = queue(store)
+    store.apply(event(request, 1, "running"))
+    store.apply(event(request, 2, "succeeded", result={"session": {"instanceId": "i-1"}}))
+    run = store.get_run(request.sessionId, request.runId)
+    assert [t["status"] for t in run["transitions"]] == ["queued", "running", "succeeded"]
+    session = store.get_session(request.sessionId)
+    assert session["status"] == "succeeded"
+    assert session["instanceId"] == "i-1"
+
+
+def test_duplicate_event_changes_nothing(store: RunStore) -> None:
+    request = queue(store)
+    running = event(request, 1, "running")
+    assert store.apply(running).advance
+    before = store.get_run(request.sessionId, request.runId)
+    again = store.apply(running)
+    assert again.reason == "duplicate"
+    assert store.get_run(request.sessionId, request.runId) == before
+
+
+def test_out_of_order_events_end_in_order(store: RunStore) -> None:
+    request = queue(store)
+    store.apply(event(request, 2, "failed", error="boom"))
+    late = store.apply(event(request, 1, "running"))
+    assert late.record and not late.advance
+    run = store.get_run(request.sessionId, request.runId)
+    assert run["status"] == "failed"
+    assert run["error"] == "boom"
+    assert [t["seq"] for t in run["transitions"]] == [0, 1, 2]
+
+
+def test_terminal_state_never_changes(store: RunStore) -> None:
+    request = queue(store)
+    store.apply(event(request, 2, "succeeded"))
+    decision = store.apply(event(request, 3, "failed", error="late"))
+    assert not decision.record
+    assert store.get_run(request.sessionId, request.runId)["status"] == "succeeded"
+
+
+def test_older_run_does_not_overwrite_session_status(store: RunStore) -> None:
+    first = queue(store)
+    second = queue(store, first.sessionId)
+    store.apply(event(second, 1, "running"))
+    store.apply(event(first, 2, "failed", error="x"))
+    session = store.get_session(first.sessionId)
+    assert session["runId"] == second.runId
+    assert session["status"] == "running"
+    assert store.get_run(first.sessionId, first.runId)["status"] == "failed"
+
+
+def test_event_for_unknown_run_is_acknowledged(store: RunStore) -> None:
+    request = SandboxRequest(
+        sessionId="nobody", runId="nothing", action="getLogs", issuedAt=utcnow(), owner="alice"
+    )
+    assert store.apply(event(request, 1, "running")).reason == "unknown run"
+
+
+def test_recorder_refuses_malformed_event(context: Context) -> None:
+    outcome = record(push(b'{"runId": "r"}'), context)
+    assert outcome.error is not None and "StatusEvent" in outcome.error
+
+
+def test_recorder_applies_valid_event(context: Context) -> None:
+    request = queue(context.store)
+    outcome = record(push(event(request, 1, "running").model_dump_json().encode()), context)
+    assert outcome.error is None and outcome.decision is not None and outcome.decision.advance

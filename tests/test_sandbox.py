@@ -1,0 +1,179 @@
+"""Escape attempts against the sandbox: each bound, proved."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from functions import sandbox
+from functions.sandbox import Limits, prepare_workspace, run_command
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+needs_bwrap = pytest.mark.skipif(sandbox.bubblewrap() is None, reason="bubblewrap cannot make namespaces here")
+
+
+@pytest.fixture
+def workspace(sandbox_root: Path) -> Path:
+    path = Path(tempfile.mkdtemp(dir=sandbox_root))
+    path.chmod(0o755)
+    prepare_workspace(path)
+    return path
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A loopback server standing in for the control plane and the emulators."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+    for conn in accepted:
+        conn.close()
+
+
+def test_command_runs_in_workspace(workspace: Path) -> None:
+    result = run_command("echo hello > greeting && cat greeting", workspace, 10)
+    assert result.exit_code == 0
+    assert result.stdout == b"hello\n"
+    assert (workspace / "greeting").read_text() == "hello\n"
+
+
+def test_exit_code_and_stderr(workspace: Path) -> None:
+    result = run_command("echo oops >&2; exit 7", workspace, 10)
+    assert (result.exit_code, result.stderr) == (7, b"oops\n")
+
+
+def test_secret_variable_is_invisible(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIBESDK_TEST_SECRET", "hunter2")
+    result = run_command("env; echo \"[$VIBESDK_TEST_SECRET]\"", workspace, 10)
+    assert b"hunter2" not in result.stdout
+    assert b"[]" in result.stdout
+
+
+def test_requested_env_vars_are_passed(workspace: Path) -> None:
+    assert run_command("echo $GREETING", workspace, 10, env={"GREETING": "hi"}).stdout == b"hi\n"
+
+
+def test_host_file_is_unreadable(workspace: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "credentials.json"
+    secret.write_text("private-key")
+    secret.chmod(0o600)
+    result = run_command(f"cat {secret}; cat {PROJECT_ROOT / 'README.md'}", workspace, 10)
+    assert b"private-key" not in result.stdout
+    assert result.exit_code != 0
+
+
+def test_source_tree_is_not_writable(workspace: Path) -> None:
+    target = PROJECT_ROOT / "functions" / "escaped.txt"
+    result = run_command(f"echo pwned > {target}", workspace, 10)
+    assert result.exit_code != 0
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("target", ["/usr/evil", "/etc/evil", "/evil", "/var/evil"])
+def test_writes_outside_workspace_and_tmp_fail(workspace: Path, target: str) -> None:
+    result = run_command(f"echo x > {target}", workspace, 10)
+    assert result.exit_code != 0
+    assert not Path(target).exists()
+
+
+def test_private_tmp_is_writable_and_private(workspace: Path) -> None:
+    first = run_command("echo mine > /tmp/note && cat /tmp/note", workspace, 10)
+    assert first.stdout == b"mine\n"
+    second = run_command("cat /tmp/note", workspace, 10)
+    assert second.exit_code != 0
+
+
+@needs_bwrap
+def test_no_network_to_loopback_services(workspace: Path, listener: int) -> None:
+    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {listener}), 2)\""
+    result = run_command(probe, workspace, 10)
+    assert result.exit_code != 0
+    assert b"Connection refused" in result.stderr or b"unreachable" in result.stderr
+
+
+@needs_bwrap
+def test_network_only_when_allowed(workspace: Path, listener: int) -> None:
+    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {listener}), 2)\""
+    assert run_command(probe, workspace, 10, allow_network=True).exit_code == 0
+
+
+def test_timeout_kills_the_whole_group(workspace: Path) -> None:
+    started = time.monotonic()
+    result = run_command("sleep 30 & sleep 30", workspace, 1)
+    assert time.monotonic() - started < 10
+    assert result.killed_reason == "timeout"
+    assert result.exit_code != 0
+
+
+def test_fork_bomb_is_bounded(workspace: Path) -> None:
+    limits = Limits(processes=64)
+    started = time.monotonic()
+    result = run_command("bomb() { bomb | bomb & }; bomb; sleep 2; echo survived", workspace, 5, limits=limits)
+    assert time.monotonic() - started < 20
+    # The job's own process can still fork after the bomb.
+    assert run_command("echo alive", workspace, 5).stdout == b"alive\n"
+    assert result.duration_seconds < 20
+
+
+def test_memory_is_bounded(workspace: Path) -> None:
+    limits = Limits(memory_bytes=256 << 20)
+    result = run_command("python3 -c \"b = bytearray(512 * 1024 * 1024)\"", workspace, 10, limits=limits)
+    assert result.exit_code != 0
+    assert b"MemoryError" in result.stderr
+
+
+def test_single_file_size_is_bounded(workspace: Path) -> None:
+    limits = Limits(file_bytes=1 << 20)
+    result = run_command("head -c 5000000 /dev/zero > big", workspace, 10, limits=limits)
+    assert result.exit_code != 0
+    assert (workspace / "big").stat().st_size <= 1 << 20
+
+
+def test_filling_the_disk_is_stopped(workspace: Path) -> None:
+    limits = Limits(file_bytes=4 << 20, workspace_bytes=16 << 20)
+    script = "i=0; while true; do head -c 3000000 /dev/zero > f$i || true; i=$((i+1)); done"
+    result = run_command(script, workspace, 30, limits=limits)
+    assert result.killed_reason == "workspace over quota"
+    # Stopped within one watch interval of the quota, not after 30 s of writing.
+    assert sum(p.stat().st_size for p in workspace.iterdir()) < 512 << 20
+
+
+def test_output_is_captured_beyond_pipe_size(workspace: Path) -> None:
+    result = run_command("head -c 300000 /dev/zero | tr '\\0' a", workspace, 10)
+    assert len(result.stdout) == 300000
+
+
+def test_fallback_without_namespaces_still_bounds(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
+    monkeypatch.setenv("VIBESDK_TEST_SECRET", "hunter2")
+    result = run_command("echo \"[$VIBESDK_TEST_SECRET]\"; pwd", workspace, 10)
+    assert result.stdout.startswith(b"[]\n")
+    assert run_command("sleep 30", workspace, 1).killed_reason == "timeout"
+    if os.geteuid() == 0:
+        target = PROJECT_ROOT / "functions" / "escaped.txt"
+        assert run_command(f"echo pwned > {target}", workspace, 10).exit_code != 0
+        assert not target.exists()
