@@ -1,0 +1,50 @@
+"""The whole stack, started as `make dev` starts it, on ports of its own."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.config import Ports
+from devstack.stack import Stack, start_stack
+
+E2E_PORTS = Ports(
+    control_plane=38080, sandbox_job=38081, status_recorder=38082, eventarc_router=38083,
+    pubsub=38085, firestore=38086, storage=39023,
+)
+TOKEN = "e2e-token"
+TERMINAL = ("succeeded", "failed")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = dict(os.environ) | {"VIBESDK_API_TOKEN": TOKEN}
+    stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+        yield client
+
+
+def wait_for_run(api: httpx.Client, run_url: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api.get(run_url).json()
+        if run["status"] in TERMINAL:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"{run_url} still {run['status']} after {timeout} s: {run}")
+
+
+def logs_of(stack: Stack) -> str:
+    return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in Path(stack.supervisor.log_dir).glob("*.log"))

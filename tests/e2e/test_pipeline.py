@@ -1,0 +1,147 @@
+"""End to end: HTTP API -> Pub/Sub -> Eventarc router -> sandbox job -> status topic -> recorder -> Firestore."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.stack import Stack
+from tests.e2e.conftest import wait_for_run
+from vibesdk_gcp import clients
+from vibesdk_gcp.names import DEAD_LETTER_SUBSCRIPTION, STATUS_TOPIC
+from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.schemas import SandboxRequest, utcnow
+from vibesdk_gcp.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+def statuses(run: dict[str, Any]) -> list[str]:
+    return [t["status"] for t in run["transitions"]]
+
+
+def test_create_session_and_run_a_command(api: httpx.Client) -> None:
+    started = time.monotonic()
+    created = api.post("/api/agent", json={"templateName": "static-site", "projectName": "demo"})
+    assert created.status_code == 202, created.text
+    first = wait_for_run(api, created.json()["runUrl"])
+    assert first["status"] == "succeeded", first
+    assert statuses(first) == ["queued", "running", "succeeded"]
+    print(f"createInstance: POST to succeeded in {time.monotonic() - started:.2f} s")
+
+    session_id = created.json()["sessionId"]
+    queued = api.post(f"/api/agent/{session_id}/actions", json={
+        "action": "executeCommands", "params": {"commands": ["npm run build --silent", "ls dist"]},
+    })
+    assert queued.status_code == 202, queued.text
+    second = wait_for_run(api, queued.json()["runUrl"])
+    assert second["status"] == "succeeded", second
+    assert statuses(second) == ["queued", "running", "succeeded"]
+    assert second["result"]["results"][1]["output"].split() == ["index.html", "style.css"]
+    assert [t["seq"] for t in second["transitions"]] == [0, 1, 2]
+
+    session = api.get(f"/api/agent/{session_id}").json()
+    assert session["runId"] == queued.json()["runId"] and session["status"] == "succeeded"
+    assert api.get(f"/api/agent/{session_id}/preview").status_code == 200
+
+
+def test_failed_command_is_reported(api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "python-app"}).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    queued = api.post(f"/api/agent/{created['sessionId']}/actions", json={
+        "action": "executeCommands", "params": {"commands": ["python3 -c 'raise SystemExit(\"no such thing\")'"]},
+    }).json()
+    run = wait_for_run(api, queued["runUrl"])
+    assert run["status"] == "failed"
+    assert "exited with code 1" in run["error"] and "no such thing" in run["error"]
+
+
+def test_unknown_template_fails_the_instance(api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "no-such-template"}).json()
+    run = wait_for_run(api, created["runUrl"])
+    assert run["status"] == "failed" and "does not exist" in run["error"]
+    assert api.get(f"/api/agent/{created['sessionId']}/preview").status_code == 409
+
+
+def _settings(stack: Stack) -> Settings:
+    return Settings.from_env(stack.env)
+
+
+def _queued_run(stack: Stack, action: str = "getTemplateDetails") -> SandboxRequest:
+    request = SandboxRequest(
+        sessionId=str(uuid.uuid4()), runId=str(uuid.uuid4()), action=action, templateName="node-app",
+        issuedAt=utcnow(), owner="local",
+    )
+    RunStore(clients.firestore_client(_settings(stack))).queue_run(request, new_session=True)
+    return request
+
+
+def _pubsub_message(request: SandboxRequest) -> dict[str, Any]:
+    return {
+        "data": base64.b64encode(request.model_dump_json().encode()).decode(),
+        "attributes": request.attributes(),
+        "messageId": str(uuid.uuid4().int)[:16],
+        "publishTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def test_job_accepts_structured_mode(stack: Stack, api: httpx.Client) -> None:
+    request = _queued_run(stack)
+    event = {
+        "specversion": "1.0", "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "source": f"//pubsub.googleapis.com/projects/{stack.project}/topics/vibesdk-sandbox-requests",
+        "id": "structured-1", "datacontenttype": "application/json",
+        "data": {"subscription": "projects/p/subscriptions/s", "message": _pubsub_message(request)},
+    }
+    response = httpx.post(
+        stack.ports.url("sandbox_job"), content=json.dumps(event),
+        headers={"Content-Type": "application/cloudevents+json"},
+    )
+    assert response.status_code == 200, response.text
+    run = wait_for_run(api, f"/api/agent/{request.sessionId}/runs/{request.runId}")
+    assert run["status"] == "succeeded"
+    assert run["result"]["templateDetails"]["name"] == "node-app"
+
+
+def test_job_accepts_raw_push_envelope(stack: Stack, api: httpx.Client) -> None:
+    request = _queued_run(stack)
+    body = {"subscription": "projects/p/subscriptions/s", "message": _pubsub_message(request)}
+    response = httpx.post(stack.ports.url("sandbox_job") + f"/projects/{stack.project}/topics/vibesdk-sandbox-requests", json=body)
+    assert response.status_code == 200, response.text
+    assert wait_for_run(api, f"/api/agent/{request.sessionId}/runs/{request.runId}")["status"] == "succeeded"
+
+
+def test_job_refuses_undecodable_delivery(stack: Stack) -> None:
+    headers = {
+        "ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "bad-1",
+        "Content-Type": "application/json",
+    }
+    response = httpx.post(stack.ports.url("sandbox_job"), json={"message": {"data": "e30="}}, headers=headers)
+    assert response.status_code == 400
+
+
+def test_malformed_status_event_is_dead_lettered(stack: Stack) -> None:
+    settings = _settings(stack)
+    publisher = clients.publisher_client(settings)
+    marker = str(uuid.uuid4())
+    publisher.publish(publisher.topic_path(stack.project, STATUS_TOPIC), b"not json " + marker.encode()).result()
+    subscriber = clients.subscriber_client(settings)
+    held = subscriber.subscription_path(stack.project, DEAD_LETTER_SUBSCRIPTION)
+    deadline = time.monotonic() + 120
+    found = None
+    while found is None and time.monotonic() < deadline:
+        response = subscriber.pull(subscription=held, max_messages=50, timeout=10)
+        for received in response.received_messages:
+            subscriber.acknowledge(subscription=held, ack_ids=[received.ack_id])
+            if marker.encode() in received.message.data:
+                found = received.message
+    subscriber.close()
+    assert found is not None, "the malformed event never reached the dead-letter topic"
+    assert found.attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
