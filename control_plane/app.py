@@ -137,6 +137,18 @@ def create_app(settings: Settings | None = None, plane: ControlPlane | None = No
         status, preview = await run_in_threadpool(plane.preview, owner_of(request), request.path_params["sessionId"])
         return JSONResponse(preview.model_dump(mode="json"), status)
 
+    async def preview_file(request: Request) -> Response:
+        try:
+            data, media_type = await run_in_threadpool(
+                plane.preview_file, request.path_params["sessionId"], request.path_params["token"],
+                request.path_params["path"],
+            )
+        except NotFound:
+            return error_response(404, "not_found", "no such preview, or it was shut down")
+        except ServiceUnavailable as error:
+            return error_response(503, "ServiceUnavailable", str(error))
+        return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -157,6 +169,7 @@ def create_app(settings: Settings | None = None, plane: ControlPlane | None = No
         Route("/api/agent/{sessionId}/actions", queue_action, methods=["POST"]),
         Route("/api/agent/{sessionId}/runs/{runId}", get_run, methods=["GET"]),
         Route("/api/agent/{sessionId}/preview", get_preview, methods=["GET"]),
+        Route("/preview/{sessionId}/{token}/{path:path}", preview_file, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

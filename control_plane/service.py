@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 import uuid
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable
 from vibesdk_gcp.params import validate_params
+from vibesdk_gcp.names import PREVIEWS_BUCKET
 from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.storage import Storage
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 from control_plane.models import CreateSession, Preview, QueueAction, Queued, Run, Session
@@ -27,9 +30,10 @@ def jsonable(value: Any) -> Any:
 
 
 class ControlPlane:
-    def __init__(self, store: RunStore, bus: Bus) -> None:
+    def __init__(self, store: RunStore, bus: Bus, storage: Storage) -> None:
         self._store = store
         self._bus = bus
+        self._storage = storage
 
     def create_session(self, owner: str, body: CreateSession) -> Queued:
         params = dict(body.params)
@@ -99,3 +103,12 @@ class ControlPlane:
             return 409, details
         details.message = "the instance is being created"
         return 202, details
+
+    def preview_file(self, session_id: str, token: str, path: str) -> tuple[bytes, str]:
+        """A published file; the unguessable token in the URL is the only key."""
+        if not path or path.endswith("/"):
+            path += "index.html"
+        if ".." in path.split("/") or not token:
+            raise NotFound("no such preview file")
+        data = self._storage.read(PREVIEWS_BUCKET, f"{session_id}/{token}/{path}")
+        return data, mimetypes.guess_type(path)[0] or "application/octet-stream"

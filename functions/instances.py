@@ -18,6 +18,7 @@ class Instance(BaseModel):
     projectName: str
     owner: str | None = None
     envVars: dict[str, str] = Field(default_factory=dict)
+    commands: dict[str, str | None] = Field(default_factory=dict)  # build, lint, typecheck, outputDir
     createdAt: str
     previewToken: str | None = None
     previewUrl: str | None = None

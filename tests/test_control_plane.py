@@ -15,6 +15,7 @@ from vibesdk_gcp.names import REQUESTS_TOPIC
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import StatusEvent, utcnow
 from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.storage import Storage
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,8 +39,8 @@ def topic(api_settings: Settings) -> str:
 
 
 @pytest.fixture
-def client(api_settings: Settings, store: RunStore) -> Iterator[TestClient]:
-    plane = ControlPlane(store, Bus(clients.publisher_client(api_settings), api_settings.project))
+def client(api_settings: Settings, store: RunStore, storage: Storage) -> Iterator[TestClient]:
+    plane = ControlPlane(store, Bus(clients.publisher_client(api_settings), api_settings.project), storage)
     with TestClient(create_app(api_settings, plane)) as client:
         yield client
 

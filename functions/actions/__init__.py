@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from functions.actions import commands, files, instance
+from functions.actions import build, commands, files, instance
 from functions.context import Context
 from vibesdk_gcp.errors import ActionFailed, InvalidRequest, NotFound, Unsupported
 from vibesdk_gcp.params import Params, validate_params
@@ -31,6 +31,8 @@ HANDLERS: dict[str, Handler] = {
     "executeCommands": commands.execute_commands,
     "getLogs": commands.get_logs,
     "clearLogs": commands.clear_logs,
+    "runStaticAnalysisCode": build.run_static_analysis,
+    "deployInstance": build.deploy_instance,
     "getInstanceErrors": commands.get_instance_errors,
     "clearInstanceErrors": commands.clear_instance_errors,
     "deployToCloudflareWorkers": _unsupported,

@@ -8,7 +8,7 @@ from functions.actions.common import require_instance
 from functions.context import Context
 from functions import templates
 from functions.instances import INSTANCES_PREFIX, Instance, delete_instance, load_instance, save_instance, workspace_of
-from functions.sandbox import run_command
+from functions.sandbox import prepare_workspace, run_command
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import PREVIEWS_BUCKET, LOGS_BUCKET, WORKSPACES_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, TemplateDetailsParams, Params
@@ -39,9 +39,11 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
     if load_instance(ctx, request.sessionId) is not None:
         raise ActionFailed(f"session {request.sessionId} already has an instance")
     bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
+    entry = next((e for e in templates.catalog(ctx.storage) if e.get("name") == name), {})
     workspace = workspace_of(ctx, request.sessionId)
     workspace.start_empty()
     written = templates.extract(bundle, workspace.path)
+    prepare_workspace(workspace.path)
     init_output = None
     if params.initCommand:
         outcome = run_command(params.initCommand, workspace.path, ctx.settings.command_timeout_seconds, params.envVars)
@@ -56,6 +58,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         projectName=params.projectName or request.projectName or name,
         owner=request.owner,
         envVars=params.envVars,
+        commands=entry.get("commands") or {},
         createdAt=utcnow().isoformat(),
     )
     save_instance(ctx, request.sessionId, instance)

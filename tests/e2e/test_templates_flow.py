@@ -1,0 +1,92 @@
+"""Every shipped template through the HTTP API: create, edit, analyse, build and deploy, preview, shut down."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.stack import Stack
+from tests.e2e.conftest import wait_for_run
+
+pytestmark = pytest.mark.e2e
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+# The file each template renders its page from, and how to put a marker in it.
+EDITS = {
+    "static-site": ("src/index.html", lambda text, marker: text.replace("Hello from VibSDK", marker)),
+    "node-app": ("src/render.js", lambda text, marker: text.replace('"Node app"', f'"{marker}"')),
+    "python-app": ("app/__init__.py", lambda text, marker: text.replace('"Python app"', f'"{marker}"')),
+}
+
+
+def act(api: httpx.Client, session_id: str, action: str, params: dict[str, object] | None = None) -> dict[str, object]:
+    queued = api.post(f"/api/agent/{session_id}/actions", json={"action": action, "params": params or {}})
+    assert queued.status_code == 202, queued.text
+    return wait_for_run(api, queued.json()["runUrl"], timeout=120)
+
+
+@pytest.mark.parametrize("template", sorted(EDITS))
+def test_template_from_create_to_shutdown(api: httpx.Client, stack: Stack, template: str) -> None:
+    timings = {}
+    started = time.monotonic()
+    created = api.post("/api/agent", json={"templateName": template}).json()
+    session_id = created["sessionId"]
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    timings["createInstance"] = time.monotonic() - started
+
+    path, edit = EDITS[template]
+    marker = f"Edited {uuid.uuid4().hex[:8]}"
+    original = (TEMPLATES / template / path).read_text()
+    assert edit(original, marker) != original
+    written = act(api, session_id, "writeFiles", {"files": [{"filePath": path, "fileContents": edit(original, marker)}]})
+    assert written["status"] == "succeeded", written
+
+    analysis = act(api, session_id, "runStaticAnalysisCode")
+    assert analysis["status"] == "succeeded", analysis
+    assert analysis["result"]["lint"]["summary"]["errorCount"] == 0
+
+    started = time.monotonic()
+    deployed = act(api, session_id, "deployInstance")
+    timings["deployInstance"] = time.monotonic() - started
+    assert deployed["status"] == "succeeded", deployed
+    preview_url = deployed["result"]["previewUrl"]
+    assert api.get(f"/api/agent/{session_id}/preview").json()["previewUrl"] == preview_url
+
+    page = httpx.get(preview_url)  # no bearer token: the URL's own token opens it
+    assert page.status_code == 200
+    assert marker in page.text
+    assert page.headers["content-type"].startswith("text/html")
+
+    assert act(api, session_id, "shutdownInstance")["status"] == "succeeded"
+    assert httpx.get(preview_url).status_code == 404
+    assert api.get(f"/api/agent/{session_id}/preview").json()["previewUrl"] is None
+    print(f"{template}: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items()))
+
+
+def test_lint_issues_are_structured(api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "static-site"}).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    page = '<!doctype html><html><head><title>t</title></head><body>\n<img src="a.png">\n</body></html>\n'
+    act(api, created["sessionId"], "writeFiles", {"files": [{"filePath": "src/index.html", "fileContents": page}]})
+    analysis = act(api, created["sessionId"], "runStaticAnalysisCode")
+    assert analysis["status"] == "succeeded", analysis
+    issue = analysis["result"]["lint"]["issues"][0]
+    assert issue == {
+        "file": "src/index.html", "line": 2, "column": 1, "message": "img without alt text",
+        "severity": "warning", "rule": "img-alt",
+    }
+
+
+def test_failing_build_fails_the_deploy(api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "node-app"}).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    broken = "export const site = ;\n"
+    act(api, created["sessionId"], "writeFiles", {"files": [{"filePath": "src/render.js", "fileContents": broken}]})
+    deployed = act(api, created["sessionId"], "deployInstance")
+    assert deployed["status"] == "failed"
+    assert "build" in deployed["error"] and "SyntaxError" in deployed["error"]
+    assert api.get(f"/api/agent/{created['sessionId']}/preview").json()["previewUrl"] is None
