@@ -161,3 +161,12 @@ def test_unidentifiable_request_is_poison(context: Context) -> None:
     data = base64.b64encode(b"garbage").decode()
     with pytest.raises(PoisonMessage):
         handle_request(from_push_body({"message": {"messageId": "m", "data": data}}), context)
+
+
+def test_error_parsing_ignores_huge_lines() -> None:
+    from functions.actions.commands import parse_errors
+
+    # A 200 kB line once made the patterns backtrack for minutes; it is now skipped.
+    assert parse_errors("x:" * 100_000 + "\nTypeError: bad thing\n", "cmd") == [
+        {"source": "cmd", "file": None, "line": None, "message": "TypeError: bad thing"}
+    ]

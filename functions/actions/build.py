@@ -7,7 +7,7 @@ import re
 import secrets
 from typing import Any
 
-from functions.actions.commands import excerpt
+from functions.actions.commands import MAX_SCANNED_LINE, excerpt
 from functions.actions.common import require_instance
 from functions.actions.files import inside
 from functions.context import Context
@@ -36,6 +36,8 @@ TSC_LINE = re.compile(
 def parse_issues(output: str) -> list[dict[str, Any]]:
     issues = []
     for line in output.splitlines():
+        if len(line) > MAX_SCANNED_LINE:
+            continue
         match = ISSUE_LINE.match(line.strip()) or TSC_LINE.match(line.strip())
         if match:
             fields = match.groupdict()

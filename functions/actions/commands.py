@@ -34,9 +34,15 @@ def excerpt(data: bytes, limit: int) -> tuple[str, bool]:
     return "[...cut...]\n" + data[-limit:].decode("utf-8", errors="replace"), True
 
 
+MAX_SCANNED_LINE = 1000
+
+
 def parse_errors(text: str, source: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for line in text.splitlines():
+        # An error line is short; scanning a huge one would only cost time (the patterns backtrack).
+        if len(line) > MAX_SCANNED_LINE:
+            continue
         for pattern in ERROR_PATTERNS:
             match = pattern.search(line.strip())
             if match:
@@ -92,7 +98,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
         outcome = run_command(command, workspace.path, timeout, instance.envVars, params.allowNetwork)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
-        errors = parse_errors(outcome.stderr.decode(errors="replace") + "\n" + outcome.stdout.decode(errors="replace"), command)
+        errors = parse_errors(entry["error"] + "\n" + entry["output"], command)
         if errors:
             instance.errors = (instance.errors + errors)[-MAX_KEPT_ERRORS:]
         if not entry["success"]:

@@ -90,3 +90,57 @@ def test_failing_build_fails_the_deploy(api: httpx.Client) -> None:
     assert deployed["status"] == "failed"
     assert "build" in deployed["error"] and "SyntaxError" in deployed["error"]
     assert api.get(f"/api/agent/{created['sessionId']}/preview").json()["previewUrl"] is None
+
+
+def test_one_sessions_actions_run_in_publish_order(api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "python-app"}).json()
+    runs = [created["runUrl"]]
+    for index in range(6):
+        queued = api.post(f"/api/agent/{created['sessionId']}/actions", json={
+            "action": "executeCommands", "params": {"commands": [f"sleep 0.{6 - index}; echo {index} >> order.txt"]},
+        })
+        runs.append(queued.json()["runUrl"])
+    assert all(wait_for_run(api, url)["status"] == "succeeded" for url in runs)
+    files = act(api, created["sessionId"], "getFiles", {"filePaths": ["order.txt"]})
+    assert files["result"]["files"][0]["fileContents"].split() == [str(i) for i in range(6)]
+
+
+def test_logs_and_errors_follow_commands(api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "python-app"}).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    session = created["sessionId"]
+    big = act(api, session, "executeCommands", {"commands": ["head -c 100000 /dev/zero | tr '\\0' x; echo; echo tail-marker"]})
+    entry = big["result"]["results"][0]
+    assert entry["truncated"] and len(entry["output"]) < 20000 and "tail-marker" in entry["output"]
+    assert entry["log"].startswith("gs://vibesdk-logs/")
+    act(api, session, "executeCommands", {"commands": ["python3 -c 'import nope'"]})
+    logs = act(api, session, "getLogs")["result"]["logs"]
+    assert "ModuleNotFoundError" in logs["stderr"]
+    errors = act(api, session, "getInstanceErrors")["result"]
+    assert errors["hasErrors"] and any("ModuleNotFoundError" in e["message"] for e in errors["errors"])
+    assert act(api, session, "clearInstanceErrors")["result"]["cleared"] >= 1
+    assert act(api, session, "getInstanceErrors")["result"]["errors"] == []
+    assert act(api, session, "clearLogs")["status"] == "succeeded"
+    assert act(api, session, "getLogs")["result"]["logs"] == {"stdout": "", "stderr": ""}
+
+
+def test_instance_details_status_and_list(api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "node-app"}).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    session = created["sessionId"]
+    status = act(api, session, "getInstanceStatus")["result"]
+    assert status["isHealthy"] and status["status"] == "ready"
+    details = act(api, session, "getInstanceDetails")["result"]
+    assert details["instance"]["templateName"] == "node-app" and details["fileCount"] >= 5
+    listed = act(api, session, "listAllInstances")["result"]
+    assert session in [i["instanceId"] for i in listed["instances"]]
+    act(api, session, "shutdownInstance")
+    assert act(api, session, "getInstanceStatus")["result"]["status"] == "absent"
+    again = act(api, session, "executeCommands", {"commands": ["true"]})
+    assert again["status"] == "failed" and "run createInstance first" in again["error"]
+
+
+def test_cloudflare_only_actions_are_refused(api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "node-app"}).json()
+    run = act(api, created["sessionId"], "deployToCloudflareWorkers")
+    assert run["status"] == "failed" and run["error"] == "deployToCloudflareWorkers is unsupported on this runtime"
