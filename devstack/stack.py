@@ -114,7 +114,7 @@ def start_stack(
         unit_env = common | {destination_env_key(SANDBOX_JOB_SERVICE): ports.url("sandbox_job") + "/"}
         children = []
         for name, argv, port in units:
-            child_env = unit_env | {"PORT": str(port), "HOST": HOST}
+            child_env = unit_env | {"PORT": str(port), "HOST": HOST, "VIBESDK_UNIT": name}
             children.append((supervisor.start(name, argv, child_env, PROJECT_ROOT), port))
         for child, port in children:
             supervisor.wait_for_port(child, HOST, port)

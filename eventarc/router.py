@@ -27,6 +27,7 @@ from eventarc.cloudevent import message_published
 from eventarc.definitions import TRIGGERS, Trigger
 from vibesdk_gcp.envelope import from_push_body
 from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.metrics import work
 from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("eventarc.router")
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, env: dict[str, str] | None = No
     http = httpx.AsyncClient()
 
     async def deliver(request: Request) -> Response:
+        work.add("http.deliveries.eventarc_router")
         trigger: Trigger | None = triggers.get(request.path_params["trigger"])
         if trigger is None:
             return JSONResponse({"error": f"no trigger named {request.path_params['trigger']!r}"}, 404)

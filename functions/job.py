@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from typing import Any
 
 from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp.envelope import PubsubMessage
-from vibesdk_gcp.errors import ActionFailed, NotFound, PoisonMessage
+from vibesdk_gcp.errors import ActionFailed, NotFound, PoisonMessage, ServiceUnavailable
 from vibesdk_gcp.names import LOGS_BUCKET
 from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL, TERMINAL
 
 logger = logging.getLogger("functions.job")
+
+RUNNING_AFTER_SECONDS = 0.25
 
 # A Firestore document is at most 1 MiB: a bigger result goes to Cloud Storage.
 MAX_INLINE_RESULT_BYTES = 256 * 1024
@@ -32,21 +35,48 @@ def _bounded(ctx: Context, request: SandboxRequest, result: dict[str, Any] | Non
     return {"resultObject": f"gs://{LOGS_BUCKET}/{name}", "resultBytes": len(encoded), "keys": sorted(result)}
 
 
-def _publish(
-    ctx: Context,
-    session_id: str,
-    run_id: str,
-    seq: int,
-    status: RunStatus,
-    attempt: int | None,
-    result: dict[str, Any] | None = None,
-    error: str | None = None,
-) -> None:
-    event = StatusEvent(
-        eventId=str(uuid.uuid4()), sessionId=session_id, runId=run_id, seq=seq, status=status,
-        time=utcnow(), deliveryAttempt=attempt, result=result, error=error,
-    )
-    ctx.bus.publish_status(event)
+class Progress:
+    """Publishes one run's status events.
+
+    `running` goes out only when the action outlasts RUNNING_AFTER_SECONDS; a quicker
+    action's terminal event carries its start time instead, and the recorder records
+    both transitions from it. Either way the run shows queued -> running -> terminal,
+    and a quick run costs one status message instead of two.
+    """
+
+    def __init__(self, ctx: Context, session_id: str, run_id: str, attempt: int | None) -> None:
+        self._ctx, self._session_id, self._run_id, self._attempt = ctx, session_id, run_id, attempt
+        self.started_at = utcnow()
+        self._lock = threading.Lock()
+        self._finished = False
+        self._timer = threading.Timer(RUNNING_AFTER_SECONDS, self._running)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def _running(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            try:
+                self._publish(SEQ_RUNNING, "running")
+            except ServiceUnavailable as error:
+                logger.warning("run %s: running not published (%s); the terminal event carries it", self._run_id, error)
+
+    def finish(self, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+        self._publish(SEQ_TERMINAL, status, result, error)
+
+    def _publish(self, seq: int, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+        event = StatusEvent(
+            eventId=str(uuid.uuid4()), sessionId=self._session_id, runId=self._run_id, seq=seq, status=status,
+            time=self.started_at if seq == SEQ_RUNNING else utcnow(), deliveryAttempt=self._attempt,
+            startedAt=self.started_at, result=result, error=error,
+        )
+        self._ctx.bus.publish_status(event)
 
 
 def handle_request(message: PubsubMessage, ctx: Context) -> None:
@@ -58,7 +88,7 @@ def handle_request(message: PubsubMessage, ctx: Context) -> None:
         if not (session_id and run_id):
             raise
         logger.error("run %s/%s refused: %s", session_id, run_id, error)
-        _publish(ctx, session_id, run_id, SEQ_TERMINAL, "failed", message.delivery_attempt, error=str(error))
+        Progress(ctx, session_id, run_id, message.delivery_attempt).finish("failed", error=str(error))
         return
     try:
         run = ctx.store.get_run(request.sessionId, request.runId)
@@ -70,14 +100,13 @@ def handle_request(message: PubsubMessage, ctx: Context) -> None:
         logger.info("run %s already %s: duplicate delivery acknowledged", request.runId, run["status"])
         return
 
-    attempt = message.delivery_attempt
-    _publish(ctx, request.sessionId, request.runId, SEQ_RUNNING, "running", attempt)
+    progress = Progress(ctx, request.sessionId, request.runId, message.delivery_attempt)
+    progress.start()
     try:
         result = perform(request, ctx)
     except ActionFailed as failure:
         logger.info("run %s %s failed: %s", request.runId, request.action, failure)
-        _publish(ctx, request.sessionId, request.runId, SEQ_TERMINAL, "failed", attempt,
-                 _bounded(ctx, request, failure.result), str(failure))
+        progress.finish("failed", _bounded(ctx, request, failure.result), str(failure))
         return
     logger.info("run %s %s succeeded", request.runId, request.action)
-    _publish(ctx, request.sessionId, request.runId, SEQ_TERMINAL, "succeeded", attempt, _bounded(ctx, request, result))
+    progress.finish("succeeded", _bounded(ctx, request, result))

@@ -17,6 +17,7 @@ from functions.job import handle_request
 from functions.recorder import record
 from vibesdk_gcp.envelope import from_push_body, from_push_bytes
 from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.metrics import work
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 logger = logging.getLogger("functions")
@@ -25,6 +26,7 @@ logger = logging.getLogger("functions")
 @functions_framework.cloud_event
 def sandbox_job(event: CloudEvent) -> None:
     """Eventarc target: one request message, one sandbox action."""
+    work.add("http.deliveries.sandbox_job")
     try:
         message = from_push_body(event.data)
     except PoisonMessage as error:
@@ -37,6 +39,7 @@ def sandbox_job(event: CloudEvent) -> None:
 @functions_framework.http
 def status_recorder(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Push endpoint of the status subscription: one transition, one transaction."""
+    work.add("http.deliveries.status_recorder")
     try:
         message = from_push_bytes(request.get_data())
     except PoisonMessage as error:

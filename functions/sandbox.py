@@ -20,9 +20,10 @@ import resource
 import shutil
 import signal
 import subprocess
+import select
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,32 +207,56 @@ def run_command(
 
 
 def _wait(process: subprocess.Popen[bytes], workspace: Path, tmp: Path, timeout: float, limits: Limits) -> str | None:
-    """Wait for the command; kill its process group on timeout or when its disk use passes the quota."""
+    """Wait for the command; kill its process group on timeout or when its disk use passes the quota.
+
+    A pidfd wakes us the moment the command exits (Popen.wait(timeout) polls with sleeps,
+    which cost a quick command milliseconds); between wake-ups we check the disk quota.
+    """
     deadline = time.monotonic() + timeout
-    stop = threading.Event()
-    over_quota = threading.Event()
-
-    def watch_disk() -> None:
-        while not stop.wait(WATCH_INTERVAL_SECONDS):
-            if _tree_size(workspace) > limits.workspace_bytes or _tree_size(tmp) > limits.tmp_bytes:
-                over_quota.set()
-                _kill_group(process)
-                return
-
-    watcher = threading.Thread(target=watch_disk, daemon=True)
-    watcher.start()
+    exited = _exit_waiter(process)
     try:
-        process.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        process.wait()
-        return "timeout"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill_group(process)
+                process.wait()
+                return "timeout"
+            if exited(min(WATCH_INTERVAL_SECONDS, remaining)):
+                break
+            if _tree_size(workspace) > limits.workspace_bytes or _tree_size(tmp) > limits.tmp_bytes:
+                _kill_group(process)
+                process.wait()
+                return "workspace over quota"
     finally:
-        stop.set()
-        watcher.join()
+        exited(None)
     # The shell may be gone while children it put in the background still run.
     _kill_group(process)
-    return "workspace over quota" if over_quota.is_set() else None
+    return None
+
+
+def _exit_waiter(process: subprocess.Popen[bytes]) -> Callable[[float | None], bool]:
+    """A function that waits up to a timeout for the process to exit (None: release it)."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+
+    def exited(seconds: float | None) -> bool:
+        if seconds is None:
+            if pidfd is not None:
+                os.close(pidfd)
+            return True
+        if pidfd is not None:
+            ready, _, _ = select.select([pidfd], [], [], seconds)
+            if not ready:
+                return False
+        try:
+            process.wait(timeout=0 if pidfd is not None else seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    return exited
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -31,16 +32,21 @@ def status_events(context: Context) -> Iterator[Any]:
     subscription = subscriber.subscription_path(context.settings.project, "test-status")
     subscriber.create_subscription(name=subscription, topic=topic)
 
-    def read(expected: int) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        while len(events) < expected:
-            response = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
-            if response.received_messages:
-                subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages])
-            events += [json.loads(m.message.data) for m in response.received_messages]
-        return sorted(events, key=lambda e: e["seq"])
+    def terminal() -> dict[str, Any]:
+        """The next terminal event; a running event before it is checked and skipped."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            response = subscriber.pull(subscription=subscription, max_messages=1, timeout=10)
+            for received in response.received_messages:
+                subscriber.acknowledge(subscription=subscription, ack_ids=[received.ack_id])
+                event = json.loads(received.message.data)
+                if event["status"] in ("succeeded", "failed"):
+                    assert event["startedAt"], event
+                    return dict(event)
+                assert (event["status"], event["seq"]) == ("running", 1)
+        raise AssertionError("no terminal status event within 30 s")
 
-    yield read
+    yield terminal
     subscriber.close()
 
 
@@ -64,24 +70,24 @@ def session(context: Context, status_events: Any) -> str:
     upload_templates(context.storage)
     session_id = str(uuid.uuid4())
     run(context, session_id, "createInstance", new=True)
-    events = status_events(2)
-    assert [e["status"] for e in events] == ["running", "succeeded"], events
-    assert events[1]["result"]["instanceId"] == session_id
+    created = status_events()
+    assert created["status"] == "succeeded", created
+    assert created["result"]["instanceId"] == session_id
     return session_id
 
 
 def test_create_then_execute(context: Context, session: str, status_events: Any) -> None:
     run(context, session, "executeCommands", {"commands": ["npm run build --silent", "cat dist/index.html"]})
-    events = status_events(2)
-    assert events[1]["status"] == "succeeded", events[1]
-    results = events[1]["result"]["results"]
+    event = status_events()
+    assert event["status"] == "succeeded", event
+    results = event["result"]["results"]
     assert [r["exitCode"] for r in results] == [0, 0]
     assert "Hello from VibSDK" in results[1]["output"]
 
 
 def test_failing_command_fails_the_run(context: Context, session: str, status_events: Any) -> None:
     run(context, session, "executeCommands", {"commands": ["echo broken >&2; exit 4", "echo never"]})
-    failed = status_events(2)[1]
+    failed = status_events()
     assert failed["status"] == "failed"
     assert "exited with code 4" in failed["error"] and "broken" in failed["error"]
     assert len(failed["result"]["results"]) == 1
@@ -89,34 +95,34 @@ def test_failing_command_fails_the_run(context: Context, session: str, status_ev
 
 def test_files_survive_between_actions(context: Context, session: str, status_events: Any) -> None:
     run(context, session, "writeFiles", {"files": [{"filePath": "src/new.txt", "fileContents": "fresh"}]})
-    assert status_events(2)[1]["status"] == "succeeded"
+    assert status_events()["status"] == "succeeded"
     # A different job instance: no local copy at all.
     elsewhere = replace(context.settings, workspace_root=context.settings.workspace_root / "elsewhere")
     other = replace(context, settings=elsewhere)
     run(other, session, "getFiles", {"filePaths": ["src/new.txt"]})
-    result = status_events(2)[1]["result"]
+    result = status_events()["result"]
     assert result["files"] == [{"filePath": "src/new.txt", "fileContents": "fresh"}]
 
 
 @pytest.mark.parametrize("path", ["../outside.txt", "/etc/passwd", "src/../../x"])
 def test_paths_outside_workspace_are_refused(context: Context, session: str, status_events: Any, path: str) -> None:
     run(context, session, "writeFiles", {"files": [{"filePath": path, "fileContents": "x"}]})
-    failed = status_events(2)[1]
+    failed = status_events()
     assert failed["status"] == "failed" and "outside the workspace" in failed["error"]
 
 
 def test_link_leaving_workspace_is_refused(context: Context, session: str, status_events: Any) -> None:
     run(context, session, "executeCommands", {"commands": ["ln -s /etc escape"]})
-    status_events(2)
+    status_events()
     run(context, session, "getFiles", {"filePaths": ["escape/hostname"]})
-    failed = status_events(2)[1]
+    failed = status_events()
     assert failed["status"] == "failed" and "through a link" in failed["error"]
 
 
 def test_action_without_instance_fails_clearly(context: Context, status_events: Any) -> None:
     session_id = str(uuid.uuid4())
     run(context, session_id, "executeCommands", {"commands": ["true"]}, new=True)
-    failed = status_events(2)[1]
+    failed = status_events()
     assert failed["status"] == "failed" and "run createInstance first" in failed["error"]
 
 
@@ -127,24 +133,22 @@ def test_unknown_template_fails_clearly(context: Context, status_events: Any) ->
     )
     context.store.queue_run(request, new_session=True)
     handle_request(message_for(request), context)
-    failed = status_events(2)[1]
+    failed = status_events()
     assert "template 'nope' does not exist" in failed["error"]
 
 
 def test_unsupported_action(context: Context, session: str, status_events: Any) -> None:
     run(context, session, "pushToGitHub")
-    failed = status_events(2)[1]
+    failed = status_events()
     assert failed["error"] == "pushToGitHub is unsupported on this runtime"
 
 
 def test_duplicate_delivery_of_finished_run_does_nothing(context: Context, session: str, status_events: Any) -> None:
     request = run(context, session, "executeCommands", {"commands": ["echo once >> count.txt"]})
-    events = status_events(2)
-    for event in events:
-        context.store.apply(StatusEvent.model_validate(event))
+    context.store.apply(StatusEvent.model_validate(status_events()))
     handle_request(message_for(request), context)
     run(context, session, "getFiles", {"filePaths": ["count.txt"]})
-    result = status_events(2)[1]["result"]
+    result = status_events()["result"]
     assert result["files"][0]["fileContents"] == "once\n"
 
 
@@ -152,7 +156,7 @@ def test_request_with_unknown_action_fails_its_run(context: Context, status_even
     data = base64.b64encode(b'{"action": "launchRocket"}').decode()
     attributes = {"sessionId": "s", "runId": "r", "schemaVersion": "1"}
     handle_request(from_push_body({"message": {"messageId": "m", "data": data, "attributes": attributes}}), context)
-    failed = status_events(1)[0]
+    failed = status_events()
     assert (failed["runId"], failed["status"]) == ("r", "failed")
     assert "not a valid SandboxRequest" in failed["error"]
 
@@ -170,3 +174,13 @@ def test_error_parsing_ignores_huge_lines() -> None:
     assert parse_errors("x:" * 100_000 + "\nTypeError: bad thing\n", "cmd") == [
         {"source": "cmd", "file": None, "line": None, "message": "TypeError: bad thing"}
     ]
+
+
+def test_slow_action_publishes_running_first(context: Context, session: str) -> None:
+    subscriber = clients.subscriber_client(context.settings)
+    subscription = subscriber.subscription_path(context.settings.project, "test-status")
+    run(context, session, "executeCommands", {"commands": ["sleep 1"]})
+    response = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
+    events = sorted((json.loads(m.message.data) for m in response.received_messages), key=lambda e: e["seq"])
+    subscriber.close()
+    assert [(e["seq"], e["status"]) for e in events][:1] == [(1, "running")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -103,3 +104,25 @@ def test_recorder_applies_valid_event(context: Context) -> None:
     request = queue(context.store)
     outcome = record(push(event(request, 1, "running").model_dump_json().encode()), context)
     assert outcome.error is None and outcome.decision is not None and outcome.decision.advance
+
+
+def test_racing_events_of_one_run_all_land(store: RunStore) -> None:
+    requests = [queue(store) for _ in range(8)]
+    events = [event(r, seq, status) for r in requests for seq, status in ((1, "running"), (2, "succeeded"))]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(store.apply, events + events))  # every event twice, all at once
+    for request in requests:
+        run = store.get_run(request.sessionId, request.runId)
+        assert run["status"] == "succeeded"
+        assert [t["status"] for t in run["transitions"]] == ["queued", "running", "succeeded"]
+        assert store.get_session(request.sessionId)["status"] == "succeeded"
+
+
+def test_terminal_event_of_quick_action_records_running_too(store: RunStore) -> None:
+    request = queue(store)
+    store.apply(event(request, 2, "succeeded", startedAt=T0))
+    run = store.get_run(request.sessionId, request.runId)
+    assert [(t["seq"], t["status"]) for t in run["transitions"]] == [(0, "queued"), (1, "running"), (2, "succeeded")]
+    assert run["transitions"][1]["at"] == T0
+    # The running event, if it comes after all, is a duplicate.
+    assert store.apply(event(request, 1, "running")).reason == "duplicate"

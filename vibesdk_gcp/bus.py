@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.cloud import pubsub_v1
 
 from vibesdk_gcp.errors import ServiceUnavailable
+from vibesdk_gcp.metrics import work
 from vibesdk_gcp.names import REQUESTS_TOPIC, STATUS_TOPIC
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent
 
@@ -27,6 +28,7 @@ class Bus:
         return self._publish(self._status, event.model_dump_json().encode(), event.attributes(), event.runId)
 
     def _publish(self, topic: str, data: bytes, attributes: dict[str, str], ordering_key: str) -> str:
+        work.add("pubsub.publishes")
         try:
             future = self._publisher.publish(topic, data, ordering_key=ordering_key, **attributes)
             return str(future.result(timeout=PUBLISH_TIMEOUT_SECONDS))

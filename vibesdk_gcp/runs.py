@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
 
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable
+from vibesdk_gcp.metrics import work
 from vibesdk_gcp.names import RUNS_COLLECTION, RUNS_SUBCOLLECTION
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, params_digest, utcnow
-from vibesdk_gcp.state import SEQ_QUEUED, TERMINAL, Decision, decide, insert_transition
+from vibesdk_gcp.state import SEQ_QUEUED, SEQ_RUNNING, TERMINAL, Decision, decide, insert_transition
+
+MAX_WRITE_ATTEMPTS = 20
 
 Document = dict[str, Any]
 
@@ -67,6 +72,7 @@ class RunStore:
             batch.create(self._session_ref(request.sessionId), session)
         else:
             batch.update(self._session_ref(request.sessionId), session)
+        work.add("firestore.writes", 2)
         try:
             batch.commit()
         except api_exceptions.GoogleAPICallError as error:
@@ -85,6 +91,7 @@ class RunStore:
         return snapshot
 
     def _get(self, ref: firestore.DocumentReference) -> Document | None:
+        work.add("firestore.reads")
         try:
             snapshot = ref.get()
         except api_exceptions.GoogleAPICallError as error:
@@ -100,46 +107,69 @@ class RunStore:
         self.apply(event)
 
     def apply(self, event: StatusEvent) -> Decision:
-        """Apply one status event in a transaction, through the state machine."""
+        """Apply one status event to its run and the run's session, atomically.
+
+        No transaction: Firestore's lock documents, and the emulator stalls for seconds
+        when a run's running and terminal events meet. Both documents are read in one
+        call and written in one batch, each write conditional on the update time that
+        was read; a racing writer makes the batch fail, and we read and decide again.
+        """
         run_ref = self._run_ref(event.sessionId, event.runId)
         session_ref = self._session_ref(event.sessionId)
-
-        @firestore.transactional
-        def apply_in(transaction: firestore.Transaction) -> Decision:
-            run_snapshot = run_ref.get(transaction=transaction)
-            if not run_snapshot.exists:
-                return Decision(False, False, "unknown run")
-            session_snapshot = session_ref.get(transaction=transaction)
-            run = run_snapshot.to_dict()
-            seen = {int(item["seq"]) for item in run["transitions"]}
-            decision = decide(run["status"], int(run["seq"]), seen, event.status, event.seq)
-            if not decision.record:
-                return decision
-            transition = {
-                "seq": event.seq, "status": event.status, "at": event.time,
-                "eventId": event.eventId, "deliveryAttempt": event.deliveryAttempt,
-            }
-            update: Document = {"transitions": insert_transition(run["transitions"], transition)}
-            if decision.advance:
-                update |= {"status": event.status, "seq": event.seq, "updatedAt": utcnow()}
-                if event.status in TERMINAL:
-                    update |= {"result": event.result, "error": event.error}
-            transaction.update(run_ref, update)
-            if decision.advance:
-                latest = (session_snapshot.to_dict() or {}).get("runId") == event.runId
-                session_update = self._session_update(event, latest)
-                if session_update:
-                    transaction.update(session_ref, session_update)
-            return decision
-
         try:
-            return apply_in(self._client.transaction())
+            for attempt in range(MAX_WRITE_ATTEMPTS):
+                snapshots = {snap.reference.path: snap for snap in self._client.get_all([run_ref, session_ref])}
+                work.add("firestore.reads", 2)
+                run_snapshot, session_snapshot = snapshots[run_ref.path], snapshots[session_ref.path]
+                if not run_snapshot.exists:
+                    return Decision(False, False, "unknown run")
+                run = run_snapshot.to_dict()
+                seen = {int(item["seq"]) for item in run["transitions"]}
+                decision = decide(run["status"], int(run["seq"]), seen, event.status, event.seq)
+                if not decision.record:
+                    return decision
+                batch = self._client.batch()
+                batch.update(run_ref, self._run_update(event, run, decision), option=self._unchanged(run_snapshot))
+                session_update = self._session_update(event, session_snapshot.to_dict() or {}) if decision.advance else {}
+                if session_update:
+                    batch.update(session_ref, session_update, option=self._unchanged(session_snapshot))
+                work.add("firestore.writes", 1 + bool(session_update))
+                try:
+                    batch.commit()
+                except (api_exceptions.FailedPrecondition, api_exceptions.Aborted):
+                    time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+                    continue
+                return decision
         except api_exceptions.GoogleAPICallError as error:
             raise _unavailable(error) from error
+        raise ServiceUnavailable(f"run {event.runId} kept changing while its event was applied")
+
+    def _unchanged(self, snapshot: Any) -> Any:
+        return self._client.write_option(last_update_time=snapshot.update_time)
 
     @staticmethod
-    def _session_update(event: StatusEvent, latest: bool) -> Document:
-        update: Document = {"status": event.status, "updatedAt": utcnow()} if latest else {}
+    def _run_update(event: StatusEvent, run: Document, decision: Decision) -> Document:
+        transition = {
+            "seq": event.seq, "status": event.status, "at": event.time,
+            "eventId": event.eventId, "deliveryAttempt": event.deliveryAttempt,
+        }
+        transitions = insert_transition(run["transitions"], transition)
+        seen = {int(item["seq"]) for item in transitions}
+        if event.status in TERMINAL and event.startedAt and SEQ_RUNNING not in seen and SEQ_QUEUED in seen:
+            # The action was quick: its running transition came inside this terminal event.
+            running = transition | {"seq": SEQ_RUNNING, "status": "running", "at": event.startedAt}
+            transitions = insert_transition(transitions, running)
+        update: Document = {"transitions": transitions}
+        if decision.advance:
+            update |= {"status": event.status, "seq": event.seq, "updatedAt": utcnow()}
+            if event.status in TERMINAL:
+                update |= {"result": event.result, "error": event.error}
+        return update
+
+    @staticmethod
+    def _session_update(event: StatusEvent, session: Document) -> Document:
+        """The latest run's status, and what a succeeded action changed (instance, preview)."""
+        update: Document = {"status": event.status, "updatedAt": utcnow()} if session.get("runId") == event.runId else {}
         changes = (event.result or {}).get("session") or {}
         if event.status == "succeeded":
             update |= {key: changes[key] for key in SESSION_FIELDS_FROM_RESULT if key in changes}

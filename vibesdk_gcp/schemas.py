@@ -99,6 +99,8 @@ class StatusEvent(BaseModel):
     status: RunStatus
     time: datetime
     deliveryAttempt: int | None = None
+    # When the action started: lets a terminal event also record the running transition.
+    startedAt: datetime | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
 

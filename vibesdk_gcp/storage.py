@@ -10,6 +10,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import storage
 
 from vibesdk_gcp.errors import Conflict, NotFound, ServiceUnavailable
+from vibesdk_gcp.metrics import work
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Storage:
             pass
 
     def stat(self, bucket: str, name: str) -> ObjectInfo:
+        work.add("storage.reads")
         try:
             blob = self._client.bucket(bucket).get_blob(name)
         except api_exceptions.GoogleAPICallError as error:
@@ -47,6 +49,7 @@ class Storage:
         return ObjectInfo(blob.name, int(blob.generation), int(blob.size or 0))
 
     def read(self, bucket: str, name: str, generation: int | None = None) -> bytes:
+        work.add("storage.reads")
         try:
             return bytes(self._client.bucket(bucket).blob(name, generation=generation).download_as_bytes())
         except api_exceptions.GoogleAPICallError as error:
@@ -54,6 +57,7 @@ class Storage:
 
     def download(self, bucket: str, name: str, target: Path, generation: int | None = None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
+        work.add("storage.reads")
         try:
             self._client.bucket(bucket).blob(name, generation=generation).download_to_filename(str(target))
         except api_exceptions.GoogleAPICallError as error:
@@ -70,6 +74,7 @@ class Storage:
     ) -> int:
         """Write an object; with if_generation_match (0: must not exist) a racing writer loses."""
         blob = self._client.bucket(bucket).blob(name)
+        work.add("storage.writes")
         try:
             blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
         except api_exceptions.GoogleAPICallError as error:

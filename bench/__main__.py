@@ -1,0 +1,102 @@
+"""`make bench`: end-to-end against the bare emulator loop, work per run, sandbox and workspace costs.
+
+Prints a table and writes bench/results.json and docs/BENCHMARKS.md. Sizes: BENCH_RUNS (500),
+BENCH_CONCURRENCY (32), BENCH_SANDBOX_REPEATS (200), BENCH_WORKSPACE_FILES (10,1000,10000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.costs import incremental_save, sandbox_overhead, workspace_costs
+from bench.pipeline import measure_baseline, measure_pipeline, start_baseline_function, work_per_run
+from devstack.config import Ports
+from devstack.stack import PROJECT_ROOT, start_stack
+from vibesdk_gcp import clients
+from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.storage import Storage
+
+BENCH_PORTS = Ports(
+    control_plane=48080, sandbox_job=48081, status_recorder=48082, eventarc_router=48083,
+    pubsub=48085, firestore=48086, storage=49023,
+)
+BASELINE_PORT = 48090
+WARMUP = 20
+GOALS = {
+    "throughput_ratio_min": 0.5,
+    "p50_ratio_max": 3.0,
+    "isolation_overhead_ms_max": 15.0,
+    "one_file_save_ratio_max": 0.05,
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0")
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(int(memory) / 1024 / 1024, 1),
+        "python": platform.python_version(), "kernel": platform.release(),
+        "java": subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0],
+    }
+
+
+def main() -> None:
+    runs = int(os.environ.get("BENCH_RUNS", "500"))
+    concurrency = int(os.environ.get("BENCH_CONCURRENCY", "32"))
+    repeats = int(os.environ.get("BENCH_SANDBOX_REPEATS", "200"))
+    sizes = [int(n) for n in os.environ.get("BENCH_WORKSPACE_FILES", "10,1000,10000").split(",")]
+    metrics_dir = Path(tempfile.mkdtemp(prefix="vibesdk-metrics-"))
+    env = dict(os.environ) | {"VIBESDK_METRICS_DIR": str(metrics_dir), "VIBESDK_API_TOKEN": "bench"}
+    print(f"starting the stack; {runs} runs at concurrency {concurrency}", flush=True)
+    stack = start_stack(BENCH_PORTS, env, Path(tempfile.mkdtemp(prefix="vibesdk-bench-logs-")))
+    try:
+        start_baseline_function(stack, BASELINE_PORT)
+        pipeline = asyncio.run(measure_pipeline(stack, runs, concurrency))
+        import time
+
+        time.sleep(1.5)  # the units flush their counts every half second
+        work = work_per_run(metrics_dir, runs + min(WARMUP, runs))
+        baseline = asyncio.run(measure_baseline(stack, runs, concurrency))
+        storage = Storage(clients.storage_client(Settings.from_env(stack.env)))
+        cases = [(files, 1 << 20) for files in sizes] + [(10, 10 << 20), (10, 100 << 20)]
+        workspaces = workspace_costs(storage, cases)
+        incremental = incremental_save(storage)
+    finally:
+        stack.stop()
+    isolation = sandbox_overhead(repeats)
+    p, b = pipeline.summary(), baseline.summary()
+    ratios = {
+        "throughput_ratio": round(pipeline.per_second / baseline.per_second, 3),
+        "p50_ratio": round(pipeline.percentile(50) / baseline.percentile(50), 3),
+        "p95_ratio": round(pipeline.percentile(95) / baseline.percentile(95), 3),
+        "p99_ratio": round(pipeline.percentile(99) / baseline.percentile(99), 3),
+    }
+    goals = {
+        "throughput >= 0.5 x baseline": ratios["throughput_ratio"] >= GOALS["throughput_ratio_min"],
+        "p50 <= 3 x baseline": ratios["p50_ratio"] <= GOALS["p50_ratio_max"],
+        "isolation overhead <= 15 ms": isolation["overhead_ms"] <= GOALS["isolation_overhead_ms_max"],
+        "one-file save <= 5% of full save": incremental["ratio"] <= GOALS["one_file_save_ratio_max"],
+    }
+    results = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "end_to_end": {"pipeline": p, "baseline": b, "ratios": ratios}, "work_per_run": work,
+        "sandbox": isolation, "workspaces": workspaces, "incremental_save": incremental, "goals": goals,
+    }
+    from bench.report import markdown
+
+    text = markdown(results)
+    print(text)
+    (PROJECT_ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (PROJECT_ROOT / "docs" / "BENCHMARKS.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Sandbox and workspace costs, each against its own baseline measured in the same run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from functions import sandbox
+from functions.workspace import Workspace
+from vibesdk_gcp.storage import Storage
+
+
+def _median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 2)
+
+
+def sandbox_overhead(repeats: int) -> dict[str, Any]:
+    """`true` through the isolation layer against a bare /bin/sh subprocess."""
+    root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-"))
+    root.chmod(0o711)
+    workspace = root / "ws"
+    workspace.mkdir()
+    sandbox.prepare_workspace(workspace)
+    bare, isolated = [], []
+    try:
+        for _ in range(repeats):
+            began = time.perf_counter()
+            subprocess.run(["/bin/sh", "-c", "true"], cwd=workspace, check=True)
+            bare.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            result = sandbox.run_command("true", workspace, 10)
+            isolated.append(time.perf_counter() - began)
+            assert result.exit_code == 0, result
+    finally:
+        shutil.rmtree(root)
+    return {
+        "isolation": "bubblewrap" if sandbox.bubblewrap() else "resource limits only",
+        "repeats": repeats,
+        "bare_ms": _median_ms(bare),
+        "sandboxed_ms": _median_ms(isolated),
+        "overhead_ms": round(_median_ms(isolated) - _median_ms(bare), 2),
+    }
+
+
+def _fill(path: Path, files: int, total_bytes: int) -> None:
+    size = max(1, total_bytes // files)
+    for index in range(files):
+        target = path / f"d{index % 50}" / f"f{index}.bin"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(os.urandom(size))
+
+
+def _timed(call: Any) -> float:
+    began = time.perf_counter()
+    call()
+    return time.perf_counter() - began
+
+
+def workspace_costs(storage: Storage, cases: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Full save, restore onto an empty disk, and restore when already current, per size."""
+    rows = []
+    root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-ws-"))
+    try:
+        for files, total in cases:
+            session = f"bench-{files}-{total}-{time.time_ns()}"
+            origin = Workspace(storage, root / "origin", session)
+            origin.start_empty()
+            _fill(origin.path, files, total)
+            save = _timed(origin.save)
+            fresh = Workspace(storage, root / "fresh", session)
+            restore = _timed(fresh.restore)
+            current = _timed(fresh.restore)
+            rows.append({
+                "files": files, "bytes": total, "save_s": round(save, 3), "restore_s": round(restore, 3),
+                "restore_current_s": round(current, 4),
+            })
+            origin.destroy()
+    finally:
+        shutil.rmtree(root)
+    return rows
+
+
+def incremental_save(storage: Storage, files: int = 1000, total: int = 1 << 20) -> dict[str, Any]:
+    """Saving one changed file of a 1,000-file workspace against saving it whole."""
+    root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-inc-"))
+    try:
+        workspace = Workspace(storage, root, f"bench-inc-{time.time_ns()}")
+        workspace.start_empty()
+        _fill(workspace.path, files, total)
+        full = _timed(workspace.save)
+        (workspace.path / "d7" / "f7.bin").write_bytes(os.urandom(total // files))
+        one = _timed(workspace.save)
+        workspace.destroy()
+    finally:
+        shutil.rmtree(root)
+    return {"files": files, "full_save_s": round(full, 3), "one_file_save_s": round(one, 4), "ratio": round(one / full, 4)}

@@ -1,0 +1,90 @@
+"""End to end against the bare emulator loop, on the same emulators, same N and C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from google.api_core import exceptions as api_exceptions
+
+from bench.baseline import COLLECTION
+from bench.load import Completions, LoadResult, closed_loop, run_outcome, written
+from devstack.config import HOST
+from devstack.stack import PROJECT_ROOT, Stack
+from vibesdk_gcp import clients
+from vibesdk_gcp.names import RUNS_COLLECTION, RUNS_SUBCOLLECTION
+from vibesdk_gcp.settings import Settings
+
+BASELINE_TOPIC = "bench-baseline"
+CHEAP_ACTION = {"templateName": "static-site", "action": "getInstanceStatus"}
+
+
+def start_baseline_function(stack: Stack, port: int) -> None:
+    settings = Settings.from_env(stack.env)
+    child = stack.supervisor.start(
+        "baseline-function",
+        [str(Path(sys.executable).parent / "functions-framework"), "--source", str(PROJECT_ROOT / "bench" / "baseline.py"),
+         "--target", "baseline", "--signature-type", "cloudevent", "--host", HOST, "--port", str(port)],
+        stack.env | {"PORT": str(port)}, PROJECT_ROOT,
+    )
+    stack.supervisor.wait_for_port(child, HOST, port)
+    publisher, subscriber = clients.publisher_client(settings), clients.subscriber_client(settings)
+    topic = publisher.topic_path(stack.project, BASELINE_TOPIC)
+    try:
+        publisher.create_topic(name=topic)
+        subscriber.create_subscription(
+            name=subscriber.subscription_path(stack.project, BASELINE_TOPIC), topic=topic,
+            push_config={"push_endpoint": f"http://{HOST}:{port}/projects/{stack.project}/topics/{BASELINE_TOPIC}"},
+            ack_deadline_seconds=60,
+        )
+    except api_exceptions.AlreadyExists:
+        pass
+
+
+async def measure_pipeline(stack: Stack, runs: int, concurrency: int) -> LoadResult:
+    firestore = clients.firestore_client(Settings.from_env(stack.env))
+    completions = Completions(asyncio.get_running_loop(), firestore, run_outcome)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, limits=limits, timeout=60) as http:
+
+        async def start_one() -> str:
+            response = await http.post("/api/agent", content=json.dumps(CHEAP_ACTION), headers={"content-type": "application/json"})
+            response.raise_for_status()
+            queued = response.json()
+            return f"{RUNS_COLLECTION}/{queued['sessionId']}/{RUNS_SUBCOLLECTION}/{queued['runId']}"
+
+        await closed_loop(min(20, runs), min(concurrency, 8), start_one, completions)  # warm-up
+        result = await closed_loop(runs, concurrency, start_one, completions)
+    completions.close()
+    return result
+
+
+async def measure_baseline(stack: Stack, runs: int, concurrency: int) -> LoadResult:
+    settings = Settings.from_env(stack.env)
+    completions = Completions(asyncio.get_running_loop(), clients.firestore_client(settings), written)
+    publisher = clients.publisher_client(settings)
+    topic = publisher.topic_path(stack.project, BASELINE_TOPIC)
+
+    async def start_one() -> str:
+        key = str(uuid.uuid4())
+        await asyncio.wrap_future(publisher.publish(topic, b'{"bench": true}', id=key))
+        return f"{COLLECTION}/{key}"
+
+    await closed_loop(min(20, runs), min(concurrency, 8), start_one, completions)
+    result = await closed_loop(runs, concurrency, start_one, completions)
+    completions.close()
+    return result
+
+
+def work_per_run(metrics_dir: Path, runs: int) -> dict[str, Any]:
+    totals: dict[str, int] = {}
+    for path in metrics_dir.glob("*.json"):
+        for name, count in json.loads(path.read_text()).items():
+            totals[name] = totals.get(name, 0) + count
+    return {name: round(count / runs, 2) for name, count in sorted(totals.items())}

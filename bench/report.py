@@ -1,0 +1,69 @@
+"""The benchmark's figures as the Markdown table printed and kept in docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    e2e = results["end_to_end"]
+    p, b, r = e2e["pipeline"], e2e["baseline"], e2e["ratios"]
+    m = results["machine"]
+    sandbox = results["sandbox"]
+    inc = results["incremental_save"]
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Measured {results['when']} by `make bench` on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"Python {m['python']}, {m['java']}, kernel {m['kernel']}. Figures are judged as ratios against a baseline "
+        "measured in the same run; absolute times are for reference only.",
+        "",
+        "## End to end",
+        "",
+        f"{p['runs']} runs of `getInstanceStatus` through `POST /api/agent` at concurrency {p['concurrency']}, from POST "
+        "to the terminal state in Firestore, against the bare loop publish → emulator push → functions-framework "
+        "CloudEvent function → one Firestore write, same emulators, same N and C. Completion is seen the same way in "
+        "both: one batched Firestore read of every outstanding document every 20 ms. `loadgen CPU` is the share of one core the load generator used.",
+        "",
+        _table(
+            ["", "runs/s", "p50 ms", "p95 ms", "p99 ms", "failed", "loadgen CPU"],
+            [
+                ["pipeline", p["runs_per_second"], p["p50_ms"], p["p95_ms"], p["p99_ms"], p["failed"], p["loadgen_cpu_share"]],
+                ["baseline", b["runs_per_second"], b["p50_ms"], b["p95_ms"], b["p99_ms"], b["failed"], b["loadgen_cpu_share"]],
+                ["ratio", r["throughput_ratio"], r["p50_ratio"], r["p95_ratio"], r["p99_ratio"], "", ""],
+            ],
+        ),
+        "",
+        "## Work per run (counted by the units)",
+        "",
+        _table(["counter", "per run"], [[name, value] for name, value in results["work_per_run"].items()]),
+        "",
+        "## Sandbox",
+        "",
+        _table(
+            ["isolation", "repeats", "bare sh ms", "sandboxed ms", "overhead ms"],
+            [[sandbox["isolation"], sandbox["repeats"], sandbox["bare_ms"], sandbox["sandboxed_ms"], sandbox["overhead_ms"]]],
+        ),
+        "",
+        "## Workspaces (Cloud Storage emulator)",
+        "",
+        _table(
+            ["files", "MiB", "save s", "restore s", "restore when current s"],
+            [[w["files"], round(w["bytes"] / (1 << 20)), w["save_s"], w["restore_s"], w["restore_current_s"]] for w in results["workspaces"]],
+        ),
+        "",
+        f"One changed file in a {inc['files']}-file workspace: save {inc['one_file_save_s']} s against a full save of "
+        f"{inc['full_save_s']} s, ratio {inc['ratio']}.",
+        "",
+        "## Goals",
+        "",
+        _table(["goal", "met"], [[goal, "yes" if met else "no"] for goal, met in results["goals"].items()]),
+        "",
+    ]
+    return "\n".join(parts)
