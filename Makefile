@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev test setup system templates clean
+.PHONY: dev test setup system templates bench smoke clean
+
+CHECKOV := .venv-checkov/.installed-3.3.30
 
 setup: $(STAMP) system
 
@@ -13,6 +15,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
+# checkov (Terraform checks) has its own environment: its pins would fight the runtime's.
+$(CHECKOV):
+	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet checkov==3.3.30
+	@touch $(CHECKOV)
+
 # Debian packages the sandbox and the tests use, installed where missing.
 system:
 	@sh devstack/install-system-packages.sh
@@ -20,11 +28,19 @@ system:
 dev: setup
 	$(VENV)/bin/python -m devstack
 
-test: setup
+test: setup $(CHECKOV)
 	$(VENV)/bin/python -m pytest
 
 templates: setup
 	$(VENV)/bin/python -m devstack.templates
 
 clean:
-	rm -rf $(VENV) .devstack .pytest_cache
+	rm -rf $(VENV) .venv-checkov .devstack .pytest_cache
+
+bench: setup
+	$(VENV)/bin/python -m bench
+
+# make smoke URL=https://... [VIBESDK_API_TOKEN=...]: the deployment's smoke test, against any control plane.
+URL ?= http://127.0.0.1:8080
+smoke: setup
+	$(VENV)/bin/python -m devstack.smoke --url $(URL)

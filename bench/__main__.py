@@ -22,7 +22,7 @@ from devstack.config import Ports
 from devstack.stack import PROJECT_ROOT, start_stack
 from vibesdk_gcp import clients
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage
+from vibesdk_gcp.storage import Storage, storage_for
 
 BENCH_PORTS = Ports(
     control_plane=48080, sandbox_job=48081, status_recorder=48082, eventarc_router=48083,
@@ -65,7 +65,7 @@ def main() -> None:
         time.sleep(1.5)  # the units flush their counts every half second
         work = work_per_run(metrics_dir, runs + min(WARMUP, runs))
         baseline = asyncio.run(measure_baseline(stack, runs, concurrency))
-        storage = Storage(clients.storage_client(Settings.from_env(stack.env)))
+        storage = storage_for(Settings.from_env(stack.env))
         cases = [(files, 1 << 20) for files in sizes] + [(10, 10 << 20), (10, 100 << 20)]
         workspaces = workspace_costs(storage, cases)
         incremental = incremental_save(storage)

@@ -7,12 +7,12 @@ from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage
+from vibesdk_gcp.storage import Storage, storage_for
 
 
 def control_plane_from(settings: Settings) -> ControlPlane:
     return ControlPlane(
         RunStore(clients.firestore_client(settings)),
         Bus(clients.publisher_client(settings), settings.project),
-        Storage(clients.storage_client(settings)),
+        storage_for(settings),
     )

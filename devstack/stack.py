@@ -19,7 +19,7 @@ from eventarc.router import destination_env_key
 from vibesdk_gcp import clients
 from vibesdk_gcp.names import CONTROL_PLANE_SERVICE, SANDBOX_JOB_SERVICE, STATUS_RECORDER_SERVICE
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage
+from vibesdk_gcp.storage import Storage, storage_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -92,7 +92,7 @@ def start_stack(
         stack.env = common
         stack.origins = start_emulators(supervisor, ports, common)
         settings = Settings.from_env(common)
-        storage = Storage(clients.storage_client(settings))
+        storage = storage_for(settings)
         provision_buckets(storage)
         upload_templates(storage, PROJECT_ROOT / "templates")
         service_urls = {

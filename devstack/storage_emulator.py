@@ -2,13 +2,14 @@
 
 The PyPI emulator ignores `ifGenerationMatch` on uploads, so it cannot show a
 racing writer losing; Cloud Storage answers such a write with 412. This
-wrapper adds that check (atomically, under one lock) and otherwise runs the
-emulator unchanged: `python -m devstack.storage_emulator --host H --port P`.
+wrapper adds that check (atomically, under one lock), a deeper listen backlog,
+and otherwise runs the emulator unchanged: `python -m devstack.storage_emulator --host H --port P`.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.server
 import threading
 from http import HTTPStatus
 from typing import Any
@@ -57,6 +58,8 @@ def _patch() -> None:
 
 
 def main() -> None:
+    # The emulator serves one request at a time; a deep backlog keeps parallel clients queued, not refused.
+    http.server.HTTPServer.request_queue_size = 256
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9023)

@@ -20,7 +20,7 @@ from typing import Any
 from vibesdk_gcp import clients
 from vibesdk_gcp.names import TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage
+from vibesdk_gcp.storage import Storage, storage_for
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 # A fixed time keeps a bundle's bytes, and so its object, the same from build to build.
@@ -70,7 +70,7 @@ def main() -> None:
         print(f"wrote {len(bundles)} bundles and {TEMPLATE_CATALOG_OBJECT} to {args.out}")
         return
     settings = Settings.from_env()
-    storage = Storage(clients.storage_client(settings))
+    storage = storage_for(settings)
     storage.create_bucket(TEMPLATES_BUCKET)
     names = upload_templates(storage)
     print(f"uploaded {', '.join(names)} and {TEMPLATE_CATALOG_OBJECT} to gs://{TEMPLATES_BUCKET}")

@@ -77,3 +77,43 @@ STATUS_RECORDER_SUBSCRIPTION = PushSubscription(
 TRIGGERS = (SANDBOX_JOB_TRIGGER,)
 PUSH_SUBSCRIPTIONS = (STATUS_RECORDER_SUBSCRIPTION,)
 TOPICS = (names.REQUESTS_TOPIC, names.STATUS_TOPIC, names.DEAD_LETTER_TOPIC)
+
+
+def terraform_inputs() -> dict[str, object]:
+    """What infra/gcp reads from definitions.json: every name and setting, from this one source."""
+
+    def subscription(sub: PushSubscription) -> dict[str, object]:
+        return {
+            "name": sub.name, "topic": sub.topic, "service": sub.service, "path": sub.path,
+            "ack_deadline_seconds": sub.ack_deadline_seconds,
+            "minimum_backoff_seconds": sub.retry.minimum_backoff_seconds,
+            "maximum_backoff_seconds": sub.retry.maximum_backoff_seconds,
+            "max_delivery_attempts": sub.max_delivery_attempts,
+            "dead_letter_topic": sub.dead_letter_topic, "message_ordering": sub.message_ordering,
+        }
+
+    return {
+        "topics": {"requests": names.REQUESTS_TOPIC, "status": names.STATUS_TOPIC, "dead_letter": names.DEAD_LETTER_TOPIC},
+        "dead_letter_subscription": names.DEAD_LETTER_SUBSCRIPTION,
+        "trigger": {
+            "name": SANDBOX_JOB_TRIGGER.name, "event_type": SANDBOX_JOB_TRIGGER.event_type,
+            "subscription": subscription(SANDBOX_JOB_TRIGGER.subscription),
+        },
+        "status_subscription": subscription(STATUS_RECORDER_SUBSCRIPTION),
+        "collection": names.RUNS_COLLECTION,
+        "subcollection": names.RUNS_SUBCOLLECTION,
+        "buckets": {"templates": names.TEMPLATES_BUCKET, "workspaces": names.WORKSPACES_BUCKET,
+                    "logs": names.LOGS_BUCKET, "previews": names.PREVIEWS_BUCKET},
+        "services": {
+            "control_plane": names.CONTROL_PLANE_SERVICE, "sandbox_job": names.SANDBOX_JOB_SERVICE,
+            "status_recorder": names.STATUS_RECORDER_SERVICE,
+        },
+        "entry_points": names.ENTRY_POINTS,
+        "service_env": names.SERVICE_ENV,
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(terraform_inputs(), indent=2))

@@ -9,7 +9,7 @@ from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage
+from vibesdk_gcp.storage import Storage, storage_for
 
 
 @dataclass(frozen=True)
@@ -27,5 +27,5 @@ def context() -> Context:
         settings=settings,
         store=RunStore(clients.firestore_client(settings)),
         bus=Bus(clients.publisher_client(settings), settings.project),
-        storage=Storage(clients.storage_client(settings)),
+        storage=storage_for(settings),
     )

@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
 
 MANIFEST = "manifest.json"
+TRANSFER_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,15 @@ class Workspace:
         local = self._scan()
         for rel in set(local) - set(wanted):
             (self.path / rel).unlink()
+        missing = [rel for rel, entry in wanted.items() if local.get(rel, {}).get("sha256") != entry["sha256"]]
+        _in_parallel(
+            lambda rel: self._storage.download(
+                WORKSPACES_BUCKET, self._prefix + "blobs/" + wanted[rel]["sha256"], self.path / rel
+            ),
+            missing,
+        )
         for rel, entry in wanted.items():
-            have = local.get(rel)
-            target = self.path / rel
-            if have is None or have["sha256"] != entry["sha256"]:
-                self._storage.download(WORKSPACES_BUCKET, self._prefix + "blobs/" + entry["sha256"], target)
-            os.chmod(target, entry["mode"])
+            os.chmod(self.path / rel, entry["mode"])
         self._remove_empty_dirs()
         self._generation = info.generation
         self._files = self._scan()
@@ -96,15 +102,14 @@ class Workspace:
     def save(self) -> SaveReport:
         current = self._scan()
         stored = {entry["sha256"] for entry in self._files.values()}
-        uploaded = 0
-        for rel, entry in current.items():
-            if entry["sha256"] in stored:
-                continue
-            self._storage.write(
-                WORKSPACES_BUCKET, self._prefix + "blobs/" + entry["sha256"], (self.path / rel).read_bytes()
-            )
-            stored.add(entry["sha256"])
-            uploaded += 1
+        new_blobs = {entry["sha256"]: rel for rel, entry in current.items() if entry["sha256"] not in stored}
+        _in_parallel(
+            lambda digest: self._storage.write(
+                WORKSPACES_BUCKET, self._prefix + "blobs/" + digest, (self.path / new_blobs[digest]).read_bytes()
+            ),
+            list(new_blobs),
+        )
+        uploaded = len(new_blobs)
         removed = len(set(self._files) - set(current))
         files = {rel: _manifest_entry(entry) for rel, entry in current.items()}
         if self._generation == 0 or files != {rel: _manifest_entry(e) for rel, e in self._files.items()}:
@@ -155,6 +160,17 @@ class Workspace:
 
     def _write_state(self) -> None:
         self._state_file.write_text(json.dumps({"generation": self._generation, "files": self._files}))
+
+
+def _in_parallel(transfer: Callable[[str], object], items: list[str]) -> None:
+    """Object transfers are latency-bound: run them side by side."""
+    if len(items) <= 1:
+        for item in items:
+            transfer(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(TRANSFER_THREADS, len(items))) as pool:
+        for _ in pool.map(transfer, items):
+            pass
 
 
 def _manifest_entry(entry: dict[str, Any]) -> dict[str, Any]:

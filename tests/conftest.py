@@ -22,7 +22,7 @@ from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.names import BUCKETS
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage
+from vibesdk_gcp.storage import Storage, storage_for
 
 # Away from `make dev`'s ports, so the tests run beside a running stack.
 EMULATOR_PORTS = Ports(
@@ -57,7 +57,7 @@ def settings(emulators: dict[str, str], sandbox_root: Path) -> Iterator[Settings
     settings = Settings.from_env(
         emulators | {"GOOGLE_CLOUD_PROJECT": project, "VIBESDK_WORKSPACE_ROOT": str(sandbox_root / project)}
     )
-    storage = Storage(clients.storage_client(settings))
+    storage = storage_for(settings)
     provision_buckets(storage)
     yield settings
     httpx.delete(
@@ -69,7 +69,7 @@ def settings(emulators: dict[str, str], sandbox_root: Path) -> Iterator[Settings
 
 @pytest.fixture
 def storage(settings: Settings) -> Storage:
-    return Storage(clients.storage_client(settings))
+    return storage_for(settings)
 
 
 @pytest.fixture

@@ -34,3 +34,27 @@ SCHEMA_VERSION = "1"
 CONTROL_PLANE_SERVICE = "vibesdk-control-plane"
 SANDBOX_JOB_SERVICE = "vibesdk-sandbox-job"
 STATUS_RECORDER_SERVICE = "vibesdk-status-recorder"
+
+# How each Cloud Run service starts from the one image (the image's working directory is the
+# project root); `make dev` starts the same commands with --host and --port added.
+ENTRY_POINTS: dict[str, list[str]] = {
+    CONTROL_PLANE_SERVICE: ["python", "-m", "control_plane"],
+    SANDBOX_JOB_SERVICE: [
+        "functions-framework", "--source", "functions/main.py", "--target", "sandbox_job",
+        "--signature-type", "cloudevent",
+    ],
+    STATUS_RECORDER_SERVICE: ["functions-framework", "--source", "functions/main.py", "--target", "status_recorder"],
+}
+
+# The environment each service reads at start-up (vibesdk_gcp.settings), besides PORT.
+SERVICE_ENV: dict[str, list[str]] = {
+    CONTROL_PLANE_SERVICE: [
+        "GOOGLE_CLOUD_PROJECT", "VIBESDK_BUCKET_PREFIX", "VIBESDK_PUBLIC_URL", "VIBESDK_API_TOKEN",
+        "VIBESDK_MAX_BODY_BYTES",
+    ],
+    SANDBOX_JOB_SERVICE: [
+        "GOOGLE_CLOUD_PROJECT", "VIBESDK_BUCKET_PREFIX", "VIBESDK_PUBLIC_URL", "VIBESDK_WORKSPACE_ROOT",
+        "VIBESDK_COMMAND_TIMEOUT_SECONDS",
+    ],
+    STATUS_RECORDER_SERVICE: ["GOOGLE_CLOUD_PROJECT"],
+}

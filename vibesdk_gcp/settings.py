@@ -31,6 +31,7 @@ class Settings:
     command_timeout_seconds: int = 120
     output_excerpt_bytes: int = 16 * 1024
     public_url: str = "http://127.0.0.1:8080"
+    bucket_prefix: str = ""
     pubsub_emulator_host: str | None = None
     firestore_emulator_host: str | None = None
     storage_emulator_host: str | None = None
@@ -46,6 +47,7 @@ class Settings:
             command_timeout_seconds=_int(env, "VIBESDK_COMMAND_TIMEOUT_SECONDS", 120),
             output_excerpt_bytes=_int(env, "VIBESDK_OUTPUT_EXCERPT_BYTES", 16 * 1024),
             public_url=(env.get("VIBESDK_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            bucket_prefix=env.get("VIBESDK_BUCKET_PREFIX") or "",
             pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
             firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST") or None,
             storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,

@@ -10,7 +10,9 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import storage
 
 from vibesdk_gcp.errors import Conflict, NotFound, ServiceUnavailable
+from vibesdk_gcp import clients
 from vibesdk_gcp.metrics import work
+from vibesdk_gcp.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,19 +31,25 @@ def _translate(error: Exception, what: str) -> Exception:
 
 
 class Storage:
-    def __init__(self, client: storage.Client) -> None:
+    """Objects by the bucket names the code uses; `prefix` makes them globally unique names."""
+
+    def __init__(self, client: storage.Client, prefix: str = "") -> None:
         self._client = client
+        self._prefix = prefix
+
+    def _bucket(self, bucket: str) -> storage.Bucket:
+        return self._client.bucket(self._prefix + bucket)
 
     def create_bucket(self, bucket: str) -> None:
         try:
-            self._client.create_bucket(bucket)
+            self._client.create_bucket(self._prefix + bucket)
         except api_exceptions.Conflict:
             pass
 
     def stat(self, bucket: str, name: str) -> ObjectInfo:
         work.add("storage.reads")
         try:
-            blob = self._client.bucket(bucket).get_blob(name)
+            blob = self._bucket(bucket).get_blob(name)
         except api_exceptions.GoogleAPICallError as error:
             raise _translate(error, f"gs://{bucket}/{name}") from error
         if blob is None:
@@ -51,7 +59,7 @@ class Storage:
     def read(self, bucket: str, name: str, generation: int | None = None) -> bytes:
         work.add("storage.reads")
         try:
-            return bytes(self._client.bucket(bucket).blob(name, generation=generation).download_as_bytes())
+            return bytes(self._bucket(bucket).blob(name, generation=generation).download_as_bytes())
         except api_exceptions.GoogleAPICallError as error:
             raise _translate(error, f"gs://{bucket}/{name}") from error
 
@@ -59,7 +67,7 @@ class Storage:
         target.parent.mkdir(parents=True, exist_ok=True)
         work.add("storage.reads")
         try:
-            self._client.bucket(bucket).blob(name, generation=generation).download_to_filename(str(target))
+            self._bucket(bucket).blob(name, generation=generation).download_to_filename(str(target))
         except api_exceptions.GoogleAPICallError as error:
             target.unlink(missing_ok=True)
             raise _translate(error, f"gs://{bucket}/{name}") from error
@@ -73,7 +81,7 @@ class Storage:
         if_generation_match: int | None = None,
     ) -> int:
         """Write an object; with if_generation_match (0: must not exist) a racing writer loses."""
-        blob = self._client.bucket(bucket).blob(name)
+        blob = self._bucket(bucket).blob(name)
         work.add("storage.writes")
         try:
             blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
@@ -83,14 +91,14 @@ class Storage:
 
     def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         try:
-            for blob in self._client.list_blobs(bucket, prefix=prefix):
+            for blob in self._client.list_blobs(self._prefix + bucket, prefix=prefix):
                 yield ObjectInfo(blob.name, int(blob.generation), int(blob.size or 0))
         except api_exceptions.GoogleAPICallError as error:
             raise _translate(error, f"gs://{bucket}/{prefix}*") from error
 
     def delete(self, bucket: str, name: str) -> None:
         try:
-            self._client.bucket(bucket).blob(name).delete()
+            self._bucket(bucket).blob(name).delete()
         except api_exceptions.NotFound:
             pass
         except api_exceptions.GoogleAPICallError as error:
@@ -101,3 +109,7 @@ class Storage:
         for name in names:
             self.delete(bucket, name)
         return len(names)
+
+
+def storage_for(settings: Settings) -> Storage:
+    return Storage(clients.storage_client(settings), settings.bucket_prefix)

@@ -1,0 +1,55 @@
+# Native-mode database, the index the stale-run sweep needs, and a TTL on old runs.
+resource "google_firestore_database" "database" {
+  project                           = var.project_id
+  name                              = "(default)"
+  location_id                       = var.location
+  type                              = "FIRESTORE_NATIVE"
+  concurrency_mode                  = "OPTIMISTIC"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = var.delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+}
+
+# Runs by status and age, across sessions: what finds runs stuck past their lease.
+resource "google_firestore_index" "runs_by_status_and_update" {
+  project     = var.project_id
+  database    = google_firestore_database.database.name
+  collection  = var.runs_subcollection
+  query_scope = "COLLECTION_GROUP"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "updatedAt"
+    order      = "ASCENDING"
+  }
+}
+
+# Sessions by owner, newest first: what a session listing reads.
+resource "google_firestore_index" "sessions_by_owner" {
+  project    = var.project_id
+  database   = google_firestore_database.database.name
+  collection = var.runs_collection
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "updatedAt"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_field" "runs_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.database.name
+  collection = var.runs_subcollection
+  field      = var.ttl_field
+
+  ttl_config {}
+
+  # A TTL field needs no index of its own.
+  index_config {}
+}

@@ -1,0 +1,92 @@
+# One Cloud Run service of the runtime: the shared image with this unit's entry point.
+resource "google_cloud_run_v2_service" "service" {
+  project             = var.project_id
+  name                = var.name
+  location            = var.region
+  ingress             = var.ingress
+  deletion_protection = var.deletion_protection
+
+  template {
+    service_account                  = var.service_account_email
+    timeout                          = "${var.timeout_seconds}s"
+    max_instance_request_concurrency = var.concurrency
+    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
+
+    scaling {
+      min_instance_count = var.min_instances
+      max_instance_count = var.max_instances
+    }
+
+    dynamic "vpc_access" {
+      for_each = var.vpc_connector_id == null ? [] : [var.vpc_connector_id]
+      content {
+        connector = vpc_access.value
+        egress    = "PRIVATE_RANGES_ONLY"
+      }
+    }
+
+    containers {
+      image   = var.image
+      command = slice(var.entry_point, 0, 1)
+      args    = slice(var.entry_point, 1, length(var.entry_point))
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = var.cpu
+          memory = var.memory
+        }
+        cpu_idle = true
+      }
+
+      dynamic "env" {
+        for_each = var.env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      dynamic "env" {
+        for_each = var.secret_env
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
+          }
+        }
+      }
+
+      startup_probe {
+        tcp_socket {
+          port = 8080
+        }
+      }
+
+      dynamic "liveness_probe" {
+        for_each = var.health_path == null ? [] : [var.health_path]
+        content {
+          http_get {
+            path = liveness_probe.value
+          }
+        }
+      }
+    }
+  }
+}
+
+resource "google_cloud_run_v2_service_iam_member" "invokers" {
+  for_each = toset(var.invokers)
+
+  project  = var.project_id
+  location = google_cloud_run_v2_service.service.location
+  name     = google_cloud_run_v2_service.service.name
+  role     = "roles/run.invoker"
+  member   = each.value
+}

@@ -1,0 +1,142 @@
+# Topics, the Eventarc trigger to the sandbox job, the push subscription to the status recorder,
+# dead-lettering, and the IAM each of these needs.
+data "google_project" "project" {
+  project_id = var.project_id
+}
+
+locals {
+  pubsub_agent = "serviceAccount:service-${data.google_project.project.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  topic_names  = toset(values(var.definitions.topics))
+  status       = var.definitions.status_subscription
+  trigger      = var.definitions.trigger
+}
+
+resource "google_pubsub_topic" "topics" {
+  for_each = local.topic_names
+
+  project                    = var.project_id
+  name                       = each.value
+  message_retention_duration = "604800s"
+  # checkov:skip=CKV_GCP_83: Google-managed encryption; a customer key is the operator's choice (see README)
+}
+
+resource "google_eventarc_trigger" "sandbox_job" {
+  project         = var.project_id
+  name            = local.trigger.name
+  location        = var.region
+  service_account = var.trigger_service_account_email
+
+  matching_criteria {
+    attribute = "type"
+    value     = local.trigger.event_type
+  }
+
+  transport {
+    pubsub {
+      topic = google_pubsub_topic.topics[local.trigger.subscription.topic].id
+    }
+  }
+
+  destination {
+    cloud_run_service {
+      service = var.sandbox_job_service
+      region  = var.region
+      path    = local.trigger.subscription.path
+    }
+  }
+
+  retry_policy {
+    max_attempts = local.trigger.subscription.max_delivery_attempts
+  }
+}
+
+resource "google_pubsub_subscription" "status_recorder" {
+  project                    = var.project_id
+  name                       = local.status.name
+  topic                      = google_pubsub_topic.topics[local.status.topic].id
+  ack_deadline_seconds       = local.status.ack_deadline_seconds
+  enable_message_ordering    = local.status.message_ordering
+  message_retention_duration = "604800s"
+
+  push_config {
+    push_endpoint = "${var.status_recorder_uri}${local.status.path}"
+    oidc_token {
+      service_account_email = var.push_service_account_email
+      audience              = var.status_recorder_uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "${local.status.minimum_backoff_seconds}s"
+    maximum_backoff = "${local.status.maximum_backoff_seconds}s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.topics[local.status.dead_letter_topic].id
+    max_delivery_attempts = local.status.max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+# Dead letters wait here to be listed and replayed; a topic without a subscription drops them.
+resource "google_pubsub_subscription" "dead_letter_hold" {
+  project                    = var.project_id
+  name                       = var.definitions.dead_letter_subscription
+  topic                      = google_pubsub_topic.topics[var.definitions.topics.dead_letter].id
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+  retain_acked_messages      = false
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+# Publishing: the control plane to requests, the job to status.
+resource "google_pubsub_topic_iam_member" "publishers" {
+  for_each = {
+    requests = { topic = var.definitions.topics.requests, member = var.control_plane_member }
+    status   = { topic = var.definitions.topics.status, member = var.sandbox_job_member }
+  }
+
+  project = var.project_id
+  topic   = google_pubsub_topic.topics[each.value.topic].name
+  role    = "roles/pubsub.publisher"
+  member  = each.value.member
+}
+
+# Dead-lettering: the Pub/Sub service agent publishes to the dead-letter topic and
+# acknowledges on the source subscription.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  project = var.project_id
+  topic   = google_pubsub_topic.topics[var.definitions.topics.dead_letter].name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_source" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.status_recorder.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+# Operators list and replay dead letters.
+resource "google_pubsub_subscription_iam_member" "dead_letter_readers" {
+  for_each = toset(var.dead_letter_readers)
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.dead_letter_hold.name
+  role         = "roles/pubsub.subscriber"
+  member       = each.value
+}
+
+# The service agent signs the push requests' OIDC tokens as the push service account.
+resource "google_service_account_iam_member" "push_token_creator" {
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${var.push_service_account_email}"
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}

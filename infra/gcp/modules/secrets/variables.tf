@@ -1,0 +1,22 @@
+variable "project_id" {
+  type        = string
+  description = "Project of the secrets."
+}
+
+variable "secrets" {
+  type = map(object({
+    accessors = list(string)
+  }))
+  description = "Secrets by id, each with the IAM members allowed to read it."
+}
+
+variable "replica_locations" {
+  type        = list(string)
+  description = "Regions that hold a replica of each secret."
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels on every secret."
+  default     = {}
+}

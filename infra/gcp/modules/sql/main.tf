@@ -1,0 +1,90 @@
+# The seed control plane's PostgreSQL: private IP only, TLS, backups, audit-friendly flags.
+resource "google_sql_database_instance" "postgres" {
+  project             = var.project_id
+  name                = var.instance_name
+  region              = var.region
+  database_version    = "POSTGRES_18"
+  deletion_protection = var.deletion_protection
+
+  settings {
+    tier              = var.tier
+    availability_type = var.availability_type
+    disk_autoresize   = true
+
+    ip_configuration {
+      ipv4_enabled    = false
+      private_network = var.network_id
+      ssl_mode        = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+    }
+
+    backup_configuration {
+      enabled                        = true
+      point_in_time_recovery_enabled = true
+      start_time                     = "03:00"
+    }
+
+    database_flags {
+      name  = "log_checkpoints"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_connections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_disconnections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_lock_waits"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_min_messages"
+      value = "error"
+    }
+    database_flags {
+      name  = "log_temp_files"
+      value = "0"
+    }
+    database_flags {
+      name  = "log_min_duration_statement"
+      value = "-1"
+    }
+    database_flags {
+      name  = "log_min_error_statement"
+      value = "error"
+    }
+    database_flags {
+      name  = "log_hostname"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_statement"
+      value = "ddl"
+    }
+    database_flags {
+      name  = "log_duration"
+      value = "on"
+    }
+    database_flags {
+      name  = "cloudsql.enable_pgaudit"
+      value = "on"
+    }
+  }
+
+  depends_on = [var.private_services_connection]
+}
+
+resource "google_sql_database" "vibesdk" {
+  project  = var.project_id
+  name     = var.database_name
+  instance = google_sql_database_instance.postgres.name
+}
+
+resource "google_sql_user" "control_plane" {
+  project  = var.project_id
+  name     = var.user_name
+  instance = google_sql_database_instance.postgres.name
+  password = var.user_password
+}

@@ -1,0 +1,24 @@
+output "control_plane_url" {
+  value       = module.control_plane.uri
+  description = "Address of the HTTP API."
+}
+
+output "artifact_repository" {
+  value       = module.artifact_registry.repository_url
+  description = "Where Cloud Build pushes the image."
+}
+
+output "buckets" {
+  value       = module.storage.bucket_names
+  description = "Bucket names by the names the code uses."
+}
+
+output "dead_letter_subscription" {
+  value       = module.sandbox.dead_letter_subscription
+  description = "Subscription holding dead letters for replay."
+}
+
+output "sql_connection_name" {
+  value       = module.sql.connection_name
+  description = "Cloud SQL connection name of the seed control plane's database."
+}

@@ -1,0 +1,246 @@
+"""infra/gcp, the Dockerfile and cloudbuild.yaml, checked without a cloud account."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+import yaml
+
+from eventarc.definitions import terraform_inputs
+from vibesdk_gcp import names
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra" / "gcp"
+MODULES = sorted(p for p in (INFRA / "modules").iterdir() if p.is_dir())
+TF_FILES = sorted(INFRA.rglob("*.tf"))
+MODULE_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md")
+
+
+def unquote(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def blocks(path: Path, kind: str) -> dict[str, dict[str, Any]]:
+    """name -> body of every `kind "name" {}` block in a file."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in hcl2.loads(path.read_text()).get(kind, []):
+        for name, body in entry.items():
+            found[unquote(name)] = body
+    return found
+
+
+def declared_variables(folder: Path) -> dict[str, dict[str, Any]]:
+    return blocks(folder / "variables.tf", "variable")
+
+
+def used_variables(folder: Path) -> set[str]:
+    return {m for tf in folder.glob("*.tf") for m in re.findall(r"\bvar\.([a-z_][a-z0-9_]*)", tf.read_text())}
+
+
+@pytest.mark.parametrize("path", TF_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_tf_file_parses(path: Path) -> None:
+    assert isinstance(hcl2.loads(path.read_text()), dict)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.name)
+def test_module_layout(module: Path) -> None:
+    assert [name for name in MODULE_FILES if not (module / name).exists()] == []
+
+
+@pytest.mark.parametrize("folder", [INFRA, *MODULES], ids=lambda p: p.name)
+def test_variables_and_outputs_are_typed_and_described(folder: Path) -> None:
+    for name, body in declared_variables(folder).items():
+        assert "type" in body and unquote(body.get("description", "")), f"{folder.name}: variable {name}"
+    for name, body in blocks(folder / "outputs.tf", "output").items():
+        assert unquote(body.get("description", "")), f"{folder.name}: output {name}"
+
+
+@pytest.mark.parametrize("folder", [INFRA, *MODULES], ids=lambda p: p.name)
+def test_every_variable_used_is_declared(folder: Path) -> None:
+    assert used_variables(folder) - set(declared_variables(folder)) == set()
+
+
+@pytest.mark.parametrize("folder", [INFRA, *MODULES], ids=lambda p: p.name)
+def test_provider_pinned_to_a_range(folder: Path) -> None:
+    text = (folder / "versions.tf").read_text()
+    version = re.search(r'google\s*=\s*{[^}]*version\s*=\s*"([^"]+)"', text, re.S)
+    assert version and ">=" in version.group(1) and "<" in version.group(1).replace("<=", "")
+
+
+def root_modules() -> dict[str, dict[str, Any]]:
+    return blocks(INFRA / "main.tf", "module")
+
+
+@pytest.mark.parametrize("call", sorted(root_modules()))
+def test_module_inputs_exist_and_required_ones_are_given(call: str) -> None:
+    body = root_modules()[call]
+    source = INFRA / unquote(body["source"])
+    variables = declared_variables(source)
+    given = {key for key in body if not key.startswith("__") and key not in ("source", "depends_on", "providers")}
+    assert given - set(variables) == set(), f"module {call} passes inputs its source does not declare"
+    required = {name for name, spec in variables.items() if "default" not in spec}
+    assert required - given == set(), f"module {call} leaves required inputs unset"
+
+
+def module_text(call: str) -> str:
+    text = (INFRA / "main.tf").read_text()
+    start = text.index(f'module "{call}" {{')
+    depth, index = 0, text.index("{", start)
+    for index in range(index, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth == 0:
+            break
+    return text[start:index]
+
+
+def environment_of(call: str) -> set[str]:
+    text = module_text(call)
+    env = set(re.findall(r"^\s*([A-Z][A-Z0-9_]+)\s*=", text, re.M))
+    if "local.common_env" in text:
+        common = re.search(r"common_env = {(.*?)}", (INFRA / "main.tf").read_text(), re.S)
+        assert common
+        env |= set(re.findall(r"([A-Z][A-Z0-9_]+)\s*=", common.group(1)))
+    return env
+
+
+@pytest.mark.parametrize(
+    ("call", "service"),
+    [("control_plane", names.CONTROL_PLANE_SERVICE), ("sandbox_job", names.SANDBOX_JOB_SERVICE),
+     ("status_recorder", names.STATUS_RECORDER_SERVICE)],
+)
+def test_each_service_gets_the_environment_it_reads(call: str, service: str) -> None:
+    assert set(names.SERVICE_ENV[service]) - environment_of(call) == set()
+    assert f"local.definitions.entry_points[local.services.{call}]" in module_text(call)
+
+
+def test_definitions_json_is_the_codes() -> None:
+    assert json.loads((INFRA / "definitions.json").read_text()) == json.loads(json.dumps(terraform_inputs())), (
+        "regenerate it: python -m eventarc.definitions > infra/gcp/definitions.json"
+    )
+    assert 'jsondecode(file("${path.module}/definitions.json"))' in (INFRA / "main.tf").read_text()
+
+
+def test_names_reach_terraform_from_the_definitions_only() -> None:
+    hardcoded = [
+        value for value in (names.REQUESTS_TOPIC, names.STATUS_TOPIC, names.DEAD_LETTER_TOPIC,
+                            names.STATUS_RECORDER_SUBSCRIPTION, *names.BUCKETS, names.RUNS_COLLECTION)
+        if any(value in tf.read_text() for tf in TF_FILES)
+    ]
+    assert hardcoded == []
+
+
+def test_no_owner_or_editor_roles() -> None:
+    text = "\n".join(tf.read_text() for tf in TF_FILES)
+    assert '"roles/owner"' not in text.replace('contains(["roles/owner", "roles/editor"]', "")
+    assert "roles/editor\"]" not in text.replace('"roles/owner", "roles/editor"]', "")
+
+
+def test_every_checkov_skip_carries_its_reason() -> None:
+    for tf in TF_FILES:
+        for skip in re.findall(r"checkov:skip=(.*)", tf.read_text()):
+            check, _, reason = skip.partition(":")
+            assert re.fullmatch(r"CKV2?_GCP_\d+", check.strip()) and len(reason.strip()) > 10, f"{tf}: {skip}"
+
+
+def checkov() -> str:
+    found = os.environ.get("CHECKOV") or shutil.which("checkov") or str(ROOT / ".venv-checkov" / "bin" / "checkov")
+    assert Path(found).exists(), "checkov is missing: `make test` installs it into .venv-checkov"
+    return found
+
+
+def test_checkov_reports_no_failed_check() -> None:
+    result = subprocess.run(
+        [checkov(), "-d", str(INFRA), "--framework", "terraform", "--skip-download", "--quiet", "-o", "json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    report = json.loads(result.stdout)
+    summary = report["summary"]
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    print(f"checkov: {summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped")
+    assert failed == [] and summary["passed"] > 0
+
+
+# --- the container image and the pipeline
+
+def test_dockerfile() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+)", text, re.M)
+    assert base and re.search(r":\d+\.\d+\.\d+-slim", base.group(1)), "the base image is pinned to a slim release"
+    assert re.search(r"^USER (?!root|0\b)\S+", text, re.M)
+    assert "HEALTHCHECK" in text and "bubblewrap" in text
+    assert "pip install --no-compile -r requirements.txt" in text
+    for source in re.findall(r"^COPY (\S+)", text, re.M):
+        assert (ROOT / source).exists(), source
+    for argv in names.ENTRY_POINTS.values():
+        if argv[0] == "python":
+            assert (ROOT / argv[2]).is_dir()
+        else:
+            assert (ROOT / argv[argv.index("--source") + 1]).is_file()
+
+
+STEP_FIELDS = {
+    "name", "args", "env", "dir", "id", "waitFor", "entrypoint", "secretEnv", "volumes", "timeout", "script",
+    "allowFailure", "allowExitCodes", "automapSubstitutions",
+}
+TOP_FIELDS = {"steps", "timeout", "queueTtl", "logsBucket", "options", "substitutions", "tags", "serviceAccount",
+              "secrets", "availableSecrets", "artifacts", "images"}
+BUILTIN_SUBSTITUTIONS = {"PROJECT_ID", "PROJECT_NUMBER", "LOCATION", "BUILD_ID", "COMMIT_SHA", "SHORT_SHA",
+                         "REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME", "REVISION_ID", "TRIGGER_NAME",
+                         "TRIGGER_BUILD_CONFIG_PATH", "SERVICE_ACCOUNT", "SERVICE_ACCOUNT_EMAIL"}
+
+
+@pytest.fixture(scope="module")
+def build() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "cloudbuild.yaml").read_text()))
+
+
+def test_cloudbuild_known_fields_only(build: dict[str, Any]) -> None:
+    assert set(build) <= TOP_FIELDS
+    for step in build["steps"]:
+        assert set(step) <= STEP_FIELDS, step.get("id")
+        assert step.get("id") and step.get("name")
+    assert build["timeout"] and build["images"]
+
+
+def test_cloudbuild_substitutions_are_defined(build: dict[str, Any]) -> None:
+    text = (ROOT / "cloudbuild.yaml").read_text()
+    body = text.split("\nsubstitutions:", 1)[1]
+    used = set(re.findall(r"(?<!\$)\$\{?([A-Z_][A-Z0-9_]*)", "\n".join(line.split("#")[0] for line in body.splitlines())))
+    defined = set(build["substitutions"]) | BUILTIN_SUBSTITUTIONS
+    secrets = {secret["env"] for secret in build["availableSecrets"]["secretManager"]}
+    assert used - defined - secrets == set()
+    for step in build["steps"]:
+        assert set(step.get("secretEnv", [])) <= secrets
+
+
+def test_cloudbuild_references_existing_files(build: dict[str, Any]) -> None:
+    for step in build["steps"]:
+        if "dir" in step:
+            assert (ROOT / step["dir"]).is_dir()
+        script = " ".join(step.get("args", []))
+        for module in re.findall(r"python -m ([\w.]+)", script):
+            assert (ROOT / (module.replace(".", "/") + ".py")).exists() or (ROOT / module.replace(".", "/")).is_dir()
+        for file in re.findall(r"-r (\S+)", script):
+            assert (ROOT / file).exists()
+        if "make test" in script:
+            assert "test:" in (ROOT / "Makefile").read_text()
+    assert (ROOT / "Dockerfile").exists()
+
+
+def test_cloudbuild_digest_flows_from_build_to_deploy(build: dict[str, Any]) -> None:
+    steps = {step["id"]: index for index, step in enumerate(build["steps"])}
+    push = build["steps"][steps["push"]]["args"][-1]
+    deploy = build["steps"][steps["deploy"]]["args"][-1]
+    assert "RepoDigests" in push and "> /workspace/image_digest.txt" in push
+    assert "image=$$(cat /workspace/image_digest.txt)" in deploy
+    assert steps["build"] < steps["push"] < steps["deploy"] < steps["smoke"]
