@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev test setup system templates bench smoke clean
+.PHONY: dev test setup system templates bench smoke reliability clean
 
 CHECKOV := .venv-checkov/.installed-3.3.30
 
@@ -44,3 +44,6 @@ bench: setup
 URL ?= http://127.0.0.1:8080
 smoke: setup
 	$(VENV)/bin/python -m devstack.smoke --url $(URL)
+
+reliability: setup
+	$(VENV)/bin/python -m tests.reliability

@@ -10,9 +10,11 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
+import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,17 @@ from bench.costs import incremental_save, sandbox_overhead, workspace_costs
 from bench.pipeline import measure_baseline, measure_pipeline, start_baseline_function, work_per_run
 from devstack.config import Ports
 from devstack.stack import PROJECT_ROOT, start_stack
-from vibesdk_gcp import clients
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage, storage_for
+from vibesdk_gcp.storage import storage_for
 
 BENCH_PORTS = Ports(
-    control_plane=48080, sandbox_job=48081, status_recorder=48082, eventarc_router=48083,
-    pubsub=48085, firestore=48086, storage=49023,
+    control_plane=48080,
+    sandbox_job=48081,
+    status_recorder=48082,
+    eventarc_router=48083,
+    pubsub=48085,
+    firestore=48086,
+    storage=49023,
 )
 BASELINE_PORT = 48090
 WARMUP = 20
@@ -39,16 +45,29 @@ GOALS = {
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
-    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    memory = next(
+        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0"
+    )
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(int(memory) / 1024 / 1024, 1),
-        "python": platform.python_version(), "kernel": platform.release(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(memory) / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
         "java": subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0],
     }
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that finally stops the stack
     runs = int(os.environ.get("BENCH_RUNS", "500"))
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", "32"))
     repeats = int(os.environ.get("BENCH_SANDBOX_REPEATS", "200"))
@@ -86,9 +105,14 @@ def main() -> None:
         "one-file save <= 5% of full save": incremental["ratio"] <= GOALS["one_file_save_ratio_max"],
     }
     results = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-        "end_to_end": {"pipeline": p, "baseline": b, "ratios": ratios}, "work_per_run": work,
-        "sandbox": isolation, "workspaces": workspaces, "incremental_save": incremental, "goals": goals,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "end_to_end": {"pipeline": p, "baseline": b, "ratios": ratios},
+        "work_per_run": work,
+        "sandbox": isolation,
+        "workspaces": workspaces,
+        "incremental_save": incremental,
+        "goals": goals,
     }
     from bench.report import markdown
 

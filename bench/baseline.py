@@ -1,6 +1,6 @@
 """The baseline's function: one push-delivered CloudEvent, one Firestore write, nothing else.
 
-    functions-framework --source bench/baseline.py --target baseline --signature-type cloudevent
+functions-framework --source bench/baseline.py --target baseline --signature-type cloudevent
 """
 
 from __future__ import annotations

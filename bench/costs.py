@@ -76,10 +76,15 @@ def workspace_costs(storage: Storage, cases: list[tuple[int, int]]) -> list[dict
             fresh = Workspace(storage, root / "fresh", session)
             restore = _timed(fresh.restore)
             current = _timed(fresh.restore)
-            rows.append({
-                "files": files, "bytes": total, "save_s": round(save, 3), "restore_s": round(restore, 3),
-                "restore_current_s": round(current, 4),
-            })
+            rows.append(
+                {
+                    "files": files,
+                    "bytes": total,
+                    "save_s": round(save, 3),
+                    "restore_s": round(restore, 3),
+                    "restore_current_s": round(current, 4),
+                }
+            )
             origin.destroy()
     finally:
         shutil.rmtree(root)
@@ -99,4 +104,9 @@ def incremental_save(storage: Storage, files: int = 1000, total: int = 1 << 20) 
         workspace.destroy()
     finally:
         shutil.rmtree(root)
-    return {"files": files, "full_save_s": round(full, 3), "one_file_save_s": round(one, 4), "ratio": round(one / full, 4)}
+    return {
+        "files": files,
+        "full_save_s": round(full, 3),
+        "one_file_save_s": round(one, 4),
+        "ratio": round(one / full, 4),
+    }

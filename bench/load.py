@@ -40,10 +40,14 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "runs": self.runs, "concurrency": self.concurrency, "seconds": round(self.seconds, 3),
+            "runs": self.runs,
+            "concurrency": self.concurrency,
+            "seconds": round(self.seconds, 3),
             "runs_per_second": round(self.per_second, 1),
-            "p50_ms": round(self.percentile(50) * 1000, 1), "p95_ms": round(self.percentile(95) * 1000, 1),
-            "p99_ms": round(self.percentile(99) * 1000, 1), "mean_ms": round(statistics.mean(self.latencies) * 1000, 1),
+            "p50_ms": round(self.percentile(50) * 1000, 1),
+            "p95_ms": round(self.percentile(95) * 1000, 1),
+            "p99_ms": round(self.percentile(99) * 1000, 1),
+            "mean_ms": round(statistics.mean(self.latencies) * 1000, 1),
             "failed": self.failed,
             # Share of one core the load generator itself used: far below 1 means it was not the bottleneck.
             "loadgen_cpu_share": round(self.loadgen_cpu_seconds / self.seconds, 2),
@@ -101,7 +105,11 @@ def _resolve(future: asyncio.Future[str], result: str) -> None:
 
 
 async def closed_loop(
-    total: int, concurrency: int, start_one: Callable[[], Awaitable[str]], completions: Completions, timeout: float = 120
+    total: int,
+    concurrency: int,
+    start_one: Callable[[], Awaitable[str]],
+    completions: Completions,
+    timeout: float = 120,
 ) -> LoadResult:
     """Run `total` items with `concurrency` in flight; start_one() kicks one off and names its key."""
     latencies: list[float] = []

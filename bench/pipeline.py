@@ -28,9 +28,21 @@ def start_baseline_function(stack: Stack, port: int) -> None:
     settings = Settings.from_env(stack.env)
     child = stack.supervisor.start(
         "baseline-function",
-        [str(Path(sys.executable).parent / "functions-framework"), "--source", str(PROJECT_ROOT / "bench" / "baseline.py"),
-         "--target", "baseline", "--signature-type", "cloudevent", "--host", HOST, "--port", str(port)],
-        stack.env | {"PORT": str(port)}, PROJECT_ROOT,
+        [
+            str(Path(sys.executable).parent / "functions-framework"),
+            "--source",
+            str(PROJECT_ROOT / "bench" / "baseline.py"),
+            "--target",
+            "baseline",
+            "--signature-type",
+            "cloudevent",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ],
+        stack.env | {"PORT": str(port)},
+        PROJECT_ROOT,
     )
     stack.supervisor.wait_for_port(child, HOST, port)
     publisher, subscriber = clients.publisher_client(settings), clients.subscriber_client(settings)
@@ -38,7 +50,8 @@ def start_baseline_function(stack: Stack, port: int) -> None:
     try:
         publisher.create_topic(name=topic)
         subscriber.create_subscription(
-            name=subscriber.subscription_path(stack.project, BASELINE_TOPIC), topic=topic,
+            name=subscriber.subscription_path(stack.project, BASELINE_TOPIC),
+            topic=topic,
             push_config={"push_endpoint": f"http://{HOST}:{port}/projects/{stack.project}/topics/{BASELINE_TOPIC}"},
             ack_deadline_seconds=60,
         )
@@ -54,7 +67,9 @@ async def measure_pipeline(stack: Stack, runs: int, concurrency: int) -> LoadRes
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, limits=limits, timeout=60) as http:
 
         async def start_one() -> str:
-            response = await http.post("/api/agent", content=json.dumps(CHEAP_ACTION), headers={"content-type": "application/json"})
+            response = await http.post(
+                "/api/agent", content=json.dumps(CHEAP_ACTION), headers={"content-type": "application/json"}
+            )
             response.raise_for_status()
             queued = response.json()
             return f"{RUNS_COLLECTION}/{queued['sessionId']}/{RUNS_SUBCOLLECTION}/{queued['runId']}"

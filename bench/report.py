@@ -34,8 +34,24 @@ def markdown(results: dict[str, Any]) -> str:
         _table(
             ["", "runs/s", "p50 ms", "p95 ms", "p99 ms", "failed", "loadgen CPU"],
             [
-                ["pipeline", p["runs_per_second"], p["p50_ms"], p["p95_ms"], p["p99_ms"], p["failed"], p["loadgen_cpu_share"]],
-                ["baseline", b["runs_per_second"], b["p50_ms"], b["p95_ms"], b["p99_ms"], b["failed"], b["loadgen_cpu_share"]],
+                [
+                    "pipeline",
+                    p["runs_per_second"],
+                    p["p50_ms"],
+                    p["p95_ms"],
+                    p["p99_ms"],
+                    p["failed"],
+                    p["loadgen_cpu_share"],
+                ],
+                [
+                    "baseline",
+                    b["runs_per_second"],
+                    b["p50_ms"],
+                    b["p95_ms"],
+                    b["p99_ms"],
+                    b["failed"],
+                    b["loadgen_cpu_share"],
+                ],
                 ["ratio", r["throughput_ratio"], r["p50_ratio"], r["p95_ratio"], r["p99_ratio"], "", ""],
             ],
         ),
@@ -48,14 +64,25 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         _table(
             ["isolation", "repeats", "bare sh ms", "sandboxed ms", "overhead ms"],
-            [[sandbox["isolation"], sandbox["repeats"], sandbox["bare_ms"], sandbox["sandboxed_ms"], sandbox["overhead_ms"]]],
+            [
+                [
+                    sandbox["isolation"],
+                    sandbox["repeats"],
+                    sandbox["bare_ms"],
+                    sandbox["sandboxed_ms"],
+                    sandbox["overhead_ms"],
+                ]
+            ],
         ),
         "",
         "## Workspaces (Cloud Storage emulator)",
         "",
         _table(
             ["files", "MiB", "save s", "restore s", "restore when current s"],
-            [[w["files"], round(w["bytes"] / (1 << 20)), w["save_s"], w["restore_s"], w["restore_current_s"]] for w in results["workspaces"]],
+            [
+                [w["files"], round(w["bytes"] / (1 << 20)), w["save_s"], w["restore_s"], w["restore_current_s"]]
+                for w in results["workspaces"]
+            ],
         ),
         "",
         f"One changed file in a {inc['files']}-file workspace: save {inc['one_file_save_s']} s against a full save of "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -117,7 +118,9 @@ def create_app(settings: Settings | None = None, plane: ControlPlane | None = No
     @api
     async def queue_action(request: Request) -> Response:
         payload = _model(QueueAction, await body(request))
-        queued = await run_in_threadpool(plane.queue_action, owner_of(request), request.path_params["sessionId"], payload)
+        queued = await run_in_threadpool(
+            plane.queue_action, owner_of(request), request.path_params["sessionId"], payload
+        )
         return JSONResponse(queued.model_dump(), 202, headers={"Location": queued.runUrl})
 
     @api
@@ -140,7 +143,9 @@ def create_app(settings: Settings | None = None, plane: ControlPlane | None = No
     async def preview_file(request: Request) -> Response:
         try:
             data, media_type = await run_in_threadpool(
-                plane.preview_file, request.path_params["sessionId"], request.path_params["token"],
+                plane.preview_file,
+                request.path_params["sessionId"],
+                request.path_params["token"],
                 request.path_params["path"],
             )
         except NotFound:

@@ -23,8 +23,11 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
-        401: "missing or wrong bearer token", 404: "no such session or run", 409: "the instance failed",
-        413: "body over the size limit", 422: "invalid body; `field` names the culprit",
+        401: "missing or wrong bearer token",
+        404: "no such session or run",
+        409: "the instance failed",
+        413: "body over the size limit",
+        422: "invalid body; `field` names the culprit",
         503: "a Google service is unavailable; retry",
     }
     return {str(code): _json(Error, text[code]) for code in codes}
@@ -46,36 +49,46 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/api/agent": {"post": {
-                "summary": "Create a session and queue its first action (createInstance by default)",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(CreateSession)}}},
-                "responses": {"202": _json(Queued, "queued"), **_errors(401, 413, 422, 503)},
-            }},
-            "/api/agent/{sessionId}": {"get": {
-                "summary": "The session and its latest run",
-                "parameters": session,
-                "responses": {"200": _json(Session, "the session"), **_errors(401, 404, 503)},
-            }},
-            "/api/agent/{sessionId}/actions": {"post": {
-                "summary": "Queue one more action on a session",
-                "parameters": session,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(QueueAction)}}},
-                "responses": {"202": _json(Queued, "queued"), **_errors(401, 404, 413, 422, 503)},
-            }},
-            "/api/agent/{sessionId}/runs/{runId}": {"get": {
-                "summary": "One run with its transitions",
-                "parameters": [*session, _path_param("runId")],
-                "responses": {"200": _json(Run, "the run"), **_errors(401, 404, 503)},
-            }},
-            "/api/agent/{sessionId}/preview": {"get": {
-                "summary": "Preview details: 200 ready, 202 being created, 409 failed",
-                "parameters": session,
-                "responses": {
-                    "200": _json(Preview, "the instance is ready"),
-                    "202": _json(Preview, "the instance is being created"),
-                    **_errors(401, 404, 409, 503),
-                },
-            }},
+            "/api/agent": {
+                "post": {
+                    "summary": "Create a session and queue its first action (createInstance by default)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(CreateSession)}}},
+                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 413, 422, 503)},
+                }
+            },
+            "/api/agent/{sessionId}": {
+                "get": {
+                    "summary": "The session and its latest run",
+                    "parameters": session,
+                    "responses": {"200": _json(Session, "the session"), **_errors(401, 404, 503)},
+                }
+            },
+            "/api/agent/{sessionId}/actions": {
+                "post": {
+                    "summary": "Queue one more action on a session",
+                    "parameters": session,
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(QueueAction)}}},
+                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 404, 413, 422, 503)},
+                }
+            },
+            "/api/agent/{sessionId}/runs/{runId}": {
+                "get": {
+                    "summary": "One run with its transitions",
+                    "parameters": [*session, _path_param("runId")],
+                    "responses": {"200": _json(Run, "the run"), **_errors(401, 404, 503)},
+                }
+            },
+            "/api/agent/{sessionId}/preview": {
+                "get": {
+                    "summary": "Preview details: 200 ready, 202 being created, 409 failed",
+                    "parameters": session,
+                    "responses": {
+                        "200": _json(Preview, "the instance is ready"),
+                        "202": _json(Preview, "the instance is being created"),
+                        **_errors(401, 404, 409, 503),
+                    },
+                }
+            },
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "ok"}}}},
         },
     }

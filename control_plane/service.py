@@ -7,15 +7,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from control_plane.models import CreateSession, Preview, QueueAction, Queued, Run, Session
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable
-from vibesdk_gcp.params import validate_params
 from vibesdk_gcp.names import PREVIEWS_BUCKET
+from vibesdk_gcp.params import validate_params
 from vibesdk_gcp.runs import RunStore
-from vibesdk_gcp.storage import Storage
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
-
-from control_plane.models import CreateSession, Preview, QueueAction, Queued, Run, Session
+from vibesdk_gcp.storage import Storage
 
 
 def jsonable(value: Any) -> Any:
@@ -39,9 +38,15 @@ class ControlPlane:
         params = dict(body.params)
         validate_params(body.action, params)
         request = SandboxRequest(
-            sessionId=str(uuid.uuid4()), runId=str(uuid.uuid4()), agentId=body.agentId, action=body.action,
-            templateName=body.templateName, projectName=body.projectName, params=params,
-            issuedAt=utcnow(), owner=owner,
+            sessionId=str(uuid.uuid4()),
+            runId=str(uuid.uuid4()),
+            agentId=body.agentId,
+            action=body.action,
+            templateName=body.templateName,
+            projectName=body.projectName,
+            params=params,
+            issuedAt=utcnow(),
+            owner=owner,
         )
         return self._queue(request, new_session=True)
 
@@ -49,9 +54,15 @@ class ControlPlane:
         validate_params(body.action, body.params)
         session = self._owned_session(owner, session_id)
         request = SandboxRequest(
-            sessionId=session_id, runId=str(uuid.uuid4()), agentId=session.get("agentId"), action=body.action,
-            templateName=session.get("templateName"), projectName=session.get("projectName"),
-            params=body.params, issuedAt=utcnow(), owner=owner,
+            sessionId=session_id,
+            runId=str(uuid.uuid4()),
+            agentId=session.get("agentId"),
+            action=body.action,
+            templateName=session.get("templateName"),
+            projectName=session.get("projectName"),
+            params=body.params,
+            issuedAt=utcnow(),
+            owner=owner,
         )
         return self._queue(request, new_session=False)
 
@@ -65,8 +76,12 @@ class ControlPlane:
             raise
         base = f"/api/agent/{request.sessionId}"
         return Queued(
-            sessionId=request.sessionId, runId=request.runId, action=request.action, status="queued",
-            statusUrl=base, runUrl=f"{base}/runs/{request.runId}",
+            sessionId=request.sessionId,
+            runId=request.runId,
+            action=request.action,
+            status="queued",
+            statusUrl=base,
+            runUrl=f"{base}/runs/{request.runId}",
         )
 
     def _owned_session(self, owner: str, session_id: str) -> dict[str, Any]:
@@ -90,7 +105,9 @@ class ControlPlane:
         session = self._owned_session(owner, session_id)
         preview = session.get("preview") or {}
         details = Preview(
-            sessionId=session_id, instanceId=session.get("instanceId"), status=session["status"],
+            sessionId=session_id,
+            instanceId=session.get("instanceId"),
+            status=session["status"],
             previewUrl=preview.get("previewUrl"),
         )
         if session.get("instanceId"):

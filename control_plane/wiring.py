@@ -7,7 +7,7 @@ from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage, storage_for
+from vibesdk_gcp.storage import storage_for
 
 
 def control_plane_from(settings: Settings) -> ControlPlane:

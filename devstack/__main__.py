@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 
 from devstack.stack import start_stack
 from vibesdk_gcp.errors import ConfigurationError
@@ -15,7 +14,9 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print("starting the local stack: emulators, sandbox job, status recorder, Eventarc router, control plane", flush=True)
+    print(
+        "starting the local stack: emulators, sandbox job, status recorder, Eventarc router, control plane", flush=True
+    )
     try:
         stack = start_stack()
     except ConfigurationError as error:
@@ -25,13 +26,13 @@ def main() -> int:
     print(
         f"""
 VibSDK on emulators, project {stack.project}
-  control plane     {ports.url('control_plane')}   (OpenAPI: {ports.url('control_plane')}/openapi.json)
-  sandbox job       {ports.url('sandbox_job')}   (functions-framework, target sandbox_job)
-  status recorder   {ports.url('status_recorder')}   (functions-framework, target status_recorder)
-  eventarc router   {ports.url('eventarc_router')}
-  Pub/Sub emulator  {stack.env['PUBSUB_EMULATOR_HOST']}   {stack.origins['pubsub']}
-  Firestore emul.   {stack.env['FIRESTORE_EMULATOR_HOST']}   {stack.origins['firestore']}
-  Storage emulator  {stack.env['STORAGE_EMULATOR_HOST']}
+  control plane     {ports.url("control_plane")}   (OpenAPI: {ports.url("control_plane")}/openapi.json)
+  sandbox job       {ports.url("sandbox_job")}   (functions-framework, target sandbox_job)
+  status recorder   {ports.url("status_recorder")}   (functions-framework, target status_recorder)
+  eventarc router   {ports.url("eventarc_router")}
+  Pub/Sub emulator  {stack.env["PUBSUB_EMULATOR_HOST"]}   {stack.origins["pubsub"]}
+  Firestore emul.   {stack.env["FIRESTORE_EMULATOR_HOST"]}   {stack.origins["firestore"]}
+  Storage emulator  {stack.env["STORAGE_EMULATOR_HOST"]}
   logs              {stack.supervisor.log_dir}
 
   export VIBESDK_API_TOKEN={stack.token}

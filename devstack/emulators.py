@@ -11,9 +11,9 @@ import glob
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from vibesdk_gcp.errors import ConfigurationError
 
@@ -104,11 +104,22 @@ def find(emulator: Emulator, env: Mapping[str, str] | None = None) -> Found:
 def java() -> str:
     path = shutil.which("java")
     if path is None:
-        raise ConfigurationError("java is missing: the Google emulators need Java 17 or newer (apt-get install openjdk-17-jre-headless)")
+        raise ConfigurationError(
+            "java is missing: the Google emulators need Java 17 or newer (apt-get install openjdk-17-jre-headless)"
+        )
     return path
 
 
 def command(emulator: Emulator, found: Found, host: str, port: int) -> list[str]:
     if emulator.main_class is None:
         return [java(), "-jar", str(found.jar), f"--host={host}", f"--port={port}"]
-    return [java(), "-Duser.language=en", "-cp", str(found.jar), emulator.main_class, "start", f"--host={host}", f"--port={port}"]
+    return [
+        java(),
+        "-Duser.language=en",
+        "-cp",
+        str(found.jar),
+        emulator.main_class,
+        "start",
+        f"--host={host}",
+        f"--port={port}",
+    ]

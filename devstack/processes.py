@@ -21,6 +21,9 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
 
 
 class Supervisor:
@@ -37,10 +40,15 @@ class Supervisor:
         log = log_path.open("ab")
         self._logs.append(log)
         process = subprocess.Popen(
-            argv, env=env, cwd=str(cwd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            env=env,
+            cwd=str(cwd),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        child = Child(name, process, log_path)
+        child = Child(name, process, log_path, argv, env, cwd)
         self.children.append(child)
         return child
 
@@ -55,7 +63,28 @@ class Supervisor:
                     return
             except OSError:
                 time.sleep(0.1)
-        raise ConfigurationError(f"{child.name} did not listen on {host}:{port} within {timeout:.0f} s (log: {child.log})")
+        raise ConfigurationError(
+            f"{child.name} did not listen on {host}:{port} within {timeout:.0f} s (log: {child.log})"
+        )
+
+    def child(self, name: str) -> Child:
+        return next(child for child in self.children if child.name == name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> Child:
+        """Signal a child's whole group (SIGKILL: a crash) and wait for its leader."""
+        child = self.child(name)
+        _signal_group(child.process, sig)
+        child.process.wait()
+        if sig != signal.SIGKILL:
+            _signal_group(child.process, signal.SIGKILL)  # what a graceful stop left behind
+        return child
+
+    def restart(self, name: str) -> Child:
+        """Start a stopped child again, as it was started, in its place."""
+        old = self.child(name)
+        assert old.process.poll() is not None, f"{name} is still running"
+        self.children.remove(old)
+        return self.start(name, old.argv, old.env, old.cwd)
 
     def exited(self) -> Child | None:
         return next((child for child in self.children if child.process.poll() is not None), None)

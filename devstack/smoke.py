@@ -42,10 +42,14 @@ def smoke(url: str, token: str | None, template: str, timeout: float) -> bool:
             print(f"  error: {run.get('error')}")
             return False
         started = time.monotonic()
-        command = client.post(
-            f"/api/agent/{queued['sessionId']}/actions",
-            json={"action": "executeCommands", "params": {"commands": ["ls"]}},
-        ).raise_for_status().json()
+        command = (
+            client.post(
+                f"/api/agent/{queued['sessionId']}/actions",
+                json={"action": "executeCommands", "params": {"commands": ["ls"]}},
+            )
+            .raise_for_status()
+            .json()
+        )
         steps.append(("executeCommands", command["runUrl"]))
         run = wait(client, command["runUrl"], timeout)
         print(f"executeCommands {run['status']} in {time.monotonic() - started:.1f} s")

@@ -6,9 +6,9 @@ import os
 import secrets
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from devstack import emulators
 from devstack.config import HOST, Ports
@@ -17,9 +17,9 @@ from devstack.provision import provision_buckets, provision_pubsub
 from devstack.templates import upload_templates
 from eventarc.router import destination_env_key
 from vibesdk_gcp import clients
-from vibesdk_gcp.names import CONTROL_PLANE_SERVICE, SANDBOX_JOB_SERVICE, STATUS_RECORDER_SERVICE
+from vibesdk_gcp.names import CONTROL_PLANE_SERVICE, ENTRY_POINTS, SANDBOX_JOB_SERVICE, STATUS_RECORDER_SERVICE
 from vibesdk_gcp.settings import Settings
-from vibesdk_gcp.storage import Storage, storage_for
+from vibesdk_gcp.storage import storage_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -42,6 +42,14 @@ class Stack:
         self.supervisor.stop()
 
 
+def _local(entry_point: list[str], port: int) -> list[str]:
+    """A Cloud Run entry point as run here: this virtual environment's programs, on a local port."""
+    program, *args = entry_point
+    if program == "python":
+        return [sys.executable, *args]  # reads HOST and PORT from the environment
+    return [str(BIN / program), *args, "--host", HOST, "--port", str(port)]
+
+
 def emulator_env(ports: Ports) -> dict[str, str]:
     return {
         "PUBSUB_EMULATOR_HOST": f"{HOST}:{ports.pubsub}",
@@ -57,9 +65,33 @@ def start_emulators(supervisor: Supervisor, ports: Ports, env: Mapping[str, str]
     pubsub = emulators.find(emulators.PUBSUB, env)
     firestore = emulators.find(emulators.FIRESTORE, env)
     started = [
-        (supervisor.start("pubsub-emulator", emulators.command(emulators.PUBSUB, pubsub, HOST, ports.pubsub), child_env, PROJECT_ROOT), ports.pubsub),
-        (supervisor.start("firestore-emulator", emulators.command(emulators.FIRESTORE, firestore, HOST, ports.firestore), child_env, PROJECT_ROOT), ports.firestore),
-        (supervisor.start("storage-emulator", [sys.executable, "-m", "devstack.storage_emulator", "--host", HOST, "--port", str(ports.storage)], child_env, PROJECT_ROOT), ports.storage),
+        (
+            supervisor.start(
+                "pubsub-emulator",
+                emulators.command(emulators.PUBSUB, pubsub, HOST, ports.pubsub),
+                child_env,
+                PROJECT_ROOT,
+            ),
+            ports.pubsub,
+        ),
+        (
+            supervisor.start(
+                "firestore-emulator",
+                emulators.command(emulators.FIRESTORE, firestore, HOST, ports.firestore),
+                child_env,
+                PROJECT_ROOT,
+            ),
+            ports.firestore,
+        ),
+        (
+            supervisor.start(
+                "storage-emulator",
+                [sys.executable, "-m", "devstack.storage_emulator", "--host", HOST, "--port", str(ports.storage)],
+                child_env,
+                PROJECT_ROOT,
+            ),
+            ports.storage,
+        ),
     ]
     origins["pubsub"] = f"{pubsub.jar} ({pubsub.origin})"
     origins["firestore"] = f"{firestore.jar} ({firestore.origin})"
@@ -68,9 +100,7 @@ def start_emulators(supervisor: Supervisor, ports: Ports, env: Mapping[str, str]
     return origins
 
 
-def start_stack(
-    ports: Ports | None = None, env: Mapping[str, str] | None = None, log_dir: Path | None = None
-) -> Stack:
+def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None, log_dir: Path | None = None) -> Stack:
     """Emulators, provisioning, then the four processes; stops what it started if any step fails."""
     base = dict(os.environ if env is None else env)
     ports = ports or Ports.from_env(base)
@@ -79,16 +109,20 @@ def start_stack(
     supervisor = Supervisor(log_dir or PROJECT_ROOT / ".devstack" / "logs")
     stack = Stack(ports, project, token, supervisor)
     try:
-        common = base | emulator_env(ports) | {
-            "GOOGLE_CLOUD_PROJECT": project,
-            "PYTHONPATH": str(PROJECT_ROOT),
-            "PYTHONUNBUFFERED": "1",
-            "VIBESDK_API_TOKEN": token,
-            "VIBESDK_PUBLIC_URL": ports.url("control_plane"),
-            # Under the system temp folder: the sandbox's unprivileged uid must be able to reach it.
-            "VIBESDK_WORKSPACE_ROOT": base.get("VIBESDK_WORKSPACE_ROOT")
-            or str(Path(tempfile.gettempdir()) / f"vibesdk-workspaces-{ports.sandbox_job}"),
-        }
+        common = (
+            base
+            | emulator_env(ports)
+            | {
+                "GOOGLE_CLOUD_PROJECT": project,
+                "PYTHONPATH": str(PROJECT_ROOT),
+                "PYTHONUNBUFFERED": "1",
+                "VIBESDK_API_TOKEN": token,
+                "VIBESDK_PUBLIC_URL": ports.url("control_plane"),
+                # Under the system temp folder: the sandbox's unprivileged uid must be able to reach it.
+                "VIBESDK_WORKSPACE_ROOT": base.get("VIBESDK_WORKSPACE_ROOT")
+                or str(Path(tempfile.gettempdir()) / f"vibesdk-workspaces-{ports.sandbox_job}"),
+            }
+        )
         stack.env = common
         stack.origins = start_emulators(supervisor, ports, common)
         settings = Settings.from_env(common)
@@ -101,15 +135,26 @@ def start_stack(
             STATUS_RECORDER_SERVICE: ports.url("status_recorder"),
         }
         provision_pubsub(
-            clients.publisher_client(settings), clients.subscriber_client(settings), project,
-            ports.url("eventarc_router"), service_urls,
+            clients.publisher_client(settings),
+            clients.subscriber_client(settings),
+            project,
+            ports.url("eventarc_router"),
+            service_urls,
         )
-        functions = [str(BIN / "functions-framework"), "--source", str(PROJECT_ROOT / "functions" / "main.py")]
         units = [
-            ("sandbox-job", functions + ["--target", "sandbox_job", "--signature-type", "cloudevent", "--host", HOST, "--port", str(ports.sandbox_job)], ports.sandbox_job),
-            ("status-recorder", functions + ["--target", "status_recorder", "--host", HOST, "--port", str(ports.status_recorder)], ports.status_recorder),
-            ("eventarc-router", [str(BIN / "uvicorn"), "--factory", "eventarc.router:create_app", "--host", HOST, "--port", str(ports.eventarc_router), "--log-level", "warning"], ports.eventarc_router),
-            ("control-plane", [sys.executable, "-m", "control_plane"], ports.control_plane),
+            ("sandbox-job", _local(ENTRY_POINTS[SANDBOX_JOB_SERVICE], ports.sandbox_job), ports.sandbox_job),
+            (
+                "status-recorder",
+                _local(ENTRY_POINTS[STATUS_RECORDER_SERVICE], ports.status_recorder),
+                ports.status_recorder,
+            ),
+            (
+                "eventarc-router",
+                [str(BIN / "uvicorn"), "--factory", "eventarc.router:create_app", "--host", HOST]
+                + ["--port", str(ports.eventarc_router), "--log-level", "warning"],
+                ports.eventarc_router,
+            ),
+            ("control-plane", _local(ENTRY_POINTS[CONTROL_PLANE_SERVICE], ports.control_plane), ports.control_plane),
         ]
         unit_env = common | {destination_env_key(SANDBOX_JOB_SERVICE): ports.url("sandbox_job") + "/"}
         children = []

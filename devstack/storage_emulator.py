@@ -44,7 +44,9 @@ def insert_with_preconditions(request: Any, response: Any, storage: Any, *args: 
             current = "0"
         if name is not None and current != wanted[0]:
             response.status = HTTPStatus.PRECONDITION_FAILED
-            response.json({"error": {"code": 412, "message": "At least one of the pre-conditions you specified did not hold."}})
+            response.json(
+                {"error": {"code": 412, "message": "At least one of the pre-conditions you specified did not hold."}}
+            )
             return None
         return _plain_insert(request, response, storage, *args, **kwargs)
 

@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from vibesdk_gcp import clients
 from vibesdk_gcp.names import TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage, storage_for

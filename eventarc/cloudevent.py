@@ -6,7 +6,7 @@ binary content mode): ce-* headers, and MessagePublishedData as the JSON body.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from eventarc.definitions import MESSAGE_PUBLISHED
@@ -16,7 +16,7 @@ PUBSUB_SOURCE = "//pubsub.googleapis.com/projects/{project}/topics/{topic}"
 
 
 def _rfc3339_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def message_published(

@@ -68,8 +68,10 @@ STATUS_RECORDER_SUBSCRIPTION = PushSubscription(
     service=names.STATUS_RECORDER_SERVICE,
     path="/",
     ack_deadline_seconds=60,
-    retry=Retry(minimum_backoff_seconds=1, maximum_backoff_seconds=60),
-    max_delivery_attempts=5,
+    # Outlasts minutes of recorder outage (attempts at 0, 2, 6, 14, 30, 62, 122, ... s); malformed
+    # events do not wait for this: the recorder dead-letters them itself at once.
+    retry=Retry(minimum_backoff_seconds=2, maximum_backoff_seconds=60),
+    max_delivery_attempts=10,
     dead_letter_topic=names.DEAD_LETTER_TOPIC,
     message_ordering=False,
 )
@@ -84,28 +86,42 @@ def terraform_inputs() -> dict[str, object]:
 
     def subscription(sub: PushSubscription) -> dict[str, object]:
         return {
-            "name": sub.name, "topic": sub.topic, "service": sub.service, "path": sub.path,
+            "name": sub.name,
+            "topic": sub.topic,
+            "service": sub.service,
+            "path": sub.path,
             "ack_deadline_seconds": sub.ack_deadline_seconds,
             "minimum_backoff_seconds": sub.retry.minimum_backoff_seconds,
             "maximum_backoff_seconds": sub.retry.maximum_backoff_seconds,
             "max_delivery_attempts": sub.max_delivery_attempts,
-            "dead_letter_topic": sub.dead_letter_topic, "message_ordering": sub.message_ordering,
+            "dead_letter_topic": sub.dead_letter_topic,
+            "message_ordering": sub.message_ordering,
         }
 
     return {
-        "topics": {"requests": names.REQUESTS_TOPIC, "status": names.STATUS_TOPIC, "dead_letter": names.DEAD_LETTER_TOPIC},
+        "topics": {
+            "requests": names.REQUESTS_TOPIC,
+            "status": names.STATUS_TOPIC,
+            "dead_letter": names.DEAD_LETTER_TOPIC,
+        },
         "dead_letter_subscription": names.DEAD_LETTER_SUBSCRIPTION,
         "trigger": {
-            "name": SANDBOX_JOB_TRIGGER.name, "event_type": SANDBOX_JOB_TRIGGER.event_type,
+            "name": SANDBOX_JOB_TRIGGER.name,
+            "event_type": SANDBOX_JOB_TRIGGER.event_type,
             "subscription": subscription(SANDBOX_JOB_TRIGGER.subscription),
         },
         "status_subscription": subscription(STATUS_RECORDER_SUBSCRIPTION),
         "collection": names.RUNS_COLLECTION,
         "subcollection": names.RUNS_SUBCOLLECTION,
-        "buckets": {"templates": names.TEMPLATES_BUCKET, "workspaces": names.WORKSPACES_BUCKET,
-                    "logs": names.LOGS_BUCKET, "previews": names.PREVIEWS_BUCKET},
+        "buckets": {
+            "templates": names.TEMPLATES_BUCKET,
+            "workspaces": names.WORKSPACES_BUCKET,
+            "logs": names.LOGS_BUCKET,
+            "previews": names.PREVIEWS_BUCKET,
+        },
         "services": {
-            "control_plane": names.CONTROL_PLANE_SERVICE, "sandbox_job": names.SANDBOX_JOB_SERVICE,
+            "control_plane": names.CONTROL_PLANE_SERVICE,
+            "sandbox_job": names.SANDBOX_JOB_SERVICE,
             "status_recorder": names.STATUS_RECORDER_SERVICE,
         },
         "entry_points": names.ENTRY_POINTS,

@@ -14,8 +14,8 @@ import json
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from typing import Any
@@ -11,14 +12,16 @@ from typing import Any
 from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp.envelope import PubsubMessage
-from vibesdk_gcp.errors import ActionFailed, NotFound, PoisonMessage, ServiceUnavailable
-from vibesdk_gcp.names import LOGS_BUCKET
+from vibesdk_gcp.errors import ActionFailed, Busy, PoisonMessage, ServiceUnavailable
+from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
 from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
-from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL, TERMINAL
+from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
 
 logger = logging.getLogger("functions.job")
 
 RUNNING_AFTER_SECONDS = 0.25
+# How long a claim on a run lasts without renewal: a dead job's run can be retaken after it.
+LEASE_SECONDS = float(os.environ.get("VIBESDK_LEASE_SECONDS", "60"))
 
 # A Firestore document is at most 1 MiB: a bigger result goes to Cloud Storage.
 MAX_INLINE_RESULT_BYTES = 256 * 1024
@@ -33,6 +36,26 @@ def _bounded(ctx: Context, request: SandboxRequest, result: dict[str, Any] | Non
     name = f"{request.sessionId}/results/{request.runId}.json"
     ctx.storage.write(LOGS_BUCKET, name, encoded, "application/json")
     return {"resultObject": f"gs://{LOGS_BUCKET}/{name}", "resultBytes": len(encoded), "keys": sorted(result)}
+
+
+class Lease:
+    """Keeps the run's claim alive while the action works, so a crash shows as a lapsed lease."""
+
+    def __init__(self, ctx: Context, session_id: str, run_id: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, args=(ctx, session_id, run_id), daemon=True)
+        self._thread.start()
+
+    def _renew(self, ctx: Context, session_id: str, run_id: str) -> None:
+        while not self._stop.wait(LEASE_SECONDS / 3):
+            try:
+                ctx.store.renew(session_id, run_id, LEASE_SECONDS)
+            except ServiceUnavailable as error:
+                logger.warning("run %s: lease not renewed (%s)", run_id, error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Progress:
@@ -70,43 +93,60 @@ class Progress:
             self._finished = True
         self._publish(SEQ_TERMINAL, status, result, error)
 
-    def _publish(self, seq: int, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def _publish(
+        self, seq: int, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
         event = StatusEvent(
-            eventId=str(uuid.uuid4()), sessionId=self._session_id, runId=self._run_id, seq=seq, status=status,
-            time=self.started_at if seq == SEQ_RUNNING else utcnow(), deliveryAttempt=self._attempt,
-            startedAt=self.started_at, result=result, error=error,
+            eventId=str(uuid.uuid4()),
+            sessionId=self._session_id,
+            runId=self._run_id,
+            seq=seq,
+            status=status,
+            time=self.started_at if seq == SEQ_RUNNING else utcnow(),
+            deliveryAttempt=self._attempt,
+            startedAt=self.started_at,
+            result=result,
+            error=error,
         )
         self._ctx.bus.publish_status(event)
 
 
 def handle_request(message: PubsubMessage, ctx: Context) -> None:
-    """Run one request; raises PoisonMessage only when no run can be blamed."""
+    """Run one request; a request that can never run is dead-lettered (and its run failed)."""
     try:
         request: SandboxRequest = message.parse(SandboxRequest)
     except PoisonMessage as error:
         session_id, run_id = message.attributes.get("sessionId"), message.attributes.get("runId")
+        ctx.bus.dead_letter(message, REQUESTS_TOPIC, str(error))
         if not (session_id and run_id):
-            raise
-        logger.error("run %s/%s refused: %s", session_id, run_id, error)
+            logger.error("request %s dead-lettered: %s", message.message_id, error)
+            return
+        logger.error("run %s/%s refused and dead-lettered: %s", session_id, run_id, error)
         Progress(ctx, session_id, run_id, message.delivery_attempt).finish("failed", error=str(error))
         return
-    try:
-        run = ctx.store.get_run(request.sessionId, request.runId)
-    except NotFound:
+    state = ctx.store.claim(
+        request.sessionId, request.runId, message.message_id, message.delivery_attempt, LEASE_SECONDS
+    )
+    if state == "unknown":
         # The control plane writes the run before it publishes, so this message is not ours.
         logger.error("message %s names run %s, which does not exist", message.message_id, request.runId)
         return
-    if run["status"] in TERMINAL:
-        logger.info("run %s already %s: duplicate delivery acknowledged", request.runId, run["status"])
+    if state == "finished":
+        logger.info("run %s already finished: duplicate delivery acknowledged", request.runId)
         return
+    if state == "busy":
+        raise Busy(f"run {request.runId} is being executed by another delivery")
 
     progress = Progress(ctx, request.sessionId, request.runId, message.delivery_attempt)
     progress.start()
+    lease = Lease(ctx, request.sessionId, request.runId)
     try:
         result = perform(request, ctx)
     except ActionFailed as failure:
         logger.info("run %s %s failed: %s", request.runId, request.action, failure)
         progress.finish("failed", _bounded(ctx, request, failure.result), str(failure))
         return
+    finally:
+        lease.stop()
     logger.info("run %s %s succeeded", request.runId, request.action)
     progress.finish("succeeded", _bounded(ctx, request, result))

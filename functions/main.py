@@ -1,7 +1,7 @@
 """functions-framework entry points, as Cloud Run functions run them.
 
-    functions-framework --source functions/main.py --target sandbox_job --signature-type cloudevent
-    functions-framework --source functions/main.py --target status_recorder
+functions-framework --source functions/main.py --target sandbox_job --signature-type cloudevent
+functions-framework --source functions/main.py --target status_recorder
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from cloudevents.http import CloudEvent
 from functions.context import context
 from functions.job import handle_request
 from functions.recorder import record
+from functions.sweeper import sweep
 from vibesdk_gcp.envelope import from_push_body, from_push_bytes
-from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.errors import Busy, PoisonMessage
 from vibesdk_gcp.metrics import work
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
@@ -33,7 +34,11 @@ def sandbox_job(event: CloudEvent) -> None:
         # A nack: the trigger's dead-letter policy takes it after the last attempt.
         logger.error("undecodable delivery %s: %s", event["id"], error)
         flask.abort(400, description=str(error))
-    handle_request(message, context())
+    try:
+        handle_request(message, context())
+    except Busy as busy:
+        # A negative ack: the message comes back once the other delivery is done or gone.
+        flask.abort(409, description=str(busy))
 
 
 @functions_framework.http
@@ -45,5 +50,12 @@ def status_recorder(request: flask.Request) -> flask.typing.ResponseReturnValue:
     except PoisonMessage as error:
         logger.error("undecodable status delivery: %s", error)
         return {"error": str(error)}, 400
-    outcome = record(message, context())
-    return ({"error": outcome.error}, 400) if outcome.error else ("", 204)
+    record(message, context())
+    return "", 204
+
+
+@functions_framework.http
+def sweeper(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """Cloud Scheduler target: end the runs whose sandbox job is gone for good."""
+    ended = sweep(context())
+    return {"ended": [{"runId": run_id, "reason": reason} for run_id, reason in ended]}, 200

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functions.context import Context
 from vibesdk_gcp.envelope import PubsubMessage
 from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.names import STATUS_TOPIC
 from vibesdk_gcp.schemas import StatusEvent
 from vibesdk_gcp.state import Decision
 
@@ -24,11 +25,10 @@ def record(message: PubsubMessage, ctx: Context) -> Outcome:
     try:
         event: StatusEvent = message.parse(StatusEvent)
     except PoisonMessage as error:
-        # Refused, not acknowledged: after max delivery attempts it is dead-lettered, kept for replay.
-        logger.error("malformed status event %s: %s", message.message_id, error)
+        # Retrying cannot help: set it aside, with why, and acknowledge.
+        logger.error("malformed status event %s dead-lettered: %s", message.message_id, error)
+        ctx.bus.dead_letter(message, STATUS_TOPIC, str(error))
         return Outcome(error=str(error))
     decision = ctx.store.apply(event)
-    logger.info(
-        "run %s/%s seq %d %s: %s", event.sessionId, event.runId, event.seq, event.status, decision.reason
-    )
+    logger.info("run %s/%s seq %d %s: %s", event.sessionId, event.runId, event.seq, event.status, decision.reason)
     return Outcome(decision=decision)

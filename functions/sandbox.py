@@ -17,10 +17,10 @@ import functools
 import logging
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
-import select
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,8 +32,17 @@ logger = logging.getLogger("functions.sandbox")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 # /etc entries a toolchain needs to start; nothing with secrets.
 ETC_ENTRIES = (
-    "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
-    "ssl", "ca-certificates", "localtime", "mime.types",
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "ssl",
+    "ca-certificates",
+    "localtime",
+    "mime.types",
 )
 NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts")
 KILL_GRACE_SECONDS = 2.0
@@ -68,7 +77,8 @@ def bubblewrap() -> str | None:
         return None
     probe = subprocess.run(
         [path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-        capture_output=True, **_drop_privileges_kwargs(),
+        capture_output=True,
+        **_drop_privileges_kwargs(),
     )
     if probe.returncode != 0:
         logger.warning(
@@ -97,7 +107,7 @@ def prepare_workspace(path: Path) -> None:
     ids = _sandbox_ids()
     if ids is None:
         return
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         os.chown(dirpath, *ids)
         for name in filenames:
             os.chown(os.path.join(dirpath, name), *ids, follow_symlinks=False)
@@ -151,7 +161,7 @@ def _limit(limits: Limits, cpu_seconds: int, processes: int) -> None:
 
 def _tree_size(path: Path) -> int:
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         for name in filenames:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
@@ -178,8 +188,12 @@ def run_command(
         prepare_workspace(tmp)
         cwd = "/workspace" if bwrap else str(workspace)
         base_env = {
-            "PATH": SANDBOX_PATH, "HOME": "/tmp" if bwrap else str(tmp), "TMPDIR": "/tmp" if bwrap else str(tmp),
-            "LANG": "C.UTF-8", "PWD": cwd, "CI": "true",
+            "PATH": SANDBOX_PATH,
+            "HOME": "/tmp" if bwrap else str(tmp),
+            "TMPDIR": "/tmp" if bwrap else str(tmp),
+            "LANG": "C.UTF-8",
+            "PWD": cwd,
+            "CI": "true",
         }
         child_env = base_env | (env or {})
         argv = ["/bin/sh", "-c", command]
@@ -189,8 +203,14 @@ def run_command(
         started = time.monotonic()
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             process = subprocess.Popen(
-                argv, cwd=str(workspace), env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True, close_fds=True,
+                argv,
+                cwd=str(workspace),
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
                 preexec_fn=functools.partial(_limit, limits, int(timeout_seconds) + 1, _process_budget(limits)),
                 **_drop_privileges_kwargs(),  # type: ignore[arg-type]
             )

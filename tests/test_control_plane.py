@@ -23,13 +23,15 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
-    return Settings.from_env({
-        "GOOGLE_CLOUD_PROJECT": settings.project,
-        "VIBESDK_API_TOKEN": TOKEN,
-        "VIBESDK_MAX_BODY_BYTES": "4096",
-        "PUBSUB_EMULATOR_HOST": settings.pubsub_emulator_host or "",
-        "FIRESTORE_EMULATOR_HOST": settings.firestore_emulator_host or "",
-    })
+    return Settings.from_env(
+        {
+            "GOOGLE_CLOUD_PROJECT": settings.project,
+            "VIBESDK_API_TOKEN": TOKEN,
+            "VIBESDK_MAX_BODY_BYTES": "4096",
+            "PUBSUB_EMULATOR_HOST": settings.pubsub_emulator_host or "",
+            "FIRESTORE_EMULATOR_HOST": settings.firestore_emulator_host or "",
+        }
+    )
 
 
 @pytest.fixture
@@ -62,7 +64,8 @@ def test_queue_action_on_session(client: TestClient, topic: str) -> None:
     created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
     response = client.post(
         f"/api/agent/{created['sessionId']}/actions",
-        json={"action": "executeCommands", "params": {"commands": ["ls"]}}, headers=AUTH,
+        json={"action": "executeCommands", "params": {"commands": ["ls"]}},
+        headers=AUTH,
     )
     assert response.status_code == 202
     session = client.get(created["statusUrl"], headers=AUTH).json()
@@ -126,11 +129,21 @@ def test_publish_failure_answers_503_and_ends_the_run(client: TestClient, store:
     assert sessions[0].to_dict()["status"] == "failed"
 
 
-def _finish(store: RunStore, session_id: str, run_id: str, status: str, result: dict[str, object] | None = None) -> None:
-    store.apply(StatusEvent(
-        eventId="e", sessionId=session_id, runId=run_id, seq=2, status=status, time=utcnow(), result=result,
-        error="template missing" if status == "failed" else None,
-    ))
+def _finish(
+    store: RunStore, session_id: str, run_id: str, status: str, result: dict[str, object] | None = None
+) -> None:
+    store.apply(
+        StatusEvent(
+            eventId="e",
+            sessionId=session_id,
+            runId=run_id,
+            seq=2,
+            status=status,
+            time=utcnow(),
+            result=result,
+            error="template missing" if status == "failed" else None,
+        )
+    )
 
 
 def test_preview_follows_the_instance(client: TestClient, topic: str, store: RunStore) -> None:

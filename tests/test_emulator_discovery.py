@@ -71,4 +71,9 @@ def test_nothing_found_names_what_is_missing(no_cli: Path) -> None:
 
 def test_firestore_command_is_the_clis() -> None:
     argv = emulators.command(emulators.FIRESTORE, emulators.Found(Path("/x.jar"), "setting"), "127.0.0.1", 8086)
-    assert argv[-4:] == ["com.google.cloud.datastore.emulator.firestore.CloudFirestore", "start", "--host=127.0.0.1", "--port=8086"]
+    assert argv[-4:] == [
+        "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+        "start",
+        "--host=127.0.0.1",
+        "--port=8086",
+    ]

@@ -95,12 +95,12 @@ def test_module_inputs_exist_and_required_ones_are_given(call: str) -> None:
 def module_text(call: str) -> str:
     text = (INFRA / "main.tf").read_text()
     start = text.index(f'module "{call}" {{')
-    depth, index = 0, text.index("{", start)
-    for index in range(index, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[index], 0)
+    depth = 0
+    for end in range(text.index("{", start), len(text)):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
         if depth == 0:
-            break
-    return text[start:index]
+            return text[start:end]
+    raise AssertionError(f"module {call} has no closing brace")
 
 
 def environment_of(call: str) -> set[str]:
@@ -115,8 +115,11 @@ def environment_of(call: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("call", "service"),
-    [("control_plane", names.CONTROL_PLANE_SERVICE), ("sandbox_job", names.SANDBOX_JOB_SERVICE),
-     ("status_recorder", names.STATUS_RECORDER_SERVICE)],
+    [
+        ("control_plane", names.CONTROL_PLANE_SERVICE),
+        ("sandbox_job", names.SANDBOX_JOB_SERVICE),
+        ("status_recorder", names.STATUS_RECORDER_SERVICE),
+    ],
 )
 def test_each_service_gets_the_environment_it_reads(call: str, service: str) -> None:
     assert set(names.SERVICE_ENV[service]) - environment_of(call) == set()
@@ -132,8 +135,15 @@ def test_definitions_json_is_the_codes() -> None:
 
 def test_names_reach_terraform_from_the_definitions_only() -> None:
     hardcoded = [
-        value for value in (names.REQUESTS_TOPIC, names.STATUS_TOPIC, names.DEAD_LETTER_TOPIC,
-                            names.STATUS_RECORDER_SUBSCRIPTION, *names.BUCKETS, names.RUNS_COLLECTION)
+        value
+        for value in (
+            names.REQUESTS_TOPIC,
+            names.STATUS_TOPIC,
+            names.DEAD_LETTER_TOPIC,
+            names.STATUS_RECORDER_SUBSCRIPTION,
+            *names.BUCKETS,
+            names.RUNS_COLLECTION,
+        )
         if any(value in tf.read_text() for tf in TF_FILES)
     ]
     assert hardcoded == []
@@ -142,7 +152,7 @@ def test_names_reach_terraform_from_the_definitions_only() -> None:
 def test_no_owner_or_editor_roles() -> None:
     text = "\n".join(tf.read_text() for tf in TF_FILES)
     assert '"roles/owner"' not in text.replace('contains(["roles/owner", "roles/editor"]', "")
-    assert "roles/editor\"]" not in text.replace('"roles/owner", "roles/editor"]', "")
+    assert 'roles/editor"]' not in text.replace('"roles/owner", "roles/editor"]', "")
 
 
 def test_every_checkov_skip_carries_its_reason() -> None:
@@ -161,7 +171,9 @@ def checkov() -> str:
 def test_checkov_reports_no_failed_check() -> None:
     result = subprocess.run(
         [checkov(), "-d", str(INFRA), "--framework", "terraform", "--skip-download", "--quiet", "-o", "json"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     report = json.loads(result.stdout)
     summary = report["summary"]
@@ -171,6 +183,7 @@ def test_checkov_reports_no_failed_check() -> None:
 
 
 # --- the container image and the pipeline
+
 
 def test_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
@@ -189,14 +202,52 @@ def test_dockerfile() -> None:
 
 
 STEP_FIELDS = {
-    "name", "args", "env", "dir", "id", "waitFor", "entrypoint", "secretEnv", "volumes", "timeout", "script",
-    "allowFailure", "allowExitCodes", "automapSubstitutions",
+    "name",
+    "args",
+    "env",
+    "dir",
+    "id",
+    "waitFor",
+    "entrypoint",
+    "secretEnv",
+    "volumes",
+    "timeout",
+    "script",
+    "allowFailure",
+    "allowExitCodes",
+    "automapSubstitutions",
 }
-TOP_FIELDS = {"steps", "timeout", "queueTtl", "logsBucket", "options", "substitutions", "tags", "serviceAccount",
-              "secrets", "availableSecrets", "artifacts", "images"}
-BUILTIN_SUBSTITUTIONS = {"PROJECT_ID", "PROJECT_NUMBER", "LOCATION", "BUILD_ID", "COMMIT_SHA", "SHORT_SHA",
-                         "REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME", "REVISION_ID", "TRIGGER_NAME",
-                         "TRIGGER_BUILD_CONFIG_PATH", "SERVICE_ACCOUNT", "SERVICE_ACCOUNT_EMAIL"}
+TOP_FIELDS = {
+    "steps",
+    "timeout",
+    "queueTtl",
+    "logsBucket",
+    "options",
+    "substitutions",
+    "tags",
+    "serviceAccount",
+    "secrets",
+    "availableSecrets",
+    "artifacts",
+    "images",
+}
+BUILTIN_SUBSTITUTIONS = {
+    "PROJECT_ID",
+    "PROJECT_NUMBER",
+    "LOCATION",
+    "BUILD_ID",
+    "COMMIT_SHA",
+    "SHORT_SHA",
+    "REPO_NAME",
+    "REPO_FULL_NAME",
+    "BRANCH_NAME",
+    "TAG_NAME",
+    "REVISION_ID",
+    "TRIGGER_NAME",
+    "TRIGGER_BUILD_CONFIG_PATH",
+    "SERVICE_ACCOUNT",
+    "SERVICE_ACCOUNT_EMAIL",
+}
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +266,9 @@ def test_cloudbuild_known_fields_only(build: dict[str, Any]) -> None:
 def test_cloudbuild_substitutions_are_defined(build: dict[str, Any]) -> None:
     text = (ROOT / "cloudbuild.yaml").read_text()
     body = text.split("\nsubstitutions:", 1)[1]
-    used = set(re.findall(r"(?<!\$)\$\{?([A-Z_][A-Z0-9_]*)", "\n".join(line.split("#")[0] for line in body.splitlines())))
+    used = set(
+        re.findall(r"(?<!\$)\$\{?([A-Z_][A-Z0-9_]*)", "\n".join(line.split("#")[0] for line in body.splitlines()))
+    )
     defined = set(build["substitutions"]) | BUILTIN_SUBSTITUTIONS
     secrets = {secret["env"] for secret in build["availableSecrets"]["secretManager"]}
     assert used - defined - secrets == set()

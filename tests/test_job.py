@@ -14,11 +14,11 @@ import pytest
 
 from devstack.templates import upload_templates
 from functions.context import Context
+from functions.deadletters import DeadLetterBox
 from functions.job import handle_request
 from vibesdk_gcp import clients
 from vibesdk_gcp.envelope import PubsubMessage, from_push_body
-from vibesdk_gcp.errors import PoisonMessage
-from vibesdk_gcp.names import STATUS_TOPIC
+from vibesdk_gcp.names import DEAD_LETTER_SUBSCRIPTION, DEAD_LETTER_TOPIC, STATUS_TOPIC
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
 
 
@@ -31,6 +31,11 @@ def status_events(context: Context) -> Iterator[Any]:
     publisher.create_topic(name=topic)
     subscription = subscriber.subscription_path(context.settings.project, "test-status")
     subscriber.create_subscription(name=subscription, topic=topic)
+    dead_letters = publisher.topic_path(context.settings.project, DEAD_LETTER_TOPIC)
+    publisher.create_topic(name=dead_letters)
+    subscriber.create_subscription(
+        name=subscriber.subscription_path(context.settings.project, DEAD_LETTER_SUBSCRIPTION), topic=dead_letters
+    )
 
     def terminal() -> dict[str, Any]:
         """The next terminal event; a running event before it is checked and skipped."""
@@ -52,13 +57,25 @@ def status_events(context: Context) -> Iterator[Any]:
 
 def message_for(request: SandboxRequest) -> PubsubMessage:
     data = base64.b64encode(request.model_dump_json().encode()).decode()
-    return from_push_body({"message": {"messageId": str(uuid.uuid4()), "data": data, "attributes": request.attributes()}, "deliveryAttempt": 1})
+    return from_push_body(
+        {
+            "message": {"messageId": str(uuid.uuid4()), "data": data, "attributes": request.attributes()},
+            "deliveryAttempt": 1,
+        }
+    )
 
 
-def run(context: Context, session_id: str, action: str, params: dict[str, Any] | None = None, new: bool = False) -> SandboxRequest:
+def run(
+    context: Context, session_id: str, action: str, params: dict[str, Any] | None = None, new: bool = False
+) -> SandboxRequest:
     request = SandboxRequest(
-        sessionId=session_id, runId=str(uuid.uuid4()), action=action, templateName="static-site",
-        params=params or {}, issuedAt=utcnow(), owner="alice",
+        sessionId=session_id,
+        runId=str(uuid.uuid4()),
+        action=action,
+        templateName="static-site",
+        params=params or {},
+        issuedAt=utcnow(),
+        owner="alice",
     )
     context.store.queue_run(request, new_session=new)
     handle_request(message_for(request), context)
@@ -128,8 +145,12 @@ def test_action_without_instance_fails_clearly(context: Context, status_events: 
 
 def test_unknown_template_fails_clearly(context: Context, status_events: Any) -> None:
     request = SandboxRequest(
-        sessionId=str(uuid.uuid4()), runId=str(uuid.uuid4()), action="createInstance", templateName="nope",
-        issuedAt=utcnow(), owner="alice",
+        sessionId=str(uuid.uuid4()),
+        runId=str(uuid.uuid4()),
+        action="createInstance",
+        templateName="nope",
+        issuedAt=utcnow(),
+        owner="alice",
     )
     context.store.queue_run(request, new_session=True)
     handle_request(message_for(request), context)
@@ -161,10 +182,14 @@ def test_request_with_unknown_action_fails_its_run(context: Context, status_even
     assert "not a valid SandboxRequest" in failed["error"]
 
 
-def test_unidentifiable_request_is_poison(context: Context) -> None:
+def test_unidentifiable_request_is_dead_lettered(context: Context, status_events: Any) -> None:
     data = base64.b64encode(b"garbage").decode()
-    with pytest.raises(PoisonMessage):
-        handle_request(from_push_body({"message": {"messageId": "m", "data": data}}), context)
+    handle_request(from_push_body({"message": {"messageId": "m-1", "data": data}}), context)
+    letters = DeadLetterBox(context.settings).peek()
+    assert [(letter.original_id, letter.source, letter.data) for letter in letters] == [
+        ("m-1", "vibesdk-sandbox-requests", b"garbage")
+    ]
+    assert "not JSON" in letters[0].reason
 
 
 def test_error_parsing_ignores_huge_lines() -> None:

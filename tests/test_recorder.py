@@ -5,22 +5,29 @@ from __future__ import annotations
 import base64
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions.context import Context
+from functions.deadletters import DeadLetterBox
 from functions.recorder import record
+from vibesdk_gcp import clients
 from vibesdk_gcp.envelope import from_push_body
+from vibesdk_gcp.names import DEAD_LETTER_SUBSCRIPTION, DEAD_LETTER_TOPIC
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def queue(store: RunStore, session_id: str | None = None) -> SandboxRequest:
     request = SandboxRequest(
-        sessionId=session_id or str(uuid.uuid4()), runId=str(uuid.uuid4()), action="createInstance",
-        templateName="static-site", issuedAt=utcnow(), owner="alice",
+        sessionId=session_id or str(uuid.uuid4()),
+        runId=str(uuid.uuid4()),
+        action="createInstance",
+        templateName="static-site",
+        issuedAt=utcnow(),
+        owner="alice",
     )
     store.queue_run(request, new_session=session_id is None)
     return request
@@ -28,8 +35,13 @@ def queue(store: RunStore, session_id: str | None = None) -> SandboxRequest:
 
 def event(request: SandboxRequest, seq: int, status: RunStatus, **extra: Any) -> StatusEvent:
     return StatusEvent(
-        eventId=str(uuid.uuid4()), sessionId=request.sessionId, runId=request.runId, seq=seq, status=status,
-        time=T0 + timedelta(seconds=seq), **extra,
+        eventId=str(uuid.uuid4()),
+        sessionId=request.sessionId,
+        runId=request.runId,
+        seq=seq,
+        status=status,
+        time=T0 + timedelta(seconds=seq),
+        **extra,
     )
 
 
@@ -89,15 +101,20 @@ def test_older_run_does_not_overwrite_session_status(store: RunStore) -> None:
 
 
 def test_event_for_unknown_run_is_acknowledged(store: RunStore) -> None:
-    request = SandboxRequest(
-        sessionId="nobody", runId="nothing", action="getLogs", issuedAt=utcnow(), owner="alice"
-    )
+    request = SandboxRequest(sessionId="nobody", runId="nothing", action="getLogs", issuedAt=utcnow(), owner="alice")
     assert store.apply(event(request, 1, "running")).reason == "unknown run"
 
 
-def test_recorder_refuses_malformed_event(context: Context) -> None:
+def test_recorder_dead_letters_malformed_event(context: Context) -> None:
+    publisher, subscriber = clients.publisher_client(context.settings), clients.subscriber_client(context.settings)
+    topic = publisher.create_topic(name=publisher.topic_path(context.settings.project, DEAD_LETTER_TOPIC)).name
+    subscriber.create_subscription(
+        name=subscriber.subscription_path(context.settings.project, DEAD_LETTER_SUBSCRIPTION), topic=topic
+    )
     outcome = record(push(b'{"runId": "r"}'), context)
     assert outcome.error is not None and "StatusEvent" in outcome.error
+    [letter] = DeadLetterBox(context.settings).peek()
+    assert letter.source == "vibesdk-sandbox-status" and "StatusEvent" in letter.reason
 
 
 def test_recorder_applies_valid_event(context: Context) -> None:

@@ -68,7 +68,7 @@ def test_exit_code_and_stderr(workspace: Path) -> None:
 
 def test_secret_variable_is_invisible(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIBESDK_TEST_SECRET", "hunter2")
-    result = run_command("env; echo \"[$VIBESDK_TEST_SECRET]\"", workspace, 10)
+    result = run_command('env; echo "[$VIBESDK_TEST_SECRET]"', workspace, 10)
     assert b"hunter2" not in result.stdout
     assert b"[]" in result.stdout
 
@@ -141,7 +141,7 @@ def test_fork_bomb_is_bounded(workspace: Path) -> None:
 
 def test_memory_is_bounded(workspace: Path) -> None:
     limits = Limits(memory_bytes=256 << 20)
-    result = run_command("python3 -c \"b = bytearray(512 * 1024 * 1024)\"", workspace, 10, limits=limits)
+    result = run_command('python3 -c "b = bytearray(512 * 1024 * 1024)"', workspace, 10, limits=limits)
     assert result.exit_code != 0
     assert b"MemoryError" in result.stderr
 
@@ -170,7 +170,7 @@ def test_output_is_captured_beyond_pipe_size(workspace: Path) -> None:
 def test_fallback_without_namespaces_still_bounds(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
     monkeypatch.setenv("VIBESDK_TEST_SECRET", "hunter2")
-    result = run_command("echo \"[$VIBESDK_TEST_SECRET]\"; pwd", workspace, 10)
+    result = run_command('echo "[$VIBESDK_TEST_SECRET]"; pwd', workspace, 10)
     assert result.stdout.startswith(b"[]\n")
     assert run_command("sleep 30", workspace, 1).killed_reason == "timeout"
     if os.geteuid() == 0:

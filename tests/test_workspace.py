@@ -47,6 +47,19 @@ def test_save_uploads_only_what_changed(storage: Storage, settings: Settings) ->
     assert (report.uploaded, report.removed) == (1, 1)
     manifest = json.loads(storage.read(WORKSPACES_BUCKET, "sessions/s2/manifest.json"))
     assert "f8.txt" not in manifest["files"] and len(manifest["files"]) == 49
+    # Two saves, two packs: the first with 50 contents, the second with the one change.
+    assert len(set(manifest["packs"].values())) == 2
+
+
+def test_many_packs_are_compacted(storage: Storage, settings: Settings) -> None:
+    workspace = Workspace(storage, settings.workspace_root, "s7")
+    workspace.start_empty()
+    for index in range(40):
+        fill(workspace.path, {"counter.txt": str(index), f"f{index}": "x" * index})
+        workspace.save()
+    manifest = json.loads(storage.read(WORKSPACES_BUCKET, "sessions/s7/manifest.json"))
+    packs = {info.name for info in storage.list(WORKSPACES_BUCKET, "sessions/s7/packs/")}
+    assert len(packs) == len(set(manifest["packs"].values())) <= 32
 
 
 def test_unchanged_save_writes_nothing(storage: Storage, settings: Settings) -> None:

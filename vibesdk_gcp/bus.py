@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from google.cloud import pubsub_v1
 
+from vibesdk_gcp.envelope import PubsubMessage
 from vibesdk_gcp.errors import ServiceUnavailable
 from vibesdk_gcp.metrics import work
-from vibesdk_gcp.names import REQUESTS_TOPIC, STATUS_TOPIC
+from vibesdk_gcp.names import (
+    DEAD_LETTER_ORIGINAL_ID,
+    DEAD_LETTER_REASON,
+    DEAD_LETTER_SOURCE_TOPIC,
+    DEAD_LETTER_TOPIC,
+    REQUESTS_TOPIC,
+    STATUS_TOPIC,
+)
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent
 
-PUBLISH_TIMEOUT_SECONDS = 30.0
+PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
 class Bus:
@@ -17,12 +25,22 @@ class Bus:
         self._publisher = publisher
         self._requests = publisher.topic_path(project, REQUESTS_TOPIC)
         self._status = publisher.topic_path(project, STATUS_TOPIC)
+        self._dead_letters = publisher.topic_path(project, DEAD_LETTER_TOPIC)
 
     def publish_request(self, request: SandboxRequest) -> str:
         # Ordering key = session: one session's actions run in publish order.
         return self._publish(
             self._requests, request.model_dump_json().encode(), request.attributes(), request.sessionId
         )
+
+    def dead_letter(self, message: PubsubMessage, topic: str, reason: str) -> str:
+        """Set an unprocessable message aside with why, for listing and replay."""
+        attributes = dict(message.attributes) | {
+            DEAD_LETTER_REASON: reason[:1000],
+            DEAD_LETTER_SOURCE_TOPIC: topic,
+            DEAD_LETTER_ORIGINAL_ID: message.message_id,
+        }
+        return self._publish(self._dead_letters, message.data, attributes, "")
 
     def publish_status(self, event: StatusEvent) -> str:
         return self._publish(self._status, event.model_dump_json().encode(), event.attributes(), event.runId)

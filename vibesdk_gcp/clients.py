@@ -7,7 +7,9 @@ application default credentials on a laptop.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, pubsub_v1, storage
@@ -15,26 +17,39 @@ from google.cloud import firestore, pubsub_v1, storage
 from vibesdk_gcp.settings import Settings
 
 
+@contextlib.contextmanager
+def _emulator(variable: str, host: str | None) -> Iterator[None]:
+    """The variable set while a client is made (clients read it then), as it was afterwards."""
+    before = os.environ.get(variable)
+    if host:
+        os.environ[variable] = host
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = before
+
+
 def firestore_client(settings: Settings) -> firestore.Client:
-    if settings.firestore_emulator_host:
-        os.environ["FIRESTORE_EMULATOR_HOST"] = settings.firestore_emulator_host
-        return firestore.Client(project=settings.project, credentials=AnonymousCredentials())
-    return firestore.Client(project=settings.project)
+    with _emulator("FIRESTORE_EMULATOR_HOST", settings.firestore_emulator_host):
+        if settings.firestore_emulator_host:
+            return firestore.Client(project=settings.project, credentials=AnonymousCredentials())
+        return firestore.Client(project=settings.project)
 
 
 def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
-    if settings.pubsub_emulator_host:
-        os.environ["PUBSUB_EMULATOR_HOST"] = settings.pubsub_emulator_host
     options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
     # Publish promptly: each request is one small message a client is waiting on.
     batch = pubsub_v1.types.BatchSettings(max_messages=100, max_latency=0.005)
-    return pubsub_v1.PublisherClient(batch_settings=batch, publisher_options=options)
+    with _emulator("PUBSUB_EMULATOR_HOST", settings.pubsub_emulator_host):
+        return pubsub_v1.PublisherClient(batch_settings=batch, publisher_options=options)
 
 
 def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
-    if settings.pubsub_emulator_host:
-        os.environ["PUBSUB_EMULATOR_HOST"] = settings.pubsub_emulator_host
-    return pubsub_v1.SubscriberClient()
+    with _emulator("PUBSUB_EMULATOR_HOST", settings.pubsub_emulator_host):
+        return pubsub_v1.SubscriberClient()
 
 
 def storage_client(settings: Settings) -> storage.Client:

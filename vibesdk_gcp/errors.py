@@ -27,6 +27,10 @@ class ConfigurationError(VibsdkError):
     """A setting is missing or wrong; raised at start-up."""
 
 
+class Busy(VibsdkError):
+    """Another delivery of the same run is at work: come back later (a negative ack)."""
+
+
 class PoisonMessage(VibsdkError):
     """A delivered message that can never be processed, however often it comes back."""
 

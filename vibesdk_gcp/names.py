@@ -17,6 +17,11 @@ STATUS_RECORDER_SUBSCRIPTION = "vibesdk-sandbox-status-recorder"
 # A topic without a subscription drops what it receives: this one keeps dead letters.
 DEAD_LETTER_SUBSCRIPTION = "vibesdk-sandbox-dead-letter-hold"
 
+# Attributes a handler adds when it dead-letters a message itself.
+DEAD_LETTER_REASON = "vibesdkDeadLetterReason"
+DEAD_LETTER_SOURCE_TOPIC = "vibesdkDeadLetterSourceTopic"
+DEAD_LETTER_ORIGINAL_ID = "vibesdkOriginalMessageId"
+
 RUNS_COLLECTION = "sandboxRuns"
 RUNS_SUBCOLLECTION = "runs"
 
@@ -40,8 +45,13 @@ STATUS_RECORDER_SERVICE = "vibesdk-status-recorder"
 ENTRY_POINTS: dict[str, list[str]] = {
     CONTROL_PLANE_SERVICE: ["python", "-m", "control_plane"],
     SANDBOX_JOB_SERVICE: [
-        "functions-framework", "--source", "functions/main.py", "--target", "sandbox_job",
-        "--signature-type", "cloudevent",
+        "functions-framework",
+        "--source",
+        "functions/main.py",
+        "--target",
+        "sandbox_job",
+        "--signature-type",
+        "cloudevent",
     ],
     STATUS_RECORDER_SERVICE: ["functions-framework", "--source", "functions/main.py", "--target", "status_recorder"],
 }
@@ -49,11 +59,17 @@ ENTRY_POINTS: dict[str, list[str]] = {
 # The environment each service reads at start-up (vibesdk_gcp.settings), besides PORT.
 SERVICE_ENV: dict[str, list[str]] = {
     CONTROL_PLANE_SERVICE: [
-        "GOOGLE_CLOUD_PROJECT", "VIBESDK_BUCKET_PREFIX", "VIBESDK_PUBLIC_URL", "VIBESDK_API_TOKEN",
+        "GOOGLE_CLOUD_PROJECT",
+        "VIBESDK_BUCKET_PREFIX",
+        "VIBESDK_PUBLIC_URL",
+        "VIBESDK_API_TOKEN",
         "VIBESDK_MAX_BODY_BYTES",
     ],
     SANDBOX_JOB_SERVICE: [
-        "GOOGLE_CLOUD_PROJECT", "VIBESDK_BUCKET_PREFIX", "VIBESDK_PUBLIC_URL", "VIBESDK_WORKSPACE_ROOT",
+        "GOOGLE_CLOUD_PROJECT",
+        "VIBESDK_BUCKET_PREFIX",
+        "VIBESDK_PUBLIC_URL",
+        "VIBESDK_WORKSPACE_ROOT",
         "VIBESDK_COMMAND_TIMEOUT_SECONDS",
     ],
     STATUS_RECORDER_SERVICE: ["GOOGLE_CLOUD_PROJECT"],

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import timedelta
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable
 from vibesdk_gcp.metrics import work
@@ -16,6 +19,8 @@ from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, params_digest, utcn
 from vibesdk_gcp.state import SEQ_QUEUED, SEQ_RUNNING, TERMINAL, Decision, decide, insert_transition
 
 MAX_WRITE_ATTEMPTS = 20
+# What an API request waits for Firestore before it answers 503 instead.
+CALL_LIMITS: dict[str, Any] = {"retry": Retry(timeout=10), "timeout": 10}
 
 Document = dict[str, Any]
 
@@ -48,7 +53,9 @@ class RunStore:
             "paramsDigest": params_digest(request.params),
             "status": "queued",
             "seq": SEQ_QUEUED,
-            "transitions": [{"seq": SEQ_QUEUED, "status": "queued", "at": now, "eventId": None, "deliveryAttempt": None}],
+            "transitions": [
+                {"seq": SEQ_QUEUED, "status": "queued", "at": now, "eventId": None, "deliveryAttempt": None}
+            ],
             "result": None,
             "error": None,
             "createdAt": now,
@@ -74,8 +81,8 @@ class RunStore:
             batch.update(self._session_ref(request.sessionId), session)
         work.add("firestore.writes", 2)
         try:
-            batch.commit()
-        except api_exceptions.GoogleAPICallError as error:
+            batch.commit(**CALL_LIMITS)
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             raise _unavailable(error) from error
 
     def get_session(self, session_id: str) -> Document:
@@ -93,16 +100,84 @@ class RunStore:
     def _get(self, ref: firestore.DocumentReference) -> Document | None:
         work.add("firestore.reads")
         try:
-            snapshot = ref.get()
-        except api_exceptions.GoogleAPICallError as error:
+            snapshot = ref.get(**CALL_LIMITS)
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             raise _unavailable(error) from error
         return snapshot.to_dict() if snapshot.exists else None
+
+    def claim(self, session_id: str, run_id: str, message_id: str, attempt: int | None, lease_seconds: float) -> str:
+        """Take a run for one delivery: "claimed", "finished", "busy" or "unknown".
+
+        A run is executed by one delivery at a time. Another delivery finds it "busy" while the
+        holder's lease is live, unless it is a later attempt of the same message (the earlier one
+        failed, or Pub/Sub would not have sent it again); once the lease has lapsed anyone may
+        take over. The holder renews its lease while it works.
+        """
+        ref = self._run_ref(session_id, run_id)
+        try:
+            for attempt_number in range(MAX_WRITE_ATTEMPTS):
+                snapshot = ref.get()
+                work.add("firestore.reads")
+                if not snapshot.exists:
+                    return "unknown"
+                run = snapshot.to_dict()
+                if run["status"] in TERMINAL:
+                    return "finished"
+                held = run.get("claim") or {}
+                now = utcnow()
+                retry_of_holder = held.get("messageId") == message_id and (attempt or 0) > (held.get("attempt") or 0)
+                if held and held["leaseUntil"] > now and not retry_of_holder:
+                    return "busy"
+                claim = {
+                    "messageId": message_id,
+                    "attempt": attempt,
+                    "leaseUntil": now + timedelta(seconds=lease_seconds),
+                }
+                if self._write_if_unchanged(ref, {"claim": claim}, snapshot, attempt_number):
+                    return "claimed"
+        except api_exceptions.GoogleAPICallError as error:
+            raise _unavailable(error) from error
+        raise ServiceUnavailable(f"run {run_id} kept changing while it was claimed")
+
+    def renew(self, session_id: str, run_id: str, lease_seconds: float) -> None:
+        try:
+            self._run_ref(session_id, run_id).update({"claim.leaseUntil": utcnow() + timedelta(seconds=lease_seconds)})
+            work.add("firestore.writes")
+        except api_exceptions.GoogleAPICallError as error:
+            raise _unavailable(error) from error
+
+    def unfinished(self) -> list[Document]:
+        """Every queued or running run, for the stale-run sweep."""
+        query = self._client.collection_group(RUNS_SUBCOLLECTION).where(
+            filter=FieldFilter("status", "in", ["queued", "running"])
+        )
+        try:
+            return [snapshot.to_dict() for snapshot in query.stream()]
+        except api_exceptions.GoogleAPICallError as error:
+            raise _unavailable(error) from error
+
+    def _write_if_unchanged(
+        self, ref: firestore.DocumentReference, update: Document, snapshot: Any, attempt: int
+    ) -> bool:
+        try:
+            ref.update(update, option=self._unchanged(snapshot))
+        except (api_exceptions.FailedPrecondition, api_exceptions.Aborted):
+            time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+            return False
+        finally:
+            work.add("firestore.writes")
+        return True
 
     def fail_queued(self, session_id: str, run_id: str, error: str) -> None:
         """End a run that never left the control plane (its message was not published)."""
         event = StatusEvent(
-            eventId=f"control-plane-{run_id}", sessionId=session_id, runId=run_id, seq=2,
-            status="failed", time=utcnow(), error=error,
+            eventId=f"control-plane-{run_id}",
+            sessionId=session_id,
+            runId=run_id,
+            seq=2,
+            status="failed",
+            time=utcnow(),
+            error=error,
         )
         self.apply(event)
 
@@ -130,7 +205,9 @@ class RunStore:
                     return decision
                 batch = self._client.batch()
                 batch.update(run_ref, self._run_update(event, run, decision), option=self._unchanged(run_snapshot))
-                session_update = self._session_update(event, session_snapshot.to_dict() or {}) if decision.advance else {}
+                session_update = (
+                    self._session_update(event, session_snapshot.to_dict() or {}) if decision.advance else {}
+                )
                 if session_update:
                     batch.update(session_ref, session_update, option=self._unchanged(session_snapshot))
                 work.add("firestore.writes", 1 + bool(session_update))
@@ -150,8 +227,11 @@ class RunStore:
     @staticmethod
     def _run_update(event: StatusEvent, run: Document, decision: Decision) -> Document:
         transition = {
-            "seq": event.seq, "status": event.status, "at": event.time,
-            "eventId": event.eventId, "deliveryAttempt": event.deliveryAttempt,
+            "seq": event.seq,
+            "status": event.status,
+            "at": event.time,
+            "eventId": event.eventId,
+            "deliveryAttempt": event.deliveryAttempt,
         }
         transitions = insert_transition(run["transitions"], transition)
         seen = {int(item["seq"]) for item in transitions}
@@ -169,7 +249,9 @@ class RunStore:
     @staticmethod
     def _session_update(event: StatusEvent, session: Document) -> Document:
         """The latest run's status, and what a succeeded action changed (instance, preview)."""
-        update: Document = {"status": event.status, "updatedAt": utcnow()} if session.get("runId") == event.runId else {}
+        update: Document = (
+            {"status": event.status, "updatedAt": utcnow()} if session.get("runId") == event.runId else {}
+        )
         changes = (event.result or {}).get("session") or {}
         if event.status == "succeeded":
             update |= {key: changes[key] for key in SESSION_FIELDS_FROM_RESULT if key in changes}

@@ -9,8 +9,8 @@ from pathlib import Path
 from google.api_core import exceptions as api_exceptions
 from google.cloud import storage
 
-from vibesdk_gcp.errors import Conflict, NotFound, ServiceUnavailable
 from vibesdk_gcp import clients
+from vibesdk_gcp.errors import Conflict, NotFound, ServiceUnavailable
 from vibesdk_gcp.metrics import work
 from vibesdk_gcp.settings import Settings
 

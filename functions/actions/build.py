@@ -41,19 +41,31 @@ def parse_issues(output: str) -> list[dict[str, Any]]:
         match = ISSUE_LINE.match(line.strip()) or TSC_LINE.match(line.strip())
         if match:
             fields = match.groupdict()
-            issues.append({
-                "file": fields["file"], "line": int(fields["line"]), "column": int(fields["column"]),
-                "message": fields["message"], "severity": fields["severity"], "rule": fields.get("rule"),
-            })
+            issues.append(
+                {
+                    "file": fields["file"],
+                    "line": int(fields["line"]),
+                    "column": int(fields["column"]),
+                    "message": fields["message"],
+                    "severity": fields["severity"],
+                    "rule": fields.get("rule"),
+                }
+            )
     return issues
 
 
 def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, files: list[str] | None) -> Result:
     command = instance.commands.get(kind)
     if not command:
-        return {"issues": [], "summary": {"errorCount": 0, "warningCount": 0}, "skipped": f"the template has no {kind} command"}
+        return {
+            "issues": [],
+            "summary": {"errorCount": 0, "warningCount": 0},
+            "skipped": f"the template has no {kind} command",
+        }
     if files:
-        command = f"{command} -- " + " ".join(_quote(inside(workspace.path, f).relative_to(workspace.path).as_posix()) for f in files)
+        command = f"{command} -- " + " ".join(
+            _quote(inside(workspace.path, f).relative_to(workspace.path).as_posix()) for f in files
+        )
     outcome = run_command(str(command), workspace.path, ctx.settings.command_timeout_seconds, instance.envVars)
     output = outcome.stdout.decode(errors="replace") + "\n" + outcome.stderr.decode(errors="replace")
     issues = parse_issues(output)
@@ -82,7 +94,11 @@ def run_static_analysis(request: SandboxRequest, params: StaticAnalysisParams, c
     prepare_workspace(workspace.path)
     lint = _check(ctx, instance, workspace, "lint", params.lintFiles)
     typecheck = _check(ctx, instance, workspace, "typecheck", None)
-    found = [dict(issue, source=kind) for kind, part in (("lint", lint), ("typecheck", typecheck)) for issue in part["issues"]]
+    found = [
+        dict(issue, source=kind)
+        for kind, part in (("lint", lint), ("typecheck", typecheck))
+        for issue in part["issues"]
+    ]
     if found:
         instance.errors = (instance.errors + [i for i in found if i["severity"] == "error"])[-100:]
         save_instance(ctx, request.sessionId, instance)

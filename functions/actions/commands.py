@@ -47,12 +47,14 @@ def parse_errors(text: str, source: str) -> list[dict[str, Any]]:
             match = pattern.search(line.strip())
             if match:
                 fields = match.groupdict()
-                found.append({
-                    "source": source,
-                    "file": fields.get("file"),
-                    "line": int(fields["line"]) if fields.get("line") else None,
-                    "message": (fields.get("message") or line).strip()[:500],
-                })
+                found.append(
+                    {
+                        "source": source,
+                        "file": fields.get("file"),
+                        "line": int(fields["line"]) if fields.get("line") else None,
+                        "message": (fields.get("message") or line).strip()[:500],
+                    }
+                )
                 break
     return found
 

@@ -34,7 +34,7 @@ def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context)
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     targets = [(item, inside(workspace.path, item.filePath)) for item in params.files]
-    for item, target in targets:
+    for item in params.files:
         if len(item.fileContents.encode()) > MAX_FILE_BYTES:
             raise ActionFailed(f"file {item.filePath!r} is over the {MAX_FILE_BYTES}-byte limit")
     for item, target in targets:

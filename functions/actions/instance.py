@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions import templates
 from functions.actions.common import require_instance
 from functions.context import Context
-from functions import templates
 from functions.instances import INSTANCES_PREFIX, Instance, delete_instance, load_instance, save_instance, workspace_of
 from functions.sandbox import prepare_workspace, run_command
 from vibesdk_gcp.errors import ActionFailed
-from vibesdk_gcp.names import PREVIEWS_BUCKET, LOGS_BUCKET, WORKSPACES_BUCKET
-from vibesdk_gcp.params import CreateInstanceParams, TemplateDetailsParams, Params
+from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, WORKSPACES_BUCKET
+from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 Result = dict[str, Any]
@@ -76,7 +76,11 @@ def get_instance_details(request: SandboxRequest, params: Params, ctx: Context) 
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     files = sorted(p.relative_to(workspace.path).as_posix() for p in workspace.path.rglob("*") if p.is_file())
-    return {"instance": instance.model_dump(exclude={"envVars", "previewToken"}), "fileTree": templates.file_tree(files), "fileCount": len(files)}
+    return {
+        "instance": instance.model_dump(exclude={"envVars", "previewToken"}),
+        "fileTree": templates.file_tree(files),
+        "fileCount": len(files),
+    }
 
 
 def get_instance_status(request: SandboxRequest, params: Params, ctx: Context) -> Result:

@@ -28,7 +28,12 @@ def listening(port: str) -> bool:
 def test_dev_stops_every_process_it_started(stop_signal: int, tmp_path: Path) -> None:
     env = dict(os.environ) | OWN_PORTS | {"VIBESDK_API_TOKEN": "", "VIBESDK_WORKSPACE_ROOT": ""}
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "devstack"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = []
     try:
@@ -54,12 +59,18 @@ def test_dev_stops_every_process_it_started(stop_signal: int, tmp_path: Path) ->
 
 
 def test_dev_names_a_missing_emulator(tmp_path: Path) -> None:
-    env = dict(os.environ) | OWN_PORTS | {
-        "PATH": "/usr/bin/nothing-here:" + str(Path(sys.executable).parent),
-        "VIBESDK_SHARED_EMULATORS": str(tmp_path),
-    }
+    env = (
+        dict(os.environ)
+        | OWN_PORTS
+        | {
+            "PATH": "/usr/bin/nothing-here:" + str(Path(sys.executable).parent),
+            "VIBESDK_SHARED_EMULATORS": str(tmp_path),
+        }
+    )
     env.pop("VIBESDK_PUBSUB_EMULATOR_JAR", None)
-    result = subprocess.run([sys.executable, "-m", "devstack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert "Pub/Sub emulator is missing" in result.stderr
     assert "google-cloud-cli-pubsub-emulator" in result.stderr

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from functions.deadletters import DeadLetterBox
 from tests.e2e.conftest import wait_for_run
 from vibesdk_gcp import clients
-from vibesdk_gcp.names import DEAD_LETTER_SUBSCRIPTION, STATUS_TOPIC
+from vibesdk_gcp.names import STATUS_TOPIC
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
@@ -36,9 +37,13 @@ def test_create_session_and_run_a_command(api: httpx.Client) -> None:
     print(f"createInstance: POST to succeeded in {time.monotonic() - started:.2f} s")
 
     session_id = created.json()["sessionId"]
-    queued = api.post(f"/api/agent/{session_id}/actions", json={
-        "action": "executeCommands", "params": {"commands": ["npm run build --silent", "ls dist"]},
-    })
+    queued = api.post(
+        f"/api/agent/{session_id}/actions",
+        json={
+            "action": "executeCommands",
+            "params": {"commands": ["npm run build --silent", "ls dist"]},
+        },
+    )
     assert queued.status_code == 202, queued.text
     second = wait_for_run(api, queued.json()["runUrl"])
     assert second["status"] == "succeeded", second
@@ -54,9 +59,13 @@ def test_create_session_and_run_a_command(api: httpx.Client) -> None:
 def test_failed_command_is_reported(api: httpx.Client) -> None:
     created = api.post("/api/agent", json={"templateName": "python-app"}).json()
     assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
-    queued = api.post(f"/api/agent/{created['sessionId']}/actions", json={
-        "action": "executeCommands", "params": {"commands": ["python3 -c 'raise SystemExit(\"no such thing\")'"]},
-    }).json()
+    queued = api.post(
+        f"/api/agent/{created['sessionId']}/actions",
+        json={
+            "action": "executeCommands",
+            "params": {"commands": ["python3 -c 'raise SystemExit(\"no such thing\")'"]},
+        },
+    ).json()
     run = wait_for_run(api, queued["runUrl"])
     assert run["status"] == "failed"
     assert "exited with code 1" in run["error"] and "no such thing" in run["error"]
@@ -75,8 +84,12 @@ def _settings(stack: Stack) -> Settings:
 
 def _queued_run(stack: Stack, action: str = "getTemplateDetails") -> SandboxRequest:
     request = SandboxRequest(
-        sessionId=str(uuid.uuid4()), runId=str(uuid.uuid4()), action=action, templateName="node-app",
-        issuedAt=utcnow(), owner="local",
+        sessionId=str(uuid.uuid4()),
+        runId=str(uuid.uuid4()),
+        action=action,
+        templateName="node-app",
+        issuedAt=utcnow(),
+        owner="local",
     )
     RunStore(clients.firestore_client(_settings(stack))).queue_run(request, new_session=True)
     return request
@@ -94,13 +107,16 @@ def _pubsub_message(request: SandboxRequest) -> dict[str, Any]:
 def test_job_accepts_structured_mode(stack: Stack, api: httpx.Client) -> None:
     request = _queued_run(stack)
     event = {
-        "specversion": "1.0", "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "specversion": "1.0",
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
         "source": f"//pubsub.googleapis.com/projects/{stack.project}/topics/vibesdk-sandbox-requests",
-        "id": "structured-1", "datacontenttype": "application/json",
+        "id": "structured-1",
+        "datacontenttype": "application/json",
         "data": {"subscription": "projects/p/subscriptions/s", "message": _pubsub_message(request)},
     }
     response = httpx.post(
-        stack.ports.url("sandbox_job"), content=json.dumps(event),
+        stack.ports.url("sandbox_job"),
+        content=json.dumps(event),
         headers={"Content-Type": "application/cloudevents+json"},
     )
     assert response.status_code == 200, response.text
@@ -112,36 +128,47 @@ def test_job_accepts_structured_mode(stack: Stack, api: httpx.Client) -> None:
 def test_job_accepts_raw_push_envelope(stack: Stack, api: httpx.Client) -> None:
     request = _queued_run(stack)
     body = {"subscription": "projects/p/subscriptions/s", "message": _pubsub_message(request)}
-    response = httpx.post(stack.ports.url("sandbox_job") + f"/projects/{stack.project}/topics/vibesdk-sandbox-requests", json=body)
+    response = httpx.post(
+        stack.ports.url("sandbox_job") + f"/projects/{stack.project}/topics/vibesdk-sandbox-requests", json=body
+    )
     assert response.status_code == 200, response.text
     assert wait_for_run(api, f"/api/agent/{request.sessionId}/runs/{request.runId}")["status"] == "succeeded"
 
 
 def test_job_refuses_undecodable_delivery(stack: Stack) -> None:
     headers = {
-        "ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-        "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "bad-1",
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+        "ce-id": "bad-1",
         "Content-Type": "application/json",
     }
     response = httpx.post(stack.ports.url("sandbox_job"), json={"message": {"data": "e30="}}, headers=headers)
     assert response.status_code == 400
 
 
-def test_malformed_status_event_is_dead_lettered(stack: Stack) -> None:
+def test_malformed_status_event_is_dead_lettered_and_replayable(stack: Stack) -> None:
     settings = _settings(stack)
     publisher = clients.publisher_client(settings)
     marker = str(uuid.uuid4())
-    publisher.publish(publisher.topic_path(stack.project, STATUS_TOPIC), b"not json " + marker.encode()).result()
-    subscriber = clients.subscriber_client(settings)
-    held = subscriber.subscription_path(stack.project, DEAD_LETTER_SUBSCRIPTION)
-    deadline = time.monotonic() + 120
+    published = publisher.publish(
+        publisher.topic_path(stack.project, STATUS_TOPIC), b"not json " + marker.encode()
+    ).result()
+    box = DeadLetterBox(settings)
+    deadline = time.monotonic() + 60
     found = None
     while found is None and time.monotonic() < deadline:
-        response = subscriber.pull(subscription=held, max_messages=50, timeout=10)
-        for received in response.received_messages:
-            subscriber.acknowledge(subscription=held, ack_ids=[received.ack_id])
-            if marker.encode() in received.message.data:
-                found = received.message
-    subscriber.close()
+        found = next((letter for letter in box.peek() if marker.encode() in letter.data), None)
     assert found is not None, "the malformed event never reached the dead-letter topic"
-    assert found.attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
+    assert (found.original_id, found.source) == (published, STATUS_TOPIC)
+    assert "not JSON" in found.reason
+    # Replayed, it goes back to its topic (and, still malformed, comes back here once more).
+    assert box.replay({published}) == [published]
+    deadline = time.monotonic() + 60
+    again = None
+    while again is None and time.monotonic() < deadline:
+        again = next(
+            (letter for letter in box.peek() if marker.encode() in letter.data and letter.original_id != published),
+            None,
+        )
+    assert again is not None

@@ -42,7 +42,9 @@ def test_template_from_create_to_shutdown(api: httpx.Client, stack: Stack, templ
     marker = f"Edited {uuid.uuid4().hex[:8]}"
     original = (TEMPLATES / template / path).read_text()
     assert edit(original, marker) != original
-    written = act(api, session_id, "writeFiles", {"files": [{"filePath": path, "fileContents": edit(original, marker)}]})
+    written = act(
+        api, session_id, "writeFiles", {"files": [{"filePath": path, "fileContents": edit(original, marker)}]}
+    )
     assert written["status"] == "succeeded", written
 
     analysis = act(api, session_id, "runStaticAnalysisCode")
@@ -76,8 +78,12 @@ def test_lint_issues_are_structured(api: httpx.Client) -> None:
     assert analysis["status"] == "succeeded", analysis
     issue = analysis["result"]["lint"]["issues"][0]
     assert issue == {
-        "file": "src/index.html", "line": 2, "column": 1, "message": "img without alt text",
-        "severity": "warning", "rule": "img-alt",
+        "file": "src/index.html",
+        "line": 2,
+        "column": 1,
+        "message": "img without alt text",
+        "severity": "warning",
+        "rule": "img-alt",
     }
 
 
@@ -96,9 +102,13 @@ def test_one_sessions_actions_run_in_publish_order(api: httpx.Client) -> None:
     created = api.post("/api/agent", json={"templateName": "python-app"}).json()
     runs = [created["runUrl"]]
     for index in range(6):
-        queued = api.post(f"/api/agent/{created['sessionId']}/actions", json={
-            "action": "executeCommands", "params": {"commands": [f"sleep 0.{6 - index}; echo {index} >> order.txt"]},
-        })
+        queued = api.post(
+            f"/api/agent/{created['sessionId']}/actions",
+            json={
+                "action": "executeCommands",
+                "params": {"commands": [f"sleep 0.{6 - index}; echo {index} >> order.txt"]},
+            },
+        )
         runs.append(queued.json()["runUrl"])
     assert all(wait_for_run(api, url)["status"] == "succeeded" for url in runs)
     files = act(api, created["sessionId"], "getFiles", {"filePaths": ["order.txt"]})
@@ -109,7 +119,9 @@ def test_logs_and_errors_follow_commands(api: httpx.Client) -> None:
     created = api.post("/api/agent", json={"templateName": "python-app"}).json()
     assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
     session = created["sessionId"]
-    big = act(api, session, "executeCommands", {"commands": ["head -c 100000 /dev/zero | tr '\\0' x; echo; echo tail-marker"]})
+    big = act(
+        api, session, "executeCommands", {"commands": ["head -c 100000 /dev/zero | tr '\\0' x; echo; echo tail-marker"]}
+    )
     entry = big["result"]["results"][0]
     assert entry["truncated"] and len(entry["output"]) < 20000 and "tail-marker" in entry["output"]
     assert entry["log"].startswith("gs://vibesdk-logs/")

@@ -1,0 +1,72 @@
+"""The stale-run sweep: ends runs whose job is gone for good.
+
+Rule: a run whose claim lapsed more than the grace period ago (the sandbox job died and Pub/Sub
+has had time to redeliver) ends failed with "lease expired"; a queued run nobody claimed within
+the queue timeout ends failed with "expired in queue". Runs are ended, not re-queued: a client
+sees a true terminal state and may post the action again. Run it from Cloud Scheduler (the
+`sweeper` HTTP target) or by hand: `python -m functions.sweeper`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta
+
+from functions.context import Context, context
+from vibesdk_gcp.schemas import StatusEvent, utcnow
+from vibesdk_gcp.state import SEQ_TERMINAL
+
+logger = logging.getLogger("functions.sweeper")
+
+GRACE_SECONDS = float(os.environ.get("VIBESDK_SWEEP_GRACE_SECONDS", "900"))
+QUEUE_TIMEOUT_SECONDS = float(os.environ.get("VIBESDK_QUEUE_TIMEOUT_SECONDS", "3600"))
+
+
+def stale_reason(run: dict[str, object], now: datetime, grace: float, queue_timeout: float) -> str | None:
+    claim = run.get("claim")
+    if isinstance(claim, dict):
+        lapsed = claim["leaseUntil"]
+        return "lease expired" if isinstance(lapsed, datetime) and lapsed < now - timedelta(seconds=grace) else None
+    created = run.get("createdAt")
+    if (
+        run.get("status") == "queued"
+        and isinstance(created, datetime)
+        and created < now - timedelta(seconds=queue_timeout)
+    ):
+        return "expired in queue"
+    return None
+
+
+def sweep(
+    ctx: Context,
+    now: datetime | None = None,
+    grace: float = GRACE_SECONDS,
+    queue_timeout: float = QUEUE_TIMEOUT_SECONDS,
+) -> list[tuple[str, str]]:
+    """End every stale run; returns (runId, reason) for each one ended."""
+    now = now or utcnow()
+    ended = []
+    for run in ctx.store.unfinished():
+        reason = stale_reason(run, now, grace, queue_timeout)
+        if reason is None:
+            continue
+        event = StatusEvent(
+            eventId=f"sweeper-{run['runId']}",
+            sessionId=str(run["sessionId"]),
+            runId=str(run["runId"]),
+            seq=SEQ_TERMINAL,
+            status="failed",
+            time=now,
+            error=reason,
+        )
+        if ctx.store.apply(event).advance:
+            logger.warning("run %s/%s ended: %s", run["sessionId"], run["runId"], reason)
+            ended.append((str(run["runId"]), reason))
+    return ended
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    for run_id, reason in sweep(context()):
+        print(f"{run_id}: {reason}")
