@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from google.cloud import pubsub_v1
 
 from vibesdk_gcp.envelope import PubsubMessage
@@ -51,6 +53,7 @@ class Bus:
             future = self._publisher.publish(topic, data, ordering_key=ordering_key, **attributes)
             return str(future.result(timeout=PUBLISH_TIMEOUT_SECONDS))
         except Exception as error:  # the client raises several unrelated types
-            # A failed ordered publish pauses its key until resumed.
-            self._publisher.resume_publish(topic, ordering_key)
+            # A failed ordered publish pauses its key until resumed (a timed-out one does not).
+            with contextlib.suppress(RuntimeError):
+                self._publisher.resume_publish(topic, ordering_key)
             raise ServiceUnavailable(f"could not publish to {topic.rsplit('/', 1)[-1]}: {error}") from error
