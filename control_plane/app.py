@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -11,38 +10,93 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from control_plane.auth import Authenticator, RateLimiter
+from control_plane.keys import KeyStore
 from control_plane.models import CreateSession, QueueAction
 from control_plane.openapi import openapi_document
 from control_plane.service import ControlPlane
 from control_plane.wiring import control_plane_from
-from vibesdk_gcp.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable, VibsdkError
+from vibesdk_gcp import clients
+from vibesdk_gcp.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    TooLarge,
+    TooMany,
+    Unauthenticated,
+    VibsdkError,
+)
 from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("control_plane")
 
-LOCAL_OWNER = "local"
 STATUS_OF: dict[type[VibsdkError], int] = {
-    InvalidRequest: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TooLarge: 413,
+    InvalidRequest: 422,
+    TooMany: 429,
     ServiceUnavailable: 503,
 }
+# Sent with every answer; previews add a sandbox so a page cannot act as this origin.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+PREVIEW_CSP = "sandbox allow-scripts allow-forms allow-popups; frame-ancestors 'none'"
 
 
-class BodyTooLarge(VibsdkError):
-    pass
-
-
-def error_response(status: int, error: str, detail: str, field: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, error: str, detail: str, field: str | None = None, retry_after: int | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"error": error, "detail": detail}
     if field:
         body["field"] = field
-    headers = {"Retry-After": "5"} if status == 503 else None
+    if status == 503:
+        retry_after = retry_after or 5
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
     return JSONResponse(body, status, headers=headers)
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: the security headers on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        preview = scope["path"].startswith("/preview/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                headers.setdefault("Content-Security-Policy", PREVIEW_CSP if preview else API_CSP)
+                if not preview:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _model(model: type[BaseModel], raw: bytes) -> Any:
@@ -67,19 +121,23 @@ class _FieldError(InvalidRequest):
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(settings: Settings | None = None, plane: ControlPlane | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, plane: ControlPlane | None = None, authenticator: Authenticator | None = None
+) -> Starlette:
     settings = settings or Settings.from_env()
     plane = plane or control_plane_from(settings)
+    authenticator = authenticator or Authenticator(settings, KeyStore(clients.firestore_client(settings)))
+    limiter = RateLimiter(settings.requests_per_minute)
 
     async def body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise BodyTooLarge(f"body is {declared} bytes; the limit is {settings.max_body_bytes}")
+            raise TooLarge(f"body is {declared} bytes; the limit is {settings.max_body_bytes}")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > settings.max_body_bytes:
-                raise BodyTooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
+                raise TooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -90,22 +148,19 @@ def create_app(settings: Settings | None = None, plane: ControlPlane | None = No
         """Authenticate, run, and turn our exceptions into JSON errors."""
 
         async def wrapped(request: Request) -> Response:
-            if settings.api_token:
-                supplied = request.headers.get("authorization", "")
-                if not hmac.compare_digest(supplied.encode(), f"Bearer {settings.api_token}".encode()):
-                    return error_response(401, "unauthenticated", "send Authorization: Bearer <VIBESDK_API_TOKEN>")
-            request.state.owner = LOCAL_OWNER
             try:
+                owner = await run_in_threadpool(authenticator.owner, request.headers.get("authorization"))
+                limiter.take(owner)
+                request.state.owner = owner
                 return await handler(request)
-            except BodyTooLarge as error:
-                return error_response(413, "body_too_large", str(error))
             except _FieldError as error:
                 return error_response(422, "invalid_request", str(error), error.field)
             except VibsdkError as error:
                 status = next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 500)
                 if status == 500:
                     logger.exception("unexpected error")
-                return error_response(status, type(error).__name__, str(error))
+                retry_after = error.retry_after if isinstance(error, TooMany) else None
+                return error_response(status, type(error).__name__, str(error), retry_after=retry_after)
 
         return wrapped
 
@@ -114,6 +169,11 @@ def create_app(settings: Settings | None = None, plane: ControlPlane | None = No
         payload = _model(CreateSession, await body(request))
         queued = await run_in_threadpool(plane.create_session, owner_of(request), payload)
         return JSONResponse(queued.model_dump(), 202, headers={"Location": queued.runUrl})
+
+    @api
+    async def list_sessions(request: Request) -> Response:
+        sessions = await run_in_threadpool(plane.sessions, owner_of(request))
+        return JSONResponse({"sessions": [session.model_dump(mode="json") for session in sessions]})
 
     @api
     async def queue_action(request: Request) -> Response:
@@ -170,6 +230,7 @@ def create_app(settings: Settings | None = None, plane: ControlPlane | None = No
 
     routes = [
         Route("/api/agent", create_session, methods=["POST"]),
+        Route("/api/agent", list_sessions, methods=["GET"]),
         Route("/api/agent/{sessionId}", get_session, methods=["GET"]),
         Route("/api/agent/{sessionId}/actions", queue_action, methods=["POST"]),
         Route("/api/agent/{sessionId}/runs/{runId}", get_run, methods=["GET"]),
@@ -178,4 +239,15 @@ def create_app(settings: Settings | None = None, plane: ControlPlane | None = No
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: method_not_allowed})
+    middleware = [Middleware(SecurityHeaders)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=600,
+            )
+        )
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found, 405: method_not_allowed})

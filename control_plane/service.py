@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import mimetypes
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from control_plane.models import CreateSession, Preview, QueueAction, Queued, Run, Session
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.errors import NotFound, ServiceUnavailable
+from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge, TooMany
 from vibesdk_gcp.names import PREVIEWS_BUCKET
 from vibesdk_gcp.params import validate_params
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
+from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
 
 
@@ -28,15 +30,44 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Limits:
+    max_active_runs: int = 50
+    max_file_bytes: int = 4 * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(settings.max_active_runs_per_owner, settings.max_file_bytes)
+
+
 class ControlPlane:
-    def __init__(self, store: RunStore, bus: Bus, storage: Storage) -> None:
+    def __init__(self, store: RunStore, bus: Bus, storage: Storage, limits: Limits | None = None) -> None:
         self._store = store
         self._bus = bus
         self._storage = storage
+        self._limits = limits or Limits()
+
+    def _check_limits(self, owner: str, action: str, params: dict[str, Any]) -> None:
+        if action == "writeFiles":
+            for item in params.get("files") or []:
+                size = len(str(item.get("fileContents", "")).encode())
+                if size > self._limits.max_file_bytes:
+                    raise TooLarge(
+                        f"file {item.get('filePath')!r} is {size} bytes; the limit is {self._limits.max_file_bytes}"
+                    )
+        active = self._store.active_runs(owner)
+        if active >= self._limits.max_active_runs:
+            raise TooMany(
+                f"{active} runs queued or running; the limit is {self._limits.max_active_runs}", retry_after=5
+            )
+
+    def sessions(self, owner: str) -> list[Session]:
+        return [Session.model_validate(jsonable(session)) for session in self._store.sessions_of(owner)]
 
     def create_session(self, owner: str, body: CreateSession) -> Queued:
         params = dict(body.params)
         validate_params(body.action, params)
+        self._check_limits(owner, body.action, params)
         request = SandboxRequest(
             sessionId=str(uuid.uuid4()),
             runId=str(uuid.uuid4()),
@@ -53,6 +84,7 @@ class ControlPlane:
     def queue_action(self, owner: str, session_id: str, body: QueueAction) -> Queued:
         validate_params(body.action, body.params)
         session = self._owned_session(owner, session_id)
+        self._check_limits(owner, body.action, body.params)
         request = SandboxRequest(
             sessionId=session_id,
             runId=str(uuid.uuid4()),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control_plane.service import ControlPlane
+from control_plane.service import ControlPlane, Limits
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.runs import RunStore
@@ -15,4 +15,5 @@ def control_plane_from(settings: Settings) -> ControlPlane:
         RunStore(clients.firestore_client(settings)),
         Bus(clients.publisher_client(settings), settings.project),
         storage_for(settings),
+        Limits.from_settings(settings),
     )

@@ -118,6 +118,8 @@ def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None
                 "PYTHONUNBUFFERED": "1",
                 "VIBESDK_API_TOKEN": token,
                 "VIBESDK_PUBLIC_URL": ports.url("control_plane"),
+                # The emulator's pushes carry no token: verification is a Google Cloud matter.
+                "VIBESDK_VERIFY_PUSH": "false",
                 # Under the system temp folder: the sandbox's unprivileged uid must be able to reach it.
                 "VIBESDK_WORKSPACE_ROOT": base.get("VIBESDK_WORKSPACE_ROOT")
                 or str(Path(tempfile.gettempdir()) / f"vibesdk-workspaces-{ports.sandbox_job}"),

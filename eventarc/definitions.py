@@ -68,9 +68,9 @@ STATUS_RECORDER_SUBSCRIPTION = PushSubscription(
     service=names.STATUS_RECORDER_SERVICE,
     path="/",
     ack_deadline_seconds=60,
-    # Outlasts minutes of recorder outage (attempts at 0, 2, 6, 14, 30, 62, 122, ... s); malformed
+    # Outlasts minutes of recorder outage (attempts at 0, 1, 3, 7, 15, 31, 63, ... s); malformed
     # events do not wait for this: the recorder dead-letters them itself at once.
-    retry=Retry(minimum_backoff_seconds=2, maximum_backoff_seconds=60),
+    retry=Retry(minimum_backoff_seconds=1, maximum_backoff_seconds=60),
     max_delivery_attempts=10,
     dead_letter_topic=names.DEAD_LETTER_TOPIC,
     message_ordering=False,

@@ -17,17 +17,39 @@ from functions.job import handle_request
 from functions.recorder import record
 from functions.sweeper import sweep
 from vibesdk_gcp.envelope import from_push_body, from_push_bytes
-from vibesdk_gcp.errors import Busy, PoisonMessage
+from vibesdk_gcp.errors import Busy, Forbidden, PoisonMessage, Unauthenticated
+from vibesdk_gcp.identity import bearer, verify_google_token
 from vibesdk_gcp.metrics import work
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 logger = logging.getLogger("functions")
 
 
+def verify_caller(request: flask.Request) -> None:
+    """Only Google-signed tokens of the expected service account get in (docs/SECURITY.md).
+
+    Checked before the delivery is decoded; off only where VIBESDK_VERIFY_PUSH=false (make dev).
+    """
+    settings = context().settings
+    if not settings.verify_push:
+        return
+    try:
+        if not settings.push_service_account:
+            raise Forbidden("VIBESDK_PUSH_SERVICE_ACCOUNT is not set: no caller can be accepted")
+        token = bearer(request.headers.get("Authorization"))
+        audience = settings.push_audience or request.url_root.rstrip("/")
+        verify_google_token(token, audience, settings.google_certs_url, settings.push_service_account)
+    except Unauthenticated as error:
+        flask.abort(401, description=str(error))
+    except Forbidden as error:
+        flask.abort(403, description=str(error))
+
+
 @functions_framework.cloud_event
 def sandbox_job(event: CloudEvent) -> None:
     """Eventarc target: one request message, one sandbox action."""
     work.add("http.deliveries.sandbox_job")
+    verify_caller(flask.request)
     try:
         message = from_push_body(event.data)
     except PoisonMessage as error:
@@ -45,6 +67,7 @@ def sandbox_job(event: CloudEvent) -> None:
 def status_recorder(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Push endpoint of the status subscription: one transition, one transaction."""
     work.add("http.deliveries.status_recorder")
+    verify_caller(request)
     try:
         message = from_push_bytes(request.get_data())
     except PoisonMessage as error:
@@ -57,5 +80,6 @@ def status_recorder(request: flask.Request) -> flask.typing.ResponseReturnValue:
 @functions_framework.http
 def sweeper(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Cloud Scheduler target: end the runs whose sandbox job is gone for good."""
+    verify_caller(request)
     ended = sweep(context())
     return {"ended": [{"runId": run_id, "reason": reason} for run_id, reason in ended]}, 200

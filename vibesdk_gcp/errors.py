@@ -19,6 +19,26 @@ class Conflict(VibsdkError):
     """The request is valid but the resource's state forbids it (409)."""
 
 
+class Unauthenticated(VibsdkError):
+    """No credential, or one that does not hold (401)."""
+
+
+class Forbidden(VibsdkError):
+    """A valid credential for someone who may not do this (403)."""
+
+
+class TooMany(VibsdkError):
+    """Over a per-owner limit; retry after `retry_after` seconds (429)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooLarge(VibsdkError):
+    """A body, file or bundle over its size limit (413)."""
+
+
 class ServiceUnavailable(VibsdkError):
     """A Google service we depend on did not answer; the caller may retry (503)."""
 

@@ -19,6 +19,8 @@ from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, params_digest, utcn
 from vibesdk_gcp.state import SEQ_QUEUED, SEQ_RUNNING, TERMINAL, Decision, decide, insert_transition
 
 MAX_WRITE_ATTEMPTS = 20
+# Firestore's TTL policy on expireAt deletes runs this long after they were queued.
+RUN_RETENTION = timedelta(days=30)
 # What an API request waits for Firestore before it answers 503 instead.
 CALL_LIMITS: dict[str, Any] = {"retry": Retry(timeout=10), "timeout": 10}
 
@@ -49,6 +51,7 @@ class RunStore:
         run = {
             "runId": request.runId,
             "sessionId": request.sessionId,
+            "owner": request.owner,
             "action": request.action,
             "paramsDigest": params_digest(request.params),
             "status": "queued",
@@ -60,6 +63,7 @@ class RunStore:
             "error": None,
             "createdAt": now,
             "updatedAt": now,
+            "expireAt": now + RUN_RETENTION,
         }
         session: Document = {"status": "queued", "action": request.action, "runId": request.runId, "updatedAt": now}
         if new_session:
@@ -144,6 +148,31 @@ class RunStore:
             self._run_ref(session_id, run_id).update({"claim.leaseUntil": utcnow() + timedelta(seconds=lease_seconds)})
             work.add("firestore.writes")
         except api_exceptions.GoogleAPICallError as error:
+            raise _unavailable(error) from error
+
+    def active_runs(self, owner: str) -> int:
+        """The owner's queued and running runs (a count, not a read of each)."""
+        query = (
+            self._client.collection_group(RUNS_SUBCOLLECTION)
+            .where(filter=FieldFilter("owner", "==", owner))
+            .where(filter=FieldFilter("status", "in", ["queued", "running"]))
+        )
+        try:
+            result = query.count().get(**CALL_LIMITS)
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+            raise _unavailable(error) from error
+        work.add("firestore.reads")
+        return int(result[0][0].value)
+
+    def sessions_of(self, owner: str, limit: int = 100) -> list[Document]:
+        query = (
+            self._sessions.where(filter=FieldFilter("owner", "==", owner))
+            .order_by("updatedAt", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        try:
+            return [snapshot.to_dict() for snapshot in query.stream(**CALL_LIMITS)]
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             raise _unavailable(error) from error
 
     def unfinished(self) -> list[Document]:

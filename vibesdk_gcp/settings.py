@@ -10,6 +10,8 @@ from pathlib import Path
 from vibesdk_gcp.errors import ConfigurationError
 
 LOCAL_PROJECT = "vibesdk-local"
+# Where Google publishes the certificates that sign its ID tokens.
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -20,6 +22,17 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{key} must be an integer, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = (env.get(key) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{key} must be true or false, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,21 @@ class Settings:
     pubsub_emulator_host: str | None = None
     firestore_emulator_host: str | None = None
     storage_emulator_host: str | None = None
+    # Security (docs/SECURITY.md).
+    verify_push: bool = True
+    push_service_account: str | None = None
+    push_audience: str | None = None
+    api_audience: str | None = None
+    google_certs_url: str = GOOGLE_CERTS_URL
+    max_active_runs_per_owner: int = 50
+    requests_per_minute: int = 600
+    max_file_bytes: int = 4 * 1024 * 1024
+    cors_origins: tuple[str, ...] = ()
+
+    @property
+    def on_google_cloud(self) -> bool:
+        """Running against real Google services, not the emulators: the development token is refused."""
+        return not (self.firestore_emulator_host or self.pubsub_emulator_host)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,4 +79,13 @@ class Settings:
             pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
             firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST") or None,
             storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
+            verify_push=_bool(env, "VIBESDK_VERIFY_PUSH", True),
+            push_service_account=env.get("VIBESDK_PUSH_SERVICE_ACCOUNT") or None,
+            push_audience=env.get("VIBESDK_PUSH_AUDIENCE") or None,
+            api_audience=env.get("VIBESDK_API_AUDIENCE") or None,
+            google_certs_url=env.get("VIBESDK_GOOGLE_CERTS_URL") or GOOGLE_CERTS_URL,
+            max_active_runs_per_owner=_int(env, "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER", 50),
+            requests_per_minute=_int(env, "VIBESDK_REQUESTS_PER_MINUTE", 600),
+            max_file_bytes=_int(env, "VIBESDK_MAX_FILE_BYTES", 4 * 1024 * 1024),
+            cors_origins=tuple(o.strip() for o in (env.get("VIBESDK_CORS_ORIGINS") or "").split(",") if o.strip()),
         )

@@ -14,7 +14,9 @@ locals {
     GOOGLE_CLOUD_PROJECT  = var.project_id
     VIBESDK_BUCKET_PREFIX = var.bucket_prefix
   }
-  control_plane_url = "https://${local.services.control_plane}-${data.google_project.project.number}.${var.region}.run.app"
+  # Cloud Run's deterministic addresses: a service's own URL, known before it exists (token audiences).
+  service_url = { for key, name in local.services : key => "https://${name}-${data.google_project.project.number}.${var.region}.run.app" }
+  control_plane_url = local.service_url.control_plane
 }
 
 data "google_project" "project" {
@@ -94,7 +96,6 @@ module "secrets" {
   project_id        = var.project_id
   replica_locations = [var.region]
   secrets = {
-    "vibesdk-api-token"   = { accessors = [module.iam.members["vibesdk-control-plane"]] }
     "vibesdk-db-password" = { accessors = [module.iam.members["vibesdk-control-plane"]] }
   }
 }
@@ -137,11 +138,10 @@ module "control_plane" {
   concurrency      = 80
   env = merge(local.common_env, {
     VIBESDK_PUBLIC_URL     = local.control_plane_url
+    VIBESDK_API_AUDIENCE   = local.control_plane_url
     VIBESDK_MAX_BODY_BYTES = tostring(var.max_body_bytes)
+    VIBESDK_CORS_ORIGINS   = join(",", var.cors_origins)
   })
-  secret_env = {
-    VIBESDK_API_TOKEN = module.secrets.secret_ids["vibesdk-api-token"]
-  }
 }
 
 module "sandbox_job" {
@@ -161,6 +161,8 @@ module "sandbox_job" {
     VIBESDK_PUBLIC_URL              = local.control_plane_url
     VIBESDK_WORKSPACE_ROOT          = "/tmp/workspaces"
     VIBESDK_COMMAND_TIMEOUT_SECONDS = tostring(var.command_timeout_seconds)
+    VIBESDK_PUSH_SERVICE_ACCOUNT    = module.iam.emails["vibesdk-eventarc"]
+    VIBESDK_PUSH_AUDIENCE           = local.service_url.sandbox_job
   })
 }
 
@@ -175,7 +177,10 @@ module "status_recorder" {
   invokers              = [module.iam.members["vibesdk-push"]]
   timeout_seconds       = local.definitions.status_subscription.ack_deadline_seconds
   concurrency           = 40
-  env                   = local.common_env
+  env = merge(local.common_env, {
+    VIBESDK_PUSH_SERVICE_ACCOUNT = module.iam.emails["vibesdk-push"]
+    VIBESDK_PUSH_AUDIENCE        = local.service_url.status_recorder
+  })
 }
 
 module "sandbox" {
@@ -185,6 +190,7 @@ module "sandbox" {
   definitions                   = local.definitions
   sandbox_job_service           = module.sandbox_job.name
   status_recorder_uri           = module.status_recorder.uri
+  status_recorder_audience      = local.service_url.status_recorder
   trigger_service_account_email = module.iam.emails["vibesdk-eventarc"]
   push_service_account_email    = module.iam.emails["vibesdk-push"]
   control_plane_member          = module.iam.members["vibesdk-control-plane"]

@@ -78,3 +78,9 @@ variable "force_destroy" {
   description = "Allow terraform destroy to delete non-empty buckets (test projects only)."
   default     = false
 }
+
+variable "cors_origins" {
+  type        = list(string)
+  description = "Browser origins allowed to call the API (none by default)."
+  default     = []
+}

@@ -6,14 +6,16 @@ import base64
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from control_plane.keys import KeyStore
 from devstack.stack import Stack
 from functions.deadletters import DeadLetterBox
-from tests.e2e.conftest import wait_for_run
+from tests.e2e.conftest import TOKEN, wait_for_run
 from vibesdk_gcp import clients
 from vibesdk_gcp.names import STATUS_TOPIC
 from vibesdk_gcp.runs import RunStore
@@ -172,3 +174,36 @@ def test_malformed_status_event_is_dead_lettered_and_replayable(stack: Stack) ->
             None,
         )
     assert again is not None
+
+
+def test_no_secret_reaches_a_log_or_a_document(stack: Stack, api: httpx.Client) -> None:
+    """A full run with a development token, an API key and a secret env var: none of them leaks."""
+    settings = _settings(stack)
+    keys = KeyStore(clients.firestore_client(settings))
+    key_id, key = keys.issue("local")
+    secret_value = f"s3cr3t-{uuid.uuid4().hex}"
+    headers = {"Authorization": f"Bearer {key}"}
+    created = api.post(
+        "/api/agent",
+        json={"templateName": "python-app", "params": {"envVars": {"DB_PASSWORD": secret_value}}},
+        headers=headers,
+    ).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    queued = api.post(
+        f"/api/agent/{created['sessionId']}/actions",
+        headers=headers,
+        json={
+            "action": "executeCommands",
+            "params": {"commands": ['test -n "$DB_PASSWORD"', "python3 -c 'raise SystemExit(3)'"]},
+        },
+    ).json()
+    assert wait_for_run(api, queued["runUrl"])["status"] == "failed"
+    keys.revoke(key_id)
+    secrets = [key, key.rsplit("_", 1)[-1], secret_value, TOKEN]
+    logs = "\n".join(path.read_text(errors="replace") for path in Path(stack.supervisor.log_dir).glob("*.log"))
+    assert [secret for secret in secrets if secret in logs] == []
+    firestore = clients.firestore_client(settings)
+    documents = [json.dumps(doc.to_dict(), default=str) for doc in firestore.collection("sandboxRuns").stream()]
+    documents += [json.dumps(doc.to_dict(), default=str) for doc in firestore.collection_group("runs").stream()]
+    documents += [json.dumps(doc.to_dict(), default=str) for doc in firestore.collection("apiKeys").stream()]
+    assert [secret for secret in secrets if any(secret in document for document in documents)] == []

@@ -167,7 +167,7 @@ def recorder_down(h: Harness, size: int, seconds: float) -> Row:
         f"recorder stopped for {seconds:.0f} s",
         size,
         **counts,
-        note="Pub/Sub retried the pushes (backoff 2..60 s)",
+        note="Pub/Sub retried the pushes (backoff 1..60 s)",
     )
 
 

@@ -26,6 +26,23 @@ resource "google_firestore_index" "runs_by_status_and_update" {
   }
 }
 
+# An owner's queued and running runs: what the per-owner limit counts.
+resource "google_firestore_index" "runs_by_owner_and_status" {
+  project     = var.project_id
+  database    = google_firestore_database.database.name
+  collection  = var.runs_subcollection
+  query_scope = "COLLECTION_GROUP"
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+}
+
 # Sessions by owner, newest first: what a session listing reads.
 resource "google_firestore_index" "sessions_by_owner" {
   project    = var.project_id

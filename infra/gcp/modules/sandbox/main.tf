@@ -62,7 +62,7 @@ resource "google_pubsub_subscription" "status_recorder" {
     push_endpoint = "${var.status_recorder_uri}${local.status.path}"
     oidc_token {
       service_account_email = var.push_service_account_email
-      audience              = var.status_recorder_uri
+      audience              = var.status_recorder_audience
     }
   }
 

@@ -46,6 +46,11 @@ variable "status_recorder_uri" {
   description = "HTTPS address of the status recorder's Cloud Run service."
 }
 
+variable "status_recorder_audience" {
+  type        = string
+  description = "Audience of the OIDC token on status pushes; the recorder checks it."
+}
+
 variable "trigger_service_account_email" {
   type        = string
   description = "Identity Eventarc invokes the sandbox job with."

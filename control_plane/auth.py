@@ -1,0 +1,56 @@
+"""Who is calling: an API key, a Google-signed ID token, or (locally only) the development token."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+
+from control_plane.keys import PREFIX, KeyStore
+from vibesdk_gcp.errors import TooMany, Unauthenticated
+from vibesdk_gcp.identity import bearer, looks_like_jwt, verify_google_token
+from vibesdk_gcp.settings import Settings
+
+LOCAL_OWNER = "local"
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, keys: KeyStore) -> None:
+        self._settings = settings
+        self._keys = keys
+
+    def owner(self, authorization: str | None) -> str:
+        settings = self._settings
+        if authorization is None and settings.api_token is None and not settings.on_google_cloud:
+            return LOCAL_OWNER  # a local stack started without a token is open, as documented
+        token = bearer(authorization)
+        if token.startswith(PREFIX + "_"):
+            return self._keys.owner_of(token)
+        if looks_like_jwt(token):
+            audience = settings.api_audience or settings.public_url
+            return str(verify_google_token(token, audience, settings.google_certs_url)["email"])
+        if settings.api_token and hmac.compare_digest(token.encode(), settings.api_token.encode()):
+            if settings.on_google_cloud:
+                raise Unauthenticated("the development token is refused on Google Cloud: use an API key or an ID token")
+            return LOCAL_OWNER
+        raise Unauthenticated("unknown token")
+
+
+class RateLimiter:
+    """A token bucket per owner: `per_minute` requests a minute, in bursts of as many."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._rate = per_minute / 60.0
+        self._capacity = float(per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, owner: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(owner, (self._capacity, now))
+            tokens = min(self._capacity, tokens + (now - last) * self._rate)
+            if tokens < 1:
+                self._buckets[owner] = (tokens, now)
+                raise TooMany("request rate over the limit", retry_after=max(1, round((1 - tokens) / self._rate)))
+            self._buckets[owner] = (tokens - 1, now)

@@ -1,0 +1,294 @@
+"""Who may call what: API keys, Google ID tokens, owners, verified pushes, limits and headers."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.auth import crypt, jwt
+from starlette.testclient import TestClient
+
+from control_plane.app import create_app
+from control_plane.auth import Authenticator
+from control_plane.keys import KeyStore
+from control_plane.service import ControlPlane, Limits
+from functions import context as function_context
+from vibesdk_gcp import clients
+from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.storage import Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+API = "https://api.example.test"
+PUSH_ACCOUNT = "vibesdk-push@project.iam.gserviceaccount.com"
+RECORDER = "https://recorder.example.test"
+
+
+@pytest.fixture(scope="module")
+def signing() -> Iterator[tuple[Any, str]]:
+    """A test key and its certificate, published the way Google publishes its own."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    body = json.dumps({"test-kid": cert.public_bytes(serialization.Encoding.PEM).decode()}).encode()
+
+    class Certs(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Certs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    yield crypt.RSASigner.from_string(pem, key_id="test-kid"), f"http://127.0.0.1:{server.server_port}/certs"
+    server.shutdown()
+
+
+def token(signer: Any, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": "https://accounts.google.com",
+        "aud": API,
+        "email": "alice@example.com",
+        "email_verified": True,
+        "iat": now,
+        "exp": now + 600,
+        "sub": "1",
+    } | overrides
+    return jwt.encode(signer, claims).decode()
+
+
+# --- API callers
+
+
+@pytest.fixture
+def cloud(
+    settings: Settings, signing: tuple[Any, str], store: RunStore, storage: Storage
+) -> Iterator[tuple[TestClient, KeyStore]]:
+    """The API configured as on Google Cloud (Firestore and Pub/Sub are still the emulators underneath)."""
+    on_cloud = Settings(
+        project=settings.project,
+        api_token="dev-token",
+        public_url=API,
+        google_certs_url=signing[1],
+        requests_per_minute=600,
+        cors_origins=("https://app.example.test",),
+    )
+    assert on_cloud.on_google_cloud
+    publisher = clients.publisher_client(settings)
+    publisher.create_topic(name=publisher.topic_path(settings.project, REQUESTS_TOPIC))
+    keys = KeyStore(clients.firestore_client(settings))
+    plane = ControlPlane(
+        store, Bus(publisher, settings.project), storage, Limits(max_active_runs=3, max_file_bytes=1000)
+    )
+    with TestClient(create_app(on_cloud, plane, Authenticator(on_cloud, keys))) as client:
+        yield client, keys
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def test_api_key_issued_used_and_revoked(cloud: tuple[TestClient, KeyStore]) -> None:
+    client, keys = cloud
+    key_id, key = keys.issue("carol@example.com")
+    stored = keys.listing()
+    assert key.split("_")[-1] not in json.dumps(stored, default=str)  # only the hash is kept
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=bearer(key))
+    assert created.status_code == 202
+    assert keys.revoke(key_id)
+    time.sleep(0.01)
+    keys._cache.clear()  # as after the cache's few seconds
+    assert client.get(f"/api/agent/{created.json()['sessionId']}", headers=bearer(key)).status_code == 401
+
+
+def test_unknown_and_malformed_keys(cloud: tuple[TestClient, KeyStore]) -> None:
+    client, _ = cloud
+    assert client.get("/api/agent", headers=bearer("vsk_nope_nope")).status_code == 401
+    assert client.get("/api/agent", headers=bearer("vsk_")).status_code == 401
+    assert client.get("/api/agent").status_code == 401
+
+
+def test_development_token_refused_on_google_cloud(cloud: tuple[TestClient, KeyStore]) -> None:
+    client, _ = cloud
+    response = client.get("/api/agent", headers=bearer("dev-token"))
+    assert response.status_code == 401
+    assert "refused on Google Cloud" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, "expired"),
+        ({"aud": "https://elsewhere.example.test"}, "audience"),
+        ({"iss": "https://evil.example.test"}, "not issued by Google"),
+        ({"email_verified": False}, "no verified email"),
+    ],
+)
+def test_bad_id_tokens_are_refused(
+    cloud: tuple[TestClient, KeyStore], signing: tuple[Any, str], overrides: dict[str, Any], reason: str
+) -> None:
+    client, _ = cloud
+    response = client.get("/api/agent", headers=bearer(token(signing[0], **overrides)))
+    assert response.status_code == 401
+    assert reason.split()[0].lower() in response.json()["detail"].lower()
+
+
+def test_sessions_belong_to_their_owner(cloud: tuple[TestClient, KeyStore], signing: tuple[Any, str]) -> None:
+    client, _ = cloud
+    alice, bob = bearer(token(signing[0])), bearer(token(signing[0], email="bob@example.com"))
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=alice).json()
+    session = f"/api/agent/{created['sessionId']}"
+    for path in (session, f"{session}/runs/{created['runId']}", f"{session}/preview"):
+        assert client.get(path, headers=alice).status_code in (200, 202)
+        assert client.get(path, headers=bob).status_code == 404
+    assert client.post(f"{session}/actions", json={"action": "getLogs"}, headers=bob).status_code == 404
+    assert [s["sessionId"] for s in client.get("/api/agent", headers=alice).json()["sessions"]] == [
+        created["sessionId"]
+    ]
+    assert client.get("/api/agent", headers=bob).json()["sessions"] == []
+
+
+def test_active_runs_per_owner_are_bounded(cloud: tuple[TestClient, KeyStore], signing: tuple[Any, str]) -> None:
+    client, _ = cloud
+    dave = bearer(token(signing[0], email="dave@example.com"))
+    for _ in range(3):
+        assert client.post("/api/agent", json={"templateName": "static-site"}, headers=dave).status_code == 202
+    refused = client.post("/api/agent", json={"templateName": "static-site"}, headers=dave)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    # Someone else is not held back by dave's runs.
+    assert (
+        client.post("/api/agent", json={"templateName": "static-site"}, headers=bearer(token(signing[0]))).status_code
+        == 202
+    )
+
+
+def test_written_file_over_limit(cloud: tuple[TestClient, KeyStore], signing: tuple[Any, str]) -> None:
+    client, _ = cloud
+    alice = bearer(token(signing[0], email=f"{uuid.uuid4().hex}@example.com"))
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=alice).json()
+    files = [{"filePath": "big.txt", "fileContents": "x" * 2000}]
+    response = client.post(
+        f"/api/agent/{created['sessionId']}/actions",
+        json={"action": "writeFiles", "params": {"files": files}},
+        headers=alice,
+    )
+    assert response.status_code == 413 and "big.txt" in response.json()["detail"]
+
+
+def test_request_rate_is_bounded(settings: Settings, store: RunStore, storage: Storage) -> None:
+    local = Settings(
+        project=settings.project,
+        api_token="t",
+        requests_per_minute=3,
+        firestore_emulator_host=settings.firestore_emulator_host,
+    )
+    plane = ControlPlane(store, Bus(clients.publisher_client(settings), settings.project), storage)
+    with TestClient(
+        create_app(local, plane, Authenticator(local, KeyStore(clients.firestore_client(settings))))
+    ) as client:
+        answers = [client.get("/api/agent", headers=bearer("t")) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert int(answers[-1].headers["retry-after"]) >= 1
+
+
+def test_security_headers_and_cors(cloud: tuple[TestClient, KeyStore]) -> None:
+    client, _ = cloud
+    response = client.get("/healthz")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "sandbox" in client.get("/preview/s/t/index.html").headers["content-security-policy"]
+    allowed = client.options(
+        "/api/agent", headers={"Origin": "https://app.example.test", "Access-Control-Request-Method": "POST"}
+    )
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.test"
+    other = client.options(
+        "/api/agent", headers={"Origin": "https://evil.example.test", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+# --- push and Eventarc deliveries
+
+
+@pytest.fixture
+def recorder(emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    env = emulators | {
+        "GOOGLE_CLOUD_PROJECT": f"push-{uuid.uuid4().hex[:8]}",
+        "VIBESDK_VERIFY_PUSH": "true",
+        "VIBESDK_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT,
+        "VIBESDK_PUSH_AUDIENCE": RECORDER,
+        "VIBESDK_GOOGLE_CERTS_URL": signing[1],
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    function_context.context.cache_clear()
+    apps = {
+        target: functions_framework.create_app(target, str(ROOT / "functions" / "main.py"), signature).test_client()
+        for target, signature in (("status_recorder", "http"), ("sandbox_job", "cloudevent"))
+    }
+    yield apps
+    function_context.context.cache_clear()
+
+
+def push_token(signer: Any, **overrides: Any) -> str:
+    return token(signer, **({"aud": RECORDER, "email": PUSH_ACCOUNT} | overrides))
+
+
+@pytest.mark.parametrize(
+    ("make_header", "status"),
+    [
+        (lambda s: {}, 401),
+        (lambda s: bearer(push_token(s, exp=int(time.time()) - 3600, iat=int(time.time()) - 7200)), 401),
+        (lambda s: bearer(push_token(s, aud="https://elsewhere.example.test")), 401),
+        (lambda s: bearer(push_token(s, email="someone@project.iam.gserviceaccount.com")), 403),
+        (lambda s: bearer("not-a-jwt"), 401),
+    ],
+    ids=["missing", "expired", "wrong-audience", "wrong-account", "garbage"],
+)
+@pytest.mark.parametrize("target", ["status_recorder", "sandbox_job"])
+def test_unverified_deliveries_are_refused(
+    recorder: Any, signing: tuple[Any, str], make_header: Any, status: int, target: str
+) -> None:
+    headers = make_header(signing[0]) | {"ce-specversion": "1.0", "ce-type": "t", "ce-source": "s", "ce-id": "1"}
+    response = recorder[target].post("/", data=b"{}", headers=headers, content_type="application/json")
+    assert response.status_code == status
+
+
+def test_verified_delivery_gets_through(recorder: Any, signing: tuple[Any, str]) -> None:
+    # Past verification, an empty push body is refused as such (400), not as a caller (401/403).
+    response = recorder["status_recorder"].post(
+        "/", data=b"{}", headers=bearer(push_token(signing[0])), content_type="application/json"
+    )
+    assert response.status_code == 400
