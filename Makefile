@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: dev test setup system templates bench smoke reliability clean
+.PHONY: dev test setup system templates bench smoke reliability logs clean
 
 CHECKOV := .venv-checkov/.installed-3.3.30
 
@@ -13,6 +13,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
+	@printf '#!/bin/sh\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s/$(VENV)/bin/python" -m vibesdk_cli "$$@"\n' "$(CURDIR)" "$(CURDIR)" > $(VENV)/bin/vibesdk
+	@chmod +x $(VENV)/bin/vibesdk
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 # checkov (Terraform checks) has its own environment: its pins would fight the runtime's.
@@ -29,6 +31,7 @@ dev: setup
 	$(VENV)/bin/python -m devstack
 
 test: setup $(CHECKOV)
+	@sh devstack/install-system-packages.sh --test
 	$(VENV)/bin/python -m pytest
 
 templates: setup
@@ -47,3 +50,7 @@ smoke: setup
 
 reliability: setup
 	$(VENV)/bin/python -m tests.reliability
+
+# make logs RUN=<runId>: one run's log lines from the local stack, every unit, in order.
+logs: setup
+	$(VENV)/bin/python -m vibesdk_cli logs --local $(RUN)

@@ -6,14 +6,18 @@ import os
 
 import uvicorn
 
+from vibesdk_gcp import logs
+
 
 def main() -> None:
+    logs.setup(os.environ.get("K_SERVICE") or os.environ.get("VIBESDK_UNIT") or "control-plane")
     uvicorn.run(
         "control_plane.app:create_app",
         factory=True,
         host=os.environ.get("HOST", "0.0.0.0"),
         port=int(os.environ.get("PORT", "8080")),
-        log_level=os.environ.get("LOG_LEVEL", "warning"),
+        log_config=None,  # keep the JSON lines set up above
+        access_log=False,
     )
 
 

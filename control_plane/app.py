@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -14,8 +15,9 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from control_plane.auth import Authenticator, RateLimiter
@@ -24,7 +26,7 @@ from control_plane.models import CreateSession, QueueAction
 from control_plane.openapi import openapi_document
 from control_plane.service import ControlPlane
 from control_plane.wiring import control_plane_from
-from vibesdk_gcp import clients
+from vibesdk_gcp import clients, logs
 from vibesdk_gcp.errors import (
     Conflict,
     Forbidden,
@@ -59,6 +61,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+DASHBOARD_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+STATIC = Path(__file__).resolve().parent / "static"
 PREVIEW_CSP = "sandbox allow-scripts allow-forms allow-popups; frame-ancestors 'none'"
 
 
@@ -84,14 +88,22 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        preview = scope["path"].startswith("/preview/")
+        path = scope["path"]
+        preview = path.startswith("/preview/")
+        policy = (
+            PREVIEW_CSP
+            if preview
+            else DASHBOARD_CSP
+            if path == "/dashboard" or path.startswith("/static/")
+            else API_CSP
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", PREVIEW_CSP if preview else API_CSP)
+                headers.setdefault("Content-Security-Policy", policy)
                 if not preview:
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
@@ -148,6 +160,10 @@ def create_app(
         """Authenticate, run, and turn our exceptions into JSON errors."""
 
         async def wrapped(request: Request) -> Response:
+            with logs.log_context(traceId=logs.trace_from_headers(request.headers)):
+                return await guarded(request)
+
+        async def guarded(request: Request) -> Response:
             try:
                 owner = await run_in_threadpool(authenticator.owner, request.headers.get("authorization"))
                 limiter.take(owner)
@@ -174,6 +190,15 @@ def create_app(
     async def list_sessions(request: Request) -> Response:
         sessions = await run_in_threadpool(plane.sessions, owner_of(request))
         return JSONResponse({"sessions": [session.model_dump(mode="json") for session in sessions]})
+
+    @api
+    async def list_runs(request: Request) -> Response:
+        runs = await run_in_threadpool(plane.runs, owner_of(request), request.path_params["sessionId"])
+        return JSONResponse({"runs": [run.model_dump(mode="json") for run in runs]})
+
+    @api
+    async def list_templates(request: Request) -> Response:
+        return JSONResponse({"templates": await run_in_threadpool(plane.templates)})
 
     @api
     async def queue_action(request: Request) -> Response:
@@ -214,6 +239,9 @@ def create_app(
             return error_response(503, "ServiceUnavailable", str(error))
         return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
 
+    async def dashboard(request: Request) -> Response:
+        return FileResponse(STATIC / "dashboard.html")
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -233,10 +261,14 @@ def create_app(
         Route("/api/agent", list_sessions, methods=["GET"]),
         Route("/api/agent/{sessionId}", get_session, methods=["GET"]),
         Route("/api/agent/{sessionId}/actions", queue_action, methods=["POST"]),
+        Route("/api/agent/{sessionId}/runs", list_runs, methods=["GET"]),
         Route("/api/agent/{sessionId}/runs/{runId}", get_run, methods=["GET"]),
+        Route("/api/templates", list_templates, methods=["GET"]),
         Route("/api/agent/{sessionId}/preview", get_preview, methods=["GET"]),
         Route("/preview/{sessionId}/{token}/{path:path}", preview_file, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/dashboard", dashboard, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     middleware = [Middleware(SecurityHeaders)]

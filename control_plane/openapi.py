@@ -23,7 +23,9 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
-        401: "missing or wrong bearer token",
+        401: "missing or wrong credentials",
+        403: "a valid credential that may not do this",
+        429: "over a per-owner limit; see Retry-After",
         404: "no such session or run",
         409: "the instance failed",
         413: "body over the size limit",
@@ -31,6 +33,11 @@ def _errors(*codes: int) -> dict[str, Any]:
         503: "a Google service is unavailable; retry",
     }
     return {str(code): _json(Error, text[code]) for code in codes}
+
+
+def _listing(summary: str, errors: tuple[int, ...]) -> dict[str, Any]:
+    ok = {"description": summary, "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {"summary": summary, "responses": {"200": ok, **_errors(*errors)}}
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -49,12 +56,17 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
+            "/api/templates": {"get": _listing("The template catalog", (401, 503))},
+            "/api/agent/{sessionId}/runs": {
+                "get": _listing("The session's runs, newest first", (401, 404, 503)) | {"parameters": session}
+            },
             "/api/agent": {
+                "get": _listing("The caller's sessions, newest first", (401, 503)),
                 "post": {
                     "summary": "Create a session and queue its first action (createInstance by default)",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(CreateSession)}}},
-                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 413, 422, 503)},
-                }
+                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 413, 422, 429, 503)},
+                },
             },
             "/api/agent/{sessionId}": {
                 "get": {
@@ -68,7 +80,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Queue one more action on a session",
                     "parameters": session,
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(QueueAction)}}},
-                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 404, 413, 422, 503)},
+                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 404, 413, 422, 429, 503)},
                 }
             },
             "/api/agent/{sessionId}/runs/{runId}": {

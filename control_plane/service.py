@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import mimetypes
 import uuid
 from dataclasses import dataclass
@@ -9,14 +11,17 @@ from datetime import datetime
 from typing import Any
 
 from control_plane.models import CreateSession, Preview, QueueAction, Queued, Run, Session
+from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge, TooMany
-from vibesdk_gcp.names import PREVIEWS_BUCKET
+from vibesdk_gcp.names import PREVIEWS_BUCKET, TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
 from vibesdk_gcp.params import validate_params
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
+
+logger = logging.getLogger("control_plane")
 
 
 def jsonable(value: Any) -> Any:
@@ -61,6 +66,16 @@ class ControlPlane:
                 f"{active} runs queued or running; the limit is {self._limits.max_active_runs}", retry_after=5
             )
 
+    def runs(self, owner: str, session_id: str) -> list[Run]:
+        self._owned_session(owner, session_id)
+        return [Run.model_validate(jsonable(run)) for run in self._store.runs_of(session_id)]
+
+    def templates(self) -> list[dict[str, Any]]:
+        try:
+            return list(json.loads(self._storage.read(TEMPLATES_BUCKET, TEMPLATE_CATALOG_OBJECT)))
+        except NotFound:
+            return []
+
     def sessions(self, owner: str) -> list[Session]:
         return [Session.model_validate(jsonable(session)) for session in self._store.sessions_of(owner)]
 
@@ -99,6 +114,10 @@ class ControlPlane:
         return self._queue(request, new_session=False)
 
     def _queue(self, request: SandboxRequest, new_session: bool) -> Queued:
+        with logs.log_context(sessionId=request.sessionId, runId=request.runId):
+            return self._queue_in_context(request, new_session)
+
+    def _queue_in_context(self, request: SandboxRequest, new_session: bool) -> Queued:
         self._store.queue_run(request, new_session)
         try:
             self._bus.publish_request(request)
@@ -106,6 +125,7 @@ class ControlPlane:
             # Nothing will ever run it: end it now rather than leave it queued.
             self._store.fail_queued(request.sessionId, request.runId, f"not queued: {error}")
             raise
+        logger.info("%s queued for %s", request.action, request.owner)
         base = f"/api/agent/{request.sessionId}"
         return Queued(
             sessionId=request.sessionId,

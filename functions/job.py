@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ from typing import Any
 
 from functions.actions import perform
 from functions.context import Context
+from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import PubsubMessage
 from vibesdk_gcp.errors import ActionFailed, Busy, PoisonMessage, ServiceUnavailable
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
@@ -43,7 +45,8 @@ class Lease:
 
     def __init__(self, ctx: Context, session_id: str, run_id: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, args=(ctx, session_id, run_id), daemon=True)
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._renew, ctx, session_id, run_id), daemon=True)
         self._thread.start()
 
     def _renew(self, ctx: Context, session_id: str, run_id: str) -> None:
@@ -72,7 +75,8 @@ class Progress:
         self.started_at = utcnow()
         self._lock = threading.Lock()
         self._finished = False
-        self._timer = threading.Timer(RUNNING_AFTER_SECONDS, self._running)
+        # contextvars do not follow a new thread by themselves: the log context goes along.
+        self._timer = threading.Timer(RUNNING_AFTER_SECONDS, contextvars.copy_context().run, args=(self._running,))
         self._timer.daemon = True
 
     def start(self) -> None:
@@ -113,6 +117,16 @@ class Progress:
 
 def handle_request(message: PubsubMessage, ctx: Context) -> None:
     """Run one request; a request that can never run is dead-lettered (and its run failed)."""
+    attributes = message.attributes
+    with logs.log_context(
+        traceId=attributes.get(logs.TRACE_ATTRIBUTE),
+        sessionId=attributes.get("sessionId"),
+        runId=attributes.get("runId"),
+    ):
+        _handle(message, ctx)
+
+
+def _handle(message: PubsubMessage, ctx: Context) -> None:
     try:
         request: SandboxRequest = message.parse(SandboxRequest)
     except PoisonMessage as error:
@@ -137,16 +151,17 @@ def handle_request(message: PubsubMessage, ctx: Context) -> None:
     if state == "busy":
         raise Busy(f"run {request.runId} is being executed by another delivery")
 
+    logger.info("%s started (delivery attempt %s)", request.action, message.delivery_attempt)
     progress = Progress(ctx, request.sessionId, request.runId, message.delivery_attempt)
     progress.start()
     lease = Lease(ctx, request.sessionId, request.runId)
     try:
         result = perform(request, ctx)
     except ActionFailed as failure:
-        logger.info("run %s %s failed: %s", request.runId, request.action, failure)
+        logger.info("%s failed: %s", request.action, failure)
         progress.finish("failed", _bounded(ctx, request, failure.result), str(failure))
         return
     finally:
         lease.stop()
-    logger.info("run %s %s succeeded", request.runId, request.action)
+    logger.info("%s succeeded", request.action)
     progress.finish("succeeded", _bounded(ctx, request, result))

@@ -7,6 +7,7 @@ functions-framework --source functions/main.py --target status_recorder
 from __future__ import annotations
 
 import logging
+import os
 
 import flask
 import functions_framework
@@ -16,12 +17,14 @@ from functions.context import context
 from functions.job import handle_request
 from functions.recorder import record
 from functions.sweeper import sweep
+from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import from_push_body, from_push_bytes
 from vibesdk_gcp.errors import Busy, Forbidden, PoisonMessage, Unauthenticated
 from vibesdk_gcp.identity import bearer, verify_google_token
 from vibesdk_gcp.metrics import work
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+# Cloud Run names the service in K_SERVICE; `make dev` names the unit.
+logs.setup(os.environ.get("K_SERVICE") or os.environ.get("VIBESDK_UNIT") or "functions")
 logger = logging.getLogger("functions")
 
 

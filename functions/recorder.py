@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from functions.context import Context
+from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import PubsubMessage
 from vibesdk_gcp.errors import PoisonMessage
 from vibesdk_gcp.names import STATUS_TOPIC
@@ -29,6 +30,9 @@ def record(message: PubsubMessage, ctx: Context) -> Outcome:
         logger.error("malformed status event %s dead-lettered: %s", message.message_id, error)
         ctx.bus.dead_letter(message, STATUS_TOPIC, str(error))
         return Outcome(error=str(error))
-    decision = ctx.store.apply(event)
-    logger.info("run %s/%s seq %d %s: %s", event.sessionId, event.runId, event.seq, event.status, decision.reason)
+    with logs.log_context(
+        traceId=message.attributes.get(logs.TRACE_ATTRIBUTE), sessionId=event.sessionId, runId=event.runId
+    ):
+        decision = ctx.store.apply(event)
+        logger.info("%s (seq %d): %s", event.status, event.seq, decision.reason)
     return Outcome(decision=decision)

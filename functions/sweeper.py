@@ -14,6 +14,7 @@ import os
 from datetime import datetime, timedelta
 
 from functions.context import Context, context
+from vibesdk_gcp import logs
 from vibesdk_gcp.schemas import StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_TERMINAL
 
@@ -67,6 +68,6 @@ def sweep(
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    logs.setup("sweeper")
     for run_id, reason in sweep(context()):
         print(f"{run_id}: {reason}")

@@ -6,6 +6,7 @@ import contextlib
 
 from google.cloud import pubsub_v1
 
+from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import PubsubMessage
 from vibesdk_gcp.errors import ServiceUnavailable
 from vibesdk_gcp.metrics import work
@@ -49,6 +50,9 @@ class Bus:
 
     def _publish(self, topic: str, data: bytes, attributes: dict[str, str], ordering_key: str) -> str:
         work.add("pubsub.publishes")
+        trace = logs.current(logs.TRACE_ATTRIBUTE)
+        if trace:
+            attributes = attributes | {logs.TRACE_ATTRIBUTE: trace}
         try:
             future = self._publisher.publish(topic, data, ordering_key=ordering_key, **attributes)
             return str(future.result(timeout=PUBLISH_TIMEOUT_SECONDS))

@@ -175,6 +175,18 @@ class RunStore:
         except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             raise _unavailable(error) from error
 
+    def runs_of(self, session_id: str, limit: int = 100) -> list[Document]:
+        query = (
+            self._session_ref(session_id)
+            .collection(RUNS_SUBCOLLECTION)
+            .order_by("createdAt", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        try:
+            return [snapshot.to_dict() for snapshot in query.stream(**CALL_LIMITS)]
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+            raise _unavailable(error) from error
+
     def unfinished(self) -> list[Document]:
         """Every queued or running run, for the stale-run sweep."""
         query = self._client.collection_group(RUNS_SUBCOLLECTION).where(

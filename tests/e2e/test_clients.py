@@ -1,0 +1,147 @@
+"""The command-line client, the dashboard in headless Chromium, and one run's correlated logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.stack import Stack
+from tests.e2e.conftest import TOKEN, wait_for_run
+from vibesdk_cli.locallogs import run_lines
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def vibesdk(stack: Stack, *args: str, token: str = TOKEN) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ) | {"VIBESDK_URL": stack.api_url, "VIBESDK_API_TOKEN": token, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "vibesdk_cli", *args], capture_output=True, text=True, env=env, timeout=180
+    )
+
+
+def test_cli_create_exec_write_deploy_preview(stack: Stack, tmp_path: Path) -> None:
+    listed = vibesdk(stack, "templates")
+    assert listed.returncode == 0 and "static-site" in listed.stdout
+
+    created = vibesdk(stack, "create", "static-site", "--project", "cli")
+    assert created.returncode == 0, created.stderr
+    session = created.stdout.split()[1]
+    assert [line.split()[-1] for line in created.stdout.splitlines() if line.startswith("  +")] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
+
+    page = tmp_path / "index.html"
+    page.write_text("<!doctype html><html><head><title>t</title></head><body>from the cli</body></html>\n")
+    assert vibesdk(stack, "write", session, f"{page}:src/index.html").returncode == 0
+    ran = vibesdk(stack, "exec", session, "cat src/index.html")
+    assert ran.returncode == 0 and "from the cli" in ran.stdout
+    assert vibesdk(stack, "preview", session).returncode == 1  # not deployed yet
+    assert vibesdk(stack, "run", session, "deployInstance").returncode == 0
+    preview = vibesdk(stack, "preview", session)
+    assert preview.returncode == 0 and "from the cli" in httpx.get(preview.stdout.strip()).text
+    assert session in vibesdk(stack, "sessions").stdout
+
+
+def test_cli_failures_exit_non_zero_with_the_servers_words(stack: Stack) -> None:
+    created = vibesdk(stack, "create", "python-app", "--no-watch")
+    session = created.stdout.split()[1]
+    failed = vibesdk(stack, "exec", session, "echo broken >&2; exit 3")
+    assert failed.returncode == 1 and "exited with code 3" in failed.stdout and "broken" in failed.stdout
+    refused = vibesdk(stack, "sessions", token="wrong")
+    assert refused.returncode == 1 and refused.stderr.startswith("error: 401") and "Traceback" not in refused.stderr
+    unknown = vibesdk(stack, "status", "no-such-session")
+    assert unknown.returncode == 1 and "error: 404" in unknown.stderr
+    env = dict(os.environ) | {"PYTHONPATH": str(ROOT)}
+    down = subprocess.run(
+        [sys.executable, "-m", "vibesdk_cli", "--url", "http://127.0.0.1:9", "sessions"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert down.returncode == 2 and "cannot reach" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_one_run_is_found_in_every_unit_by_one_trace(stack: Stack, api: httpx.Client) -> None:
+    created = api.post("/api/agent", json={"templateName": "python-app"}).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    time.sleep(1)  # the recorder's line follows its write
+    lines = run_lines(created["runId"], Path(stack.supervisor.log_dir))
+    units = {line["unit"] for line in lines}
+    assert {"control-plane", "sandbox-job", "status-recorder"} <= units, lines
+    traces = {line.get("traceId") for line in lines}
+    assert len(traces) == 1 and None not in traces
+    for line in lines:
+        assert line["severity"] in ("INFO", "WARNING", "ERROR") and line["sessionId"] == created["sessionId"]
+        assert line["logging.googleapis.com/trace"] == f"projects/{stack.project}/traces/{line['traceId']}"
+    assert [line["time"] for line in lines] == sorted(line["time"] for line in lines)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "run-log-lines.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_trace_header_of_the_request_is_kept(stack: Stack, api: httpx.Client) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    created = api.post(
+        "/api/agent", json={"templateName": "python-app"}, headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"}
+    ).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    time.sleep(1)
+    assert {line.get("traceId") for line in run_lines(created["runId"], Path(stack.supervisor.log_dir))} == {trace}
+
+
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="chromium-driver is not installed (make test installs it)")
+def test_dashboard_shows_a_run_reaching_succeeded(stack: Stack) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get(f"{stack.api_url}/dashboard#token={TOKEN}")
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#template option"))
+        Select(driver.find_element(By.ID, "template")).select_by_value("static-site")
+        driver.find_element(By.ID, "project").send_keys("from the dashboard")
+        driver.find_element(By.ID, "create-button").click()
+        wait.until(
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, '#runs li.run[data-status="succeeded"]'))
+        )
+        steps = [step.text.split()[0] for step in driver.find_elements(By.CSS_SELECTOR, "#runs li.run .timeline .step")]
+        assert steps == ["queued", "running", "succeeded"]
+        driver.find_element(By.ID, "command-line").send_keys("npm run build --silent && ls dist")
+        driver.find_element(By.CSS_SELECTOR, "#command button[type=submit]").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#runs li.run[data-status="succeeded"]')) == 2)
+        assert "index.html" in driver.find_element(By.CSS_SELECTOR, "#runs li.run pre").text
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    finally:
+        driver.quit()

@@ -1,0 +1,1 @@
+"""`vibesdk`: the command-line client of the control plane."""
