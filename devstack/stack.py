@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -11,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import emulators
-from devstack.config import HOST, Ports
+from devstack.config import HOST, PORTS, Ports
 from devstack.processes import Supervisor
 from devstack.provision import provision_buckets, provision_pubsub
 from devstack.templates import upload_templates
 from eventarc.router import destination_env_key
 from vibesdk_gcp import clients
+from vibesdk_gcp.errors import ConfigurationError
 from vibesdk_gcp.names import CONTROL_PLANE_SERVICE, ENTRY_POINTS, SANDBOX_JOB_SERVICE, STATUS_RECORDER_SERVICE
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import storage_for
@@ -48,6 +50,19 @@ def _local(entry_point: list[str], port: int) -> list[str]:
     if program == "python":
         return [sys.executable, *args]  # reads HOST and PORT from the environment
     return [str(BIN / program), *args, "--host", HOST, "--port", str(port)]
+
+
+def check_ports_free(ports: Ports) -> None:
+    """Fail before starting anything when a port is taken (another `make dev`, say), naming it."""
+    for attribute, variable, _ in PORTS:
+        port = getattr(ports, attribute)
+        if not port:
+            continue
+        with socket.socket() as probe:
+            if probe.connect_ex((HOST, port)) == 0:
+                raise ConfigurationError(
+                    f"port {port} ({attribute.replace('_', ' ')}) is in use: stop what listens there or set {variable}"
+                )
 
 
 def emulator_env(ports: Ports) -> dict[str, str]:
@@ -106,6 +121,7 @@ def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None
     ports = ports or Ports.from_env(base)
     project = base.get("GOOGLE_CLOUD_PROJECT") or Settings.from_env({}).project
     token = base.get("VIBESDK_API_TOKEN") or secrets.token_urlsafe(24)
+    check_ports_free(ports)
     supervisor = Supervisor(log_dir or PROJECT_ROOT / ".devstack" / "logs")
     stack = Stack(ports, project, token, supervisor)
     try:

@@ -15,7 +15,7 @@ import pytest
 from devstack.config import HOST, Ports
 from devstack.processes import Supervisor
 from devstack.provision import provision_buckets
-from devstack.stack import emulator_env, start_emulators
+from devstack.stack import check_ports_free, emulator_env, start_emulators
 from functions.context import Context
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
@@ -32,6 +32,7 @@ EMULATOR_PORTS = Ports(
 
 @pytest.fixture(scope="session")
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    check_ports_free(EMULATOR_PORTS)
     supervisor = Supervisor(tmp_path_factory.mktemp("emulator-logs"))
     env = dict(os.environ) | emulator_env(EMULATOR_PORTS)
     try:

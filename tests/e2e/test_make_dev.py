@@ -75,3 +75,16 @@ def test_dev_names_a_missing_emulator(tmp_path: Path) -> None:
     assert "Pub/Sub emulator is missing" in result.stderr
     assert "google-cloud-cli-pubsub-emulator" in result.stderr
     assert not any(listening(port) for port in OWN_PORTS.values())
+
+
+def test_dev_refuses_a_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(OWN_PORTS["VIBESDK_CONTROL_PLANE_PORT"])))
+        taken.listen()
+        env = dict(os.environ) | OWN_PORTS
+        result = subprocess.run(
+            [sys.executable, "-m", "devstack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode != 0
+    assert f"port {OWN_PORTS['VIBESDK_CONTROL_PLANE_PORT']} (control plane) is in use" in result.stderr
+    assert "VIBESDK_CONTROL_PLANE_PORT" in result.stderr
