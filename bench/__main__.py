@@ -25,15 +25,7 @@ from devstack.stack import PROJECT_ROOT, start_stack
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import storage_for
 
-BENCH_PORTS = Ports(
-    control_plane=48080,
-    sandbox_job=48081,
-    status_recorder=48082,
-    eventarc_router=48083,
-    pubsub=48085,
-    firestore=48086,
-    storage=49023,
-)
+BENCH_PORTS = Ports.shifted(40000)
 BASELINE_PORT = 48090
 WARMUP = 20
 GOALS = {

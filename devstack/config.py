@@ -43,5 +43,10 @@ class Ports:
             values[attribute] = int(raw)
         return cls(**values)
 
+    @classmethod
+    def shifted(cls, offset: int) -> Ports:
+        """The default ports moved by offset: a stack of its own beside `make dev`."""
+        return cls(**{attribute: default + offset for attribute, _, default in PORTS})
+
     def url(self, attribute: str) -> str:
         return f"http://{HOST}:{getattr(self, attribute)}"

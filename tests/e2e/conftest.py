@@ -14,15 +14,7 @@ import pytest
 from devstack.config import Ports
 from devstack.stack import Stack, start_stack
 
-E2E_PORTS = Ports(
-    control_plane=38080,
-    sandbox_job=38081,
-    status_recorder=38082,
-    eventarc_router=38083,
-    pubsub=38085,
-    firestore=38086,
-    storage=39023,
-)
+E2E_PORTS = Ports.shifted(30000)
 TOKEN = "e2e-token"
 TERMINAL = ("succeeded", "failed")
 

@@ -20,15 +20,7 @@ from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
 
-PORTS = Ports(
-    control_plane=51080,
-    sandbox_job=51081,
-    status_recorder=51082,
-    eventarc_router=51083,
-    pubsub=51085,
-    firestore=51086,
-    storage=51023,
-)
+PORTS = Ports.shifted(43000)
 TOKEN = "reliability"
 TERMINAL = ("succeeded", "failed")
 # Short leases, so that a dead job's run is retaken or swept within a test's patience.
