@@ -25,8 +25,8 @@ from devstack.stack import PROJECT_ROOT, start_stack
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import storage_for
 
-BENCH_PORTS = Ports.shifted(40000)
-BASELINE_PORT = 48090
+BENCH_PORTS = Ports.shifted(14000)
+BASELINE_PORT = 22090
 WARMUP = 20
 GOALS = {
     "throughput_ratio_min": 0.5,

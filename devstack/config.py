@@ -45,7 +45,11 @@ class Ports:
 
     @classmethod
     def shifted(cls, offset: int) -> Ports:
-        """The default ports moved by offset: a stack of its own beside `make dev`."""
+        """The default ports moved by offset: a stack of its own beside `make dev`.
+
+        Keep the result below 32768: above it the kernel hands out ports to outgoing connections,
+        and one of them may hold the port a server is about to bind.
+        """
         return cls(**{attribute: default + offset for attribute, _, default in PORTS})
 
     def url(self, attribute: str) -> str:

@@ -24,9 +24,10 @@ from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage, storage_for
 
-# Away from `make dev`'s ports, so the tests run beside a running stack.
+# Away from `make dev`'s ports, so the tests run beside a running stack, and below the ephemeral
+# range (32768 and up), where an outgoing connection may hold a port when a server wants it.
 EMULATOR_PORTS = Ports(
-    control_plane=0, sandbox_job=0, status_recorder=0, eventarc_router=0, pubsub=28085, firestore=28086, storage=29023
+    control_plane=0, sandbox_job=0, status_recorder=0, eventarc_router=0, pubsub=18085, firestore=18086, storage=19023
 )
 
 

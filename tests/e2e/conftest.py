@@ -14,7 +14,7 @@ import pytest
 from devstack.config import Ports
 from devstack.stack import Stack, start_stack
 
-E2E_PORTS = Ports.shifted(30000)
+E2E_PORTS = Ports.shifted(20000)
 TOKEN = "e2e-token"
 TERMINAL = ("succeeded", "failed")
 

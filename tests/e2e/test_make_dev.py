@@ -16,7 +16,7 @@ from devstack.config import PORTS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-OWN_PORTS = {key: str(47000 + index) for index, (_, key, _) in enumerate(PORTS)}
+OWN_PORTS = {key: str(26000 + index) for index, (_, key, _) in enumerate(PORTS)}
 
 
 def listening(port: str) -> bool:

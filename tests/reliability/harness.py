@@ -20,7 +20,7 @@ from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
 
-PORTS = Ports.shifted(43000)
+PORTS = Ports.shifted(16000)
 TOKEN = "reliability"
 TERMINAL = ("succeeded", "failed")
 # Short leases, so that a dead job's run is retaken or swept within a test's patience.
