@@ -14,7 +14,7 @@ from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import PubsubMessage
-from vibesdk_gcp.errors import ActionFailed, Busy, PoisonMessage, ServiceUnavailable
+from vibesdk_gcp.errors import ActionFailed, Busy, Conflict, PoisonMessage, ServiceUnavailable
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
 from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
@@ -91,6 +91,11 @@ class Progress:
             except ServiceUnavailable as error:
                 logger.warning("run %s: running not published (%s); the terminal event carries it", self._run_id, error)
 
+    def cancel(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+
     def finish(self, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None) -> None:
         self._timer.cancel()
         with self._lock:
@@ -161,6 +166,16 @@ def _handle(message: PubsubMessage, ctx: Context) -> None:
         logger.info("%s failed: %s", request.action, failure)
         progress.finish("failed", _bounded(ctx, request, failure.result), str(failure))
         return
+    except Conflict as conflict:
+        # Another action of the session saved first (Eventarc does not order deliveries): nothing
+        # of this attempt was kept, so give the run back and let Pub/Sub bring it again.
+        progress.cancel()
+        ctx.store.release(request.sessionId, request.runId)
+        logger.warning("%s retried on the newer workspace: %s", request.action, conflict)
+        raise Busy(f"run {request.runId}: {conflict}") from None
+    except BaseException:
+        progress.cancel()
+        raise
     finally:
         lease.stop()
     logger.info("%s succeeded", request.action)

@@ -143,6 +143,10 @@ class RunStore:
             raise _unavailable(error) from error
         raise ServiceUnavailable(f"run {run_id} kept changing while it was claimed")
 
+    def release(self, session_id: str, run_id: str) -> None:
+        """End the holder's lease now, so that the next delivery takes the run at once."""
+        self.renew(session_id, run_id, 0)
+
     def renew(self, session_id: str, run_id: str, lease_seconds: float) -> None:
         try:
             self._run_ref(session_id, run_id).update({"claim.leaseUntil": utcnow() + timedelta(seconds=lease_seconds)})

@@ -13,7 +13,7 @@ from tests.reliability import scenarios
 from tests.reliability.harness import Harness, Row, start
 
 FULL = [
-    lambda h: scenarios.duplicates(h, 20),
+    lambda h: scenarios.duplicates(h, 10),
     lambda h: scenarios.reordering(h, 50),
     lambda h: scenarios.job_killed(h, 5),
     lambda h: scenarios.lease_expired(h, 10),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -97,6 +99,12 @@ class Harness:
     def kill(self, unit: str, sig: int) -> None:
         self.stack.supervisor.kill(unit, sig)
 
+    def pause(self, unit: str) -> None:
+        os.killpg(self.stack.supervisor.child(unit).process.pid, signal.SIGSTOP)
+
+    def resume(self, unit: str) -> None:
+        os.killpg(self.stack.supervisor.child(unit).process.pid, signal.SIGCONT)
+
     def restart(self, unit: str) -> None:
         child = self.stack.supervisor.restart(unit)
         port = int(child.env["PORT"])
@@ -143,6 +151,4 @@ def ledger_command(token: str, before: str = "") -> dict[str, Any]:
 
 
 def start(log_dir: Path) -> Stack:
-    import os
-
     return start_stack(PORTS, dict(os.environ) | STACK_ENV, log_dir)
