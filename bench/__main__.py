@@ -65,7 +65,13 @@ def main() -> None:
     repeats = int(os.environ.get("BENCH_SANDBOX_REPEATS", "200"))
     sizes = [int(n) for n in os.environ.get("BENCH_WORKSPACE_FILES", "10,1000,10000").split(",")]
     metrics_dir = Path(tempfile.mkdtemp(prefix="vibesdk-metrics-"))
-    env = dict(os.environ) | {"VIBESDK_METRICS_DIR": str(metrics_dir), "VIBESDK_API_TOKEN": "bench"}
+    env = dict(os.environ) | {
+        "VIBESDK_METRICS_DIR": str(metrics_dir),
+        "VIBESDK_API_TOKEN": "bench",
+        # One owner posting as fast as it can: the per-owner limits step aside.
+        "VIBESDK_REQUESTS_PER_MINUTE": "1000000",
+        "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER": "100000",
+    }
     print(f"starting the stack; {runs} runs at concurrency {concurrency}", flush=True)
     stack = start_stack(BENCH_PORTS, env, Path(tempfile.mkdtemp(prefix="vibesdk-bench-logs-")))
     try:

@@ -26,7 +26,13 @@ PORTS = Ports.shifted(16000)
 TOKEN = "reliability"
 TERMINAL = ("succeeded", "failed")
 # Short leases, so that a dead job's run is retaken or swept within a test's patience.
-STACK_ENV = {"VIBESDK_API_TOKEN": TOKEN, "VIBESDK_LEASE_SECONDS": "6"}
+# The load scenario is one owner posting as fast as it can: the per-owner limits step aside.
+STACK_ENV = {
+    "VIBESDK_API_TOKEN": TOKEN,
+    "VIBESDK_LEASE_SECONDS": "6",
+    "VIBESDK_REQUESTS_PER_MINUTE": "1000000",
+    "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER": "100000",
+}
 
 
 @dataclass(frozen=True)
