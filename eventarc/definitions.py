@@ -123,6 +123,7 @@ def terraform_inputs() -> dict[str, object]:
             "control_plane": names.CONTROL_PLANE_SERVICE,
             "sandbox_job": names.SANDBOX_JOB_SERVICE,
             "status_recorder": names.STATUS_RECORDER_SERVICE,
+            "sweeper": names.SWEEPER_SERVICE,
         },
         "entry_points": names.ENTRY_POINTS,
         "service_env": names.SERVICE_ENV,

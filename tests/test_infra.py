@@ -119,6 +119,7 @@ def environment_of(call: str) -> set[str]:
         ("control_plane", names.CONTROL_PLANE_SERVICE),
         ("sandbox_job", names.SANDBOX_JOB_SERVICE),
         ("status_recorder", names.STATUS_RECORDER_SERVICE),
+        ("sweeper", names.SWEEPER_SERVICE),
     ],
 )
 def test_each_service_gets_the_environment_it_reads(call: str, service: str) -> None:
@@ -147,6 +148,13 @@ def test_names_reach_terraform_from_the_definitions_only() -> None:
         if any(value in tf.read_text() for tf in TF_FILES)
     ]
     assert hardcoded == []
+
+
+def test_sweeper_is_scheduled_with_its_own_identity() -> None:
+    text = (INFRA / "main.tf").read_text()
+    scheduler = text[text.index('resource "google_cloud_scheduler_job" "sweep"') :]
+    assert "module.sweeper.uri" in scheduler and 'emails["vibesdk-scheduler"]' in scheduler
+    assert 'invokers              = [module.iam.members["vibesdk-scheduler"]]' in module_text("sweeper")
 
 
 def test_no_owner_or_editor_roles() -> None:

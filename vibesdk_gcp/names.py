@@ -40,6 +40,7 @@ SCHEMA_VERSION = "1"
 CONTROL_PLANE_SERVICE = "vibesdk-control-plane"
 SANDBOX_JOB_SERVICE = "vibesdk-sandbox-job"
 STATUS_RECORDER_SERVICE = "vibesdk-status-recorder"
+SWEEPER_SERVICE = "vibesdk-sweeper"
 
 # How each Cloud Run service starts from the one image (the image's working directory is the
 # project root); `make dev` starts the same commands with --host and --port added.
@@ -55,6 +56,7 @@ ENTRY_POINTS: dict[str, list[str]] = {
         "cloudevent",
     ],
     STATUS_RECORDER_SERVICE: ["functions-framework", "--source", "functions/main.py", "--target", "status_recorder"],
+    SWEEPER_SERVICE: ["functions-framework", "--source", "functions/main.py", "--target", "sweeper"],
 }
 
 # The environment each service reads at start-up (vibesdk_gcp.settings), besides PORT.
@@ -77,4 +79,11 @@ SERVICE_ENV: dict[str, list[str]] = {
         "VIBESDK_PUSH_AUDIENCE",
     ],
     STATUS_RECORDER_SERVICE: ["GOOGLE_CLOUD_PROJECT", "VIBESDK_PUSH_SERVICE_ACCOUNT", "VIBESDK_PUSH_AUDIENCE"],
+    SWEEPER_SERVICE: [
+        "GOOGLE_CLOUD_PROJECT",
+        "VIBESDK_PUSH_SERVICE_ACCOUNT",
+        "VIBESDK_PUSH_AUDIENCE",
+        "VIBESDK_SWEEP_GRACE_SECONDS",
+        "VIBESDK_QUEUE_TIMEOUT_SECONDS",
+    ],
 }

@@ -51,6 +51,15 @@ module "iam" {
       display_name = "VibSDK status push"
       description  = "Identity in the OIDC token of status pushes."
     }
+    "vibesdk-sweeper" = {
+      display_name  = "VibSDK stale-run sweeper"
+      description   = "Ends runs whose sandbox job is gone for good."
+      project_roles = ["roles/datastore.user", "roles/logging.logWriter"]
+    }
+    "vibesdk-scheduler" = {
+      display_name = "VibSDK scheduler"
+      description  = "Identity Cloud Scheduler calls the sweeper with."
+    }
   }
 }
 
@@ -181,6 +190,46 @@ module "status_recorder" {
     VIBESDK_PUSH_SERVICE_ACCOUNT = module.iam.emails["vibesdk-push"]
     VIBESDK_PUSH_AUDIENCE        = local.service_url.status_recorder
   })
+}
+
+module "sweeper" {
+  source                = "./modules/runtime"
+  project_id            = var.project_id
+  region                = var.region
+  name                  = local.services.sweeper
+  image                 = var.image
+  entry_point           = local.definitions.entry_points[local.services.sweeper]
+  service_account_email = module.iam.emails["vibesdk-sweeper"]
+  invokers              = [module.iam.members["vibesdk-scheduler"]]
+  max_instances         = 1
+  env = merge(local.common_env, {
+    VIBESDK_PUSH_SERVICE_ACCOUNT  = module.iam.emails["vibesdk-scheduler"]
+    VIBESDK_PUSH_AUDIENCE         = local.service_url.sweeper
+    VIBESDK_SWEEP_GRACE_SECONDS   = tostring(var.sweep_grace_seconds)
+    VIBESDK_QUEUE_TIMEOUT_SECONDS = tostring(var.queue_timeout_seconds)
+  })
+}
+
+# Every five minutes: runs whose job is gone for good end failed (docs/OPERATIONS.md).
+resource "google_cloud_scheduler_job" "sweep" {
+  project   = var.project_id
+  region    = var.region
+  name      = "vibesdk-sweep-stale-runs"
+  schedule  = "*/5 * * * *"
+  time_zone = "Etc/UTC"
+
+  http_target {
+    http_method = "POST"
+    uri         = "${module.sweeper.uri}/"
+    oidc_token {
+      service_account_email = module.iam.emails["vibesdk-scheduler"]
+      audience              = local.service_url.sweeper
+    }
+  }
+
+  retry_config {
+    retry_count = 1
+  }
 }
 
 module "sandbox" {

@@ -84,3 +84,15 @@ variable "cors_origins" {
   description = "Browser origins allowed to call the API (none by default)."
   default     = []
 }
+
+variable "sweep_grace_seconds" {
+  type        = number
+  description = "How long after a run's lease lapsed the sweeper ends it (time for Pub/Sub to redeliver)."
+  default     = 900
+}
+
+variable "queue_timeout_seconds" {
+  type        = number
+  description = "How long a run may stay queued, never claimed, before the sweeper ends it."
+  default     = 3600
+}
