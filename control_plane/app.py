@@ -38,6 +38,7 @@ from vibesdk_gcp.errors import (
     Unauthenticated,
     VibsdkError,
 )
+from vibesdk_gcp.identity import IAP_HEADER
 from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("control_plane")
@@ -165,7 +166,9 @@ def create_app(
 
         async def guarded(request: Request) -> Response:
             try:
-                owner = await run_in_threadpool(authenticator.owner, request.headers.get("authorization"))
+                owner = await run_in_threadpool(
+                    authenticator.owner, request.headers.get("authorization"), request.headers.get(IAP_HEADER)
+                )
                 limiter.take(owner)
                 request.state.owner = owner
                 return await handler(request)

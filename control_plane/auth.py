@@ -8,7 +8,7 @@ import time
 
 from control_plane.keys import PREFIX, KeyStore
 from vibesdk_gcp.errors import TooMany, Unauthenticated
-from vibesdk_gcp.identity import bearer, looks_like_jwt, verify_google_token
+from vibesdk_gcp.identity import IAP_ISSUERS, bearer, looks_like_jwt, verify_google_token
 from vibesdk_gcp.settings import Settings
 
 LOCAL_OWNER = "local"
@@ -19,8 +19,14 @@ class Authenticator:
         self._settings = settings
         self._keys = keys
 
-    def owner(self, authorization: str | None) -> str:
+    def owner(self, authorization: str | None, iap_assertion: str | None = None) -> str:
         settings = self._settings
+        if iap_assertion and settings.iap_audience:
+            # Behind Identity-Aware Proxy: the proxy's signed assertion names the user.
+            claims = verify_google_token(
+                iap_assertion, settings.iap_audience, settings.iap_certs_url, issuers=IAP_ISSUERS
+            )
+            return str(claims["email"])
         if authorization is None and settings.api_token is None and not settings.on_google_cloud:
             return LOCAL_OWNER  # a local stack started without a token is open, as documented
         token = bearer(authorization)

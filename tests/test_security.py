@@ -164,6 +164,21 @@ def test_bad_id_tokens_are_refused(
     assert reason.split()[0].lower() in response.json()["detail"].lower()
 
 
+def test_identity_aware_proxy_assertion(
+    settings: Settings, signing: tuple[Any, str], store: RunStore, storage: Storage
+) -> None:
+    behind_iap = Settings(
+        project=settings.project, iap_audience="/projects/1/global/backendServices/2", iap_certs_url=signing[1]
+    )
+    plane = ControlPlane(store, Bus(clients.publisher_client(settings), settings.project), storage)
+    keys = KeyStore(clients.firestore_client(settings))
+    with TestClient(create_app(behind_iap, plane, Authenticator(behind_iap, keys))) as client:
+        good = token(signing[0], iss="https://cloud.google.com/iap", aud="/projects/1/global/backendServices/2")
+        assert client.get("/api/agent", headers={"x-goog-iap-jwt-assertion": good}).status_code == 200
+        forged = token(signing[0], aud="/projects/1/global/backendServices/2")  # not IAP's issuer
+        assert client.get("/api/agent", headers={"x-goog-iap-jwt-assertion": forged}).status_code == 401
+
+
 def test_sessions_belong_to_their_owner(cloud: tuple[TestClient, KeyStore], signing: tuple[Any, str]) -> None:
     client, _ = cloud
     alice, bob = bearer(token(signing[0])), bearer(token(signing[0], email="bob@example.com"))

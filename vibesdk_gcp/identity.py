@@ -18,6 +18,9 @@ from google.auth import jwt
 from vibesdk_gcp.errors import Forbidden, ServiceUnavailable, Unauthenticated
 
 ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+# Identity-Aware Proxy signs its own assertions (x-goog-iap-jwt-assertion), with its own keys.
+IAP_ISSUERS = ("https://cloud.google.com/iap",)
+IAP_HEADER = "x-goog-iap-jwt-assertion"
 CERTS_TTL_SECONDS = 3600
 CLOCK_SKEW_SECONDS = 10
 
@@ -51,7 +54,13 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-def verify_google_token(token: str, audience: str, certs_url: str, expected_email: str | None = None) -> dict[str, Any]:
+def verify_google_token(
+    token: str,
+    audience: str,
+    certs_url: str,
+    expected_email: str | None = None,
+    issuers: tuple[str, ...] = ISSUERS,
+) -> dict[str, Any]:
     """The token's claims; Unauthenticated when it does not hold, Forbidden when it names someone else."""
     try:
         claims = dict(
@@ -61,7 +70,7 @@ def verify_google_token(token: str, audience: str, certs_url: str, expected_emai
         )
     except (ValueError, auth_exceptions.GoogleAuthError) as error:
         raise Unauthenticated(f"token refused: {error}") from None
-    if claims.get("iss") not in ISSUERS:
+    if claims.get("iss") not in issuers:
         raise Unauthenticated("token refused: not issued by Google")
     email = claims.get("email")
     if not email or claims.get("email_verified") is False:

@@ -12,6 +12,7 @@ from vibesdk_gcp.errors import ConfigurationError
 LOCAL_PROJECT = "vibesdk-local"
 # Where Google publishes the certificates that sign its ID tokens.
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -54,6 +55,8 @@ class Settings:
     push_audience: str | None = None
     api_audience: str | None = None
     google_certs_url: str = GOOGLE_CERTS_URL
+    iap_audience: str | None = None
+    iap_certs_url: str = IAP_CERTS_URL
     max_active_runs_per_owner: int = 50
     requests_per_minute: int = 600
     max_file_bytes: int = 4 * 1024 * 1024
@@ -84,6 +87,8 @@ class Settings:
             push_audience=env.get("VIBESDK_PUSH_AUDIENCE") or None,
             api_audience=env.get("VIBESDK_API_AUDIENCE") or None,
             google_certs_url=env.get("VIBESDK_GOOGLE_CERTS_URL") or GOOGLE_CERTS_URL,
+            iap_audience=env.get("VIBESDK_IAP_AUDIENCE") or None,
+            iap_certs_url=env.get("VIBESDK_IAP_CERTS_URL") or IAP_CERTS_URL,
             max_active_runs_per_owner=_int(env, "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER", 50),
             requests_per_minute=_int(env, "VIBESDK_REQUESTS_PER_MINUTE", 600),
             max_file_bytes=_int(env, "VIBESDK_MAX_FILE_BYTES", 4 * 1024 * 1024),
