@@ -14,6 +14,7 @@ import argparse
 import json
 from dataclasses import dataclass
 
+from eventarc.definitions import PUSH_SUBSCRIPTIONS, TRIGGERS
 from vibesdk_gcp import clients
 from vibesdk_gcp.names import (
     DEAD_LETTER_ORIGINAL_ID,
@@ -43,8 +44,6 @@ class DeadLetter:
 def _source_topic(attributes: dict[str, str]) -> str:
     if SOURCE_TOPIC in attributes:
         return attributes[SOURCE_TOPIC]
-    from eventarc.definitions import PUSH_SUBSCRIPTIONS, TRIGGERS
-
     subscription = attributes.get(PUBSUB_SOURCE, "").rsplit("/", 1)[-1]
     for sub in [t.subscription for t in TRIGGERS] + list(PUSH_SUBSCRIPTIONS):
         if sub.name == subscription:

@@ -174,10 +174,7 @@ class RunStore:
             .order_by("updatedAt", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        try:
-            return [snapshot.to_dict() for snapshot in query.stream(**CALL_LIMITS)]
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
-            raise _unavailable(error) from error
+        return self._documents(query)
 
     def runs_of(self, session_id: str, limit: int = 100) -> list[Document]:
         query = (
@@ -186,19 +183,20 @@ class RunStore:
             .order_by("createdAt", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        try:
-            return [snapshot.to_dict() for snapshot in query.stream(**CALL_LIMITS)]
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
-            raise _unavailable(error) from error
+        return self._documents(query)
 
     def unfinished(self) -> list[Document]:
         """Every queued or running run, for the stale-run sweep."""
         query = self._client.collection_group(RUNS_SUBCOLLECTION).where(
             filter=FieldFilter("status", "in", ["queued", "running"])
         )
+        return self._documents(query)
+
+    def _documents(self, query: firestore.Query) -> list[Document]:
+        work.add("firestore.reads")
         try:
-            return [snapshot.to_dict() for snapshot in query.stream()]
-        except api_exceptions.GoogleAPICallError as error:
+            return [snapshot.to_dict() for snapshot in query.stream(**CALL_LIMITS)]
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             raise _unavailable(error) from error
 
     def _write_if_unchanged(
