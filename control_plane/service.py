@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from control_plane.models import CreateSession, Preview, QueueAction, Queued, Run, Session
+from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge, TooMany
+from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge
 from vibesdk_gcp.names import PREVIEWS_BUCKET, TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
 from vibesdk_gcp.params import validate_params
 from vibesdk_gcp.runs import RunStore
@@ -51,6 +52,7 @@ class ControlPlane:
         self._bus = bus
         self._storage = storage
         self._limits = limits or Limits()
+        self._quota = ActiveRunQuota(store.active_runs, self._limits.max_active_runs)
 
     def _check_limits(self, owner: str, action: str, params: dict[str, Any]) -> None:
         if action == "writeFiles":
@@ -60,11 +62,7 @@ class ControlPlane:
                     raise TooLarge(
                         f"file {item.get('filePath')!r} is {size} bytes; the limit is {self._limits.max_file_bytes}"
                     )
-        active = self._store.active_runs(owner)
-        if active >= self._limits.max_active_runs:
-            raise TooMany(
-                f"{active} runs queued or running; the limit is {self._limits.max_active_runs}", retry_after=5
-            )
+        self._quota.admit(owner)
 
     def runs(self, owner: str, session_id: str) -> list[Run]:
         self._owned_session(owner, session_id)

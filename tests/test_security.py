@@ -24,10 +24,12 @@ from starlette.testclient import TestClient
 from control_plane.app import create_app
 from control_plane.auth import Authenticator
 from control_plane.keys import KeyStore
+from control_plane.quota import ActiveRunQuota
 from control_plane.service import ControlPlane, Limits
 from functions import context as function_context
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.errors import TooMany
 from vibesdk_gcp.names import REQUESTS_TOPIC
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.settings import Settings
@@ -307,3 +309,27 @@ def test_verified_delivery_gets_through(recorder: Any, signing: tuple[Any, str])
         "/", data=b"{}", headers=bearer(push_token(signing[0])), content_type="application/json"
     )
     assert response.status_code == 400
+
+
+def test_active_run_quota_counts_once_a_second_and_confirms_each_refusal() -> None:
+    active = {"dave": 0}
+    counts: list[str] = []
+    now = [0.0]
+
+    def count(owner: str) -> int:
+        counts.append(owner)
+        return active[owner]
+
+    quota = ActiveRunQuota(count, limit=3, refresh=1.0, clock=lambda: now[0])
+    for _ in range(3):
+        quota.admit("dave")
+        active["dave"] += 1
+    assert counts == ["dave"]  # one count, then this process's own admissions
+    with pytest.raises(TooMany):
+        quota.admit("dave")
+    assert counts == ["dave", "dave"]  # the refusal was confirmed by a fresh count
+    active["dave"] = 1  # two runs ended: admitted again at once, no waiting for the refresh
+    quota.admit("dave")
+    now[0] = 5.0
+    quota.admit("dave")
+    assert counts == ["dave"] * 4
