@@ -17,11 +17,10 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# What one call returns: a result or an exception for each item, in the items' order.
-Outcomes = Sequence["Result | BaseException"]
-
 
 class GroupCall(Generic[Item, Result]):
+    """`call` takes a list of items and returns, in their order, a result or an exception for each."""
+
     def __init__(self, name: str, call: Callable[[list[Item]], Sequence[Result | BaseException]], limit: int) -> None:
         self._name, self._call, self._limit = name, call, limit
         self._waiting: list[tuple[Item, Future[Result]]] = []
@@ -46,7 +45,9 @@ class GroupCall(Generic[Item, Result]):
                     self._ready.wait()
                 group, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
             try:
-                outcomes = self._call([item for item, _ in group])
+                outcomes = list(self._call([item for item, _ in group]))
+                if len(outcomes) != len(group):
+                    raise RuntimeError(f"{self._name}: {len(outcomes)} outcomes for {len(group)} items")
             except BaseException as error:  # every caller of the group gets it
                 outcomes = [error] * len(group)
             for (_, future), outcome in zip(group, outcomes, strict=True):

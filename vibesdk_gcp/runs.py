@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
@@ -12,6 +15,7 @@ from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable
 from vibesdk_gcp.metrics import work
 from vibesdk_gcp.names import RUNS_COLLECTION, RUNS_SUBCOLLECTION
@@ -25,6 +29,15 @@ RUN_RETENTION = timedelta(days=30)
 CALL_LIMITS: dict[str, Any] = {"retry": Retry(timeout=10), "timeout": 10}
 
 Document = dict[str, Any]
+Snapshots = dict[str, Any]
+
+# Errors that one item of a batch can cause; any other spoils every item alike.
+ITEM_ERRORS = (
+    api_exceptions.NotFound,
+    api_exceptions.AlreadyExists,
+    api_exceptions.FailedPrecondition,
+    api_exceptions.InvalidArgument,
+)
 
 # Session fields a successful action may set through its result's "session" object.
 SESSION_FIELDS_FROM_RESULT = ("instanceId", "preview")
@@ -34,10 +47,27 @@ def _unavailable(error: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(f"Firestore is unavailable: {error}")
 
 
+@dataclass(frozen=True)
+class Claim:
+    session_id: str
+    run_id: str
+    message_id: str
+    attempt: int | None
+    lease_seconds: float
+
+
 class RunStore:
     def __init__(self, client: firestore.Client) -> None:
         self._client = client
         self._sessions = client.collection(RUNS_COLLECTION)
+        # Concurrent POSTs, claims and status events share Firestore calls (vibesdk_gcp/batching.py).
+        self._queue_group = GroupCall("queue-runs", self._queue_many, limit=200)
+        self._claim_group = GroupCall(
+            "claim-runs", partial(self._read_decide_write, refs_of=self._claim_refs, plan=self._plan_claim), limit=200
+        )
+        self._apply_group = GroupCall(
+            "apply-events", partial(self._read_decide_write, refs_of=self._event_refs, plan=self._plan_event), limit=200
+        )
 
     def _session_ref(self, session_id: str) -> firestore.DocumentReference:
         return self._sessions.document(session_id)
@@ -46,7 +76,23 @@ class RunStore:
         return self._session_ref(session_id).collection(RUNS_SUBCOLLECTION).document(run_id)
 
     def queue_run(self, request: SandboxRequest, new_session: bool) -> None:
-        """Write the queued run and point the session at it, in one batch."""
+        """Write the queued run and point the session at it (in one batch with other POSTs' runs)."""
+        self._queue_group((request, new_session))
+
+    def _queue_many(self, items: list[tuple[SandboxRequest, bool]]) -> list[None | BaseException]:
+        batch = self._client.batch()
+        for request, new_session in items:
+            self._add_queued_run(batch, request, new_session)
+        try:
+            self._commit(batch, **CALL_LIMITS)
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+            if len(items) > 1 and isinstance(error, ITEM_ERRORS):
+                # One item's write spoiled the batch (a session gone, say): each alone, so only it fails.
+                return [self._queue_many([item])[0] for item in items]
+            return [_unavailable(error)] * len(items)
+        return [None] * len(items)
+
+    def _add_queued_run(self, batch: firestore.WriteBatch, request: SandboxRequest, new_session: bool) -> None:
         now = utcnow()
         run = {
             "runId": request.runId,
@@ -66,6 +112,7 @@ class RunStore:
             "expireAt": now + RUN_RETENTION,
         }
         session: Document = {"status": "queued", "action": request.action, "runId": request.runId, "updatedAt": now}
+        batch.set(self._run_ref(request.sessionId, request.runId), run)
         if new_session:
             session |= {
                 "sessionId": request.sessionId,
@@ -77,17 +124,9 @@ class RunStore:
                 "preview": None,
                 "createdAt": now,
             }
-        batch = self._client.batch()
-        batch.set(self._run_ref(request.sessionId, request.runId), run)
-        if new_session:
             batch.create(self._session_ref(request.sessionId), session)
         else:
             batch.update(self._session_ref(request.sessionId), session)
-        work.add("firestore.writes", 2)
-        try:
-            batch.commit(**CALL_LIMITS)
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
-            raise _unavailable(error) from error
 
     def get_session(self, session_id: str) -> Document:
         snapshot = self._get(self._session_ref(session_id))
@@ -103,6 +142,7 @@ class RunStore:
 
     def _get(self, ref: firestore.DocumentReference) -> Document | None:
         work.add("firestore.reads")
+        work.add("firestore.calls")
         try:
             snapshot = ref.get(**CALL_LIMITS)
         except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
@@ -117,31 +157,33 @@ class RunStore:
         failed, or Pub/Sub would not have sent it again); once the lease has lapsed anyone may
         take over. The holder renews its lease while it works.
         """
-        ref = self._run_ref(session_id, run_id)
-        try:
-            for attempt_number in range(MAX_WRITE_ATTEMPTS):
-                snapshot = ref.get()
-                work.add("firestore.reads")
-                if not snapshot.exists:
-                    return "unknown"
-                run = snapshot.to_dict()
-                if run["status"] in TERMINAL:
-                    return "finished"
-                held = run.get("claim") or {}
-                now = utcnow()
-                retry_of_holder = held.get("messageId") == message_id and (attempt or 0) > (held.get("attempt") or 0)
-                if held and held["leaseUntil"] > now and not retry_of_holder:
-                    return "busy"
-                claim = {
-                    "messageId": message_id,
-                    "attempt": attempt,
-                    "leaseUntil": now + timedelta(seconds=lease_seconds),
-                }
-                if self._write_if_unchanged(ref, {"claim": claim}, snapshot, attempt_number):
-                    return "claimed"
-        except api_exceptions.GoogleAPICallError as error:
-            raise _unavailable(error) from error
-        raise ServiceUnavailable(f"run {run_id} kept changing while it was claimed")
+        return self._claim_group(Claim(session_id, run_id, message_id, attempt, lease_seconds))
+
+    def _claim_refs(self, claim: Claim) -> list[firestore.DocumentReference]:
+        return [self._run_ref(claim.session_id, claim.run_id)]
+
+    def _plan_claim(self, claim: Claim, snapshots: Snapshots, batch: firestore.WriteBatch) -> str:
+        ref = self._run_ref(claim.session_id, claim.run_id)
+        snapshot = snapshots[ref.path]
+        if not snapshot.exists:
+            return "unknown"
+        run = snapshot.to_dict()
+        if run["status"] in TERMINAL:
+            return "finished"
+        held = run.get("claim") or {}
+        now = utcnow()
+        retry_of_holder = held.get("messageId") == claim.message_id and (claim.attempt or 0) > (
+            held.get("attempt") or 0
+        )
+        if held and held["leaseUntil"] > now and not retry_of_holder:
+            return "busy"
+        taken = {
+            "messageId": claim.message_id,
+            "attempt": claim.attempt,
+            "leaseUntil": now + timedelta(seconds=claim.lease_seconds),
+        }
+        batch.update(ref, {"claim": taken}, option=self._unchanged(snapshot))
+        return "claimed"
 
     def release(self, session_id: str, run_id: str) -> None:
         """End the holder's lease now, so that the next delivery takes the run at once."""
@@ -151,6 +193,7 @@ class RunStore:
         try:
             self._run_ref(session_id, run_id).update({"claim.leaseUntil": utcnow() + timedelta(seconds=lease_seconds)})
             work.add("firestore.writes")
+            work.add("firestore.calls")
         except api_exceptions.GoogleAPICallError as error:
             raise _unavailable(error) from error
 
@@ -166,6 +209,7 @@ class RunStore:
         except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             raise _unavailable(error) from error
         work.add("firestore.reads")
+        work.add("firestore.calls")
         return int(result[0][0].value)
 
     def sessions_of(self, owner: str, limit: int = 100) -> list[Document]:
@@ -194,22 +238,11 @@ class RunStore:
 
     def _documents(self, query: firestore.Query) -> list[Document]:
         work.add("firestore.reads")
+        work.add("firestore.calls")
         try:
             return [snapshot.to_dict() for snapshot in query.stream(**CALL_LIMITS)]
         except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             raise _unavailable(error) from error
-
-    def _write_if_unchanged(
-        self, ref: firestore.DocumentReference, update: Document, snapshot: Any, attempt: int
-    ) -> bool:
-        try:
-            ref.update(update, option=self._unchanged(snapshot))
-        except (api_exceptions.FailedPrecondition, api_exceptions.Aborted):
-            time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-            return False
-        finally:
-            work.add("firestore.writes")
-        return True
 
     def fail_queued(self, session_id: str, run_id: str, error: str) -> None:
         """End a run that never left the control plane (its message was not published)."""
@@ -232,37 +265,93 @@ class RunStore:
         call and written in one batch, each write conditional on the update time that
         was read; a racing writer makes the batch fail, and we read and decide again.
         """
-        run_ref = self._run_ref(event.sessionId, event.runId)
-        session_ref = self._session_ref(event.sessionId)
+        return self._apply_group(event)
+
+    def _event_refs(self, event: StatusEvent) -> list[firestore.DocumentReference]:
+        return [self._run_ref(event.sessionId, event.runId), self._session_ref(event.sessionId)]
+
+    def _plan_event(self, event: StatusEvent, snapshots: Snapshots, batch: firestore.WriteBatch) -> Decision:
+        run_ref, session_ref = self._event_refs(event)
+        run_snapshot, session_snapshot = snapshots[run_ref.path], snapshots[session_ref.path]
+        if not run_snapshot.exists:
+            return Decision(False, False, "unknown run")
+        run = run_snapshot.to_dict()
+        seen = {int(item["seq"]) for item in run["transitions"]}
+        decision = decide(run["status"], int(run["seq"]), seen, event.status, event.seq)
+        if not decision.record:
+            return decision
+        batch.update(run_ref, self._run_update(event, run, decision), option=self._unchanged(run_snapshot))
+        session_update = self._session_update(event, session_snapshot.to_dict() or {}) if decision.advance else {}
+        if session_update:
+            batch.update(session_ref, session_update, option=self._unchanged(session_snapshot))
+        return decision
+
+    def _read_decide_write(
+        self, items: list[Any], refs_of: Callable[[Any], list[Any]], plan: Callable[[Any, Snapshots, Any], Any]
+    ) -> list[Any]:
+        """Many items' read-decide-write in two calls: one read of all their documents, one batch.
+
+        Every write is conditional on the update time that was read. An item whose documents an
+        earlier item of the group also touches goes alone afterwards, and so does every item when
+        a racing writer spoils the batch: alone, it reads, decides and writes again until it holds.
+        """
+        outcomes: list[Any] = [None] * len(items)
+        together: list[int] = []
+        alone: list[int] = []
+        touched: set[str] = set()
+        for index, item in enumerate(items):
+            paths = {ref.path for ref in refs_of(item)}
+            (alone if paths & touched else together).append(index)
+            touched |= paths
+        try:
+            snapshots = self._read([ref for index in together for ref in refs_of(items[index])])
+            batch = self._client.batch()
+            for index in together:
+                outcomes[index] = plan(items[index], snapshots, batch)
+            self._commit(batch)
+        except (api_exceptions.FailedPrecondition, api_exceptions.Aborted):
+            alone = sorted(together + alone)
+        except api_exceptions.GoogleAPICallError as error:
+            return [_unavailable(error)] * len(items)
+        for index in alone:
+            try:
+                outcomes[index] = self._until_it_holds(items[index], refs_of, plan)
+            except Exception as error:  # that item's failure, not the group's
+                outcomes[index] = error
+        return outcomes
+
+    def _until_it_holds(
+        self, item: Any, refs_of: Callable[[Any], list[Any]], plan: Callable[[Any, Snapshots, Any], Any]
+    ) -> Any:
+        refs = refs_of(item)
         try:
             for attempt in range(MAX_WRITE_ATTEMPTS):
-                snapshots = {snap.reference.path: snap for snap in self._client.get_all([run_ref, session_ref])}
-                work.add("firestore.reads", 2)
-                run_snapshot, session_snapshot = snapshots[run_ref.path], snapshots[session_ref.path]
-                if not run_snapshot.exists:
-                    return Decision(False, False, "unknown run")
-                run = run_snapshot.to_dict()
-                seen = {int(item["seq"]) for item in run["transitions"]}
-                decision = decide(run["status"], int(run["seq"]), seen, event.status, event.seq)
-                if not decision.record:
-                    return decision
+                snapshots = self._read(refs)
                 batch = self._client.batch()
-                batch.update(run_ref, self._run_update(event, run, decision), option=self._unchanged(run_snapshot))
-                session_update = (
-                    self._session_update(event, session_snapshot.to_dict() or {}) if decision.advance else {}
-                )
-                if session_update:
-                    batch.update(session_ref, session_update, option=self._unchanged(session_snapshot))
-                work.add("firestore.writes", 1 + bool(session_update))
+                outcome = plan(item, snapshots, batch)
                 try:
-                    batch.commit()
+                    self._commit(batch)
                 except (api_exceptions.FailedPrecondition, api_exceptions.Aborted):
                     time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                     continue
-                return decision
+                return outcome
         except api_exceptions.GoogleAPICallError as error:
             raise _unavailable(error) from error
-        raise ServiceUnavailable(f"run {event.runId} kept changing while its event was applied")
+        raise ServiceUnavailable(f"{refs[0].path} kept changing: gave up after {MAX_WRITE_ATTEMPTS} attempts")
+
+    def _read(self, refs: list[firestore.DocumentReference]) -> Snapshots:
+        unique = list({ref.path: ref for ref in refs}.values())
+        if not unique:
+            return {}
+        work.add("firestore.reads", len(unique))
+        work.add("firestore.calls")
+        return {snapshot.reference.path: snapshot for snapshot in self._client.get_all(unique)}
+
+    def _commit(self, batch: firestore.WriteBatch, **limits: Any) -> None:
+        if len(batch):
+            work.add("firestore.writes", len(batch))
+            work.add("firestore.calls")
+            batch.commit(**limits)
 
     def _unchanged(self, snapshot: Any) -> Any:
         return self._client.write_option(last_update_time=snapshot.update_time)
