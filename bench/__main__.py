@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.costs import incremental_save, sandbox_overhead, workspace_costs
-from bench.pipeline import measure_baseline, measure_pipeline, start_baseline_function, work_per_run
+from bench.pipeline import WARMUP_RUNS, measure_baseline, measure_pipeline, start_baseline_function, work_per_run
 from devstack.config import Ports
 from devstack.stack import PROJECT_ROOT, start_stack
 from vibesdk_gcp.settings import Settings
@@ -27,7 +27,6 @@ from vibesdk_gcp.storage import storage_for
 
 BENCH_PORTS = Ports.shifted(14000)
 BASELINE_PORT = 22090
-WARMUP = 20
 GOALS = {
     "throughput_ratio_min": 0.5,
     "p50_ratio_max": 3.0,
@@ -80,7 +79,7 @@ def main() -> None:
         import time
 
         time.sleep(1.5)  # the units flush their counts every half second
-        work = work_per_run(metrics_dir, runs + min(WARMUP, runs))
+        work = work_per_run(metrics_dir, runs + min(WARMUP_RUNS, runs))
         baseline = asyncio.run(measure_baseline(stack, runs, concurrency))
         storage = storage_for(Settings.from_env(stack.env))
         cases = [(files, 1 << 20) for files in sizes] + [(10, 10 << 20), (10, 100 << 20)]
