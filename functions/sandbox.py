@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import platform
 import select
 import shutil
 import signal
@@ -113,7 +114,8 @@ def prepare_workspace(path: Path) -> None:
 
 
 def _bwrap_argv(bwrap: str, workspace: Path, tmp: Path, allow_network: bool) -> list[str]:
-    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    # --unshare-user: the process limit is counted per user namespace (see _argv).
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
     if allow_network:
         argv.append("--share-net")
     argv += ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
@@ -146,30 +148,56 @@ def _tasks_of(uid: int) -> int:
 
 
 def _process_budget(limits: Limits) -> int:
+    """RLIMIT_NPROC for a command run outside bubblewrap: the uid's tasks elsewhere count too."""
     ids = _sandbox_ids()
     return limits.processes + _tasks_of(ids[0] if ids else os.getuid())
 
 
-def _bounds(limits: Limits, cpu_seconds: int) -> list[str]:
-    """The command prefix that drops to the sandbox uid and sets the resource limits.
+@functools.cache
+def _per_namespace_process_count() -> bool:
+    """Linux 5.14+ counts RLIMIT_NPROC per user namespace: one set inside bwrap binds that sandbox alone."""
+    try:
+        major, minor = (int(part) for part in platform.release().split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
+def _drop_privileges() -> list[str]:
+    ids = _sandbox_ids()
+    return ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"] if ids else []
+
+
+def _limits(limits: Limits, cpu_seconds: int, processes: int) -> list[str]:
+    """The command prefix that sets the resource limits.
 
     setpriv and prlimit (util-linux) do in the child what a preexec_fn would, but let
     Python start the child with vfork: a fork of a job process that has grown to hundreds of
     megabytes costs tens of milliseconds per command.
     """
-    prefix = []
-    ids = _sandbox_ids()
-    if ids is not None:
-        prefix += ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"]
-    return prefix + [
+    return [
         "prlimit",
         f"--cpu={cpu_seconds}",
         f"--as={limits.memory_bytes}",
         f"--fsize={limits.file_bytes}",
-        f"--nproc={_process_budget(limits)}",
+        f"--nproc={processes}",
         "--core=0",
         "--",
     ]
+
+
+def _argv(
+    command: str, bwrap: str | None, workspace: Path, tmp: Path, allow_network: bool, limits: Limits, cpu: int
+) -> list[str]:
+    shell = ["/bin/sh", "-c", command]
+    if bwrap and _per_namespace_process_count():
+        # Limits set inside bwrap's user namespace: the process limit counts this sandbox's
+        # tasks only, so no scan of /proc for the uid's other commands is needed.
+        inside = _limits(limits, cpu, limits.processes) + shell
+        return _drop_privileges() + _bwrap_argv(bwrap, workspace, tmp, allow_network) + ["--", *inside]
+    if bwrap:
+        shell = _bwrap_argv(bwrap, workspace, tmp, allow_network) + ["--", *shell]
+    return _drop_privileges() + _limits(limits, cpu, _process_budget(limits)) + shell
 
 
 def _tree_size(path: Path) -> int:
@@ -209,10 +237,7 @@ def run_command(
             "CI": "true",
         }
         child_env = base_env | (env or {})
-        argv = ["/bin/sh", "-c", command]
-        if bwrap:
-            argv = _bwrap_argv(bwrap, workspace, tmp, allow_network) + ["--", *argv]
-        argv = _bounds(limits, int(timeout_seconds) + 1) + argv
+        argv = _argv(command, bwrap, workspace, tmp, allow_network, limits, int(timeout_seconds) + 1)
         stdout_path, stderr_path = scratch_path / "stdout", scratch_path / "stderr"
         started = time.monotonic()
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:

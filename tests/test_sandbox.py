@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,19 @@ def test_fork_bomb_is_bounded(workspace: Path) -> None:
     # The job's own process can still fork after the bomb.
     assert run_command("echo alive", workspace, 5).stdout == b"alive\n"
     assert result.duration_seconds < 20
+
+
+def test_process_limit_binds_each_command_alone(workspace: Path) -> None:
+    """Each command may start its own budget of processes, whatever another one runs meanwhile."""
+    limits = Limits(processes=48)
+    spawn = "for i in $(seq {n}); do sleep 3 & done; wait; echo done"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(run_command, spawn.format(n=40), workspace, 20, limits=limits)
+        time.sleep(0.5)  # the first one holds its 40 processes now
+        second = pool.submit(run_command, spawn.format(n=40), workspace, 20, limits=limits)
+        assert first.result().stdout == second.result().stdout == b"done\n"
+    over = run_command(spawn.format(n=80), workspace, 20, limits=limits)
+    assert b"fork" in over.stderr.lower()  # dash: "Cannot fork"
 
 
 def test_memory_is_bounded(workspace: Path) -> None:
