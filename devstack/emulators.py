@@ -101,6 +101,12 @@ def find(emulator: Emulator, env: Mapping[str, str] | None = None) -> Found:
     )
 
 
+# Measured under `make bench`: with the default tiered JIT, C2 kept compiling through the whole
+# run and took most of a core on a 2-core machine; C1 alone, a serial collector and pools sized
+# for one CPU cut the emulators' CPU by more than half (docs/PERFORMANCE.md).
+DEFAULT_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ActiveProcessorCount=1"
+
+
 def java() -> str:
     path = shutil.which("java")
     if path is None:
@@ -110,11 +116,18 @@ def java() -> str:
     return path
 
 
-def command(emulator: Emulator, found: Found, host: str, port: int) -> list[str]:
+def jvm_options(env: Mapping[str, str] | None = None) -> list[str]:
+    """JVM options for the emulators: VIBESDK_EMULATOR_JVM_OPTIONS, else DEFAULT_JVM_OPTIONS."""
+    env = os.environ if env is None else env
+    return env.get("VIBESDK_EMULATOR_JVM_OPTIONS", DEFAULT_JVM_OPTIONS).split()
+
+
+def command(emulator: Emulator, found: Found, host: str, port: int, env: Mapping[str, str] | None = None) -> list[str]:
     if emulator.main_class is None:
-        return [java(), "-jar", str(found.jar), f"--host={host}", f"--port={port}"]
+        return [java(), *jvm_options(env), "-jar", str(found.jar), f"--host={host}", f"--port={port}"]
     return [
         java(),
+        *jvm_options(env),
         "-Duser.language=en",
         "-cp",
         str(found.jar),

@@ -83,7 +83,7 @@ def start_emulators(supervisor: Supervisor, ports: Ports, env: Mapping[str, str]
         (
             supervisor.start(
                 "pubsub-emulator",
-                emulators.command(emulators.PUBSUB, pubsub, HOST, ports.pubsub),
+                emulators.command(emulators.PUBSUB, pubsub, HOST, ports.pubsub, env),
                 child_env,
                 PROJECT_ROOT,
             ),
@@ -92,7 +92,7 @@ def start_emulators(supervisor: Supervisor, ports: Ports, env: Mapping[str, str]
         (
             supervisor.start(
                 "firestore-emulator",
-                emulators.command(emulators.FIRESTORE, firestore, HOST, ports.firestore),
+                emulators.command(emulators.FIRESTORE, firestore, HOST, ports.firestore, env),
                 child_env,
                 PROJECT_ROOT,
             ),

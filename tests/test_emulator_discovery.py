@@ -77,3 +77,10 @@ def test_firestore_command_is_the_clis() -> None:
         "--host=127.0.0.1",
         "--port=8086",
     ]
+
+
+def test_emulator_jvm_options_default_and_override() -> None:
+    found = emulators.Found(Path("/x.jar"), "setting")
+    assert "-XX:TieredStopAtLevel=1" in emulators.command(emulators.PUBSUB, found, "127.0.0.1", 8085, {})
+    chosen = emulators.command(emulators.PUBSUB, found, "127.0.0.1", 8085, {"VIBESDK_EMULATOR_JVM_OPTIONS": "-Xmx1g"})
+    assert chosen[1:3] == ["-Xmx1g", "-jar"]

@@ -46,7 +46,9 @@ class Bus:
         return self._publish(self._dead_letters, message.data, attributes, "")
 
     def publish_status(self, event: StatusEvent) -> str:
-        return self._publish(self._status, event.model_dump_json().encode(), event.attributes(), event.runId)
+        # No ordering key: the recorder orders a run's events by seq itself, and unkeyed
+        # messages from concurrent runs share publish calls.
+        return self._publish(self._status, event.model_dump_json().encode(), event.attributes(), "")
 
     def _publish(self, topic: str, data: bytes, attributes: dict[str, str], ordering_key: str) -> str:
         work.add("pubsub.publishes")

@@ -23,6 +23,8 @@ from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, params_digest, utcn
 from vibesdk_gcp.state import SEQ_QUEUED, SEQ_RUNNING, TERMINAL, Decision, decide, insert_transition
 
 MAX_WRITE_ATTEMPTS = 20
+# Under load, how long a group of Firestore calls waits to gather more (vibesdk_gcp/batching.py).
+GROUP_LINGER_SECONDS = 0.005
 # Firestore's TTL policy on expireAt deletes runs this long after they were queued.
 RUN_RETENTION = timedelta(days=30)
 # What an API request waits for Firestore before it answers 503 instead.
@@ -61,12 +63,18 @@ class RunStore:
         self._client = client
         self._sessions = client.collection(RUNS_COLLECTION)
         # Concurrent POSTs, claims and status events share Firestore calls (vibesdk_gcp/batching.py).
-        self._queue_group = GroupCall("queue-runs", self._queue_many, limit=200)
+        self._queue_group = GroupCall("queue-runs", self._queue_many, limit=200, linger=GROUP_LINGER_SECONDS)
         self._claim_group = GroupCall(
-            "claim-runs", partial(self._read_decide_write, refs_of=self._claim_refs, plan=self._plan_claim), limit=200
+            "claim-runs",
+            partial(self._read_decide_write, refs_of=self._claim_refs, plan=self._plan_claim),
+            limit=200,
+            linger=GROUP_LINGER_SECONDS,
         )
         self._apply_group = GroupCall(
-            "apply-events", partial(self._read_decide_write, refs_of=self._event_refs, plan=self._plan_event), limit=200
+            "apply-events",
+            partial(self._read_decide_write, refs_of=self._event_refs, plan=self._plan_event),
+            limit=200,
+            linger=GROUP_LINGER_SECONDS,
         )
 
     def _session_ref(self, session_id: str) -> firestore.DocumentReference:
