@@ -104,7 +104,7 @@ def main() -> None:
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "end_to_end": {"pipeline": p, "baseline": b, "ratios": ratios},
+        "end_to_end": {"pipeline": p, "baseline": b, "ratios": ratios, "warmup_runs": WARMUP_RUNS},
         "work_per_run": work,
         "sandbox": isolation,
         "workspaces": workspaces,

@@ -1,12 +1,19 @@
 """A session's files: a local working copy, kept in Cloud Storage between actions.
 
-Cloud Storage holds, under `sessions/{session}/`, `manifest.json` (path -> sha256, size,
-mode, and which pack holds each content) and packs: zip files of contents named by their
-sha256. A save uploads the contents the manifest lacks as one new pack, then replaces the
-manifest on the generation it was restored from: a racing writer's save fails with Conflict
-instead of silently losing the other's update, and a half-done save leaves the previous
-manifest, and so the previous workspace, intact. One object per save, not per file, keeps a
-10,000-file workspace to a handful of requests.
+Cloud Storage holds, under `sessions/{session}/`:
+- `manifest.json`, the base: path -> sha256, size, mode, and the object holding each content;
+- `manifest.json.delta/{base generation}/{n}.zip`, one per save since that base: the contents
+  the save added and `changes.json` (path -> entry, or null for a removed file);
+- `packs/{id}.zip`: every content at once, written by a first save or a repack.
+
+A save writes one delta, created only if its name is still free: two writers that restored the
+same state race for the same name, and the loser gets Conflict instead of silently losing the
+other's update; a save that dies half-way leaves no delta, so the previous workspace. The
+MAX_DELTAS-th delta seals its chain: the base is then rewritten from the chain (conditional on
+the base's generation), by the writer that sealed it or, if that one died first, by the next
+restore. A restore lists the manifest and its deltas in one request and fetches only what the
+working copy lacks; one object per save keeps a one-file save to one request whatever the size
+of the workspace, and a 10,000-file workspace to a handful.
 """
 
 from __future__ import annotations
@@ -22,13 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibesdk_gcp.errors import NotFound
+from vibesdk_gcp.errors import Conflict, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
 
 MANIFEST = "manifest.json"
-# Past this many packs a save rewrites every live content into one, dropping the rest.
+DELTAS = f"{MANIFEST}.delta"
+CHANGES = "changes.json"
+# Saves between two rewrites of the base: a restore from scratch reads at most this many deltas.
+MAX_DELTAS = 16
+# Past this many content objects a base rewrite repacks every live content into one.
 MAX_PACKS = 32
+RESTORE_ATTEMPTS = 3
+
+Entry = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -39,12 +53,16 @@ class SaveReport:
     generation: int
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _delta_name(base: int, number: int) -> str:
+    return f"{DELTAS}/{base}/{number:06d}.zip"
 
 
 class Workspace:
@@ -52,14 +70,17 @@ class Workspace:
         self._storage = storage
         # Traversable, not listable: the sandbox uid reaches its own workspace and sees no others.
         root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self._session_id = session_id
         self._prefix = f"sessions/{session_id}/"
         self._home = root / session_id
         self.path = self._home / "files"
         self._state_file = self._home / "state.json"
-        # What the working copy holds: manifest generation, its files (with stat) and packs.
+        # What the working copy holds: the base generation, how many of its deltas, its files
+        # (with stat) and which object holds each content (sha256 -> name under the prefix).
         self._generation = 0
-        self._files: dict[str, dict[str, Any]] = {}
-        self._packs: dict[str, str] = {}  # sha256 -> pack id
+        self._applied = 0
+        self._files: dict[str, Entry] = {}
+        self._packs: dict[str, str] = {}
 
     def exists(self) -> bool:
         try:
@@ -73,99 +94,175 @@ class Workspace:
         shutil.rmtree(self._home, ignore_errors=True)
         self._home.mkdir(mode=0o711)
         self.path.mkdir()
-        self._generation, self._files, self._packs = 0, {}, {}
+        self._generation, self._applied, self._files, self._packs = 0, 0, {}, {}
 
     def restore(self) -> None:
-        """Bring the working copy to the stored manifest, fetching only the packs of what differs."""
-        info = self._storage.stat(WORKSPACES_BUCKET, self._prefix + MANIFEST)
+        """Bring the working copy to the stored state, fetching only the contents that differ."""
+        for attempt in range(RESTORE_ATTEMPTS):
+            try:
+                self._restore()
+                return
+            except (NotFound, Conflict):
+                # An object went away under us (a base rewrite cleaned up), or another writer
+                # rewrote the sealed base first: list again.
+                if attempt == RESTORE_ATTEMPTS - 1 or not self.exists():
+                    raise
+
+    def _restore(self) -> None:
+        listing = {
+            info.name[len(self._prefix) :]: info.generation
+            for info in self._storage.list(WORKSPACES_BUCKET, self._prefix + MANIFEST)
+        }
+        if MANIFEST not in listing:
+            raise NotFound(f"the workspace of session {self._session_id} does not exist")
+        base = listing[MANIFEST]
+        chain = sorted(name for name in listing if name.startswith(f"{DELTAS}/{base}/"))
         self._load_state()
-        if info.generation == self._generation:
-            wanted, packs = {rel: _entry(e) for rel, e in self._files.items()}, self._packs
+        if base == self._generation and len(chain) >= self._applied:
+            wanted, packs, start = {rel: _entry(e) for rel, e in self._files.items()}, dict(self._packs), self._applied
         else:
-            manifest = json.loads(self._storage.read(WORKSPACES_BUCKET, self._prefix + MANIFEST, info.generation))
-            wanted, packs = manifest["files"], manifest["packs"]
+            manifest = json.loads(self._storage.read(WORKSPACES_BUCKET, self._prefix + MANIFEST, base))
+            wanted, packs, start = manifest["files"], _packs_of(manifest), 0
+        fetched: dict[str, zipfile.ZipFile] = {}
+        for name in chain[start:]:
+            archive = fetched[name] = self._fetch(name)
+            for rel, entry in json.loads(archive.read(CHANGES))["files"].items():
+                if entry is None:
+                    wanted.pop(rel, None)
+                else:
+                    wanted[rel] = entry
+            packs |= dict.fromkeys((item for item in archive.namelist() if item != CHANGES), name)
+        self._sync(wanted, packs, fetched)
+        self._generation, self._applied = base, len(chain)
+        self._packs = _live(packs, wanted)
+        self._files = self._scan()
+        if self._applied >= MAX_DELTAS:
+            # Sealed, and its writer died before rewriting the base: finish its work.
+            self._rewrite_base()
+        self._write_state()
+
+    def _sync(self, wanted: dict[str, Entry], packs: dict[str, str], fetched: dict[str, zipfile.ZipFile]) -> None:
         self._home.mkdir(mode=0o711, exist_ok=True)
         self.path.mkdir(exist_ok=True)
         local = self._scan()
         for rel in set(local) - set(wanted):
             (self.path / rel).unlink()
         missing = [rel for rel, entry in wanted.items() if local.get(rel, {}).get("sha256") != entry["sha256"]]
-        by_pack: dict[str, list[str]] = {}
+        by_object: dict[str, list[str]] = {}
         for rel in missing:
-            by_pack.setdefault(packs[wanted[rel]["sha256"]], []).append(rel)
-        for pack, paths in by_pack.items():
-            with zipfile.ZipFile(io.BytesIO(self._storage.read(WORKSPACES_BUCKET, self._pack_object(pack)))) as archive:
-                for rel in paths:
-                    target = self.path / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.unlink(missing_ok=True)
-                    target.write_bytes(archive.read(wanted[rel]["sha256"]))
+            by_object.setdefault(packs[wanted[rel]["sha256"]], []).append(rel)
+        for name, paths in by_object.items():
+            archive = fetched.get(name) or self._fetch(name)
+            for rel in paths:
+                target = self.path / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.unlink(missing_ok=True)
+                target.write_bytes(archive.read(wanted[rel]["sha256"]))
         for rel, entry in wanted.items():
             os.chmod(self.path / rel, entry["mode"])
         self._remove_empty_dirs()
-        self._generation, self._packs = info.generation, dict(packs)
-        self._files = self._scan()
-        self._write_state()
 
     def save(self) -> SaveReport:
         current = self._scan()
-        files = {rel: _entry(entry) for rel, entry in current.items()}
-        live = {entry["sha256"] for entry in files.values()}
-        packs = {digest: pack for digest, pack in self._packs.items() if digest in live}
-        new = {entry["sha256"]: rel for rel, entry in current.items() if entry["sha256"] not in packs}
-        if len(set(packs.values())) >= MAX_PACKS:
-            new, packs = {entry["sha256"]: rel for rel, entry in current.items()}, {}
-        if new:
-            pack = uuid.uuid4().hex
-            self._storage.write(WORKSPACES_BUCKET, self._pack_object(pack), self._pack(new), "application/zip")
-            packs |= dict.fromkeys(new, pack)
-        removed = len(set(self._files) - set(current))
-        if self._generation == 0 or files != {rel: _entry(e) for rel, e in self._files.items()} or new:
-            manifest = {"version": 2, "files": files, "packs": packs}
-            self._generation = self._storage.write(
-                WORKSPACES_BUCKET,
-                self._prefix + MANIFEST,
-                json.dumps(manifest).encode(),
-                "application/json",
-                if_generation_match=self._generation,
-            )
-            for dropped in set(self._packs.values()) - set(packs.values()):
-                self._storage.delete(WORKSPACES_BUCKET, self._pack_object(dropped))
-        self._files, self._packs = current, packs
+        if self._generation == 0:
+            return self._save_whole(current)
+        changes: dict[str, Entry | None] = {
+            rel: _entry(entry)
+            for rel, entry in current.items()
+            if rel not in self._files or _entry(self._files[rel]) != _entry(entry)
+        }
+        changes |= dict.fromkeys(set(self._files) - set(current))
+        if not changes:
+            return SaveReport(0, len(current), 0, self._generation)
+        if self._applied >= MAX_DELTAS:
+            self._rewrite_base()  # a sealed chain takes no more deltas
+        new = {entry["sha256"]: rel for rel, entry in changes.items() if entry and entry["sha256"] not in self._packs}
+        name = _delta_name(self._generation, self._applied + 1)
+        data = self._zip(new, {CHANGES: json.dumps({"files": changes}).encode()})
+        self._storage.write(WORKSPACES_BUCKET, self._prefix + name, data, "application/zip", if_generation_match=0)
+        self._files, self._applied = current, self._applied + 1
+        self._packs = _live(self._packs | dict.fromkeys(new, name), current)
+        if self._applied >= MAX_DELTAS:
+            try:
+                self._rewrite_base()
+            except Conflict:
+                pass  # another writer rewrote it from this same chain
         self._write_state()
+        removed = sum(1 for entry in changes.values() if entry is None)
         return SaveReport(len(new), len(current) - len(new), removed, self._generation)
+
+    def _save_whole(self, current: dict[str, Entry]) -> SaveReport:
+        """The first save: every content in one pack, then the manifest, which must not exist yet."""
+        pack = f"packs/{uuid.uuid4().hex}.zip"
+        contents = {entry["sha256"]: rel for rel, entry in current.items()}
+        self._storage.write(WORKSPACES_BUCKET, self._prefix + pack, self._zip(contents), "application/zip")
+        self._files, self._packs, self._applied = current, dict.fromkeys(contents, pack), 0
+        self._generation = self._write_manifest(0)
+        self._write_state()
+        return SaveReport(len(contents), 0, 0, self._generation)
+
+    def _rewrite_base(self) -> None:
+        """The base from the working copy, which holds the whole sealed chain; then the litter goes."""
+        if len(set(self._packs.values())) > MAX_PACKS:
+            pack = f"packs/{uuid.uuid4().hex}.zip"
+            contents = {entry["sha256"]: rel for rel, entry in self._files.items()}
+            self._storage.write(WORKSPACES_BUCKET, self._prefix + pack, self._zip(contents), "application/zip")
+            self._packs = dict.fromkeys(contents, pack)
+        self._generation, self._applied = self._write_manifest(self._generation), 0
+        kept = set(self._packs.values()) | {MANIFEST}
+        for info in list(self._storage.list(WORKSPACES_BUCKET, self._prefix)):
+            name = info.name[len(self._prefix) :]
+            if name not in kept and not name.startswith(f"{DELTAS}/{self._generation}/"):
+                self._storage.delete(WORKSPACES_BUCKET, info.name)
+
+    def _write_manifest(self, if_generation_match: int) -> int:
+        manifest = {"version": 3, "files": {rel: _entry(e) for rel, e in self._files.items()}, "packs": self._packs}
+        return self._storage.write(
+            WORKSPACES_BUCKET,
+            self._prefix + MANIFEST,
+            json.dumps(manifest).encode(),
+            "application/json",
+            if_generation_match=if_generation_match,
+        )
 
     def destroy(self) -> None:
         self._storage.delete_prefix(WORKSPACES_BUCKET, self._prefix)
         shutil.rmtree(self._home, ignore_errors=True)
 
-    def _pack_object(self, pack: str) -> str:
-        return f"{self._prefix}packs/{pack}.zip"
+    def _fetch(self, name: str) -> zipfile.ZipFile:
+        return zipfile.ZipFile(io.BytesIO(self._storage.read(WORKSPACES_BUCKET, self._prefix + name)))
 
-    def _pack(self, contents: dict[str, str]) -> bytes:
+    def _zip(self, contents: dict[str, str], extra: dict[str, bytes] | None = None) -> bytes:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for digest, rel in contents.items():
                 archive.write(self.path / rel, digest)
+            for name, data in (extra or {}).items():
+                archive.writestr(name, data)
         return buffer.getvalue()
 
-    def _scan(self) -> dict[str, dict[str, Any]]:
+    def _scan(self) -> dict[str, Entry]:
         """Every regular file, hashed only when its size or mtime moved since last seen."""
-        found: dict[str, dict[str, Any]] = {}
-        for dirpath, _dirnames, filenames in os.walk(self.path):
-            for name in filenames:
-                full = Path(dirpath) / name
-                stat = full.lstat()
-                if not full.is_file() or full.is_symlink():
-                    continue  # links and devices are not part of a workspace
-                rel = full.relative_to(self.path).as_posix()
-                known = self._files.get(rel)
-                if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
-                    digest = known["sha256"]
-                else:
-                    digest = _sha256(full)
-                mode = 0o755 if stat.st_mode & 0o100 else 0o644
-                found[rel] = {"sha256": digest, "size": stat.st_size, "mode": mode, "mtime_ns": stat.st_mtime_ns}
+        found: dict[str, Entry] = {}
+        folders = [("", str(self.path))]
+        while folders:
+            rel_folder, folder = folders.pop()
+            with os.scandir(folder) as entries:
+                for item in entries:
+                    rel = rel_folder + item.name
+                    if item.is_dir(follow_symlinks=False):
+                        folders.append((rel + "/", item.path))
+                        continue
+                    if not item.is_file(follow_symlinks=False):
+                        continue  # links and devices are not part of a workspace
+                    stat = item.stat(follow_symlinks=False)
+                    known = self._files.get(rel)
+                    if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
+                        digest = known["sha256"]
+                    else:
+                        digest = _sha256(item.path)
+                    mode = 0o755 if stat.st_mode & 0o100 else 0o644
+                    found[rel] = {"sha256": digest, "size": stat.st_size, "mode": mode, "mtime_ns": stat.st_mtime_ns}
         return found
 
     def _remove_empty_dirs(self) -> None:
@@ -176,15 +273,36 @@ class Workspace:
     def _load_state(self) -> None:
         try:
             state = json.loads(self._state_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            self._generation, self._files, self._packs = 0, {}, {}
-            return
-        self._generation, self._files, self._packs = int(state["generation"]), state["files"], state.get("packs", {})
+            if state.get("version") != 3:
+                raise KeyError("version")
+            self._generation, self._applied = int(state["generation"]), int(state["applied"])
+            self._files, self._packs = state["files"], state["packs"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            self._generation, self._applied, self._files, self._packs = 0, 0, {}, {}
 
     def _write_state(self) -> None:
-        state = {"generation": self._generation, "files": self._files, "packs": self._packs}
+        state = {
+            "version": 3,
+            "generation": self._generation,
+            "applied": self._applied,
+            "files": self._files,
+            "packs": self._packs,
+        }
         self._state_file.write_text(json.dumps(state))
 
 
-def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+def _entry(entry: Entry) -> Entry:
     return {"sha256": entry["sha256"], "size": entry["size"], "mode": entry["mode"]}
+
+
+def _live(packs: dict[str, str], files: dict[str, Entry]) -> dict[str, str]:
+    """Where each content the files hold is kept, and nothing else."""
+    digests = {entry["sha256"] for entry in files.values()}
+    return {digest: name for digest, name in packs.items() if digest in digests}
+
+
+def _packs_of(manifest: dict[str, Any]) -> dict[str, str]:
+    """sha256 -> object name; version 2 manifests named packs by id."""
+    if manifest.get("version") == 2:
+        return {digest: f"packs/{pack}.zip" for digest, pack in manifest["packs"].items()}
+    return dict(manifest["packs"])

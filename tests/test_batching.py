@@ -91,3 +91,13 @@ def test_many_runs_events_at_once_each_land_once(store: RunStore) -> None:
         run = store.get_run(request.sessionId, request.runId)
         assert [t["status"] for t in run["transitions"]] == ["queued", "running", "succeeded"]
         assert store.get_session(request.sessionId)["status"] == "succeeded"
+
+
+def test_claims_count_executions(store: RunStore) -> None:
+    request = queue(store)
+    assert store.claim(request.sessionId, request.runId, "m1", 1, lease_seconds=0.2) == "claimed"
+    assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) == "busy"
+    assert store.get_run(request.sessionId, request.runId)["claims"] == 1
+    time.sleep(0.3)  # the holder's lease lapses: another delivery takes over
+    assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) == "claimed"
+    assert store.get_run(request.sessionId, request.runId)["claims"] == 2

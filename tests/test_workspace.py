@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from functions.workspace import Workspace
+from functions.workspace import CHANGES, DELTAS, MAX_DELTAS, MAX_PACKS, Workspace
 from vibesdk_gcp.errors import Conflict
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.settings import Settings
@@ -36,30 +38,79 @@ def test_save_then_restore_elsewhere(storage: Storage, settings: Settings, tmp_p
     assert (second.path / "run.sh").stat().st_mode & 0o100
 
 
-def test_save_uploads_only_what_changed(storage: Storage, settings: Settings) -> None:
+def stored(storage: Storage, session: str) -> list[str]:
+    prefix = f"sessions/{session}/"
+    return sorted(info.name[len(prefix) :] for info in storage.list(WORKSPACES_BUCKET, prefix))
+
+
+def test_save_uploads_only_what_changed(storage: Storage, settings: Settings, tmp_path: Path) -> None:
     workspace = Workspace(storage, settings.workspace_root, "s2")
     workspace.start_empty()
     fill(workspace.path, {f"f{i}.txt": f"file {i}" for i in range(50)})
     workspace.save()
+    base = stored(storage, "s2")
     (workspace.path / "f7.txt").write_text("changed")
     (workspace.path / "f8.txt").unlink()
     report = workspace.save()
     assert (report.uploaded, report.removed) == (1, 1)
-    manifest = json.loads(storage.read(WORKSPACES_BUCKET, "sessions/s2/manifest.json"))
-    assert "f8.txt" not in manifest["files"] and len(manifest["files"]) == 49
-    # Two saves, two packs: the first with 50 contents, the second with the one change.
-    assert len(set(manifest["packs"].values())) == 2
+    # One new object: the delta, holding the one new content and the change list.
+    (delta,) = set(stored(storage, "s2")) - set(base)
+    assert delta.startswith(f"{DELTAS}/")
+    with zipfile.ZipFile(io.BytesIO(storage.read(WORKSPACES_BUCKET, f"sessions/s2/{delta}"))) as archive:
+        changes = json.loads(archive.read(CHANGES))["files"]
+        assert len(archive.namelist()) == 2
+    assert changes["f8.txt"] is None and changes["f7.txt"]["size"] == len("changed") and len(changes) == 2
+    elsewhere = Workspace(storage, tmp_path / "elsewhere", "s2")
+    elsewhere.restore()
+    assert (elsewhere.path / "f7.txt").read_text() == "changed" and not (elsewhere.path / "f8.txt").exists()
+    assert len(list(elsewhere.path.iterdir())) == 49
 
 
-def test_many_packs_are_compacted(storage: Storage, settings: Settings) -> None:
+def test_sealed_chain_rewrites_the_base_and_stays_bounded(storage: Storage, settings: Settings, tmp_path: Path) -> None:
     workspace = Workspace(storage, settings.workspace_root, "s7")
     workspace.start_empty()
-    for index in range(40):
+    for index in range(3 * MAX_DELTAS + 5):
         fill(workspace.path, {"counter.txt": str(index), f"f{index}": "x" * index})
         workspace.save()
+    names = stored(storage, "s7")
     manifest = json.loads(storage.read(WORKSPACES_BUCKET, "sessions/s7/manifest.json"))
-    packs = {info.name for info in storage.list(WORKSPACES_BUCKET, "sessions/s7/packs/")}
-    assert len(packs) == len(set(manifest["packs"].values())) <= 32
+    assert sum(name.startswith(f"{DELTAS}/") for name in names) <= MAX_DELTAS + MAX_PACKS
+    assert set(manifest["packs"].values()) <= set(names)  # every content the base names is there
+    fresh = Workspace(storage, tmp_path / "fresh", "s7")
+    fresh.restore()
+    assert (fresh.path / "counter.txt").read_text() == str(3 * MAX_DELTAS + 4)
+    assert len(list(fresh.path.iterdir())) == 3 * MAX_DELTAS + 6
+
+
+def test_restore_finishes_a_sealed_chain_whose_writer_died(
+    storage: Storage, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = Workspace(storage, settings.workspace_root, "s8")
+    workspace.start_empty()
+    fill(workspace.path, {"a": "0"})
+    workspace.save()
+    for index in range(1, MAX_DELTAS):
+        fill(workspace.path, {"a": str(index)})
+        workspace.save()
+    before = storage.stat(WORKSPACES_BUCKET, "sessions/s8/manifest.json").generation
+
+    def died(self: Workspace) -> None:
+        raise SystemExit("the job was killed between sealing the chain and rewriting the base")
+
+    monkeypatch.setattr(Workspace, "_rewrite_base", died)
+    fill(workspace.path, {"a": "sealed"})
+    with pytest.raises(SystemExit):
+        workspace.save()
+    monkeypatch.undo()
+    other = Workspace(storage, tmp_path / "other", "s8")
+    other.restore()
+    assert (other.path / "a").read_text() == "sealed"
+    assert storage.stat(WORKSPACES_BUCKET, "sessions/s8/manifest.json").generation != before
+    fill(other.path, {"a": "after"})
+    other.save()
+    again = Workspace(storage, tmp_path / "again", "s8")
+    again.restore()
+    assert (again.path / "a").read_text() == "after"
 
 
 def test_unchanged_save_writes_nothing(storage: Storage, settings: Settings) -> None:

@@ -190,7 +190,8 @@ class RunStore:
             "attempt": claim.attempt,
             "leaseUntil": now + timedelta(seconds=claim.lease_seconds),
         }
-        batch.update(ref, {"claim": taken}, option=self._unchanged(snapshot))
+        # `claims` counts executions: more than one means a delivery took over a lapsed lease.
+        batch.update(ref, {"claim": taken, "claims": firestore.Increment(1)}, option=self._unchanged(snapshot))
         return "claimed"
 
     def release(self, session_id: str, run_id: str) -> None:
