@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 
+from functions import workspace as workspace_module
 from functions.workspace import CHANGES, DELTAS, MAX_DELTAS, MAX_PACKS, Workspace
 from vibesdk_gcp.errors import Conflict
 from vibesdk_gcp.names import WORKSPACES_BUCKET
@@ -161,3 +163,23 @@ def test_destroy_removes_every_object(storage: Storage, settings: Settings) -> N
     workspace.destroy()
     assert not workspace.exists()
     assert list(storage.list(WORKSPACES_BUCKET, "sessions/s6/")) == []
+
+
+def test_a_new_process_on_the_same_disk_restores_from_a_stale_state_file(
+    storage: Storage, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = Workspace(storage, settings.workspace_root, "s9")
+    workspace.start_empty()
+    fill(workspace.path, {"a": "1", "b": "2"})
+    workspace.save()  # the state file is written here
+    fill(workspace.path, {"a": "changed"})
+    workspace.save()  # a delta: this process remembers it, the state file does not
+    monkeypatch.setattr(workspace_module, "_STATES", OrderedDict())  # a new process
+    again = Workspace(storage, settings.workspace_root, "s9")
+    again.restore()
+    assert (again.path / "a").read_text() == "changed"
+    fill(again.path, {"b": "3"})
+    again.save()
+    check = Workspace(storage, tmp_path / "check", "s9")
+    check.restore()
+    assert sorted((p.name, p.read_text()) for p in check.path.iterdir()) == [("a", "changed"), ("b", "3")]
