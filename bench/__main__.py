@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,23 +72,24 @@ def main() -> None:
         "VIBESDK_REQUESTS_PER_MINUTE": "1000000",
         "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER": "100000",
     }
+    # Each part on an otherwise idle machine: the sandbox before anything starts, workspaces
+    # before the load has warmed (and littered) the emulators.
+    print(f"sandbox: {repeats} commands each way", flush=True)
+    isolation = sandbox_overhead(repeats)
     print(f"starting the stack; {runs} runs at concurrency {concurrency}", flush=True)
     stack = start_stack(BENCH_PORTS, env, Path(tempfile.mkdtemp(prefix="vibesdk-bench-logs-")))
     try:
-        start_baseline_function(stack, BASELINE_PORT)
-        pipeline = asyncio.run(measure_pipeline(stack, runs, concurrency))
-        import time
-
-        time.sleep(1.5)  # the units flush their counts every half second
-        work = work_per_run(metrics_dir, runs + min(WARMUP_RUNS, runs))
-        baseline = asyncio.run(measure_baseline(stack, runs, concurrency))
         storage = storage_for(Settings.from_env(stack.env))
         cases = [(files, 1 << 20) for files in sizes] + [(10, 10 << 20), (10, 100 << 20)]
         workspaces = workspace_costs(storage, cases)
         incremental = incremental_save(storage)
+        start_baseline_function(stack, BASELINE_PORT)
+        pipeline = asyncio.run(measure_pipeline(stack, runs, concurrency))
+        time.sleep(1.5)  # the units flush their counts every half second
+        work = work_per_run(metrics_dir, runs + min(WARMUP_RUNS, runs))
+        baseline = asyncio.run(measure_baseline(stack, runs, concurrency))
     finally:
         stack.stop()
-    isolation = sandbox_overhead(repeats)
     p, b = pipeline.summary(), baseline.summary()
     ratios = {
         "throughput_ratio": round(pipeline.per_second / baseline.per_second, 3),
