@@ -81,8 +81,8 @@ def main() -> None:
     try:
         storage = storage_for(Settings.from_env(stack.env))
         cases = [(files, 1 << 20) for files in sizes] + [(10, 10 << 20), (10, 100 << 20)]
-        workspaces = workspace_costs(storage, cases)
         incremental = incremental_save(storage)
+        workspaces = workspace_costs(storage, cases)
         start_baseline_function(stack, BASELINE_PORT)
         pipeline = asyncio.run(measure_pipeline(stack, runs, concurrency))
         time.sleep(1.5)  # the units flush their counts every half second

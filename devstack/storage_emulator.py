@@ -3,7 +3,10 @@
 The PyPI emulator ignores `ifGenerationMatch` on uploads, so it cannot show a
 racing writer losing; Cloud Storage answers such a write with 412. This
 wrapper adds that check (atomically, under one lock), a deeper listen backlog,
-and otherwise runs the emulator unchanged: `python -m devstack.storage_emulator --host H --port P`.
+and runs it in memory without re-encoding its whole object index as JSON after
+every write (only a restart from disk would read that index, and in memory there
+is none: each write cost time in proportion to every object stored so far).
+Otherwise the emulator runs unchanged: `python -m devstack.storage_emulator --host H --port P`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import threading
 from http import HTTPStatus
 from typing import Any
 
-from gcp_storage_emulator import server
+from gcp_storage_emulator import server, storage
 from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import objects
 
@@ -52,6 +55,7 @@ def insert_with_preconditions(request: Any, response: Any, storage: Any, *args: 
 
 
 def _patch() -> None:
+    storage.Storage._write_config_to_file = lambda self: None
     objects.insert = insert_with_preconditions
     for _, handlers in server.HANDLERS:
         for method, handler in list(handlers.items()):

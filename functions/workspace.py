@@ -209,11 +209,17 @@ class Workspace:
 
     def _rewrite_base(self) -> None:
         """The base from the working copy, which holds the whole sealed chain; then the litter goes."""
-        if len(set(self._packs.values())) > MAX_PACKS:
+        holders = set(self._packs.values())
+        if len(holders) > MAX_PACKS:
+            # Fold what the deltas hold into one pack (a cost in proportion to what changed),
+            # or everything once the packs themselves pile up.
+            packs = {name for name in holders if not name.startswith(DELTAS)}
+            everything = len(packs) >= MAX_PACKS // 2
+            rel_of = {entry["sha256"]: rel for rel, entry in self._files.items()}
+            contents = {d: rel_of[d] for d, name in self._packs.items() if everything or name.startswith(DELTAS)}
             pack = f"packs/{uuid.uuid4().hex}.zip"
-            contents = {entry["sha256"]: rel for rel, entry in self._files.items()}
             self._storage.write(WORKSPACES_BUCKET, self._prefix + pack, self._zip(contents), "application/zip")
-            self._packs = dict.fromkeys(contents, pack)
+            self._packs |= dict.fromkeys(contents, pack)
         self._generation, self._applied = self._write_manifest(self._generation), 0
         kept = set(self._packs.values()) | {MANIFEST}
         for info in list(self._storage.list(WORKSPACES_BUCKET, self._prefix)):
