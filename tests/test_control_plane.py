@@ -117,6 +117,10 @@ def test_unknown_session_and_run(client: TestClient, topic: str) -> None:
     assert client.get(f"/api/agent/{created['sessionId']}/runs/nope", headers=AUTH).status_code == 404
     response = client.post("/api/agent/nope/actions", json={"action": "getLogs"}, headers=AUTH)
     assert response.status_code == 404
+    # Ids Firestore itself refuses (reserved ones) are runs that cannot exist, not an outage.
+    for bad in ("__main__", "__x__"):
+        assert client.get(f"/api/agent/{created['sessionId']}/runs/{bad}", headers=AUTH).status_code == 404
+    assert client.get("/api/agent/__name__", headers=AUTH).status_code == 404
 
 
 def test_publish_failure_answers_503_and_ends_the_run(client: TestClient, store: RunStore) -> None:

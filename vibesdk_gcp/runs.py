@@ -45,6 +45,14 @@ ITEM_ERRORS = (
 SESSION_FIELDS_FROM_RESULT = ("instanceId", "preview")
 
 
+def _possible_id(value: str) -> bool:
+    """Whether Firestore could hold a document of this id (it refuses the others with 400)."""
+    reserved = value.startswith("__") and value.endswith("__")
+    return (
+        bool(value) and "/" not in value and value not in (".", "..") and not reserved and len(value.encode()) <= 1500
+    )
+
+
 def _unavailable(error: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(f"Firestore is unavailable: {error}")
 
@@ -137,13 +145,14 @@ class RunStore:
             batch.update(self._session_ref(request.sessionId), session)
 
     def get_session(self, session_id: str) -> Document:
-        snapshot = self._get(self._session_ref(session_id))
+        snapshot = self._get(self._session_ref(session_id)) if _possible_id(session_id) else None
         if snapshot is None:
             raise NotFound(f"session {session_id!r} does not exist")
         return snapshot
 
     def get_run(self, session_id: str, run_id: str) -> Document:
-        snapshot = self._get(self._run_ref(session_id, run_id))
+        possible = _possible_id(session_id) and _possible_id(run_id)
+        snapshot = self._get(self._run_ref(session_id, run_id)) if possible else None
         if snapshot is None:
             raise NotFound(f"run {run_id!r} of session {session_id!r} does not exist")
         return snapshot

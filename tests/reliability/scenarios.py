@@ -351,5 +351,5 @@ def fuzz(h: Harness, examples: int) -> Row:
         lost=impossible,
         duplicated=0,
         stuck=int(server_errors),
-        note="no 5xx" if not server_errors else result.stdout[-500:],
+        note="no 5xx" if not server_errors else result.stdout[result.stdout.find("FAILURES") :][:2000],
     )
