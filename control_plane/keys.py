@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -29,6 +30,7 @@ from vibesdk_gcp.settings import Settings
 PREFIX = "vsk"
 # A revoked key stops working within this many seconds on every instance.
 CACHE_SECONDS = 5.0
+KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def _digest(secret: str) -> str:
@@ -68,7 +70,8 @@ class KeyStore:
         """The owner a presented key belongs to; Unauthenticated for anything else."""
         prefix, _, rest = key.partition("_")
         key_id, _, secret = rest.partition("_")
-        if prefix != PREFIX or not key_id or not secret:
+        # Ids are what issue() makes (16 hex digits): nothing else is looked up.
+        if prefix != PREFIX or not KEY_ID.fullmatch(key_id) or not secret:
             raise Unauthenticated("malformed API key")
         record = self._record(key_id)
         if record is None or record.get("revokedAt") or not hmac.compare_digest(str(record["hash"]), _digest(secret)):

@@ -138,6 +138,8 @@ def test_unknown_and_malformed_keys(cloud: tuple[TestClient, KeyStore]) -> None:
     client, _ = cloud
     assert client.get("/api/agent", headers=bearer("vsk_nope_nope")).status_code == 401
     assert client.get("/api/agent", headers=bearer("vsk_")).status_code == 401
+    assert client.get("/api/agent", headers=bearer("vsk_.._secret")).status_code == 401
+    assert client.get("/api/agent", headers=bearer("vsk_0123456789abcdef_secret")).status_code == 401
     assert client.get("/api/agent").status_code == 401
 
 
