@@ -187,7 +187,9 @@ class Workspace:
         data = self._zip(new, {CHANGES: json.dumps({"files": changes}).encode()})
         self._storage.write(WORKSPACES_BUCKET, self._prefix + name, data, "application/zip", if_generation_match=0)
         self._files, self._applied = current, self._applied + 1
-        self._packs = _live(self._packs | dict.fromkeys(new, name), current)
+        # Contents no file holds any more stay listed until the base is rewritten: harmless, and
+        # pruning them here would cost every save a pass over the whole workspace.
+        self._packs |= dict.fromkeys(new, name)
         if self._applied >= MAX_DELTAS:
             try:
                 self._rewrite_base()
@@ -209,6 +211,7 @@ class Workspace:
 
     def _rewrite_base(self) -> None:
         """The base from the working copy, which holds the whole sealed chain; then the litter goes."""
+        self._packs = _live(self._packs, self._files)
         holders = set(self._packs.values())
         if len(holders) > MAX_PACKS:
             # Fold what the deltas hold into one pack (a cost in proportion to what changed),
