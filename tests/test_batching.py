@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.test_recorder import event, queue
+from tests.test_recorder import event, new_request, queue
 from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.errors import ServiceUnavailable
 from vibesdk_gcp.runs import RunStore
-from vibesdk_gcp.schemas import SandboxRequest, utcnow
+from vibesdk_gcp.schemas import utcnow
 
 
 def test_waiting_callers_share_a_call_and_get_their_own_outcomes() -> None:
@@ -59,18 +58,8 @@ def test_a_call_that_raises_fails_only_its_group() -> None:
 
 def test_one_bad_run_in_a_shared_batch_fails_alone(store: RunStore) -> None:
     """A POST for a session that is gone shares a batch with good ones: only it fails."""
-    good = [
-        SandboxRequest(
-            sessionId=str(uuid.uuid4()),
-            runId=str(uuid.uuid4()),
-            action="createInstance",
-            templateName="static-site",
-            issuedAt=utcnow(),
-            owner="alice",
-        )
-        for _ in range(12)
-    ]
-    gone = good[0].model_copy(update={"sessionId": str(uuid.uuid4()), "runId": str(uuid.uuid4())})
+    good = [new_request() for _ in range(12)]
+    gone = new_request()
     with ThreadPoolExecutor(max_workers=13) as pool:
         futures = [pool.submit(store.queue_run, request, True) for request in good]
         bad = pool.submit(store.queue_run, gone, False)

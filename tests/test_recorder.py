@@ -20,8 +20,8 @@ from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def queue(store: RunStore, session_id: str | None = None) -> SandboxRequest:
-    request = SandboxRequest(
+def new_request(session_id: str | None = None) -> SandboxRequest:
+    return SandboxRequest(
         sessionId=session_id or str(uuid.uuid4()),
         runId=str(uuid.uuid4()),
         action="createInstance",
@@ -29,6 +29,10 @@ def queue(store: RunStore, session_id: str | None = None) -> SandboxRequest:
         issuedAt=utcnow(),
         owner="alice",
     )
+
+
+def queue(store: RunStore, session_id: str | None = None) -> SandboxRequest:
+    request = new_request(session_id)
     store.queue_run(request, new_session=session_id is None)
     return request
 
