@@ -30,7 +30,11 @@ class _Tally:
 
 class ActiveRunQuota:
     def __init__(
-        self, count: Callable[[str], int], limit: int, refresh: float = REFRESH_SECONDS, clock=time.monotonic
+        self,
+        count: Callable[[str], int],
+        limit: int,
+        refresh: float = REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._count, self._limit, self._refresh, self._clock = count, limit, refresh, clock
         self._tallies: dict[str, _Tally] = {}
@@ -40,8 +44,7 @@ class ActiveRunQuota:
         """Count one more run for the owner, or raise TooMany when the owner is at the limit."""
         with self._lock:
             tally = self._tallies.get(owner)
-            fresh = tally is not None and self._clock() - tally.counted_at < self._refresh
-            if fresh and tally.active < self._limit:
+            if tally and self._clock() - tally.counted_at < self._refresh and tally.active < self._limit:
                 tally.active += 1
                 return
         counted_at, active = self._clock(), self._count(owner)
