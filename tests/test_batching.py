@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from google.cloud import firestore
 
 from tests.test_recorder import event, new_request, queue
 from vibesdk_gcp.batching import GroupCall
@@ -90,3 +91,16 @@ def test_claims_count_executions(store: RunStore) -> None:
     time.sleep(0.3)  # the holder's lease lapses: another delivery takes over
     assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) == "claimed"
     assert store.get_run(request.sessionId, request.runId)["claims"] == 2
+
+
+def test_a_malformed_run_fails_only_its_own_event(store: RunStore) -> None:
+    good = [queue(store) for _ in range(10)]
+    bad = queue(store)
+    store._run_ref(bad.sessionId, bad.runId).update({"transitions": firestore.DELETE_FIELD})
+    events = [event(r, 2, "succeeded", startedAt=utcnow()) for r in [*good, bad]]
+    with ThreadPoolExecutor(max_workers=11) as pool:
+        futures = [pool.submit(store.apply, e) for e in events]
+        with pytest.raises(KeyError):
+            futures[-1].result()
+        assert all(future.result().advance for future in futures[:-1])
+    assert all(store.get_run(r.sessionId, r.runId)["status"] == "succeeded" for r in good)

@@ -4,8 +4,9 @@ A caller hands its item over and waits. One thread per GroupCall makes the calls
 item waiting, makes one call for them all and hands each caller its own result. Alone, a caller
 waits for one call, as it would have anyway; under load, the items that arrive while a call is in
 flight share the next one, and while the last group was shared the next waits `linger` seconds
-more to gather (a lone caller on a quiet system never waits for it). The emulators and Google's APIs charge per call far more than per item,
-so this is where throughput under load comes from (docs/PERFORMANCE.md).
+more to gather (a lone caller on a quiet system never waits for it). The emulators and Google's
+APIs charge per call far more than per item, so this is where throughput under load comes from
+(docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations

@@ -331,6 +331,8 @@ class RunStore:
             alone = sorted(together + alone)
         except api_exceptions.GoogleAPICallError as error:
             return [_unavailable(error)] * len(items)
+        except Exception:  # one item could not be planned (a malformed document): nothing was written
+            alone = sorted(together + alone)
         for index in alone:
             try:
                 outcomes[index] = self._until_it_holds(items[index], refs_of, plan)
