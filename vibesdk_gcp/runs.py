@@ -100,7 +100,7 @@ class RunStore:
         for request, new_session in items:
             self._add_queued_run(batch, request, new_session)
         try:
-            self._commit(batch, **CALL_LIMITS)
+            self._commit(batch)
         except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             if len(items) > 1 and isinstance(error, ITEM_ERRORS):
                 # One item's write spoiled the batch (a session gone, say): each alone, so only it fails.
@@ -329,7 +329,7 @@ class RunStore:
             self._commit(batch)
         except (api_exceptions.FailedPrecondition, api_exceptions.Aborted):
             alone = sorted(together + alone)
-        except api_exceptions.GoogleAPICallError as error:
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             return [_unavailable(error)] * len(items)
         except Exception:  # one item could not be planned (a malformed document): nothing was written
             alone = sorted(together + alone)
@@ -355,7 +355,7 @@ class RunStore:
                     time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                     continue
                 return outcome
-        except api_exceptions.GoogleAPICallError as error:
+        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
             raise _unavailable(error) from error
         raise ServiceUnavailable(f"{refs[0].path} kept changing: gave up after {MAX_WRITE_ATTEMPTS} attempts")
 
@@ -365,13 +365,13 @@ class RunStore:
             return {}
         work.add("firestore.reads", len(unique))
         work.add("firestore.calls")
-        return {snapshot.reference.path: snapshot for snapshot in self._client.get_all(unique)}
+        return {snapshot.reference.path: snapshot for snapshot in self._client.get_all(unique, **CALL_LIMITS)}
 
-    def _commit(self, batch: firestore.WriteBatch, **limits: Any) -> None:
+    def _commit(self, batch: firestore.WriteBatch) -> None:
         if len(batch):
             work.add("firestore.writes", len(batch))
             work.add("firestore.calls")
-            batch.commit(**limits)
+            batch.commit(**CALL_LIMITS)
 
     def _unchanged(self, snapshot: Any) -> Any:
         return self._client.write_option(last_update_time=snapshot.update_time)
