@@ -138,21 +138,25 @@ class Workspace:
                 else:
                     wanted[rel] = entry
             packs |= dict.fromkeys((item for item in archive.namelist() if item != CHANGES), name)
-        self._sync(wanted, packs, fetched)
+        self._files = self._sync(wanted, packs, fetched)
         self._generation, self._applied = base, len(chain)
         self._packs = _live(packs, wanted)
-        self._files = self._scan()
         if self._applied >= MAX_DELTAS:
             # Sealed, and its writer died before rewriting the base: finish its work.
             self._rewrite_base()
         self._write_state()
 
-    def _sync(self, wanted: dict[str, Entry], packs: dict[str, str], fetched: dict[str, zipfile.ZipFile]) -> None:
+    def _sync(
+        self, wanted: dict[str, Entry], packs: dict[str, str], fetched: dict[str, zipfile.ZipFile]
+    ) -> dict[str, Entry]:
+        """Make the disk hold `wanted`; returns what it holds, as _scan() would, without a second walk."""
         self._home.mkdir(mode=0o711, exist_ok=True)
         self.path.mkdir(exist_ok=True)
         local = self._scan()
-        for rel in set(local) - set(wanted):
+        gone = set(local) - set(wanted)
+        for rel in gone:
             (self.path / rel).unlink()
+            del local[rel]
         missing = [rel for rel, entry in wanted.items() if local.get(rel, {}).get("sha256") != entry["sha256"]]
         by_object: dict[str, list[str]] = {}
         for rel in missing:
@@ -165,17 +169,19 @@ class Workspace:
                 target.unlink(missing_ok=True)
                 target.write_bytes(archive.read(wanted[rel]["sha256"]))
         for rel, entry in wanted.items():
-            os.chmod(self.path / rel, entry["mode"])
-        self._remove_empty_dirs()
+            if rel in missing or local[rel]["mode"] != entry["mode"]:
+                os.chmod(self.path / rel, entry["mode"])
+                local[rel] = _entry_of(os.lstat(self.path / rel), entry["sha256"])
+        if gone:
+            self._remove_empty_dirs()
+        return local
 
     def save(self) -> SaveReport:
         current = self._scan()
         if self._generation == 0:
             return self._save_whole(current)
         changes: dict[str, Entry | None] = {
-            rel: _entry(entry)
-            for rel, entry in current.items()
-            if entry is not self._files.get(rel) and _entry(entry) != _entry(self._files.get(rel) or _NONE)
+            rel: _entry(entry) for rel, entry in current.items() if _changed(entry, self._files.get(rel))
         }
         changes |= dict.fromkeys(set(self._files) - set(current))
         if not changes:
@@ -272,14 +278,13 @@ class Workspace:
                     if not item.is_file(follow_symlinks=False):
                         continue  # links and devices are not part of a workspace
                     stat = item.stat(follow_symlinks=False)
-                    mode = 0o755 if stat.st_mode & 0o100 else 0o644
                     known = self._files.get(rel)
                     if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
                         # The very entry, when nothing moved: save() tells changes by identity.
+                        mode = _mode(stat)
                         found[rel] = known if known["mode"] == mode else known | {"mode": mode}
-                        continue
-                    digest = _sha256(item.path)
-                    found[rel] = {"sha256": digest, "size": stat.st_size, "mode": mode, "mtime_ns": stat.st_mtime_ns}
+                    else:
+                        found[rel] = _entry_of(stat, _sha256(item.path))
         return found
 
     def _remove_empty_dirs(self) -> None:
@@ -320,11 +325,22 @@ class Workspace:
             self._state_file.write_text(json.dumps(state))
 
 
-_NONE: Entry = {"sha256": None, "size": None, "mode": None}
-
-
 def _entry(entry: Entry) -> Entry:
+    """What the store keeps of a file: content, size and mode (not its local mtime)."""
     return {"sha256": entry["sha256"], "size": entry["size"], "mode": entry["mode"]}
+
+
+def _mode(stat: os.stat_result) -> int:
+    return 0o755 if stat.st_mode & 0o100 else 0o644
+
+
+def _entry_of(stat: os.stat_result, digest: str) -> Entry:
+    return {"sha256": digest, "size": stat.st_size, "mode": _mode(stat), "mtime_ns": stat.st_mtime_ns}
+
+
+def _changed(entry: Entry, known: Entry | None) -> bool:
+    # The scan hands back the very entry it was given when nothing moved.
+    return entry is not known and (known is None or _entry(entry) != _entry(known))
 
 
 def _live(packs: dict[str, str], files: dict[str, Entry]) -> dict[str, str]:
