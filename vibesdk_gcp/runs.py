@@ -53,6 +53,10 @@ def _possible_id(value: str) -> bool:
     )
 
 
+# Firestore failing (or answering too slowly, retries spent): an outage to the caller, 503 or a nack.
+OUTAGES = (api_exceptions.GoogleAPICallError, api_exceptions.RetryError)
+
+
 def _unavailable(error: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(f"Firestore is unavailable: {error}")
 
@@ -101,7 +105,7 @@ class RunStore:
             self._add_queued_run(batch, request, new_session)
         try:
             self._commit(batch)
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+        except OUTAGES as error:
             if len(items) > 1 and isinstance(error, ITEM_ERRORS):
                 # One item's write spoiled the batch (a session gone, say): each alone, so only it fails.
                 return [self._queue_many([item])[0] for item in items]
@@ -158,11 +162,9 @@ class RunStore:
         return snapshot
 
     def _get(self, ref: firestore.DocumentReference) -> Document | None:
-        work.add("firestore.reads")
-        work.add("firestore.calls")
         try:
-            snapshot = ref.get(**CALL_LIMITS)
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+            snapshot = self._read([ref])[ref.path]
+        except OUTAGES as error:
             raise _unavailable(error) from error
         return snapshot.to_dict() if snapshot.exists else None
 
@@ -208,11 +210,13 @@ class RunStore:
         self.renew(session_id, run_id, 0)
 
     def renew(self, session_id: str, run_id: str, lease_seconds: float) -> None:
+        batch = self._client.batch()
+        batch.update(
+            self._run_ref(session_id, run_id), {"claim.leaseUntil": utcnow() + timedelta(seconds=lease_seconds)}
+        )
         try:
-            self._run_ref(session_id, run_id).update({"claim.leaseUntil": utcnow() + timedelta(seconds=lease_seconds)})
-            work.add("firestore.writes")
-            work.add("firestore.calls")
-        except api_exceptions.GoogleAPICallError as error:
+            self._commit(batch)
+        except OUTAGES as error:
             raise _unavailable(error) from error
 
     def active_runs(self, owner: str) -> int:
@@ -224,7 +228,7 @@ class RunStore:
         )
         try:
             result = query.count().get(**CALL_LIMITS)
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+        except OUTAGES as error:
             raise _unavailable(error) from error
         work.add("firestore.reads")
         work.add("firestore.calls")
@@ -259,7 +263,7 @@ class RunStore:
         work.add("firestore.calls")
         try:
             return [snapshot.to_dict() for snapshot in query.stream(**CALL_LIMITS)]
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+        except OUTAGES as error:
             raise _unavailable(error) from error
 
     def fail_queued(self, session_id: str, run_id: str, error: str) -> None:
@@ -329,7 +333,7 @@ class RunStore:
             self._commit(batch)
         except (api_exceptions.FailedPrecondition, api_exceptions.Aborted):
             alone = sorted(together + alone)
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+        except OUTAGES as error:
             return [_unavailable(error)] * len(items)
         except Exception:  # one item could not be planned (a malformed document): nothing was written
             alone = sorted(together + alone)
@@ -355,7 +359,7 @@ class RunStore:
                     time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                     continue
                 return outcome
-        except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+        except OUTAGES as error:
             raise _unavailable(error) from error
         raise ServiceUnavailable(f"{refs[0].path} kept changing: gave up after {MAX_WRITE_ATTEMPTS} attempts")
 
