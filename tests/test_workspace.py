@@ -24,18 +24,30 @@ def fill(path: Path, files: dict[str, str]) -> None:
         (path / rel).write_text(text)
 
 
+def new_workspace(storage: Storage, root: Path, session: str, files: dict[str, str]) -> Workspace:
+    """A session's first working copy, holding `files` (not saved yet)."""
+    workspace = Workspace(storage, root, session)
+    workspace.start_empty()
+    fill(workspace.path, files)
+    return workspace
+
+
+def restored(storage: Storage, root: Path, session: str) -> Workspace:
+    """Another job instance's copy of the session, brought up to date."""
+    workspace = Workspace(storage, root, session)
+    workspace.restore()
+    return workspace
+
+
 def test_save_then_restore_elsewhere(storage: Storage, settings: Settings, tmp_path: Path) -> None:
-    first = Workspace(storage, settings.workspace_root, "s1")
-    first.start_empty()
-    fill(first.path, {"a.txt": "A", "src/b.txt": "B"})
+    first = new_workspace(storage, settings.workspace_root, "s1", {"a.txt": "A", "src/b.txt": "B"})
     (first.path / "run.sh").write_text("#!/bin/sh\n")
     (first.path / "run.sh").chmod(0o755)
     report = first.save()
     assert report.uploaded == 3
 
     # Another job instance, with an empty disk.
-    second = Workspace(storage, tmp_path / "other-instance", "s1")
-    second.restore()
+    second = restored(storage, tmp_path / "other-instance", "s1")
     assert (second.path / "src/b.txt").read_text() == "B"
     assert (second.path / "run.sh").stat().st_mode & 0o100
 
@@ -46,9 +58,7 @@ def stored(storage: Storage, session: str) -> list[str]:
 
 
 def test_save_uploads_only_what_changed(storage: Storage, settings: Settings, tmp_path: Path) -> None:
-    workspace = Workspace(storage, settings.workspace_root, "s2")
-    workspace.start_empty()
-    fill(workspace.path, {f"f{i}.txt": f"file {i}" for i in range(50)})
+    workspace = new_workspace(storage, settings.workspace_root, "s2", {f"f{i}.txt": f"file {i}" for i in range(50)})
     workspace.save()
     base = stored(storage, "s2")
     (workspace.path / "f7.txt").write_text("changed")
@@ -62,8 +72,7 @@ def test_save_uploads_only_what_changed(storage: Storage, settings: Settings, tm
         changes = json.loads(archive.read(CHANGES))["files"]
         assert len(archive.namelist()) == 2
     assert changes["f8.txt"] is None and changes["f7.txt"]["size"] == len("changed") and len(changes) == 2
-    elsewhere = Workspace(storage, tmp_path / "elsewhere", "s2")
-    elsewhere.restore()
+    elsewhere = restored(storage, tmp_path / "elsewhere", "s2")
     assert (elsewhere.path / "f7.txt").read_text() == "changed" and not (elsewhere.path / "f8.txt").exists()
     assert len(list(elsewhere.path.iterdir())) == 49
 
@@ -78,8 +87,7 @@ def test_sealed_chain_rewrites_the_base_and_stays_bounded(storage: Storage, sett
     manifest = json.loads(storage.read(WORKSPACES_BUCKET, "sessions/s7/manifest.json"))
     assert sum(name.startswith(f"{DELTAS}/") for name in names) <= MAX_DELTAS + MAX_PACKS
     assert set(manifest["packs"].values()) <= set(names)  # every content the base names is there
-    fresh = Workspace(storage, tmp_path / "fresh", "s7")
-    fresh.restore()
+    fresh = restored(storage, tmp_path / "fresh", "s7")
     assert (fresh.path / "counter.txt").read_text() == str(3 * MAX_DELTAS + 4)
     assert len(list(fresh.path.iterdir())) == 3 * MAX_DELTAS + 6
 
@@ -87,9 +95,7 @@ def test_sealed_chain_rewrites_the_base_and_stays_bounded(storage: Storage, sett
 def test_restore_finishes_a_sealed_chain_whose_writer_died(
     storage: Storage, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workspace = Workspace(storage, settings.workspace_root, "s8")
-    workspace.start_empty()
-    fill(workspace.path, {"a": "0"})
+    workspace = new_workspace(storage, settings.workspace_root, "s8", {"a": "0"})
     workspace.save()
     for index in range(1, MAX_DELTAS):
         fill(workspace.path, {"a": str(index)})
@@ -104,32 +110,25 @@ def test_restore_finishes_a_sealed_chain_whose_writer_died(
     with pytest.raises(SystemExit):
         workspace.save()
     monkeypatch.undo()
-    other = Workspace(storage, tmp_path / "other", "s8")
-    other.restore()
+    other = restored(storage, tmp_path / "other", "s8")
     assert (other.path / "a").read_text() == "sealed"
     assert storage.stat(WORKSPACES_BUCKET, "sessions/s8/manifest.json").generation != before
     fill(other.path, {"a": "after"})
     other.save()
-    again = Workspace(storage, tmp_path / "again", "s8")
-    again.restore()
+    again = restored(storage, tmp_path / "again", "s8")
     assert (again.path / "a").read_text() == "after"
 
 
 def test_unchanged_save_writes_nothing(storage: Storage, settings: Settings) -> None:
-    workspace = Workspace(storage, settings.workspace_root, "s3")
-    workspace.start_empty()
-    fill(workspace.path, {"a": "1"})
+    workspace = new_workspace(storage, settings.workspace_root, "s3", {"a": "1"})
     generation = workspace.save().generation
     assert workspace.save().generation == generation
 
 
 def test_restore_removes_files_deleted_elsewhere(storage: Storage, settings: Settings, tmp_path: Path) -> None:
-    mine = Workspace(storage, settings.workspace_root, "s4")
-    mine.start_empty()
-    fill(mine.path, {"keep": "k", "drop": "d"})
+    mine = new_workspace(storage, settings.workspace_root, "s4", {"keep": "k", "drop": "d"})
     mine.save()
-    theirs = Workspace(storage, tmp_path / "other", "s4")
-    theirs.restore()
+    theirs = restored(storage, tmp_path / "other", "s4")
     (theirs.path / "drop").unlink()
     theirs.save()
     mine.restore()
@@ -137,28 +136,21 @@ def test_restore_removes_files_deleted_elsewhere(storage: Storage, settings: Set
 
 
 def test_racing_writers_cannot_lose_an_update(storage: Storage, settings: Settings, tmp_path: Path) -> None:
-    origin = Workspace(storage, settings.workspace_root, "s5")
-    origin.start_empty()
-    fill(origin.path, {"shared.txt": "v0"})
+    origin = new_workspace(storage, settings.workspace_root, "s5", {"shared.txt": "v0"})
     origin.save()
-    a = Workspace(storage, tmp_path / "a", "s5")
-    b = Workspace(storage, tmp_path / "b", "s5")
-    a.restore()
-    b.restore()
+    a = restored(storage, tmp_path / "a", "s5")
+    b = restored(storage, tmp_path / "b", "s5")
     fill(a.path, {"shared.txt": "from a"})
     fill(b.path, {"shared.txt": "from b"})
     a.save()
     with pytest.raises(Conflict):
         b.save()
-    check = Workspace(storage, tmp_path / "check", "s5")
-    check.restore()
+    check = restored(storage, tmp_path / "check", "s5")
     assert (check.path / "shared.txt").read_text() == "from a"
 
 
 def test_destroy_removes_every_object(storage: Storage, settings: Settings) -> None:
-    workspace = Workspace(storage, settings.workspace_root, "s6")
-    workspace.start_empty()
-    fill(workspace.path, {"a": "1"})
+    workspace = new_workspace(storage, settings.workspace_root, "s6", {"a": "1"})
     workspace.save()
     workspace.destroy()
     assert not workspace.exists()
@@ -168,18 +160,14 @@ def test_destroy_removes_every_object(storage: Storage, settings: Settings) -> N
 def test_a_new_process_on_the_same_disk_restores_from_a_stale_state_file(
     storage: Storage, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workspace = Workspace(storage, settings.workspace_root, "s9")
-    workspace.start_empty()
-    fill(workspace.path, {"a": "1", "b": "2"})
+    workspace = new_workspace(storage, settings.workspace_root, "s9", {"a": "1", "b": "2"})
     workspace.save()  # the state file is written here
     fill(workspace.path, {"a": "changed"})
     workspace.save()  # a delta: this process remembers it, the state file does not
     monkeypatch.setattr(workspace_module, "_STATES", OrderedDict())  # a new process
-    again = Workspace(storage, settings.workspace_root, "s9")
-    again.restore()
+    again = restored(storage, settings.workspace_root, "s9")
     assert (again.path / "a").read_text() == "changed"
     fill(again.path, {"b": "3"})
     again.save()
-    check = Workspace(storage, tmp_path / "check", "s9")
-    check.restore()
+    check = restored(storage, tmp_path / "check", "s9")
     assert sorted((p.name, p.read_text()) for p in check.path.iterdir()) == [("a", "changed"), ("b", "3")]
