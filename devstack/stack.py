@@ -110,8 +110,15 @@ def start_emulators(supervisor: Supervisor, ports: Ports, env: Mapping[str, str]
     ]
     origins["pubsub"] = f"{pubsub.jar} ({pubsub.origin})"
     origins["firestore"] = f"{firestore.jar} ({firestore.origin})"
+    java = {"pubsub-emulator", "firestore-emulator"}
     for child, port in started:
-        supervisor.wait_for_port(child, HOST, port)
+        try:
+            supervisor.wait_for_port(child, HOST, port)
+        except ConfigurationError as error:
+            if child.name not in java:
+                raise
+            options = " ".join(emulators.jvm_options(env))
+            raise ConfigurationError(f"{error}\n(JVM options {options!r}, from VIBESDK_EMULATOR_JVM_OPTIONS)") from None
     return origins
 
 

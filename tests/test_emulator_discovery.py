@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from devstack import emulators
+from devstack.config import Ports
+from devstack.processes import Supervisor
+from devstack.stack import start_emulators
 from vibesdk_gcp.errors import ConfigurationError
 
 
@@ -84,3 +87,14 @@ def test_emulator_jvm_options_default_and_override() -> None:
     assert "-XX:TieredStopAtLevel=1" in emulators.command(emulators.PUBSUB, found, "127.0.0.1", 8085, {})
     chosen = emulators.command(emulators.PUBSUB, found, "127.0.0.1", 8085, {"VIBESDK_EMULATOR_JVM_OPTIONS": "-Xmx1g"})
     assert chosen[1:3] == ["-Xmx1g", "-jar"]
+
+
+def test_bad_jvm_options_are_named(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    env = dict(os.environ) | {"VIBESDK_EMULATOR_JVM_OPTIONS": "-XX:NoSuchOption"}
+    try:
+        with pytest.raises(ConfigurationError) as error:
+            start_emulators(supervisor, Ports.shifted(12000), env)
+    finally:
+        supervisor.stop()
+    assert "NoSuchOption" in str(error.value) and "VIBESDK_EMULATOR_JVM_OPTIONS" in str(error.value)
