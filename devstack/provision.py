@@ -14,21 +14,24 @@ from vibesdk_gcp.storage import Storage
 def _subscription_request(
     subscriber: pubsub_v1.SubscriberClient, project: str, subscription: PushSubscription, endpoint: str
 ) -> dict[str, object]:
-    return {
+    request: dict[str, object] = {
         "name": subscriber.subscription_path(project, subscription.name),
         "topic": subscriber.topic_path(project, subscription.topic),
         "push_config": {"push_endpoint": endpoint},
         "ack_deadline_seconds": subscription.ack_deadline_seconds,
         "enable_message_ordering": subscription.message_ordering,
+        "message_retention_duration": duration_pb2.Duration(seconds=subscription.retention_seconds),
         "retry_policy": {
             "minimum_backoff": duration_pb2.Duration(seconds=subscription.retry.minimum_backoff_seconds),
             "maximum_backoff": duration_pb2.Duration(seconds=subscription.retry.maximum_backoff_seconds),
         },
-        "dead_letter_policy": {
+    }
+    if subscription.dead_letter_topic:
+        request["dead_letter_policy"] = {
             "dead_letter_topic": subscriber.topic_path(project, subscription.dead_letter_topic),
             "max_delivery_attempts": subscription.max_delivery_attempts,
-        },
-    }
+        }
+    return request
 
 
 def _create_subscription(subscriber: pubsub_v1.SubscriberClient, request: dict[str, object]) -> None:
@@ -46,8 +49,13 @@ def provision_pubsub(
     project: str,
     router_url: str,
     service_urls: dict[str, str],
+    delivery: str = "managed",
 ) -> None:
-    """Topics, the trigger's subscription (pushing to the router) and the push subscriptions."""
+    """Topics, the trigger's subscription (pushing to the router) and the push subscriptions.
+
+    The trigger's subscription is made as Eventarc makes it ("managed") or as the pipeline
+    tunes it ("tuned"): eventarc/definitions.py.
+    """
     for topic in TOPICS:
         try:
             publisher.create_topic(name=publisher.topic_path(project, topic))
@@ -55,7 +63,8 @@ def provision_pubsub(
             pass
     for trigger in TRIGGERS:
         endpoint = f"{router_url}/triggers/{trigger.name}"
-        _create_subscription(subscriber, _subscription_request(subscriber, project, trigger.subscription, endpoint))
+        subscription = trigger.subscription(delivery)
+        _create_subscription(subscriber, _subscription_request(subscriber, project, subscription, endpoint))
     for subscription in PUSH_SUBSCRIPTIONS:
         endpoint = service_urls[subscription.service].rstrip("/") + subscription.path
         _create_subscription(subscriber, _subscription_request(subscriber, project, subscription, endpoint))

@@ -16,7 +16,7 @@ from devstack.config import HOST, PORTS, Ports
 from devstack.processes import Supervisor
 from devstack.provision import provision_buckets, provision_pubsub
 from devstack.templates import upload_templates
-from eventarc.router import destination_env_key
+from eventarc.router import delivery_mode, destination_env_key
 from vibesdk_gcp import clients
 from vibesdk_gcp.errors import ConfigurationError
 from vibesdk_gcp.names import CONTROL_PLANE_SERVICE, ENTRY_POINTS, SANDBOX_JOB_SERVICE, STATUS_RECORDER_SERVICE
@@ -165,6 +165,7 @@ def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None
             project,
             ports.url("eventarc_router"),
             service_urls,
+            delivery_mode(common),
         )
         units = [
             ("sandbox-job", _local(ENTRY_POINTS[SANDBOX_JOB_SERVICE], ports.sandbox_job), ports.sandbox_job),

@@ -6,7 +6,7 @@ infra/gcp against them, so the two can never drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vibesdk_gcp import names
 
@@ -26,39 +26,66 @@ class PushSubscription:
     topic: str
     service: str  # the Cloud Run service that receives the pushes
     path: str
-    ack_deadline_seconds: int
+    ack_deadline_seconds: int  # also the push request's timeout
     retry: Retry
-    max_delivery_attempts: int
-    dead_letter_topic: str
+    max_delivery_attempts: int | None  # None: no dead-letter policy, retried until retention ends
+    dead_letter_topic: str | None
     message_ordering: bool
+    retention_seconds: int = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
 class Trigger:
-    """An Eventarc Pub/Sub trigger: a push subscription that delivers CloudEvents."""
+    """An Eventarc Pub/Sub trigger: a push subscription that delivers CloudEvents.
+
+    Eventarc creates and owns the subscription; neither the trigger nor Terraform can set it
+    (terraform-provider-google #17701, #10755). `managed` is what it gets on creation; `tuned`
+    is what the pipeline sets afterwards with `gcloud pubsub subscriptions update` (ordering can
+    never be turned on for an existing subscription). The code must be right under both.
+    """
 
     name: str
     event_type: str
-    subscription: PushSubscription
+    managed: PushSubscription
+    tuned: PushSubscription
 
+    def subscription(self, delivery: str) -> PushSubscription:
+        assert delivery in DELIVERY_MODES, f"delivery mode {delivery!r} is not one of {DELIVERY_MODES}"
+        return self.managed if delivery == "managed" else self.tuned
+
+
+# Local delivery of the trigger: as Eventarc creates the subscription (the default), or as the
+# pipeline tunes it. VIBESDK_EVENTARC_DELIVERY picks one.
+DELIVERY_MODES = ("managed", "tuned")
 
 # Eventarc's default retry: exponential backoff from 10 s to 600 s.
 EVENTARC_RETRY = Retry(minimum_backoff_seconds=10, maximum_backoff_seconds=600)
 
+# https://cloud.google.com/eventarc/docs/run/create-trigger-pubsub: the subscription Eventarc makes
+# has Pub/Sub's defaults: 10 s ack deadline, no ordering, no dead-letter topic, 24 h retention.
+EVENTARC_MANAGED_SUBSCRIPTION = PushSubscription(
+    name=names.SANDBOX_JOB_SUBSCRIPTION,
+    topic=names.REQUESTS_TOPIC,
+    service=names.SANDBOX_JOB_SERVICE,
+    path="/",
+    ack_deadline_seconds=10,
+    retry=EVENTARC_RETRY,
+    max_delivery_attempts=None,
+    dead_letter_topic=None,
+    message_ordering=False,
+    retention_seconds=24 * 3600,
+)
+
 SANDBOX_JOB_TRIGGER = Trigger(
     name=names.SANDBOX_JOB_TRIGGER,
     event_type=MESSAGE_PUBLISHED,
-    subscription=PushSubscription(
-        name=names.SANDBOX_JOB_SUBSCRIPTION,
-        topic=names.REQUESTS_TOPIC,
-        service=names.SANDBOX_JOB_SERVICE,
-        path="/",
-        # Also the push request's timeout: a sandbox action may take minutes.
+    managed=EVENTARC_MANAGED_SUBSCRIPTION,
+    # Pub/Sub's largest ack deadline: a sandbox action may take minutes. Still unordered.
+    tuned=replace(
+        EVENTARC_MANAGED_SUBSCRIPTION,
         ack_deadline_seconds=600,
-        retry=EVENTARC_RETRY,
         max_delivery_attempts=5,
         dead_letter_topic=names.DEAD_LETTER_TOPIC,
-        message_ordering=True,
     ),
 )
 
@@ -96,6 +123,7 @@ def terraform_inputs() -> dict[str, object]:
             "max_delivery_attempts": sub.max_delivery_attempts,
             "dead_letter_topic": sub.dead_letter_topic,
             "message_ordering": sub.message_ordering,
+            "retention_seconds": sub.retention_seconds,
         }
 
     return {
@@ -108,7 +136,8 @@ def terraform_inputs() -> dict[str, object]:
         "trigger": {
             "name": SANDBOX_JOB_TRIGGER.name,
             "event_type": SANDBOX_JOB_TRIGGER.event_type,
-            "subscription": subscription(SANDBOX_JOB_TRIGGER.subscription),
+            "managed_subscription": subscription(SANDBOX_JOB_TRIGGER.managed),
+            "tuned_subscription": subscription(SANDBOX_JOB_TRIGGER.tuned),
         },
         "status_subscription": subscription(STATUS_RECORDER_SUBSCRIPTION),
         "collection": names.RUNS_COLLECTION,

@@ -3,16 +3,26 @@
 The Pub/Sub emulator pushes each message of a trigger's subscription to
 /triggers/{trigger}; the router forwards it to the destination service as the
 binary-mode CloudEvent Eventarc would send and answers with the destination's
-status, so that a failure is a negative ack, retried and in the end
-dead-lettered by the emulator exactly as on Google Cloud.
+status, so that a failure is a negative ack, retried (and, where the
+subscription has a dead-letter policy, dead-lettered) by the emulator exactly
+as on Google Cloud.
+
+By default it delivers as the subscription Eventarc creates does (../shared/DESIGN.md):
+unordered (each push is held a random moment, so one session's requests arrive
+shuffled), cut off after the 10 s ack deadline while the destination still works
+(a negative ack: the message comes back after the backoff), and without a
+deliveryAttempt. VIBESDK_EVENTARC_DELIVERY=tuned delivers as the subscription the
+pipeline tunes after `terraform apply` (600 s, dead-letter after 5 attempts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
+import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -24,15 +34,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventarc.cloudevent import message_published
-from eventarc.definitions import TRIGGERS, Trigger
+from eventarc.definitions import DELIVERY_MODES, TRIGGERS, PushSubscription, Trigger
 from vibesdk_gcp.envelope import from_push_body
-from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.errors import ConfigurationError, PoisonMessage
 from vibesdk_gcp.metrics import work
 from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("eventarc.router")
 
 MAX_TRACKED_MESSAGES = 100_000
+# How long, at most, a push is held before it is forwarded: enough to shuffle a burst.
+SHUFFLE_SECONDS = 0.05
+
+
+def delivery_mode(env: dict[str, str]) -> str:
+    mode = env.get("VIBESDK_EVENTARC_DELIVERY") or "managed"
+    if mode not in DELIVERY_MODES:
+        raise ConfigurationError(f"VIBESDK_EVENTARC_DELIVERY must be one of {DELIVERY_MODES}, got {mode!r}")
+    return mode
 
 
 def destination_env_key(service: str) -> str:
@@ -60,10 +79,13 @@ def create_app(settings: Settings | None = None, env: dict[str, str] | None = No
     triggers = {trigger.name: trigger for trigger in TRIGGERS}
     destinations = {}
     for trigger in TRIGGERS:
-        key = destination_env_key(trigger.subscription.service)
+        key = destination_env_key(trigger.managed.service)
         if key not in env:
-            raise KeyError(f"{key} is not set: the router needs the URL of {trigger.subscription.service}")
+            raise KeyError(f"{key} is not set: the router needs the URL of {trigger.managed.service}")
         destinations[trigger.name] = env[key]
+    mode = delivery_mode(env)
+    subscriptions: dict[str, PushSubscription] = {t.name: t.subscription(mode) for t in TRIGGERS}
+    shuffle = float(env.get("VIBESDK_EVENTARC_SHUFFLE_SECONDS") or SHUFFLE_SECONDS)
     attempts = DeliveryAttempts()
     http = httpx.AsyncClient()
 
@@ -79,16 +101,25 @@ def create_app(settings: Settings | None = None, env: dict[str, str] | None = No
             # Eventarc would not deliver this either: a nack sends it to the dead-letter topic.
             logger.warning("undeliverable push on %s: %s", trigger.name, error)
             return JSONResponse({"error": str(error)}, 400)
-        if message.delivery_attempt is None:
+        subscription = subscriptions[trigger.name]
+        # Pub/Sub puts deliveryAttempt in a push only where a dead-letter policy is set.
+        if message.delivery_attempt is None and subscription.dead_letter_topic:
             message = replace(message, delivery_attempt=attempts.next(message.message_id))
-        headers, event = message_published(message, settings.project, trigger.subscription.topic, body["message"])
+        headers, event = message_published(message, settings.project, subscription.topic, body["message"])
+        if shuffle > 0 and not subscription.message_ordering:
+            await asyncio.sleep(random.uniform(0, shuffle))
         try:
             response = await http.post(
                 destinations[trigger.name],
                 content=json.dumps(event),
                 headers=headers,
-                timeout=trigger.subscription.ack_deadline_seconds,
+                timeout=subscription.ack_deadline_seconds,
             )
+        except httpx.TimeoutException:
+            # The ack deadline passed: Pub/Sub takes that as a negative ack and delivers the message
+            # again after the backoff, while the first delivery may still be at work.
+            logger.info("delivery of %s on %s outlasted its ack deadline", message.message_id, trigger.name)
+            return JSONResponse({"error": "ack deadline exceeded"}, 504)
         except httpx.HTTPError as error:
             logger.warning("destination of %s unreachable: %s", trigger.name, error)
             return JSONResponse({"error": f"destination unreachable: {error}"}, 503)

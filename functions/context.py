@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from functions.ordering import SessionOrder
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.runs import RunStore
@@ -18,6 +19,7 @@ class Context:
     store: RunStore
     bus: Bus
     storage: Storage
+    order: SessionOrder = field(default_factory=SessionOrder)
 
 
 @functools.cache

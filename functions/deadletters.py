@@ -45,7 +45,11 @@ def _source_topic(attributes: dict[str, str]) -> str:
     if SOURCE_TOPIC in attributes:
         return attributes[SOURCE_TOPIC]
     subscription = attributes.get(PUBSUB_SOURCE, "").rsplit("/", 1)[-1]
-    for sub in [t.subscription for t in TRIGGERS] + list(PUSH_SUBSCRIPTIONS):
+    for trigger in TRIGGERS:
+        # On Google Cloud, Eventarc names it eventarc-REGION-TRIGGER-NNN-sub-NNN.
+        if subscription == trigger.managed.name or (subscription.startswith("eventarc-") and trigger.name in subscription):
+            return trigger.managed.topic
+    for sub in PUSH_SUBSCRIPTIONS:
         if sub.name == subscription:
             return sub.topic
     return ""

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -24,6 +25,9 @@ logger = logging.getLogger("functions.job")
 RUNNING_AFTER_SECONDS = 0.25
 # How long a claim on a run lasts without renewal: a dead job's run can be retaken after it.
 LEASE_SECONDS = float(os.environ.get("VIBESDK_LEASE_SECONDS", "60"))
+
+# How long one delivery goes on running the session's held actions after its own (functions/ordering.py).
+CHAIN_BUDGET_SECONDS = 60.0
 
 # A Firestore document is at most 1 MiB: a bigger result goes to Cloud Storage.
 MAX_INLINE_RESULT_BYTES = 256 * 1024
@@ -121,17 +125,37 @@ class Progress:
 
 
 def handle_request(message: PubsubMessage, ctx: Context) -> None:
-    """Run one request; a request that can never run is dead-lettered (and its run failed)."""
+    """Run one request, then the session's later requests this process holds (functions/ordering.py).
+
+    A request that can never run is dead-lettered (and its run failed); one whose session has an
+    earlier action still unfinished raises Busy: a negative ack.
+    """
+    started = time.monotonic()
+    session_id = _handle_in_context(message, ctx)
+    while session_id and time.monotonic() - started < CHAIN_BUDGET_SECONDS:
+        progressed = False
+        for held in ctx.order.take_held(session_id):
+            try:
+                _handle_in_context(held, ctx)
+                progressed = True
+            except Exception as error:  # its own redelivery retries it; this delivery is done
+                logger.info("held request %s left to its redelivery: %s", held.message_id, error)
+        if not progressed:
+            return
+
+
+def _handle_in_context(message: PubsubMessage, ctx: Context) -> str | None:
     attributes = message.attributes
     with logs.log_context(
         traceId=attributes.get(logs.TRACE_ATTRIBUTE),
         sessionId=attributes.get("sessionId"),
         runId=attributes.get("runId"),
     ):
-        _handle(message, ctx)
+        return _handle(message, ctx)
 
 
-def _handle(message: PubsubMessage, ctx: Context) -> None:
+def _handle(message: PubsubMessage, ctx: Context) -> str | None:
+    """Handle one request; the session's id once its run has ended (None when there is none)."""
     try:
         request: SandboxRequest = message.parse(SandboxRequest)
     except PoisonMessage as error:
@@ -139,10 +163,21 @@ def _handle(message: PubsubMessage, ctx: Context) -> None:
         ctx.bus.dead_letter(message, REQUESTS_TOPIC, str(error))
         if not (session_id and run_id):
             logger.error("request %s dead-lettered: %s", message.message_id, error)
-            return
+            return None
         logger.error("run %s/%s refused and dead-lettered: %s", session_id, run_id, error)
         Progress(ctx, session_id, run_id, message.delivery_attempt).finish("failed", error=str(error))
-        return
+        ctx.order.ended(run_id)
+        return session_id
+    waiting = ctx.order.waiting_for(request.runId, ctx.store.unfinished_in_session(request.sessionId))
+    if waiting:
+        ctx.order.hold(request.sessionId, request.runId, message)
+        raise Busy(f"run {request.runId} waits for run {waiting[0]} of its session, queued before it")
+    _run(request, message, ctx)
+    ctx.order.ended(request.runId)
+    return request.sessionId
+
+
+def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     state = ctx.store.claim(
         request.sessionId, request.runId, message.message_id, message.delivery_attempt, LEASE_SECONDS
     )

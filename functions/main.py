@@ -62,7 +62,9 @@ def sandbox_job(event: CloudEvent) -> None:
     try:
         handle_request(message, context())
     except Busy as busy:
-        # A negative ack: the message comes back once the other delivery is done or gone.
+        # A negative ack: the message comes back after the backoff, once the other delivery is
+        # done or gone, or the session's earlier actions have ended.
+        logger.info("negative ack of %s: %s", event["id"], busy)
         flask.abort(409, description=str(busy))
 
 

@@ -31,7 +31,8 @@ class Bus:
         self._dead_letters = publisher.topic_path(project, DEAD_LETTER_TOPIC)
 
     def publish_request(self, request: SandboxRequest) -> str:
-        # Ordering key = session: one session's actions run in publish order.
+        # Ordering key = session, as the design asks; Eventarc's subscription ignores it, so the
+        # job keeps a session's order itself (functions/ordering.py).
         return self._publish(
             self._requests, request.model_dump_json().encode(), request.attributes(), request.sessionId
         )

@@ -251,6 +251,16 @@ class RunStore:
         )
         return self._documents(query)
 
+    def unfinished_in_session(self, session_id: str) -> list[Document]:
+        """The session's queued and running runs: runId, createdAt, status (a few, by design)."""
+        query = (
+            self._session_ref(session_id)
+            .collection(RUNS_SUBCOLLECTION)
+            .where(filter=FieldFilter("status", "in", ["queued", "running"]))
+            .select(["runId", "createdAt", "status"])
+        )
+        return self._documents(query)
+
     def unfinished(self) -> list[Document]:
         """Every queued or running run, for the stale-run sweep."""
         query = self._client.collection_group(RUNS_SUBCOLLECTION).where(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from tests.reliability import scenarios
-from tests.reliability.harness import Harness, Row, start
+from tests.reliability.harness import Harness, Row
 
 pytestmark = pytest.mark.e2e
 
@@ -24,15 +23,6 @@ SMALL: dict[str, Callable[[Harness], Row]] = {
     "load": lambda h: scenarios.load(h, 100, 20),
     "fuzz": lambda h: scenarios.fuzz(h, 20),
 }
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    stack = start(Path(tmp_path_factory.mktemp("reliability-logs")))
-    harness = Harness(stack)
-    yield harness
-    harness.close()
-    stack.stop()
 
 
 @pytest.mark.parametrize("scenario", list(SMALL))
