@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 .PHONY: dev test setup system templates bench smoke reliability logs clean
 
 CHECKOV := .venv-checkov/.installed-3.3.30
+# The Google providers' schema, offline (tests/provider_schema.py): wheels only, never installed.
+PROVIDER_SCHEMA := .cache/provider-schema/.downloaded-16.12.1
 
 setup: $(STAMP) system
 
@@ -23,6 +25,12 @@ $(CHECKOV):
 	.venv-checkov/bin/python -m pip install --quiet checkov==3.3.30
 	@touch $(CHECKOV)
 
+$(PROVIDER_SCHEMA):
+	@mkdir -p .cache/provider-schema
+	$(PYTHON) -m pip download --quiet --no-deps --dest .cache/provider-schema \
+		cdktf-cdktf-provider-google==16.12.1 cdktf-cdktf-provider-google-beta==16.12.1
+	@touch $(PROVIDER_SCHEMA)
+
 # Debian packages the sandbox and the tests use, installed where missing.
 system:
 	@sh devstack/install-system-packages.sh
@@ -30,7 +38,7 @@ system:
 dev: setup
 	$(VENV)/bin/python -m devstack
 
-test: setup $(CHECKOV)
+test: setup $(CHECKOV) $(PROVIDER_SCHEMA)
 	@sh devstack/install-system-packages.sh --test
 	$(VENV)/bin/python -m pytest
 
@@ -38,7 +46,7 @@ templates: setup
 	$(VENV)/bin/python -m devstack.templates
 
 clean:
-	rm -rf $(VENV) .venv-checkov .devstack .pytest_cache
+	rm -rf $(VENV) .venv-checkov .devstack .pytest_cache .cache
 
 bench: setup
 	$(VENV)/bin/python -m bench

@@ -21,7 +21,7 @@ import time
 from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
 
-from vibesdk_gcp import clients
+from vibesdk_gcp import access, clients
 from vibesdk_gcp.errors import ServiceUnavailable, Unauthenticated
 from vibesdk_gcp.names import API_KEYS_COLLECTION
 from vibesdk_gcp.schemas import utcnow
@@ -46,6 +46,7 @@ class KeyStore:
     def issue(self, owner: str) -> tuple[str, str]:
         """(key id, the whole key): the key is shown once and never stored."""
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        access.note(access.FIRESTORE_WRITE, access.DATABASE)
         self._keys.document(key_id).create(
             {"hash": _digest(secret), "owner": owner, "createdAt": utcnow(), "revokedAt": None}
         )
@@ -83,6 +84,7 @@ class KeyStore:
             cached = self._cache.get(key_id)
             if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
                 return cached[1]
+        access.note(access.FIRESTORE_READ, access.DATABASE)
         try:
             snapshot = self._keys.document(key_id).get(timeout=10)
         except api_exceptions.GoogleAPICallError as error:

@@ -47,7 +47,9 @@ def _source_topic(attributes: dict[str, str]) -> str:
     subscription = attributes.get(PUBSUB_SOURCE, "").rsplit("/", 1)[-1]
     for trigger in TRIGGERS:
         # On Google Cloud, Eventarc names it eventarc-REGION-TRIGGER-NNN-sub-NNN.
-        if subscription == trigger.managed.name or (subscription.startswith("eventarc-") and trigger.name in subscription):
+        if subscription == trigger.managed.name or (
+            subscription.startswith("eventarc-") and trigger.name in subscription
+        ):
             return trigger.managed.topic
     for sub in PUSH_SUBSCRIPTIONS:
         if sub.name == subscription:

@@ -6,7 +6,7 @@ import contextlib
 
 from google.cloud import pubsub_v1
 
-from vibesdk_gcp import logs
+from vibesdk_gcp import access, logs
 from vibesdk_gcp.envelope import PubsubMessage
 from vibesdk_gcp.errors import ServiceUnavailable
 from vibesdk_gcp.metrics import work
@@ -53,6 +53,7 @@ class Bus:
 
     def _publish(self, topic: str, data: bytes, attributes: dict[str, str], ordering_key: str) -> str:
         work.add("pubsub.publishes")
+        access.note(access.PUBLISH, topic.rsplit("/", 1)[-1])
         trace = logs.current(logs.TRACE_ATTRIBUTE)
         if trace:
             attributes = attributes | {logs.TRACE_ATTRIBUTE: trace}

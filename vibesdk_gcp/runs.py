@@ -15,6 +15,7 @@ from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from vibesdk_gcp import access
 from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable
 from vibesdk_gcp.metrics import work
@@ -232,6 +233,7 @@ class RunStore:
             raise _unavailable(error) from error
         work.add("firestore.reads")
         work.add("firestore.calls")
+        access.note(access.FIRESTORE_READ, access.DATABASE)
         return int(result[0][0].value)
 
     def sessions_of(self, owner: str, limit: int = 100) -> list[Document]:
@@ -269,6 +271,7 @@ class RunStore:
         return self._documents(query)
 
     def _documents(self, query: firestore.Query) -> list[Document]:
+        access.note(access.FIRESTORE_READ, access.DATABASE)
         work.add("firestore.reads")
         work.add("firestore.calls")
         try:
@@ -377,12 +380,14 @@ class RunStore:
         unique = list({ref.path: ref for ref in refs}.values())
         if not unique:
             return {}
+        access.note(access.FIRESTORE_READ, access.DATABASE)
         work.add("firestore.reads", len(unique))
         work.add("firestore.calls")
         return {snapshot.reference.path: snapshot for snapshot in self._client.get_all(unique, **CALL_LIMITS)}
 
     def _commit(self, batch: firestore.WriteBatch) -> None:
         if len(batch):
+            access.note(access.FIRESTORE_WRITE, access.DATABASE)
             work.add("firestore.writes", len(batch))
             work.add("firestore.calls")
             batch.commit(**CALL_LIMITS)

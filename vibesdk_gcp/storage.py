@@ -9,7 +9,7 @@ from pathlib import Path
 from google.api_core import exceptions as api_exceptions
 from google.cloud import storage
 
-from vibesdk_gcp import clients
+from vibesdk_gcp import access, clients
 from vibesdk_gcp.errors import Conflict, NotFound, ServiceUnavailable
 from vibesdk_gcp.metrics import work
 from vibesdk_gcp.settings import Settings
@@ -48,6 +48,7 @@ class Storage:
 
     def stat(self, bucket: str, name: str) -> ObjectInfo:
         work.add("storage.reads")
+        access.note(access.OBJECT_GET, bucket)
         try:
             blob = self._bucket(bucket).get_blob(name)
         except api_exceptions.GoogleAPICallError as error:
@@ -58,6 +59,7 @@ class Storage:
 
     def read(self, bucket: str, name: str, generation: int | None = None) -> bytes:
         work.add("storage.reads")
+        access.note(access.OBJECT_GET, bucket)
         try:
             return bytes(self._bucket(bucket).blob(name, generation=generation).download_as_bytes())
         except api_exceptions.GoogleAPICallError as error:
@@ -66,6 +68,7 @@ class Storage:
     def download(self, bucket: str, name: str, target: Path, generation: int | None = None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         work.add("storage.reads")
+        access.note(access.OBJECT_GET, bucket)
         try:
             self._bucket(bucket).blob(name, generation=generation).download_to_filename(str(target))
         except api_exceptions.GoogleAPICallError as error:
@@ -83,6 +86,9 @@ class Storage:
         """Write an object; with if_generation_match (0: must not exist) a racing writer loses."""
         blob = self._bucket(bucket).blob(name)
         work.add("storage.writes")
+        access.note(access.OBJECT_CREATE, bucket)
+        if if_generation_match != 0:
+            access.note(access.OBJECT_DELETE, bucket)  # it may overwrite
         try:
             blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
         except api_exceptions.GoogleAPICallError as error:
@@ -90,6 +96,7 @@ class Storage:
         return int(blob.generation)
 
     def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        access.note(access.OBJECT_LIST, bucket)
         try:
             for blob in self._client.list_blobs(self._prefix + bucket, prefix=prefix):
                 yield ObjectInfo(blob.name, int(blob.generation), int(blob.size or 0))
@@ -97,6 +104,7 @@ class Storage:
             raise _translate(error, f"gs://{bucket}/{prefix}*") from error
 
     def delete(self, bucket: str, name: str) -> None:
+        access.note(access.OBJECT_DELETE, bucket)
         try:
             self._bucket(bucket).blob(name).delete()
         except api_exceptions.NotFound:
