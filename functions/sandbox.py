@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vibesdk_gcp.settings import Settings
+
 logger = logging.getLogger("functions.sandbox")
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -56,6 +58,10 @@ class Limits:
     file_bytes: int = 256 << 20
     workspace_bytes: int = 1 << 30
     tmp_bytes: int = 256 << 20
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(workspace_bytes=settings.workspace_bytes, tmp_bytes=settings.sandbox_tmp_bytes)
 
 
 @dataclass(frozen=True)

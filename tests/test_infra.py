@@ -86,7 +86,7 @@ def test_module_inputs_exist_and_required_ones_are_given(call: str) -> None:
     body = root_modules()[call]
     source = INFRA / unquote(body["source"])
     variables = declared_variables(source)
-    given = {key for key in body if not key.startswith("__") and key not in ("source", "depends_on", "providers")}
+    given = {key for key in body if not key.startswith("__") and key not in ("source", "depends_on", "providers", "count", "for_each")}
     assert given - set(variables) == set(), f"module {call} passes inputs its source does not declare"
     required = {name for name, spec in variables.items() if "default" not in spec}
     assert required - given == set(), f"module {call} leaves required inputs unset"
@@ -154,7 +154,7 @@ def test_sweeper_is_scheduled_with_its_own_identity() -> None:
     text = (INFRA / "main.tf").read_text()
     scheduler = text[text.index('resource "google_cloud_scheduler_job" "sweep"') :]
     assert "module.sweeper.uri" in scheduler and 'emails["vibesdk-scheduler"]' in scheduler
-    assert 'invokers              = [module.iam.members["vibesdk-scheduler"]]' in module_text("sweeper")
+    assert 'invokers              = { scheduler = module.iam.members["vibesdk-scheduler"] }' in module_text("sweeper")
 
 
 def test_no_owner_or_editor_roles() -> None:

@@ -61,6 +61,9 @@ class Settings:
     requests_per_minute: int = 600
     max_file_bytes: int = 4 * 1024 * 1024
     cors_origins: tuple[str, ...] = ()
+    # A sandbox's disk: on Cloud Run both live in the instance's memory (infra/gcp sizes for them).
+    workspace_bytes: int = 1 << 30
+    sandbox_tmp_bytes: int = 256 << 20
 
     @property
     def on_google_cloud(self) -> bool:
@@ -92,5 +95,7 @@ class Settings:
             max_active_runs_per_owner=_int(env, "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER", 50),
             requests_per_minute=_int(env, "VIBESDK_REQUESTS_PER_MINUTE", 600),
             max_file_bytes=_int(env, "VIBESDK_MAX_FILE_BYTES", 4 * 1024 * 1024),
+            workspace_bytes=_int(env, "VIBESDK_WORKSPACE_BYTES", 1 << 30),
+            sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", 256 << 20),
             cors_origins=tuple(o.strip() for o in (env.get("VIBESDK_CORS_ORIGINS") or "").split(",") if o.strip()),
         )

@@ -8,7 +8,7 @@ from functions import templates
 from functions.actions.common import require_instance
 from functions.context import Context
 from functions.instances import INSTANCES_PREFIX, Instance, delete_instance, load_instance, save_instance, workspace_of
-from functions.sandbox import prepare_workspace, run_command
+from functions.sandbox import Limits, prepare_workspace, run_command
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, WORKSPACES_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
@@ -46,7 +46,13 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
     prepare_workspace(workspace.path)
     init_output = None
     if params.initCommand:
-        outcome = run_command(params.initCommand, workspace.path, ctx.settings.command_timeout_seconds, params.envVars)
+        outcome = run_command(
+            params.initCommand,
+            workspace.path,
+            ctx.settings.command_timeout_seconds,
+            params.envVars,
+            limits=Limits.of(ctx.settings),
+        )
         init_output = outcome.stdout.decode(errors="replace")[-4096:]
         if outcome.exit_code != 0:
             stderr = outcome.stderr.decode(errors="replace")[-2048:]

@@ -4,6 +4,11 @@ provider "google" {
   region  = var.region
 }
 
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
+}
+
 locals {
   definitions = jsondecode(file("${path.module}/definitions.json"))
   services    = local.definitions.services
@@ -30,17 +35,17 @@ module "iam" {
     "vibesdk-control-plane" = {
       display_name  = "VibSDK control plane"
       description   = "Writes runs, publishes requests, serves previews."
-      project_roles = ["roles/datastore.user", "roles/cloudsql.client", "roles/logging.logWriter"]
+      project_roles = ["roles/datastore.user"]
     }
     "vibesdk-sandbox-job" = {
       display_name  = "VibSDK sandbox job"
       description   = "Runs sandbox actions, publishes status."
-      project_roles = ["roles/datastore.viewer", "roles/logging.logWriter"]
+      project_roles = ["roles/datastore.user"]
     }
     "vibesdk-status-recorder" = {
       display_name  = "VibSDK status recorder"
       description   = "Records status transitions in Firestore."
-      project_roles = ["roles/datastore.user", "roles/logging.logWriter"]
+      project_roles = ["roles/datastore.user"]
     }
     "vibesdk-eventarc" = {
       display_name  = "VibSDK Eventarc trigger"
@@ -54,7 +59,7 @@ module "iam" {
     "vibesdk-sweeper" = {
       display_name  = "VibSDK stale-run sweeper"
       description   = "Ends runs whose sandbox job is gone for good."
-      project_roles = ["roles/datastore.user", "roles/logging.logWriter"]
+      project_roles = ["roles/datastore.user"]
     }
     "vibesdk-scheduler" = {
       display_name = "VibSDK scheduler"
@@ -77,14 +82,16 @@ module "storage" {
   }
 }
 
-# Least privilege on the buckets: read templates, write only what each unit writes.
+# Least privilege on the buckets, as tests/e2e/test_iam.py derives it from what each unit really
+# calls: read templates, write only what each unit writes. Keys are static names (plan-time known).
 resource "google_storage_bucket_iam_member" "access" {
   for_each = {
-    job_templates    = { bucket = local.buckets.templates, role = "roles/storage.objectViewer", member = module.iam.members["vibesdk-sandbox-job"] }
-    job_workspaces   = { bucket = local.buckets.workspaces, role = "roles/storage.objectUser", member = module.iam.members["vibesdk-sandbox-job"] }
-    job_logs         = { bucket = local.buckets.logs, role = "roles/storage.objectUser", member = module.iam.members["vibesdk-sandbox-job"] }
-    job_previews     = { bucket = local.buckets.previews, role = "roles/storage.objectUser", member = module.iam.members["vibesdk-sandbox-job"] }
-    control_previews = { bucket = local.buckets.previews, role = "roles/storage.objectViewer", member = module.iam.members["vibesdk-control-plane"] }
+    job_templates      = { bucket = local.buckets.templates, role = "roles/storage.objectViewer", member = module.iam.members["vibesdk-sandbox-job"] }
+    job_workspaces     = { bucket = local.buckets.workspaces, role = "roles/storage.objectUser", member = module.iam.members["vibesdk-sandbox-job"] }
+    job_logs           = { bucket = local.buckets.logs, role = "roles/storage.objectUser", member = module.iam.members["vibesdk-sandbox-job"] }
+    job_previews       = { bucket = local.buckets.previews, role = "roles/storage.objectUser", member = module.iam.members["vibesdk-sandbox-job"] }
+    control_templates  = { bucket = local.buckets.templates, role = "roles/storage.objectViewer", member = module.iam.members["vibesdk-control-plane"] }
+    control_previews   = { bucket = local.buckets.previews, role = "roles/storage.objectViewer", member = module.iam.members["vibesdk-control-plane"] }
   }
 
   bucket = module.storage.bucket_names[each.value.bucket]
@@ -100,35 +107,60 @@ module "firestore" {
   runs_subcollection = local.definitions.subcollection
 }
 
+# Publishing, per topic, as the code publishes (tests/e2e/test_iam.py): requests from the control
+# plane, status from the job, dead letters from the job and the recorder (they set aside what they
+# can never process), and both source topics from operators replaying dead letters.
+resource "google_pubsub_topic_iam_member" "publishers" {
+  for_each = merge(
+    {
+      control_plane_requests = { topic = local.definitions.topics.requests, member = module.iam.members["vibesdk-control-plane"] }
+      job_status             = { topic = local.definitions.topics.status, member = module.iam.members["vibesdk-sandbox-job"] }
+      job_dead_letters       = { topic = local.definitions.topics.dead_letter, member = module.iam.members["vibesdk-sandbox-job"] }
+      recorder_dead_letters  = { topic = local.definitions.topics.dead_letter, member = module.iam.members["vibesdk-status-recorder"] }
+    },
+    { for name, member in var.operators : "operator_${name}_requests" => { topic = local.definitions.topics.requests, member = member } },
+    { for name, member in var.operators : "operator_${name}_status" => { topic = local.definitions.topics.status, member = member } },
+  )
+
+  project = var.project_id
+  topic   = module.sandbox.topic_names[each.value.topic]
+  role    = "roles/pubsub.publisher"
+  member  = each.value.member
+}
+
+# Secrets the operator adds for the units (none are needed by default); accessors by account id.
 module "secrets" {
   source            = "./modules/secrets"
   project_id        = var.project_id
   replica_locations = [var.region]
-  secrets = {
-    "vibesdk-db-password" = { accessors = [module.iam.members["vibesdk-control-plane"]] }
-  }
+  secrets = { for id, spec in var.secrets : id => {
+    accessors = { for account in spec.accessors : account => module.iam.members[account] }
+  } }
 }
 
+# Cloud Run pulls from its own project's repository with its service agent: no reader bindings.
 module "artifact_registry" {
   source     = "./modules/artifact_registry"
   project_id = var.project_id
   region     = var.region
-  readers    = [for account in ["vibesdk-control-plane", "vibesdk-sandbox-job", "vibesdk-status-recorder"] : module.iam.members[account]]
 }
 
+# The database is optional and off by default: no code uses it yet, and off, it costs nothing.
 module "network" {
   source     = "./modules/network"
+  count      = var.enable_database ? 1 : 0
   project_id = var.project_id
   region     = var.region
 }
 
 module "sql" {
-  source                      = "./modules/sql"
-  project_id                  = var.project_id
-  region                      = var.region
-  network_id                  = module.network.network_id
-  private_services_connection = module.network.private_services_connection
-  user_password               = var.db_password
+  source                       = "./modules/sql"
+  count                        = var.enable_database ? 1 : 0
+  project_id                   = var.project_id
+  region                       = var.region
+  network_id                   = module.network[0].network_id
+  private_services_connection  = module.network[0].private_services_connection
+  client_service_account_email = module.iam.emails["vibesdk-control-plane"]
 }
 
 module "control_plane" {
@@ -141,12 +173,13 @@ module "control_plane" {
   service_account_email = module.iam.emails["vibesdk-control-plane"]
   ingress               = "INGRESS_TRAFFIC_ALL"
   # Callers authenticate with the API's own tokens (and Cloud Run IAM where it fronts the API).
-  invokers         = var.public_api ? ["allUsers"] : var.api_invokers
-  health_path      = "/healthz"
-  vpc_connector_id = module.network.connector_id
-  concurrency      = 80
+  invokers    = var.public_api ? { public = "allUsers" } : var.api_invokers
+  health_path = "/healthz"
+  vpc_network = var.enable_database ? { network = module.network[0].network_id, subnetwork = module.network[0].subnetwork_id } : null
+  concurrency = 80
   env = merge(local.common_env, {
-    VIBESDK_PUBLIC_URL     = local.control_plane_url
+    VIBESDK_PUBLIC_URL = local.control_plane_url
+    # Either URL form of the service may be what a caller asked Google to sign a token for.
     VIBESDK_API_AUDIENCE   = local.control_plane_url
     VIBESDK_MAX_BODY_BYTES = tostring(var.max_body_bytes)
     VIBESDK_CORS_ORIGINS   = join(",", var.cors_origins)
@@ -161,14 +194,19 @@ module "sandbox_job" {
   image                 = var.image
   entry_point           = local.definitions.entry_points[local.services.sandbox_job]
   service_account_email = module.iam.emails["vibesdk-sandbox-job"]
-  invokers              = [module.iam.members["vibesdk-eventarc"]]
-  timeout_seconds       = local.definitions.trigger.subscription.ack_deadline_seconds
-  concurrency           = 4
-  cpu                   = "2"
-  memory                = "4Gi"
+  invokers              = { eventarc = module.iam.members["vibesdk-eventarc"] }
+  # As long as the tuned subscription's ack deadline: a delivery is never cut by Cloud Run first.
+  timeout_seconds = local.definitions.trigger.tuned_subscription.ack_deadline_seconds
+  # Each action's workspace and /tmp live in the instance's memory (Cloud Run's file system is
+  # in memory): concurrency x (workspace + tmp) + the process must fit (tests/test_infra.py).
+  concurrency = var.job_concurrency
+  cpu         = "2"
+  memory      = "${var.job_memory_mib}Mi"
   env = merge(local.common_env, {
     VIBESDK_PUBLIC_URL              = local.control_plane_url
     VIBESDK_WORKSPACE_ROOT          = "/tmp/workspaces"
+    VIBESDK_WORKSPACE_BYTES         = tostring(var.workspace_mib * 1048576)
+    VIBESDK_SANDBOX_TMP_BYTES       = tostring(var.sandbox_tmp_mib * 1048576)
     VIBESDK_COMMAND_TIMEOUT_SECONDS = tostring(var.command_timeout_seconds)
     VIBESDK_PUSH_SERVICE_ACCOUNT    = module.iam.emails["vibesdk-eventarc"]
     VIBESDK_PUSH_AUDIENCE           = local.service_url.sandbox_job
@@ -183,7 +221,7 @@ module "status_recorder" {
   image                 = var.image
   entry_point           = local.definitions.entry_points[local.services.status_recorder]
   service_account_email = module.iam.emails["vibesdk-status-recorder"]
-  invokers              = [module.iam.members["vibesdk-push"]]
+  invokers              = { push = module.iam.members["vibesdk-push"] }
   timeout_seconds       = local.definitions.status_subscription.ack_deadline_seconds
   concurrency           = 40
   env = merge(local.common_env, {
@@ -200,7 +238,7 @@ module "sweeper" {
   image                 = var.image
   entry_point           = local.definitions.entry_points[local.services.sweeper]
   service_account_email = module.iam.emails["vibesdk-sweeper"]
-  invokers              = [module.iam.members["vibesdk-scheduler"]]
+  invokers              = { scheduler = module.iam.members["vibesdk-scheduler"] }
   max_instances         = 1
   env = merge(local.common_env, {
     VIBESDK_PUSH_SERVICE_ACCOUNT  = module.iam.emails["vibesdk-scheduler"]
@@ -242,8 +280,6 @@ module "sandbox" {
   status_recorder_audience      = local.service_url.status_recorder
   trigger_service_account_email = module.iam.emails["vibesdk-eventarc"]
   push_service_account_email    = module.iam.emails["vibesdk-push"]
-  control_plane_member          = module.iam.members["vibesdk-control-plane"]
-  sandbox_job_member            = module.iam.members["vibesdk-sandbox-job"]
   dead_letter_readers           = var.operators
 }
 
@@ -254,4 +290,5 @@ module "monitoring" {
   dead_letter_subscription = module.sandbox.dead_letter_subscription
   sandbox_job_service      = module.sandbox_job.name
   notification_channels    = var.notification_channels
+  alert_emails             = var.alert_emails
 }

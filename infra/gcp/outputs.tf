@@ -19,6 +19,11 @@ output "dead_letter_subscription" {
 }
 
 output "sql_connection_name" {
-  value       = module.sql.connection_name
-  description = "Cloud SQL connection name of the seed control plane's database."
+  value       = var.enable_database ? module.sql[0].connection_name : null
+  description = "Cloud SQL connection name of the seed control plane's database (null when off)."
+}
+
+output "trigger_subscription" {
+  value       = module.sandbox.trigger_subscription
+  description = "The subscription Eventarc made for the trigger: the pipeline tunes it after apply."
 }

@@ -31,10 +31,42 @@ variable "bucket_prefix" {
   description = "Prefix that makes the bucket names globally unique, for example the project id and a dash."
 }
 
-variable "db_password" {
-  type        = string
-  description = "Password of the control plane's database user."
-  sensitive   = true
+variable "enable_database" {
+  type        = bool
+  description = "Provision the seed control plane's Cloud SQL database and its VPC (no code uses it yet; off costs nothing)."
+  default     = false
+}
+
+variable "secrets" {
+  type = map(object({
+    accessors = list(string)
+  }))
+  description = "Secret Manager secrets for the units, by id, each with the account ids (module iam) that read it."
+  default     = {}
+}
+
+variable "job_concurrency" {
+  type        = number
+  description = "Sandbox actions one job instance runs at once; each takes a workspace and a /tmp in memory."
+  default     = 2
+}
+
+variable "job_memory_mib" {
+  type        = number
+  description = "Memory of a sandbox job instance, MiB (holds its in-memory file system too)."
+  default     = 4096
+}
+
+variable "workspace_mib" {
+  type        = number
+  description = "Disk quota of one action's workspace, MiB."
+  default     = 1024
+}
+
+variable "sandbox_tmp_mib" {
+  type        = number
+  description = "Disk quota of one command's /tmp, MiB."
+  default     = 256
 }
 
 variable "public_api" {
@@ -44,9 +76,9 @@ variable "public_api" {
 }
 
 variable "api_invokers" {
-  type        = list(string)
-  description = "IAM members allowed to call the API when public_api is false."
-  default     = []
+  type        = map(string)
+  description = "IAM members allowed to call the API when public_api is false, by a name known at plan time."
+  default     = {}
 }
 
 variable "max_body_bytes" {
@@ -62,14 +94,20 @@ variable "command_timeout_seconds" {
 }
 
 variable "operators" {
-  type        = list(string)
-  description = "IAM members allowed to list and replay dead letters."
-  default     = []
+  type        = map(string)
+  description = "IAM members allowed to list and replay dead letters, by a name known at plan time (alice => user:alice@example.com)."
+  default     = {}
 }
 
 variable "notification_channels" {
   type        = list(string)
-  description = "Monitoring notification channel ids for the alerts."
+  description = "Monitoring notification channel ids for the alerts (this or alert_emails must name one)."
+  default     = []
+}
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "Addresses the alerts are mailed to (an email channel is made for each)."
   default     = []
 }
 

@@ -11,5 +11,13 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.10, < 7.0"
     }
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 6.10, < 7.0"
+    }
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.11, < 1.0"
+    }
   }
 }

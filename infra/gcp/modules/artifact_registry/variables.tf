@@ -20,8 +20,14 @@ variable "keep_versions" {
   default     = 20
 }
 
+variable "delete_after_days" {
+  type        = number
+  description = "Image versions older than this, beyond the most recent keep_versions, are deleted."
+  default     = 30
+}
+
 variable "readers" {
-  type        = list(string)
-  description = "IAM members that pull images."
-  default     = []
+  type        = map(string)
+  description = "IAM members that pull images from another project, keyed by a name known at plan time. Cloud Run pulls from its own project without one."
+  default     = {}
 }

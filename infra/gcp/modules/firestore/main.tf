@@ -59,6 +59,26 @@ resource "google_firestore_index" "sessions_by_owner" {
   }
 }
 
+# Queued and running runs across sessions (the sweep): a collection-group query on one field needs
+# a collection-group single-field index, which Firestore does not make by itself.
+resource "google_firestore_field" "runs_status" {
+  project    = var.project_id
+  database   = google_firestore_database.database.name
+  collection = var.runs_subcollection
+  field      = "status"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
+}
+
 resource "google_firestore_field" "runs_ttl" {
   project    = var.project_id
   database   = google_firestore_database.database.name

@@ -1,4 +1,25 @@
-# Alerts on what loses or stalls runs, and one dashboard.
+# Alerts on what loses or stalls runs or refuses callers, mailed or sent to the given channels, and
+# one dashboard.
+locals {
+  channels = concat(var.notification_channels, [for channel in google_monitoring_notification_channel.email : channel.id])
+}
+
+resource "google_monitoring_notification_channel" "email" {
+  for_each = toset(var.alert_emails)
+
+  project      = var.project_id
+  display_name = "VibSDK alerts: ${each.value}"
+  type         = "email"
+  labels = {
+    email_address = each.value
+  }
+}
+
+# A log-based metric is not visible to alerting at once: an alert made in the same apply waits.
+resource "time_sleep" "stale_runs_metric" {
+  create_duration = "60s"
+  triggers        = { metric = google_logging_metric.stale_runs.id }
+}
 resource "google_logging_metric" "stale_runs" {
   project = var.project_id
   name    = "vibesdk/stale_runs"
@@ -29,7 +50,14 @@ resource "google_monitoring_alert_policy" "dead_letter_backlog" {
     }
   }
 
-  notification_channels = var.notification_channels
+  notification_channels = local.channels
+
+  lifecycle {
+    precondition {
+      condition     = length(local.channels) > 0
+      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
+    }
+  }
 }
 
 resource "google_monitoring_alert_policy" "oldest_unacked" {
@@ -51,7 +79,14 @@ resource "google_monitoring_alert_policy" "oldest_unacked" {
     }
   }
 
-  notification_channels = var.notification_channels
+  notification_channels = local.channels
+
+  lifecycle {
+    precondition {
+      condition     = length(local.channels) > 0
+      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
+    }
+  }
 }
 
 resource "google_monitoring_alert_policy" "job_errors" {
@@ -66,14 +101,22 @@ resource "google_monitoring_alert_policy" "job_errors" {
       comparison      = "COMPARISON_GT"
       threshold_value = var.job_errors_per_minute
       duration        = "300s"
+      # ALIGN_DELTA over 60 s: answers per minute, as the threshold is (ALIGN_RATE is per second).
       aggregations {
         alignment_period   = "60s"
-        per_series_aligner = "ALIGN_RATE"
+        per_series_aligner = "ALIGN_DELTA"
       }
     }
   }
 
-  notification_channels = var.notification_channels
+  notification_channels = local.channels
+
+  lifecycle {
+    precondition {
+      condition     = length(local.channels) > 0
+      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
+    }
+  }
 }
 
 resource "google_monitoring_alert_policy" "stale_runs" {
@@ -95,7 +138,48 @@ resource "google_monitoring_alert_policy" "stale_runs" {
     }
   }
 
-  notification_channels = var.notification_channels
+  depends_on = [time_sleep.stale_runs_metric]
+
+  notification_channels = local.channels
+
+  lifecycle {
+    precondition {
+      condition     = length(local.channels) > 0
+      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
+    }
+  }
+}
+
+# 401 and 403 answers of any unit: a caller or a push identity being refused, over and over.
+resource "google_monitoring_alert_policy" "refused_callers" {
+  project      = var.project_id
+  display_name = "VibSDK: callers refused (401/403)"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "401 and 403 answers per minute"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = starts_with(\"vibesdk-\") AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code = one_of(\"401\", \"403\")"
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.refusals_per_minute
+      duration        = "300s"
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.labels.service_name"]
+      }
+    }
+  }
+
+  notification_channels = local.channels
+
+  lifecycle {
+    precondition {
+      condition     = length(local.channels) > 0
+      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
+    }
+  }
 }
 
 resource "google_monitoring_dashboard" "runtime" {

@@ -35,3 +35,15 @@ variable "notification_channels" {
   description = "Notification channel ids the alerts go to."
   default     = []
 }
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "Addresses the alerts are mailed to."
+  default     = []
+}
+
+variable "refusals_per_minute" {
+  type        = number
+  description = "401/403 answers per minute, per service, that raise the refused-callers alert."
+  default     = 30
+}

@@ -6,5 +6,9 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.10, < 7.0"
     }
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.11, < 1.0"
+    }
   }
 }

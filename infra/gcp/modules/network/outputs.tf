@@ -3,9 +3,9 @@ output "network_id" {
   description = "VPC id."
 }
 
-output "connector_id" {
-  value       = google_vpc_access_connector.connector.id
-  description = "Serverless VPC access connector id, for Cloud Run's vpc_access."
+output "subnetwork_id" {
+  value       = google_compute_subnetwork.serverless.id
+  description = "Subnet for Cloud Run's Direct VPC egress."
 }
 
 output "private_services_connection" {

@@ -16,18 +16,6 @@ variable "network_name" {
 
 variable "subnet_cidr" {
   type        = string
-  description = "A /28 for the serverless VPC access connector."
-  default     = "10.8.0.0/28"
-}
-
-variable "connector_name" {
-  type        = string
-  description = "Serverless VPC access connector name (at most 25 characters)."
-  default     = "vibesdk-connector"
-}
-
-variable "connector_max_instances" {
-  type        = number
-  description = "Upper bound of connector instances."
-  default     = 3
+  description = "The subnet Cloud Run instances take addresses from (Direct VPC egress; a /26 or larger)."
+  default     = "10.8.0.0/26"
 }

@@ -17,11 +17,15 @@ resource "google_cloud_run_v2_service" "service" {
       max_instance_count = var.max_instances
     }
 
+    # Direct VPC egress: no connector instances to pay for while idle.
     dynamic "vpc_access" {
-      for_each = var.vpc_connector_id == null ? [] : [var.vpc_connector_id]
+      for_each = var.vpc_network == null ? [] : [var.vpc_network]
       content {
-        connector = vpc_access.value
-        egress    = "PRIVATE_RANGES_ONLY"
+        egress = "PRIVATE_RANGES_ONLY"
+        network_interfaces {
+          network    = vpc_access.value.network
+          subnetwork = vpc_access.value.subnetwork
+        }
       }
     }
 
@@ -82,7 +86,7 @@ resource "google_cloud_run_v2_service" "service" {
 }
 
 resource "google_cloud_run_v2_service_iam_member" "invokers" {
-  for_each = toset(var.invokers)
+  for_each = var.invokers
 
   project  = var.project_id
   location = google_cloud_run_v2_service.service.location

@@ -47,9 +47,9 @@ variable "ingress" {
 }
 
 variable "invokers" {
-  type        = list(string)
-  description = "IAM members granted roles/run.invoker (allUsers only for the public API)."
-  default     = []
+  type        = map(string)
+  description = "IAM members granted roles/run.invoker (allUsers only for the public API), keyed by a name known at plan time."
+  default     = {}
 }
 
 variable "timeout_seconds" {
@@ -88,9 +88,12 @@ variable "memory" {
   default     = "1Gi"
 }
 
-variable "vpc_connector_id" {
-  type        = string
-  description = "Serverless VPC access connector, or null for none."
+variable "vpc_network" {
+  type = object({
+    network    = string
+    subnetwork = string
+  })
+  description = "VPC network and subnet for Direct VPC egress, or null for none."
   default     = null
 }
 

@@ -1,14 +1,25 @@
 # Topics, the Eventarc trigger to the sandbox job, the push subscription to the status recorder,
 # dead-lettering, and the IAM each of these needs.
-data "google_project" "project" {
-  project_id = var.project_id
-}
-
 locals {
-  pubsub_agent = "serviceAccount:service-${data.google_project.project.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_agent = "serviceAccount:${google_project_service_identity.agents["pubsub"].email}"
   topic_names  = toset(values(var.definitions.topics))
   status       = var.definitions.status_subscription
   trigger      = var.definitions.trigger
+}
+
+# The Pub/Sub and Eventarc service agents exist only once something asks for them: made here, then
+# given time to reach IAM, so the first apply of a fresh project does not race them.
+resource "google_project_service_identity" "agents" {
+  for_each = { pubsub = "pubsub.googleapis.com", eventarc = "eventarc.googleapis.com" }
+  provider = google-beta
+
+  project = var.project_id
+  service = each.value
+}
+
+resource "time_sleep" "agents_propagate" {
+  create_duration = "60s"
+  triggers        = { for name, agent in google_project_service_identity.agents : name => agent.email }
 }
 
 resource "google_pubsub_topic" "topics" {
@@ -33,7 +44,7 @@ resource "google_eventarc_trigger" "sandbox_job" {
 
   transport {
     pubsub {
-      topic = google_pubsub_topic.topics[local.trigger.subscription.topic].id
+      topic = google_pubsub_topic.topics[local.trigger.managed_subscription.topic].id
     }
   }
 
@@ -41,13 +52,13 @@ resource "google_eventarc_trigger" "sandbox_job" {
     cloud_run_service {
       service = var.sandbox_job_service
       region  = var.region
-      path    = local.trigger.subscription.path
+      path    = local.trigger.managed_subscription.path
     }
   }
 
-  retry_policy {
-    max_attempts = local.trigger.subscription.max_delivery_attempts
-  }
+  # The subscription Eventarc makes for this trigger takes no settings from here (provider issues
+  # #17701, #10755): cloudbuild.yaml's `tune-trigger-subscription` step sets it after apply.
+  depends_on = [time_sleep.agents_propagate]
 }
 
 resource "google_pubsub_subscription" "status_recorder" {
@@ -79,6 +90,8 @@ resource "google_pubsub_subscription" "status_recorder" {
   expiration_policy {
     ttl = ""
   }
+
+  depends_on = [time_sleep.agents_propagate]
 }
 
 # Dead letters wait here to be listed and replayed; a topic without a subscription drops them.
@@ -95,19 +108,6 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
   }
 }
 
-# Publishing: the control plane to requests, the job to status.
-resource "google_pubsub_topic_iam_member" "publishers" {
-  for_each = {
-    requests = { topic = var.definitions.topics.requests, member = var.control_plane_member }
-    status   = { topic = var.definitions.topics.status, member = var.sandbox_job_member }
-  }
-
-  project = var.project_id
-  topic   = google_pubsub_topic.topics[each.value.topic].name
-  role    = "roles/pubsub.publisher"
-  member  = each.value.member
-}
-
 # Dead-lettering: the Pub/Sub service agent publishes to the dead-letter topic and
 # acknowledges on the source subscription.
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
@@ -118,15 +118,20 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_source" {
+  for_each = {
+    status  = google_pubsub_subscription.status_recorder.name
+    trigger = google_eventarc_trigger.sandbox_job.transport[0].pubsub[0].subscription
+  }
+
   project      = var.project_id
-  subscription = google_pubsub_subscription.status_recorder.name
+  subscription = each.value
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
 }
 
-# Operators list and replay dead letters.
+# Operators list and replay dead letters (keyed by the operator's name, known at plan time).
 resource "google_pubsub_subscription_iam_member" "dead_letter_readers" {
-  for_each = toset(var.dead_letter_readers)
+  for_each = var.dead_letter_readers
 
   project      = var.project_id
   subscription = google_pubsub_subscription.dead_letter_hold.name

@@ -3,6 +3,11 @@ output "topic_ids" {
   description = "Topic id by name."
 }
 
+output "topic_names" {
+  value       = { for name, topic in google_pubsub_topic.topics : name => topic.name }
+  description = "Topic short name by name (what topic IAM bindings take)."
+}
+
 output "trigger_subscription" {
   value       = google_eventarc_trigger.sandbox_job.transport[0].pubsub[0].subscription
   description = "The subscription Eventarc created for the trigger."

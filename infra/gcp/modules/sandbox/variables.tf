@@ -13,13 +13,9 @@ variable "definitions" {
     topics                   = object({ requests = string, status = string, dead_letter = string })
     dead_letter_subscription = string
     trigger = object({
-      name       = string
-      event_type = string
-      subscription = object({
-        topic                 = string
-        path                  = string
-        max_delivery_attempts = number
-      })
+      name                 = string
+      event_type           = string
+      managed_subscription = object({ topic = string, path = string })
     })
     status_subscription = object({
       name                    = string
@@ -61,18 +57,8 @@ variable "push_service_account_email" {
   description = "Identity in the OIDC token of the status pushes."
 }
 
-variable "control_plane_member" {
-  type        = string
-  description = "IAM member of the control plane (publishes requests)."
-}
-
-variable "sandbox_job_member" {
-  type        = string
-  description = "IAM member of the sandbox job (publishes status)."
-}
-
 variable "dead_letter_readers" {
-  type        = list(string)
-  description = "IAM members allowed to list and replay dead letters."
-  default     = []
+  type        = map(string)
+  description = "IAM members allowed to list dead letters, by a name of your choosing (operator => member)."
+  default     = {}
 }

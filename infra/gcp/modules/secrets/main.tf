@@ -21,7 +21,7 @@ resource "google_secret_manager_secret" "secrets" {
 
 resource "google_secret_manager_secret_iam_member" "accessors" {
   for_each = { for pair in flatten([
-    for secret, spec in var.secrets : [for member in spec.accessors : { key = "${secret}/${member}", secret = secret, member = member }]
+    for secret, spec in var.secrets : [for name, member in spec.accessors : { key = "${secret}/${name}", secret = secret, member = member }]
   ]) : pair.key => pair }
 
   project   = var.project_id

@@ -5,9 +5,10 @@ variable "project_id" {
 
 variable "secrets" {
   type = map(object({
-    accessors = list(string)
+    accessors = map(string)
   }))
-  description = "Secrets by id, each with the IAM members allowed to read it."
+  description = "Secrets by id, each with the IAM members allowed to read it, keyed by a name known at plan time (account id => member)."
+  default     = {}
 }
 
 variable "replica_locations" {

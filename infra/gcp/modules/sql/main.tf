@@ -1,4 +1,5 @@
-# The seed control plane's PostgreSQL: private IP only, TLS, backups, audit-friendly flags.
+# The seed control plane's PostgreSQL: private IP only, TLS, backups, audit-friendly flags, and IAM
+# database authentication, so no password exists to leak into Terraform state.
 resource "google_sql_database_instance" "postgres" {
   project             = var.project_id
   name                = var.instance_name
@@ -7,6 +8,8 @@ resource "google_sql_database_instance" "postgres" {
   deletion_protection = var.deletion_protection
 
   settings {
+    # PostgreSQL 16+ defaults to Enterprise Plus, which refuses the db-custom-* tiers.
+    edition           = var.edition
     tier              = var.tier
     availability_type = var.availability_type
     disk_autoresize   = true
@@ -71,6 +74,10 @@ resource "google_sql_database_instance" "postgres" {
       name  = "cloudsql.enable_pgaudit"
       value = "on"
     }
+    database_flags {
+      name  = "cloudsql.iam_authentication"
+      value = "on"
+    }
   }
 
   depends_on = [var.private_services_connection]
@@ -82,9 +89,18 @@ resource "google_sql_database" "vibesdk" {
   instance = google_sql_database_instance.postgres.name
 }
 
+# The control plane signs in as its service account (Cloud SQL names it without the domain).
 resource "google_sql_user" "control_plane" {
   project  = var.project_id
-  name     = var.user_name
+  name     = trimsuffix(var.client_service_account_email, ".gserviceaccount.com")
   instance = google_sql_database_instance.postgres.name
-  password = var.user_password
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+resource "google_project_iam_member" "client" {
+  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${var.client_service_account_email}"
 }

@@ -14,6 +14,12 @@ variable "instance_name" {
   default     = "vibesdk"
 }
 
+variable "edition" {
+  type        = string
+  description = "ENTERPRISE (takes db-custom-* tiers) or ENTERPRISE_PLUS (db-perf-optimized-* tiers)."
+  default     = "ENTERPRISE"
+}
+
 variable "tier" {
   type        = string
   description = "Machine tier."
@@ -22,8 +28,8 @@ variable "tier" {
 
 variable "availability_type" {
   type        = string
-  description = "ZONAL or REGIONAL."
-  default     = "REGIONAL"
+  description = "ZONAL, or REGIONAL for high availability (about twice the cost)."
+  default     = "ZONAL"
 }
 
 variable "network_id" {
@@ -42,16 +48,9 @@ variable "database_name" {
   default     = "vibesdk"
 }
 
-variable "user_name" {
+variable "client_service_account_email" {
   type        = string
-  description = "Database user of the control plane."
-  default     = "vibesdk"
-}
-
-variable "user_password" {
-  type        = string
-  description = "Password of that user (keep the same value in the Secret Manager secret the control plane reads)."
-  sensitive   = true
+  description = "Service account that signs in to the database with IAM authentication (the control plane)."
 }
 
 variable "deletion_protection" {
