@@ -14,7 +14,7 @@ import hcl2
 import pytest
 import yaml
 
-from eventarc.definitions import terraform_inputs
+from eventarc.definitions import SANDBOX_JOB_TRIGGER, terraform_inputs
 from vibesdk_gcp import names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,11 @@ def test_module_inputs_exist_and_required_ones_are_given(call: str) -> None:
     body = root_modules()[call]
     source = INFRA / unquote(body["source"])
     variables = declared_variables(source)
-    given = {key for key in body if not key.startswith("__") and key not in ("source", "depends_on", "providers", "count", "for_each")}
+    given = {
+        key
+        for key in body
+        if not key.startswith("__") and key not in ("source", "depends_on", "providers", "count", "for_each")
+    }
     assert given - set(variables) == set(), f"module {call} passes inputs its source does not declare"
     required = {name for name, spec in variables.items() if "default" not in spec}
     assert required - given == set(), f"module {call} leaves required inputs unset"
@@ -263,6 +267,11 @@ def build() -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "cloudbuild.yaml").read_text()))
 
 
+@pytest.fixture(scope="module")
+def ci_build() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "cloudbuild-ci.yaml").read_text()))
+
+
 def test_cloudbuild_known_fields_only(build: dict[str, Any]) -> None:
     assert set(build) <= TOP_FIELDS
     for step in build["steps"]:
@@ -278,7 +287,7 @@ def test_cloudbuild_substitutions_are_defined(build: dict[str, Any]) -> None:
         re.findall(r"(?<!\$)\$\{?([A-Z_][A-Z0-9_]*)", "\n".join(line.split("#")[0] for line in body.splitlines()))
     )
     defined = set(build["substitutions"]) | BUILTIN_SUBSTITUTIONS
-    secrets = {secret["env"] for secret in build["availableSecrets"]["secretManager"]}
+    secrets = {secret["env"] for secret in build.get("availableSecrets", {}).get("secretManager", [])}
     assert used - defined - secrets == set()
     for step in build["steps"]:
         assert set(step.get("secretEnv", [])) <= secrets
@@ -305,3 +314,77 @@ def test_cloudbuild_digest_flows_from_build_to_deploy(build: dict[str, Any]) -> 
     assert "RepoDigests" in push and "> /workspace/image_digest.txt" in push
     assert "image=$$(cat /workspace/image_digest.txt)" in deploy
     assert steps["build"] < steps["push"] < steps["deploy"] < steps["smoke"]
+
+
+def test_ci_and_cd_run_as_different_accounts(build: dict[str, Any], ci_build: dict[str, Any]) -> None:
+    deploy, ci = build["serviceAccount"], ci_build["serviceAccount"]
+    assert deploy.endswith("/vibesdk-deploy@${PROJECT_ID}.iam.gserviceaccount.com")
+    assert ci.endswith("/vibesdk-ci@${PROJECT_ID}.iam.gserviceaccount.com")
+    # Tests install third-party packages: never in the build that holds deploy rights.
+    assert not any("make test" in " ".join(step.get("args", [])) for step in build["steps"])
+    assert any("make test" in " ".join(step.get("args", [])) for step in ci_build["steps"])
+    assert re.search(r":\d+\.\d+\.\d+-emulators$", ci_build["substitutions"]["_SDK_IMAGE"])
+
+
+def flags(command: str) -> dict[str, str]:
+    return dict(re.findall(r"--([a-z-]+)=(\S+)", command))
+
+
+def test_pipeline_tunes_the_trigger_subscription_as_defined(build: dict[str, Any]) -> None:
+    steps = {step["id"]: step for step in build["steps"]}
+    order = [step["id"] for step in build["steps"]]
+    assert order.index("deploy") < order.index("tune-trigger-subscription") < order.index("smoke")
+    script = " ".join(steps["tune-trigger-subscription"]["args"])
+    assert "gcloud pubsub subscriptions update" in script and "trigger_subscription.txt" in script
+    assert "terraform output -raw trigger_subscription" in " ".join(steps["deploy"]["args"])
+    tuned = SANDBOX_JOB_TRIGGER.tuned
+    given = flags(script)
+    assert given["ack-deadline"] == str(tuned.ack_deadline_seconds)
+    assert given["dead-letter-topic"] == f"projects/${{PROJECT_ID}}/topics/{tuned.dead_letter_topic}"
+    assert given["max-delivery-attempts"] == str(tuned.max_delivery_attempts)
+    assert given["min-retry-delay"] == f"{tuned.retry.minimum_backoff_seconds}s"
+    assert given["max-retry-delay"] == f"{tuned.retry.maximum_backoff_seconds}s"
+    # Ordering can never be turned on for an existing subscription; the job orders a session itself.
+    assert "ordering" not in script and not tuned.message_ordering
+    # The dead-letter policy works only if Pub/Sub's agent may take messages off the trigger's subscription.
+    assert (
+        "trigger = google_eventarc_trigger.sandbox_job.transport[0].pubsub[0].subscription"
+        in (INFRA / "modules" / "sandbox" / "main.tf").read_text()
+    )
+
+
+def variable_default(name: str) -> Any:
+    return declared_variables(INFRA)[name]["default"]
+
+
+def test_job_instance_memory_holds_its_in_memory_disks() -> None:
+    """Cloud Run's file system is the instance's memory: every action's workspace and /tmp count."""
+    process_reserve_mib = 1024  # the job's own Python process, its clients and a command's buffers
+    needed = variable_default("job_concurrency") * (
+        variable_default("workspace_mib") + variable_default("sandbox_tmp_mib")
+    )
+    assert needed + process_reserve_mib <= variable_default("job_memory_mib")
+    text = module_text("sandbox_job")
+    for setting in ("var.job_concurrency", "var.job_memory_mib", "var.workspace_mib", "var.sandbox_tmp_mib"):
+        assert setting in text
+    assert SANDBOX_JOB_TRIGGER.tuned.ack_deadline_seconds <= 3600  # Cloud Run's request timeout ceiling
+
+
+def test_nothing_that_costs_money_idle_is_on_by_default() -> None:
+    assert variable_default("enable_database") is False
+    main = (INFRA / "main.tf").read_text()
+    assert (
+        "count      = var.enable_database ? 1 : 0" in main
+        and "count                        = var.enable_database ? 1 : 0" in main
+    )
+    everything = "\n".join(tf.read_text() for tf in TF_FILES)
+    assert "google_vpc_access_connector" not in everything, "a connector runs at least two instances all the time"
+    assert unquote(declared_variables(INFRA / "modules" / "sql")["availability_type"]["default"]) == "ZONAL"
+    for call in ("control_plane", "sandbox_job", "status_recorder", "sweeper"):
+        assert "min_instances" not in module_text(call)
+
+
+def test_no_secret_reaches_terraform_state() -> None:
+    everything = "\n".join(tf.read_text() for tf in TF_FILES)
+    assert "password" not in everything.replace("password_", "").lower().replace("no password", "")
+    assert "*.tfvars" in (ROOT / ".gitignore").read_text() and "*.tfvars" in (ROOT / ".gcloudignore").read_text()
