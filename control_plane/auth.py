@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import os
 import threading
 import time
 
 from control_plane.keys import PREFIX, KeyStore
 from vibesdk_gcp.errors import TooMany, Unauthenticated
-from vibesdk_gcp.identity import IAP_ISSUERS, bearer, looks_like_jwt, verify_google_token
+from vibesdk_gcp.identity import IAP_ISSUERS, audiences, bearer, looks_like_jwt, verify_google_token
 from vibesdk_gcp.settings import Settings
 
 LOCAL_OWNER = "local"
@@ -33,8 +34,11 @@ class Authenticator:
         if token.startswith(PREFIX + "_"):
             return self._keys.owner_of(token)
         if looks_like_jwt(token):
-            audience = settings.api_audience or settings.public_url
-            return str(verify_google_token(token, audience, settings.google_certs_url)["email"])
+            accepted = audiences(settings.api_audience) or (settings.public_url,)
+            claims = verify_google_token(
+                token, accepted, settings.google_certs_url, service=os.environ.get("K_SERVICE")
+            )
+            return str(claims["email"])
         if settings.api_token and hmac.compare_digest(token.encode(), settings.api_token.encode()):
             if settings.on_google_cloud:
                 raise Unauthenticated("the development token is refused on Google Cloud: use an API key or an ID token")

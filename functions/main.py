@@ -20,7 +20,7 @@ from functions.sweeper import sweep
 from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import from_push_body, from_push_bytes
 from vibesdk_gcp.errors import Busy, Forbidden, PoisonMessage, Unauthenticated
-from vibesdk_gcp.identity import bearer, verify_google_token
+from vibesdk_gcp.identity import audiences, bearer, verify_google_token
 from vibesdk_gcp.metrics import work
 
 # Cloud Run names the service in K_SERVICE; `make dev` names the unit.
@@ -39,9 +39,16 @@ def verify_caller(request: flask.Request) -> None:
     try:
         if not settings.push_service_account:
             raise Forbidden("VIBESDK_PUSH_SERVICE_ACCOUNT is not set: no caller can be accepted")
+        if not settings.push_audience:
+            raise Forbidden("VIBESDK_PUSH_AUDIENCE is not set: the audience never comes from the Host header")
         token = bearer(request.headers.get("Authorization"))
-        audience = settings.push_audience or request.url_root.rstrip("/")
-        verify_google_token(token, audience, settings.google_certs_url, settings.push_service_account)
+        verify_google_token(
+            token,
+            audiences(settings.push_audience),
+            settings.google_certs_url,
+            settings.push_service_account,
+            service=os.environ.get("K_SERVICE"),
+        )
     except Unauthenticated as error:
         flask.abort(401, description=str(error))
     except Forbidden as error:

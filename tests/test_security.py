@@ -335,3 +335,79 @@ def test_active_run_quota_counts_once_a_second_and_confirms_each_refusal() -> No
     now[0] = 5.0
     quota.admit("dave")
     assert counts == ["dave"] * 4
+
+
+# --- the audiences Google may sign a push token for (docs/DEPLOY.md, defect 10)
+
+JOB_SERVICE = "vibesdk-sandbox-job"
+JOB_DETERMINISTIC = f"https://{JOB_SERVICE}-123456789012.europe-west1.run.app"
+
+
+@pytest.fixture
+def job(emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The sandbox job configured as infra/gcp configures it: the deterministic URL, K_SERVICE set by Cloud Run."""
+    env = emulators | {
+        "GOOGLE_CLOUD_PROJECT": f"aud-{uuid.uuid4().hex[:8]}",
+        "VIBESDK_VERIFY_PUSH": "true",
+        "VIBESDK_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT,
+        "VIBESDK_PUSH_AUDIENCE": JOB_DETERMINISTIC,
+        "VIBESDK_GOOGLE_CERTS_URL": signing[1],
+        "K_SERVICE": JOB_SERVICE,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    function_context.context.cache_clear()
+    yield functions_framework.create_app("sandbox_job", str(ROOT / "functions" / "main.py"), "cloudevent").test_client()
+    function_context.context.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("audience", "email", "status"),
+    [
+        (JOB_DETERMINISTIC, PUSH_ACCOUNT, 400),
+        (JOB_DETERMINISTIC + "/", PUSH_ACCOUNT, 400),
+        (f"https://{JOB_SERVICE}-abcdefghij-ew.a.run.app", PUSH_ACCOUNT, 400),  # status.url, Eventarc's default
+        (f"https://{JOB_SERVICE}-abcdefghij-ew.a.run.app/", PUSH_ACCOUNT, 400),
+        ("https://vibesdk-status-recorder-abcdefghij-ew.a.run.app", PUSH_ACCOUNT, 401),  # another service
+        (f"https://{JOB_SERVICE}-abcdefghij-ew.a.run.app.evil.example.test", PUSH_ACCOUNT, 401),
+        ("https://recorder.example.test", PUSH_ACCOUNT, 401),
+        (JOB_DETERMINISTIC, "someone@project.iam.gserviceaccount.com", 403),
+    ],
+    ids=[
+        "deterministic",
+        "deterministic-slash",
+        "status-url",
+        "status-url-slash",
+        "other-service",
+        "lookalike",
+        "elsewhere",
+        "wrong-email",
+    ],
+)
+def test_push_token_audiences_google_may_sign(
+    job: Any, signing: tuple[Any, str], audience: str, email: str, status: int
+) -> None:
+    headers = bearer(token(signing[0], aud=audience, email=email)) | {
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-source": "s",
+        "ce-id": "1",
+    }
+    # Past verification, an empty body is refused as such (400), not as a caller (401/403).
+    response = job.post("/", data=b"{}", headers=headers, content_type="application/json")
+    assert response.status_code == status, response.text
+
+
+def test_push_audience_never_comes_from_the_host_header(
+    job: Any, signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VIBESDK_PUSH_AUDIENCE")
+    function_context.context.cache_clear()
+    app = functions_framework.create_app("sandbox_job", str(ROOT / "functions" / "main.py"), "cloudevent").test_client()
+    headers = bearer(token(signing[0], aud="http://localhost", email=PUSH_ACCOUNT)) | {
+        "ce-specversion": "1.0",
+        "ce-type": "t",
+        "ce-source": "s",
+        "ce-id": "1",
+    }
+    assert app.post("/", data=b"{}", headers=headers, content_type="application/json").status_code == 403
