@@ -21,7 +21,9 @@ TERMINAL = ("succeeded", "failed")
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = dict(os.environ) | {"VIBESDK_API_TOKEN": TOKEN}
+    # Each unit notes the Google permissions it uses (vibesdk_gcp/access.py): test_iam.py reads them.
+    access = tmp_path_factory.mktemp("access")
+    env = dict(os.environ) | {"VIBESDK_API_TOKEN": TOKEN, "VIBESDK_ACCESS_DIR": str(access)}
     stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
     yield stack
     stack.stop()
