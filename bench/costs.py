@@ -40,7 +40,7 @@ def sandbox_overhead(repeats: int) -> dict[str, Any]:
     finally:
         shutil.rmtree(root)
     return {
-        "isolation": "bubblewrap" if sandbox.bubblewrap() else "resource limits only",
+        "isolation": "bubblewrap" if sandbox.bubblewrap() else "none (VIBESDK_UNSAFE_NO_ISOLATION)",
         "repeats": repeats,
         "bare_ms": _median_ms(bare),
         "sandboxed_ms": _median_ms(isolated),

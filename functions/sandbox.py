@@ -2,10 +2,10 @@
 
 With bubblewrap, a command sees only the system's read-only /usr and a few
 /etc files, its workspace at /workspace and a private /tmp, in fresh user,
-PID, IPC, UTS and (unless allowed) network namespaces: no job environment,
+PID, IPC, UTS and network namespaces (never the job's network): no job environment,
 credentials, source tree, emulators or metadata server. Where namespaces are
-unavailable it falls back, with a warning, to resource limits alone. Both
-ways it runs under an unprivileged uid when the job is root (so that the
+unavailable, commands are refused (fail closed, ../shared/DESIGN.md), unless
+VIBESDK_UNSAFE_NO_ISOLATION=true on a local stack (refused on Google Cloud). It runs under an unprivileged uid when the job is root (so that the
 process limit binds) with limits on CPU time, memory, processes and file
 size, a wall-clock timeout that kills the whole process group, and a
 watchdog on the workspace's size.
@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("functions.sandbox")
@@ -46,7 +47,6 @@ ETC_ENTRIES = (
     "localtime",
     "mime.types",
 )
-NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts")
 KILL_GRACE_SECONDS = 2.0
 WATCH_INTERVAL_SECONDS = 0.1
 
@@ -74,12 +74,25 @@ class CommandResult:
     killed_reason: str | None = None  # "timeout" or "workspace over quota"
 
 
+class IsolationUnavailable(ActionFailed):
+    """No isolation backend works here: the command is refused, never run without one."""
+
+
+def unsafe_without_isolation() -> bool:
+    """VIBESDK_UNSAFE_NO_ISOLATION=true runs commands with limits only: a local stack's choice alone."""
+    if os.environ.get("VIBESDK_UNSAFE_NO_ISOLATION", "").lower() != "true":
+        return False
+    if Settings.from_env().on_google_cloud or os.environ.get("K_SERVICE"):
+        raise IsolationUnavailable("VIBESDK_UNSAFE_NO_ISOLATION is refused on Google Cloud; nothing was run")
+    return True
+
+
 @functools.cache
 def bubblewrap() -> str | None:
     """bwrap's path when it can make namespaces here, else None (and a warning)."""
     path = shutil.which("bwrap")
     if path is None:
-        logger.warning("bubblewrap is not installed: commands run with resource limits only")
+        logger.warning("bubblewrap is not installed: sandboxed commands are refused")
         return None
     probe = subprocess.run(
         [path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
@@ -88,7 +101,7 @@ def bubblewrap() -> str | None:
     )
     if probe.returncode != 0:
         logger.warning(
-            "bubblewrap cannot create namespaces here (%s): commands run with resource limits only",
+            "bubblewrap cannot create namespaces here (%s): sandboxed commands are refused",
             probe.stderr.decode(errors="replace").strip(),
         )
         return None
@@ -119,11 +132,11 @@ def prepare_workspace(path: Path) -> None:
             os.chown(os.path.join(dirpath, name), *ids, follow_symlinks=False)
 
 
-def _bwrap_argv(bwrap: str, workspace: Path, tmp: Path, allow_network: bool) -> list[str]:
-    # --unshare-user: the process limit is counted per user namespace (see _argv).
+def _bwrap_argv(bwrap: str, workspace: Path, tmp: Path) -> list[str]:
+    # --unshare-user: the process limit is counted per user namespace (see _argv). The network
+    # namespace is never shared: the job's network reaches the emulators, the API and, on Google
+    # Cloud, the metadata server and its credentials.
     argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
-    if allow_network:
-        argv.append("--share-net")
     argv += ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
     for link in ("bin", "lib", "lib64", "sbin"):
         top = Path("/") / link
@@ -131,7 +144,7 @@ def _bwrap_argv(bwrap: str, workspace: Path, tmp: Path, allow_network: bool) -> 
             argv += ["--symlink", os.readlink(top), str(top)]
         elif top.exists():
             argv += ["--ro-bind", str(top), str(top)]
-    for entry in ETC_ENTRIES + (NETWORK_ETC_ENTRIES if allow_network else ()):
+    for entry in ETC_ENTRIES:
         if (Path("/etc") / entry).exists():
             argv += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
     argv += ["--bind", str(tmp), "/tmp", "--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
@@ -192,17 +205,15 @@ def _limits(limits: Limits, cpu_seconds: int, processes: int) -> list[str]:
     ]
 
 
-def _argv(
-    command: str, bwrap: str | None, workspace: Path, tmp: Path, allow_network: bool, limits: Limits, cpu: int
-) -> list[str]:
+def _argv(command: str, bwrap: str | None, workspace: Path, tmp: Path, limits: Limits, cpu: int) -> list[str]:
     shell = ["/bin/sh", "-c", command]
     if bwrap and _per_namespace_process_count():
         # Limits set inside bwrap's user namespace: the process limit counts this sandbox's
         # tasks only, so no scan of /proc for the uid's other commands is needed.
         inside = _limits(limits, cpu, limits.processes) + shell
-        return _drop_privileges() + _bwrap_argv(bwrap, workspace, tmp, allow_network) + ["--", *inside]
+        return _drop_privileges() + _bwrap_argv(bwrap, workspace, tmp) + ["--", *inside]
     if bwrap:
-        shell = _bwrap_argv(bwrap, workspace, tmp, allow_network) + ["--", *shell]
+        shell = _bwrap_argv(bwrap, workspace, tmp) + ["--", *shell]
     return _drop_privileges() + _limits(limits, cpu, _process_budget(limits)) + shell
 
 
@@ -222,11 +233,15 @@ def run_command(
     workspace: Path,
     timeout_seconds: float,
     env: dict[str, str] | None = None,
-    allow_network: bool = False,
     limits: Limits = Limits(),
 ) -> CommandResult:
     """Run `/bin/sh -c command` in the workspace and wait for it, within every bound."""
     bwrap = bubblewrap()
+    if bwrap is None and not unsafe_without_isolation():
+        raise IsolationUnavailable(
+            "sandboxed commands are refused: no isolation backend works here (bubblewrap is missing or "
+            "cannot create user namespaces); nothing was run"
+        )
     with tempfile.TemporaryDirectory(prefix="vibesdk-run-") as scratch:
         scratch_path = Path(scratch)
         scratch_path.chmod(0o711)  # the sandbox uid must reach its /tmp, and list nothing here
@@ -243,7 +258,7 @@ def run_command(
             "CI": "true",
         }
         child_env = base_env | (env or {})
-        argv = _argv(command, bwrap, workspace, tmp, allow_network, limits, int(timeout_seconds) + 1)
+        argv = _argv(command, bwrap, workspace, tmp, limits, int(timeout_seconds) + 1)
         stdout_path, stderr_path = scratch_path / "stdout", scratch_path / "stderr"
         started = time.monotonic()
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from functions import sandbox
+from functions.actions.commands import execute_commands
 from functions.sandbox import Limits, prepare_workspace, run_command
+from vibesdk_gcp.errors import ActionFailed
+from vibesdk_gcp.params import ExecuteCommandsParams
+from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 needs_bwrap = pytest.mark.skipif(sandbox.bubblewrap() is None, reason="bubblewrap cannot make namespaces here")
@@ -116,10 +120,11 @@ def test_no_network_to_loopback_services(workspace: Path, listener: int) -> None
     assert b"Connection refused" in result.stderr or b"unreachable" in result.stderr
 
 
-@needs_bwrap
-def test_network_only_when_allowed(workspace: Path, listener: int) -> None:
-    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {listener}), 2)\""
-    assert run_command(probe, workspace, 10, allow_network=True).exit_code == 0
+def test_allow_network_is_refused_until_the_egress_proxy_exists() -> None:
+    request = SandboxRequest(sessionId="s", runId="r", action="executeCommands", issuedAt=utcnow(), owner="o")
+    params = ExecuteCommandsParams(commands=["true"], allowNetwork=True)
+    with pytest.raises(ActionFailed, match="allowNetwork is refused"):
+        execute_commands(request, params, None)  # type: ignore[arg-type]  # refused before any use of it
 
 
 def test_timeout_kills_the_whole_group(workspace: Path) -> None:
@@ -181,8 +186,11 @@ def test_output_is_captured_beyond_pipe_size(workspace: Path) -> None:
     assert len(result.stdout) == 300000
 
 
-def test_fallback_without_namespaces_still_bounds(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unsafe_local_mode_without_namespaces_still_bounds(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
+    monkeypatch.setenv("VIBESDK_UNSAFE_NO_ISOLATION", "true")
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # a local stack
+    monkeypatch.delenv("K_SERVICE", raising=False)
     monkeypatch.setenv("VIBESDK_TEST_SECRET", "hunter2")
     result = run_command('echo "[$VIBESDK_TEST_SECRET]"; pwd', workspace, 10)
     assert result.stdout.startswith(b"[]\n")
@@ -191,3 +199,20 @@ def test_fallback_without_namespaces_still_bounds(workspace: Path, monkeypatch: 
         target = PROJECT_ROOT / "functions" / "escaped.txt"
         assert run_command(f"echo pwned > {target}", workspace, 10).exit_code != 0
         assert not target.exists()
+
+
+def test_commands_are_refused_without_isolation(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
+    monkeypatch.delenv("VIBESDK_UNSAFE_NO_ISOLATION", raising=False)
+    with pytest.raises(sandbox.IsolationUnavailable, match="no isolation backend works here"):
+        run_command("touch ran", workspace, 10)
+    assert not (workspace / "ran").exists()
+
+
+def test_running_without_isolation_is_refused_on_google_cloud(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
+    monkeypatch.setenv("VIBESDK_UNSAFE_NO_ISOLATION", "true")
+    monkeypatch.setenv("K_SERVICE", "vibesdk-sandbox-job")
+    with pytest.raises(sandbox.IsolationUnavailable, match="refused on Google Cloud"):
+        run_command("touch ran", workspace, 10)
+    assert not (workspace / "ran").exists()

@@ -90,6 +90,13 @@ def _command_entry(ctx: Context, outcome: CommandResult, log: str) -> Result:
 
 
 def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx: Context) -> Result:
+    if params.allowNetwork:
+        # Fail closed (../shared/DESIGN.md): network for a command may only go through an egress proxy
+        # that admits allow-listed hosts, and until there is one no command gets any network.
+        raise ActionFailed(
+            "allowNetwork is refused: sandboxed commands get network only through the allow-list egress "
+            "proxy, which this runtime does not run yet; no command was run"
+        )
     instance = require_instance(ctx, request.sessionId)
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
@@ -97,9 +104,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
     timeout = params.timeout or ctx.settings.command_timeout_seconds
     results: list[Result] = []
     for index, command in enumerate(params.commands):
-        outcome = run_command(
-            command, workspace.path, timeout, instance.envVars, params.allowNetwork, Limits.of(ctx.settings)
-        )
+        outcome = run_command(command, workspace.path, timeout, instance.envVars, limits=Limits.of(ctx.settings))
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
         errors = parse_errors(entry["error"] + "\n" + entry["output"], command)
