@@ -8,11 +8,11 @@ import secrets
 from typing import Any
 
 from functions.actions.commands import MAX_SCANNED_LINE, excerpt
-from functions.actions.common import require_instance
+from functions.actions.common import require_instance, run_in_sandbox
 from functions.actions.files import inside
 from functions.context import Context
 from functions.instances import Instance, save_instance, workspace_of
-from functions.sandbox import Limits, prepare_workspace, run_command
+from functions.sandbox import prepare_workspace
 from functions.workspace import Workspace
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import PREVIEWS_BUCKET
@@ -66,13 +66,7 @@ def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, fi
         command = f"{command} -- " + " ".join(
             _quote(inside(workspace.path, f).relative_to(workspace.path).as_posix()) for f in files
         )
-    outcome = run_command(
-        str(command),
-        workspace.path,
-        ctx.settings.command_timeout_seconds,
-        instance.envVars,
-        limits=Limits.of(ctx.settings),
-    )
+    outcome = run_in_sandbox(ctx, str(command), workspace.path, instance.envVars)
     output = outcome.stdout.decode(errors="replace") + "\n" + outcome.stderr.decode(errors="replace")
     issues = parse_issues(output)
     if outcome.killed_reason or (outcome.exit_code != 0 and not issues):
@@ -120,13 +114,7 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Re
     prepare_workspace(workspace.path)
     build_result = None
     if build:
-        outcome = run_command(
-            str(build),
-            workspace.path,
-            ctx.settings.command_timeout_seconds,
-            instance.envVars,
-            limits=Limits.of(ctx.settings),
-        )
+        outcome = run_in_sandbox(ctx, str(build), workspace.path, instance.envVars)
         workspace.save()
         output, _ = excerpt(outcome.stdout, ctx.settings.output_excerpt_bytes)
         errors, _ = excerpt(outcome.stderr, ctx.settings.output_excerpt_bytes)

@@ -6,10 +6,10 @@ import re
 import time
 from typing import Any
 
-from functions.actions.common import require_instance
+from functions.actions.common import require_instance, run_in_sandbox
 from functions.context import Context
 from functions.instances import save_instance, workspace_of
-from functions.sandbox import CommandResult, Limits, prepare_workspace, run_command
+from functions.sandbox import CommandResult, prepare_workspace
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET
 from vibesdk_gcp.params import ExecuteCommandsParams, GetLogsParams, Params
@@ -104,7 +104,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
     timeout = params.timeout or ctx.settings.command_timeout_seconds
     results: list[Result] = []
     for index, command in enumerate(params.commands):
-        outcome = run_command(command, workspace.path, timeout, instance.envVars, limits=Limits.of(ctx.settings))
+        outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, timeout)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
         errors = parse_errors(entry["error"] + "\n" + entry["output"], command)

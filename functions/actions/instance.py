@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from functions import templates
-from functions.actions.common import require_instance
+from functions.actions.common import require_instance, run_in_sandbox
 from functions.context import Context
 from functions.instances import INSTANCES_PREFIX, Instance, delete_instance, load_instance, save_instance, workspace_of
-from functions.sandbox import Limits, prepare_workspace, run_command
+from functions.sandbox import prepare_workspace
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, WORKSPACES_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
@@ -46,13 +46,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
     prepare_workspace(workspace.path)
     init_output = None
     if params.initCommand:
-        outcome = run_command(
-            params.initCommand,
-            workspace.path,
-            ctx.settings.command_timeout_seconds,
-            params.envVars,
-            limits=Limits.of(ctx.settings),
-        )
+        outcome = run_in_sandbox(ctx, params.initCommand, workspace.path, params.envVars)
         init_output = outcome.stdout.decode(errors="replace")[-4096:]
         if outcome.exit_code != 0:
             stderr = outcome.stderr.decode(errors="replace")[-2048:]
