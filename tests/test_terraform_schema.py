@@ -20,8 +20,12 @@ INFRA = Path(__file__).resolve().parent.parent / "infra" / "gcp"
 TF_FILES = sorted(INFRA.rglob("*.tf"))
 META_ARGUMENTS = {"count", "for_each", "depends_on", "lifecycle", "provider", "provisioner", "connection"}
 # Providers other than Google's that infra/gcp may use, with their schema written out
-# (registry.terraform.io/providers/hashicorp/time/latest/docs/resources/sleep).
+# (registry.terraform.io/providers/hashicorp/time/latest/docs/resources/sleep, and Terraform's
+# built-in terraform_data: developer.hashicorp.com/terraform/language/resources/terraform-data).
 OTHER_SCHEMAS: dict[str, provider_schema.Block] = {
+    "resource.terraform_data": {
+        "args": {name: {"required": False, "block": None} for name in ("input", "triggers_replace", "output", "id")}
+    },
     "resource.time_sleep": {
         "args": {
             name: {"required": False, "block": None}

@@ -1,4 +1,4 @@
-# Native-mode database, the index the stale-run sweep needs, and a TTL on old runs.
+# Native-mode database, the indexes the code's queries need (tests/test_indexes.py), and a TTL on old runs.
 resource "google_firestore_database" "database" {
   project                           = var.project_id
   name                              = "(default)"
@@ -7,23 +7,6 @@ resource "google_firestore_database" "database" {
   concurrency_mode                  = "OPTIMISTIC"
   point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
   delete_protection_state           = var.delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
-}
-
-# Runs by status and age, across sessions: what finds runs stuck past their lease.
-resource "google_firestore_index" "runs_by_status_and_update" {
-  project     = var.project_id
-  database    = google_firestore_database.database.name
-  collection  = var.runs_subcollection
-  query_scope = "COLLECTION_GROUP"
-
-  fields {
-    field_path = "status"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "updatedAt"
-    order      = "ASCENDING"
-  }
 }
 
 # An owner's queued and running runs: what the per-owner limit counts.

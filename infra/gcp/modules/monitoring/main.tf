@@ -4,6 +4,18 @@ locals {
   channels = concat(var.notification_channels, [for channel in google_monitoring_notification_channel.email : channel.id])
 }
 
+# Every alert goes to these; an apply that would give them nowhere to go fails here, once.
+resource "terraform_data" "alert_channels" {
+  input = local.channels
+
+  lifecycle {
+    precondition {
+      condition     = length(local.channels) > 0
+      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
+    }
+  }
+}
+
 resource "google_monitoring_notification_channel" "email" {
   for_each = toset(var.alert_emails)
 
@@ -50,14 +62,7 @@ resource "google_monitoring_alert_policy" "dead_letter_backlog" {
     }
   }
 
-  notification_channels = local.channels
-
-  lifecycle {
-    precondition {
-      condition     = length(local.channels) > 0
-      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
-    }
-  }
+  notification_channels = terraform_data.alert_channels.output
 }
 
 resource "google_monitoring_alert_policy" "oldest_unacked" {
@@ -79,14 +84,7 @@ resource "google_monitoring_alert_policy" "oldest_unacked" {
     }
   }
 
-  notification_channels = local.channels
-
-  lifecycle {
-    precondition {
-      condition     = length(local.channels) > 0
-      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
-    }
-  }
+  notification_channels = terraform_data.alert_channels.output
 }
 
 resource "google_monitoring_alert_policy" "job_errors" {
@@ -109,14 +107,7 @@ resource "google_monitoring_alert_policy" "job_errors" {
     }
   }
 
-  notification_channels = local.channels
-
-  lifecycle {
-    precondition {
-      condition     = length(local.channels) > 0
-      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
-    }
-  }
+  notification_channels = terraform_data.alert_channels.output
 }
 
 resource "google_monitoring_alert_policy" "stale_runs" {
@@ -140,14 +131,7 @@ resource "google_monitoring_alert_policy" "stale_runs" {
 
   depends_on = [time_sleep.stale_runs_metric]
 
-  notification_channels = local.channels
-
-  lifecycle {
-    precondition {
-      condition     = length(local.channels) > 0
-      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
-    }
-  }
+  notification_channels = terraform_data.alert_channels.output
 }
 
 # 401 and 403 answers of any unit: a caller or a push identity being refused, over and over.
@@ -172,14 +156,7 @@ resource "google_monitoring_alert_policy" "refused_callers" {
     }
   }
 
-  notification_channels = local.channels
-
-  lifecycle {
-    precondition {
-      condition     = length(local.channels) > 0
-      error_message = "Alerts need somewhere to go: set alert_emails or notification_channels."
-    }
-  }
+  notification_channels = terraform_data.alert_channels.output
 }
 
 resource "google_monitoring_dashboard" "runtime" {
