@@ -261,23 +261,31 @@ def test_security_headers_and_cors(cloud: tuple[TestClient, KeyStore]) -> None:
 # --- push and Eventarc deliveries
 
 
-@pytest.fixture
-def recorder(emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    env = emulators | {
+CE_HEADERS = {"ce-specversion": "1.0", "ce-type": "t", "ce-source": "s", "ce-id": "1"}
+
+
+def verifying_functions(
+    monkeypatch: pytest.MonkeyPatch, emulators: dict[str, str], signing: tuple[Any, str], **env: str
+) -> dict[str, Any]:
+    """functions/main.py's targets as test clients, verifying pushes as on Google Cloud."""
+    settings = emulators | {
         "GOOGLE_CLOUD_PROJECT": f"push-{uuid.uuid4().hex[:8]}",
         "VIBESDK_VERIFY_PUSH": "true",
         "VIBESDK_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT,
-        "VIBESDK_PUSH_AUDIENCE": RECORDER,
         "VIBESDK_GOOGLE_CERTS_URL": signing[1],
     }
-    for key, value in env.items():
+    for key, value in (settings | env).items():
         monkeypatch.setenv(key, value)
     function_context.context.cache_clear()
-    apps = {
+    return {
         target: functions_framework.create_app(target, str(ROOT / "functions" / "main.py"), signature).test_client()
         for target, signature in (("status_recorder", "http"), ("sandbox_job", "cloudevent"))
     }
-    yield apps
+
+
+@pytest.fixture
+def recorder(emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    yield verifying_functions(monkeypatch, emulators, signing, VIBESDK_PUSH_AUDIENCE=RECORDER)
     function_context.context.cache_clear()
 
 
@@ -300,7 +308,7 @@ def push_token(signer: Any, **overrides: Any) -> str:
 def test_unverified_deliveries_are_refused(
     recorder: Any, signing: tuple[Any, str], make_header: Any, status: int, target: str
 ) -> None:
-    headers = make_header(signing[0]) | {"ce-specversion": "1.0", "ce-type": "t", "ce-source": "s", "ce-id": "1"}
+    headers = make_header(signing[0]) | CE_HEADERS
     response = recorder[target].post("/", data=b"{}", headers=headers, content_type="application/json")
     assert response.status_code == status
 
@@ -346,18 +354,10 @@ JOB_DETERMINISTIC = f"https://{JOB_SERVICE}-123456789012.europe-west1.run.app"
 @pytest.fixture
 def job(emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The sandbox job configured as infra/gcp configures it: the deterministic URL, K_SERVICE set by Cloud Run."""
-    env = emulators | {
-        "GOOGLE_CLOUD_PROJECT": f"aud-{uuid.uuid4().hex[:8]}",
-        "VIBESDK_VERIFY_PUSH": "true",
-        "VIBESDK_PUSH_SERVICE_ACCOUNT": PUSH_ACCOUNT,
-        "VIBESDK_PUSH_AUDIENCE": JOB_DETERMINISTIC,
-        "VIBESDK_GOOGLE_CERTS_URL": signing[1],
-        "K_SERVICE": JOB_SERVICE,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    function_context.context.cache_clear()
-    yield functions_framework.create_app("sandbox_job", str(ROOT / "functions" / "main.py"), "cloudevent").test_client()
+    apps = verifying_functions(
+        monkeypatch, emulators, signing, VIBESDK_PUSH_AUDIENCE=JOB_DETERMINISTIC, K_SERVICE=JOB_SERVICE
+    )
+    yield apps["sandbox_job"]
     function_context.context.cache_clear()
 
 
@@ -387,12 +387,7 @@ def job(emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest
 def test_push_token_audiences_google_may_sign(
     job: Any, signing: tuple[Any, str], audience: str, email: str, status: int
 ) -> None:
-    headers = bearer(token(signing[0], aud=audience, email=email)) | {
-        "ce-specversion": "1.0",
-        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-        "ce-source": "s",
-        "ce-id": "1",
-    }
+    headers = bearer(token(signing[0], aud=audience, email=email)) | CE_HEADERS
     # Past verification, an empty body is refused as such (400), not as a caller (401/403).
     response = job.post("/", data=b"{}", headers=headers, content_type="application/json")
     assert response.status_code == status, response.text
@@ -404,10 +399,7 @@ def test_push_audience_never_comes_from_the_host_header(
     monkeypatch.delenv("VIBESDK_PUSH_AUDIENCE")
     function_context.context.cache_clear()
     app = functions_framework.create_app("sandbox_job", str(ROOT / "functions" / "main.py"), "cloudevent").test_client()
-    headers = bearer(token(signing[0], aud="http://localhost", email=PUSH_ACCOUNT)) | {
-        "ce-specversion": "1.0",
-        "ce-type": "t",
-        "ce-source": "s",
-        "ce-id": "1",
-    }
-    assert app.post("/", data=b"{}", headers=headers, content_type="application/json").status_code == 403
+    headers = bearer(token(signing[0], aud="http://localhost", email=PUSH_ACCOUNT)) | CE_HEADERS
+    response = app.post("/", data=b"{}", headers=headers, content_type="application/json")
+    assert response.status_code == 403
+    assert "VIBESDK_PUSH_AUDIENCE is not set" in response.text

@@ -31,7 +31,7 @@ OTHER_SCHEMAS: dict[str, provider_schema.Block] = {
             name: {"required": False, "block": None}
             for name in ("create_duration", "destroy_duration", "triggers", "id")
         }
-    }
+    },
 }
 
 
