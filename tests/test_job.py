@@ -14,11 +14,18 @@ import pytest
 
 from devstack.templates import upload_templates
 from functions.context import Context
-from functions.deadletters import DeadLetterBox
+from functions.deadletters import PUBSUB_SOURCE, DeadLetterBox, _source_topic
 from functions.job import handle_request
 from vibesdk_gcp import clients
 from vibesdk_gcp.envelope import PubsubMessage, from_push_body
-from vibesdk_gcp.names import DEAD_LETTER_SUBSCRIPTION, DEAD_LETTER_TOPIC, STATUS_TOPIC
+from vibesdk_gcp.names import (
+    DEAD_LETTER_SUBSCRIPTION,
+    DEAD_LETTER_TOPIC,
+    REQUESTS_TOPIC,
+    SANDBOX_JOB_SUBSCRIPTION,
+    STATUS_RECORDER_SUBSCRIPTION,
+    STATUS_TOPIC,
+)
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
 
 
@@ -209,3 +216,17 @@ def test_slow_action_publishes_running_first(context: Context, session: str) -> 
     events = sorted((json.loads(m.message.data) for m in response.received_messages), key=lambda e: e["seq"])
     subscriber.close()
     assert [(e["seq"], e["status"]) for e in events][:1] == [(1, "running")]
+
+
+@pytest.mark.parametrize(
+    ("subscription", "topic"),
+    [
+        # What the local stack names the trigger's subscription, and what Eventarc names it on Google Cloud.
+        (f"projects/p/subscriptions/{SANDBOX_JOB_SUBSCRIPTION}", REQUESTS_TOPIC),
+        ("projects/p/subscriptions/eventarc-europe-west1-vibesdk-sandbox-job-123-sub-456", REQUESTS_TOPIC),
+        (f"projects/p/subscriptions/{STATUS_RECORDER_SUBSCRIPTION}", STATUS_TOPIC),
+        ("projects/p/subscriptions/someone-elses", ""),
+    ],
+)
+def test_dead_letters_name_their_source_topic(subscription: str, topic: str) -> None:
+    assert _source_topic({PUBSUB_SOURCE: subscription}) == topic
