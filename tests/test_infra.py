@@ -388,3 +388,11 @@ def test_no_secret_reaches_terraform_state() -> None:
     everything = "\n".join(tf.read_text() for tf in TF_FILES)
     assert "password" not in everything.replace("password_", "").lower().replace("no password", "")
     assert "*.tfvars" in (ROOT / ".gitignore").read_text() and "*.tfvars" in (ROOT / ".gcloudignore").read_text()
+
+
+def test_deploy_refuses_to_run_without_an_alert_address(build: dict[str, Any]) -> None:
+    deploy = " ".join(next(step for step in build["steps"] if step["id"] == "deploy")["args"])
+    assert 'test -n "${_ALERT_EMAIL}"' in deploy and deploy.index("test -n") < deploy.index("terraform apply")
+    assert build["substitutions"]["_ALERT_EMAIL"] == ""
+    validation = declared_variables(INFRA)["alert_emails"]["validation"]
+    assert "regex" in str(validation)

@@ -109,6 +109,11 @@ variable "alert_emails" {
   type        = list(string)
   description = "Addresses the alerts are mailed to (an email channel is made for each)."
   default     = []
+
+  validation {
+    condition     = alltrue([for email in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+$", email))])
+    error_message = "Each of alert_emails must be an email address."
+  }
 }
 
 variable "force_destroy" {
