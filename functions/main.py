@@ -13,6 +13,7 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from functions import isolation
 from functions.context import context
 from functions.job import handle_request
 from functions.recorder import record
@@ -53,6 +54,20 @@ def verify_caller(request: flask.Request) -> None:
         flask.abort(401, description=str(error))
     except Forbidden as error:
         flask.abort(403, description=str(error))
+
+
+def healthz() -> flask.typing.ResponseReturnValue:
+    """Whether this instance can run sandboxed commands, and with which isolation backend."""
+    state = isolation.status()
+    return {"status": "ok" if state["backend"] else "isolation unavailable", "isolation": state}, (
+        200 if state["backend"] else 503
+    )
+
+
+# GET /healthz beside the job's own routes (functions-framework loads this module inside its app,
+# named after the target).
+if flask.has_app_context() and flask.current_app.name == "sandbox_job":
+    flask.current_app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
 
 
 @functions_framework.cloud_event

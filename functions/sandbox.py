@@ -1,24 +1,18 @@
 """Runs one shell command of a sandboxed app, bounded and cut off from the job.
 
-With bubblewrap, a command sees only the system's read-only /usr and a few
-/etc files, its workspace at /workspace and a private /tmp, in fresh user,
-PID, IPC, UTS and network namespaces (never the job's network): no job environment,
-credentials, source tree, emulators or metadata server. Where namespaces are
-unavailable, commands are refused (fail closed, ../shared/DESIGN.md), unless
-VIBESDK_UNSAFE_NO_ISOLATION=true on a local stack (refused on Google Cloud). It runs under an unprivileged uid when the job is root (so that the
-process limit binds) with limits on CPU time, memory, processes and file
-size, a wall-clock timeout that kills the whole process group, and a
-watchdog on the workspace's size.
+The command runs in the isolation backend this job selected (functions/isolation.py: bubblewrap,
+Cloud Run sandboxes, or, locally and only when asked by name, none): its workspace at /workspace,
+a private /tmp, no job environment, credentials, source tree, emulators or metadata server, and
+never the job's network. When its run may use the network, its only way out is the egress proxy
+(functions/egress.py). Either way it runs under an unprivileged uid when the job is root (so that
+the process limit binds), with limits on CPU time, memory, processes and file size, a wall-clock
+timeout that kills the whole process group, and a watchdog on the workspace's and /tmp's size.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
-import platform
 import select
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -27,41 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vibesdk_gcp.errors import ActionFailed
-from vibesdk_gcp.settings import Settings
+from functions import egress, isolation
+from functions.isolation import IsolationUnavailable, Limits, NoIsolation, sandbox_ids
 
-logger = logging.getLogger("functions.sandbox")
+__all__ = ["CommandResult", "Egress", "IsolationUnavailable", "Limits", "prepare_workspace", "run_command"]
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-# /etc entries a toolchain needs to start; nothing with secrets.
-ETC_ENTRIES = (
-    "alternatives",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "passwd",
-    "group",
-    "nsswitch.conf",
-    "ssl",
-    "ca-certificates",
-    "localtime",
-    "mime.types",
-)
 KILL_GRACE_SECONDS = 2.0
 WATCH_INTERVAL_SECONDS = 0.1
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_bytes: int = 4 << 30
-    processes: int = 256
-    file_bytes: int = 256 << 20
-    workspace_bytes: int = 1 << 30
-    tmp_bytes: int = 256 << 20
-
-    @classmethod
-    def of(cls, settings: Settings) -> Limits:
-        return cls(workspace_bytes=settings.workspace_bytes, tmp_bytes=settings.sandbox_tmp_bytes)
+# Inside the sandbox: the proxy's socket in the command's /tmp, and the port the bridge opens.
+EGRESS_SOCKET = ".vibesdk-egress.sock"
+EGRESS_PORT = 3128
+BRIDGE_SOURCE = (Path(__file__).parent / "egress_bridge.py").read_text()
+# Start the bridge (it returns once its port is open), then the command itself.
+WITH_BRIDGE = (
+    'python3 -c "$1" "$2" "$3" || { echo "the egress bridge did not start" >&2; exit 125; }; '
+    'shift 3; exec /bin/sh -c "$1"'
+)
 
 
 @dataclass(frozen=True)
@@ -74,56 +50,17 @@ class CommandResult:
     killed_reason: str | None = None  # "timeout" or "workspace over quota"
 
 
-class IsolationUnavailable(ActionFailed):
-    """No isolation backend works here: the command is refused, never run without one."""
+@dataclass(frozen=True)
+class Egress:
+    """A command that may reach the allow-listed hosts, through the proxy, on behalf of one run."""
 
-
-def unsafe_without_isolation() -> bool:
-    """VIBESDK_UNSAFE_NO_ISOLATION=true runs commands with limits only: a local stack's choice alone."""
-    if os.environ.get("VIBESDK_UNSAFE_NO_ISOLATION", "").lower() != "true":
-        return False
-    if Settings.from_env().on_google_cloud or os.environ.get("K_SERVICE"):
-        raise IsolationUnavailable("VIBESDK_UNSAFE_NO_ISOLATION is refused on Google Cloud; nothing was run")
-    return True
-
-
-@functools.cache
-def bubblewrap() -> str | None:
-    """bwrap's path when it can make namespaces here, else None (and a warning)."""
-    path = shutil.which("bwrap")
-    if path is None:
-        logger.warning("bubblewrap is not installed: sandboxed commands are refused")
-        return None
-    probe = subprocess.run(
-        [path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-        capture_output=True,
-        **_drop_privileges_kwargs(),
-    )
-    if probe.returncode != 0:
-        logger.warning(
-            "bubblewrap cannot create namespaces here (%s): sandboxed commands are refused",
-            probe.stderr.decode(errors="replace").strip(),
-        )
-        return None
-    return path
-
-
-def _sandbox_ids() -> tuple[int, int] | None:
-    """The unprivileged uid and gid commands run as when the job itself is root."""
-    if os.geteuid() != 0:
-        return None
-    uid = int(os.environ.get("VIBESDK_SANDBOX_UID", "65534"))
-    return uid, int(os.environ.get("VIBESDK_SANDBOX_GID", str(uid)))
-
-
-def _drop_privileges_kwargs() -> dict[str, object]:
-    ids = _sandbox_ids()
-    return {"user": ids[0], "group": ids[1], "extra_groups": []} if ids else {}
+    session_id: str
+    run_id: str
 
 
 def prepare_workspace(path: Path) -> None:
     """Hand the workspace to the sandbox uid so commands can write it, and nothing else."""
-    ids = _sandbox_ids()
+    ids = sandbox_ids()
     if ids is None:
         return
     for dirpath, _dirnames, filenames in os.walk(path):
@@ -132,89 +69,10 @@ def prepare_workspace(path: Path) -> None:
             os.chown(os.path.join(dirpath, name), *ids, follow_symlinks=False)
 
 
-def _bwrap_argv(bwrap: str, workspace: Path, tmp: Path) -> list[str]:
-    # --unshare-user: the process limit is counted per user namespace (see _argv). The network
-    # namespace is never shared: the job's network reaches the emulators, the API and, on Google
-    # Cloud, the metadata server and its credentials.
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
-    argv += ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
-    for link in ("bin", "lib", "lib64", "sbin"):
-        top = Path("/") / link
-        if top.is_symlink():
-            argv += ["--symlink", os.readlink(top), str(top)]
-        elif top.exists():
-            argv += ["--ro-bind", str(top), str(top)]
-    for entry in ETC_ENTRIES:
-        if (Path("/etc") / entry).exists():
-            argv += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
-    argv += ["--bind", str(tmp), "/tmp", "--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
-    # The root bwrap builds is a tmpfs outside every quota: freeze it.
-    argv += ["--remount-ro", "/"]
-    return argv
-
-
-def _tasks_of(uid: int) -> int:
-    """Threads and processes the uid already runs: RLIMIT_NPROC counts them all."""
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    count += len(os.listdir(f"/proc/{entry.name}/task"))
-            except (FileNotFoundError, PermissionError):
-                pass
-    return count
-
-
-def _process_budget(limits: Limits) -> int:
-    """RLIMIT_NPROC for a command run outside bubblewrap: the uid's tasks elsewhere count too."""
-    ids = _sandbox_ids()
-    return limits.processes + _tasks_of(ids[0] if ids else os.getuid())
-
-
-@functools.cache
-def _per_namespace_process_count() -> bool:
-    """Linux 5.14+ counts RLIMIT_NPROC per user namespace: one set inside bwrap binds that sandbox alone."""
-    try:
-        major, minor = (int(part) for part in platform.release().split(".")[:2])
-    except ValueError:
-        return False
-    return (major, minor) >= (5, 14)
-
-
-def _drop_privileges() -> list[str]:
-    ids = _sandbox_ids()
-    return ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"] if ids else []
-
-
-def _limits(limits: Limits, cpu_seconds: int, processes: int) -> list[str]:
-    """The command prefix that sets the resource limits.
-
-    setpriv and prlimit (util-linux) do in the child what a preexec_fn would, but let
-    Python start the child with vfork: a fork of a job process that has grown to hundreds of
-    megabytes costs tens of milliseconds per command.
-    """
-    return [
-        "prlimit",
-        f"--cpu={cpu_seconds}",
-        f"--as={limits.memory_bytes}",
-        f"--fsize={limits.file_bytes}",
-        f"--nproc={processes}",
-        "--core=0",
-        "--",
-    ]
-
-
-def _argv(command: str, bwrap: str | None, workspace: Path, tmp: Path, limits: Limits, cpu: int) -> list[str]:
-    shell = ["/bin/sh", "-c", command]
-    if bwrap and _per_namespace_process_count():
-        # Limits set inside bwrap's user namespace: the process limit counts this sandbox's
-        # tasks only, so no scan of /proc for the uid's other commands is needed.
-        inside = _limits(limits, cpu, limits.processes) + shell
-        return _drop_privileges() + _bwrap_argv(bwrap, workspace, tmp) + ["--", *inside]
-    if bwrap:
-        shell = _bwrap_argv(bwrap, workspace, tmp) + ["--", *shell]
-    return _drop_privileges() + _limits(limits, cpu, _process_budget(limits)) + shell
+def _proxy_env(port: int) -> dict[str, str]:
+    url = f"http://127.0.0.1:{port}"
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "npm_config_proxy", "npm_config_https_proxy")
+    return {name: url for name in names} | {"PIP_PROXY": url, "NO_PROXY": "", "no_proxy": ""}
 
 
 def _tree_size(path: Path) -> int:
@@ -234,45 +92,54 @@ def run_command(
     timeout_seconds: float,
     env: dict[str, str] | None = None,
     limits: Limits = Limits(),
+    egress_for: Egress | None = None,
 ) -> CommandResult:
     """Run `/bin/sh -c command` in the workspace and wait for it, within every bound."""
-    bwrap = bubblewrap()
-    if bwrap is None and not unsafe_without_isolation():
-        raise IsolationUnavailable(
-            "sandboxed commands are refused: no isolation backend works here (bubblewrap is missing or "
-            "cannot create user namespaces); nothing was run"
-        )
+    backend = isolation.backend()
+    if egress_for and isinstance(backend, NoIsolation):
+        raise IsolationUnavailable("network for a command needs an isolation backend; nothing was run")
     with tempfile.TemporaryDirectory(prefix="vibesdk-run-") as scratch:
         scratch_path = Path(scratch)
         scratch_path.chmod(0o711)  # the sandbox uid must reach its /tmp, and list nothing here
         tmp = scratch_path / "tmp"
         tmp.mkdir()
         prepare_workspace(tmp)
-        cwd = "/workspace" if bwrap else str(workspace)
+        # What the command sees: the sandbox's own paths, or the real ones without isolation.
+        seen_tmp = backend.tmp_inside or str(tmp)
         base_env = {
             "PATH": SANDBOX_PATH,
-            "HOME": "/tmp" if bwrap else str(tmp),
-            "TMPDIR": "/tmp" if bwrap else str(tmp),
+            "HOME": seen_tmp,
+            "TMPDIR": seen_tmp,
             "LANG": "C.UTF-8",
-            "PWD": cwd,
+            "PWD": backend.workspace_inside or str(workspace),
             "CI": "true",
         }
-        child_env = base_env | (env or {})
-        argv = _argv(command, bwrap, workspace, tmp, limits, int(timeout_seconds) + 1)
+        shell = ["/bin/sh", "-c", command]
+        if egress_for:
+            socket_path = tmp / EGRESS_SOCKET
+            egress.proxy().open(socket_path, egress_for.session_id, egress_for.run_id)
+            base_env |= _proxy_env(EGRESS_PORT)
+            inside_socket = f"{seen_tmp}/{EGRESS_SOCKET}"
+            shell = ["/bin/sh", "-c", WITH_BRIDGE, "sh", BRIDGE_SOURCE, inside_socket, str(EGRESS_PORT), command]
+        launch = backend.launch(shell, workspace, tmp, base_env | (env or {}), limits, int(timeout_seconds) + 1)
         stdout_path, stderr_path = scratch_path / "stdout", scratch_path / "stderr"
         started = time.monotonic()
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            process = subprocess.Popen(
-                argv,
-                cwd=str(workspace),
-                env=child_env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                close_fds=True,
-            )
-            killed = _wait(process, workspace, tmp, timeout_seconds, limits)
+        try:
+            with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+                process = subprocess.Popen(
+                    launch.argv,
+                    cwd=str(workspace),
+                    env=launch.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+                killed = _wait(process, workspace, tmp, timeout_seconds, limits)
+        finally:
+            if egress_for:
+                egress.proxy().close(tmp / EGRESS_SOCKET)
         duration = time.monotonic() - started
         return CommandResult(
             command=command,

@@ -13,19 +13,38 @@ from pathlib import Path
 
 import pytest
 
-from functions import sandbox
-from functions.actions.commands import execute_commands
+from functions import isolation, sandbox
 from functions.sandbox import Limits, prepare_workspace, run_command
-from vibesdk_gcp.errors import ActionFailed
-from vibesdk_gcp.params import ExecuteCommandsParams
-from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-needs_bwrap = pytest.mark.skipif(sandbox.bubblewrap() is None, reason="bubblewrap cannot make namespaces here")
+# Cloud Run's `sandbox` command, stood in for by one that implements its documented flags on bubblewrap.
+CLOUD_RUN_STANDIN = PROJECT_ROOT / "tests" / "standins" / "sandbox"
+
+
+def use_backend(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", name)
+    monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", str(CLOUD_RUN_STANDIN))
+    isolation.selected.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def probe_afresh() -> Iterator[None]:
+    """The backend is probed once per process: after a test that chose one, the next probes again."""
+    yield
+    isolation.selected.cache_clear()
+
+
+@pytest.fixture(params=["bubblewrap", "cloud-run"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every escape attempt runs against both isolation backends."""
+    use_backend(monkeypatch, request.param)
+    if isolation.selected()[0] is None:
+        pytest.skip(isolation.selected()[1])
+    return str(request.param)
 
 
 @pytest.fixture
-def workspace(sandbox_root: Path) -> Path:
+def workspace(sandbox_root: Path, backend: str) -> Path:
     path = Path(tempfile.mkdtemp(dir=sandbox_root))
     path.chmod(0o755)
     prepare_workspace(path)
@@ -82,13 +101,17 @@ def test_requested_env_vars_are_passed(workspace: Path) -> None:
     assert run_command("echo $GREETING", workspace, 10, env={"GREETING": "hi"}).stdout == b"hi\n"
 
 
-def test_host_file_is_unreadable(workspace: Path, tmp_path: Path) -> None:
+def test_host_file_is_unreadable(workspace: Path, tmp_path: Path, backend: str) -> None:
     secret = tmp_path / "credentials.json"
     secret.write_text("private-key")
     secret.chmod(0o600)
-    result = run_command(f"cat {secret}; cat {PROJECT_ROOT / 'README.md'}", workspace, 10)
+    result = run_command(f"cat {secret}", workspace, 10)
     assert b"private-key" not in result.stdout
     assert result.exit_code != 0
+    if backend == "bubblewrap":  # Cloud Run sandboxes show the image's own root, read-only, by design
+        result = run_command(f"cat {secret}; cat {PROJECT_ROOT / 'README.md'}", workspace, 10)
+        assert b"private-key" not in result.stdout
+        assert result.exit_code != 0
 
 
 def test_source_tree_is_not_writable(workspace: Path) -> None:
@@ -112,19 +135,11 @@ def test_private_tmp_is_writable_and_private(workspace: Path) -> None:
     assert second.exit_code != 0
 
 
-@needs_bwrap
 def test_no_network_to_loopback_services(workspace: Path, listener: int) -> None:
     probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {listener}), 2)\""
     result = run_command(probe, workspace, 10)
     assert result.exit_code != 0
     assert b"Connection refused" in result.stderr or b"unreachable" in result.stderr
-
-
-def test_allow_network_is_refused_until_the_egress_proxy_exists() -> None:
-    request = SandboxRequest(sessionId="s", runId="r", action="executeCommands", issuedAt=utcnow(), owner="o")
-    params = ExecuteCommandsParams(commands=["true"], allowNetwork=True)
-    with pytest.raises(ActionFailed, match="allowNetwork is refused"):
-        execute_commands(request, params, None)  # type: ignore[arg-type]  # refused before any use of it
 
 
 def test_timeout_kills_the_whole_group(workspace: Path) -> None:
@@ -187,10 +202,9 @@ def test_output_is_captured_beyond_pipe_size(workspace: Path) -> None:
 
 
 def test_unsafe_local_mode_without_namespaces_still_bounds(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
-    monkeypatch.setenv("VIBESDK_UNSAFE_NO_ISOLATION", "true")
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # a local stack
     monkeypatch.delenv("K_SERVICE", raising=False)
+    use_backend(monkeypatch, "unsafe-no-isolation")
     monkeypatch.setenv("VIBESDK_TEST_SECRET", "hunter2")
     result = run_command('echo "[$VIBESDK_TEST_SECRET]"; pwd', workspace, 10)
     assert result.stdout.startswith(b"[]\n")
@@ -202,17 +216,36 @@ def test_unsafe_local_mode_without_namespaces_still_bounds(workspace: Path, monk
 
 
 def test_commands_are_refused_without_isolation(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
-    monkeypatch.delenv("VIBESDK_UNSAFE_NO_ISOLATION", raising=False)
-    with pytest.raises(sandbox.IsolationUnavailable, match="no isolation backend works here"):
+    monkeypatch.setenv("PATH", "/nonexistent")  # neither bwrap nor the sandbox command is found
+    monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", "/nonexistent/sandbox")
+    monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", "auto")
+    isolation.selected.cache_clear()
+    with pytest.raises(sandbox.IsolationUnavailable, match="no isolation backend works here") as refused:
         run_command("touch ran", workspace, 10)
+    assert "bubblewrap is not installed" in str(refused.value) and "enable sandboxes" in str(refused.value)
     assert not (workspace / "ran").exists()
 
 
 def test_running_without_isolation_is_refused_on_google_cloud(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
-    monkeypatch.setenv("VIBESDK_UNSAFE_NO_ISOLATION", "true")
     monkeypatch.setenv("K_SERVICE", "vibesdk-sandbox-job")
+    use_backend(monkeypatch, "unsafe-no-isolation")
     with pytest.raises(sandbox.IsolationUnavailable, match="refused on Google Cloud"):
         run_command("touch ran", workspace, 10)
     assert not (workspace / "ran").exists()
+
+
+def test_an_unknown_backend_is_refused_by_name(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_backend(monkeypatch, "firecracker")
+    with pytest.raises(sandbox.IsolationUnavailable, match="VIBESDK_SANDBOX_BACKEND must be one of"):
+        run_command("touch ran", workspace, 10)
+
+
+def test_cloud_run_backend_passes_the_documented_flags(sandbox_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_backend(monkeypatch, "cloud-run")
+    workspace = sandbox_root
+    launch = isolation.backend().launch(["/bin/sh", "-c", "true"], workspace, workspace, {"K": "V"}, Limits(), 5)
+    assert launch.argv[1:4] == ["do", "--stdin=false", "-e"] and "K=V" in launch.argv
+    assert "--allow-egress" not in launch.argv
+    assert f"type=bind,source={workspace},destination=/tmp/workspace" in launch.argv
+    assert launch.argv.index("--") < launch.argv.index("prlimit")
+    assert set(launch.env) == {"PATH"}  # nothing of the job's environment reaches the sandbox command

@@ -64,6 +64,8 @@ class Settings:
     # A sandbox's disk: on Cloud Run both live in the instance's memory (infra/gcp sizes for them).
     workspace_bytes: int = 1 << 30
     sandbox_tmp_bytes: int = 256 << 20
+    # Which isolation backend runs commands (functions/isolation.py); "auto": the first that works.
+    sandbox_backend: str = "auto"
 
     @property
     def on_google_cloud(self) -> bool:
@@ -97,5 +99,6 @@ class Settings:
             max_file_bytes=_int(env, "VIBESDK_MAX_FILE_BYTES", 4 * 1024 * 1024),
             workspace_bytes=_int(env, "VIBESDK_WORKSPACE_BYTES", 1 << 30),
             sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", 256 << 20),
+            sandbox_backend=env.get("VIBESDK_SANDBOX_BACKEND") or "auto",
             cors_origins=tuple(o.strip() for o in (env.get("VIBESDK_CORS_ORIGINS") or "").split(",") if o.strip()),
         )

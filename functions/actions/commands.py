@@ -9,7 +9,7 @@ from typing import Any
 from functions.actions.common import require_instance, run_in_sandbox
 from functions.context import Context
 from functions.instances import save_instance, workspace_of
-from functions.sandbox import CommandResult, prepare_workspace
+from functions.sandbox import CommandResult, Egress, prepare_workspace
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET
 from vibesdk_gcp.params import ExecuteCommandsParams, GetLogsParams, Params
@@ -90,21 +90,16 @@ def _command_entry(ctx: Context, outcome: CommandResult, log: str) -> Result:
 
 
 def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx: Context) -> Result:
-    if params.allowNetwork:
-        # Fail closed (../shared/DESIGN.md): network for a command may only go through an egress proxy
-        # that admits allow-listed hosts, and until there is one no command gets any network.
-        raise ActionFailed(
-            "allowNetwork is refused: sandboxed commands get network only through the allow-list egress "
-            "proxy, which this runtime does not run yet; no command was run"
-        )
     instance = require_instance(ctx, request.sessionId)
+    # Network, when asked for, only through the allow-list egress proxy (functions/egress.py).
+    egress_for = Egress(request.sessionId, request.runId) if params.allowNetwork else None
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     prepare_workspace(workspace.path)
     timeout = params.timeout or ctx.settings.command_timeout_seconds
     results: list[Result] = []
     for index, command in enumerate(params.commands):
-        outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, timeout)
+        outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, timeout, egress_for)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
         errors = parse_errors(entry["error"] + "\n" + entry["output"], command)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from functions.context import Context
 from functions.instances import Instance, load_instance
-from functions.sandbox import CommandResult, Limits, run_command
+from functions.sandbox import CommandResult, Egress, Limits, run_command
 from vibesdk_gcp.errors import ActionFailed
 
 
@@ -18,8 +18,13 @@ def require_instance(ctx: Context, session_id: str) -> Instance:
 
 
 def run_in_sandbox(
-    ctx: Context, command: str, workspace: Path, env: dict[str, str] | None, timeout: float | None = None
+    ctx: Context,
+    command: str,
+    workspace: Path,
+    env: dict[str, str] | None,
+    timeout: float | None = None,
+    egress_for: Egress | None = None,
 ) -> CommandResult:
     """One command in the sandbox, with the job's timeout (unless given) and disk quotas."""
     seconds = timeout or ctx.settings.command_timeout_seconds
-    return run_command(command, workspace, seconds, env, limits=Limits.of(ctx.settings))
+    return run_command(command, workspace, seconds, env, Limits.of(ctx.settings), egress_for)

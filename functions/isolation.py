@@ -1,0 +1,304 @@
+"""Isolation backends: how one command is cut off from the job, and which backend this job uses.
+
+- bubblewrap: fresh user, PID, IPC, UTS and network namespaces, a read-only system, the
+  workspace at /workspace and a private /tmp (any Linux that allows user namespaces);
+- cloud-run: Cloud Run sandboxes, the `sandbox` command of the second-generation environment when
+  the service enables them (`sandboxLauncher`). `sandbox do` gives no egress, no inherited
+  environment, secrets or metadata credentials, a read-only root and an in-memory /tmp
+  (https://docs.cloud.google.com/run/docs/reference/sandbox-cli); the workspace and the command's
+  /tmp are bound in, so the quotas watch them as with bubblewrap;
+- unsafe-no-isolation: limits only, for a local stack on a machine without either; its name says
+  what it is, and it is refused on Google Cloud.
+
+VIBESDK_SANDBOX_BACKEND names one; by default ("auto") the job takes the first of bubblewrap and
+cloud-run that works here, probed once. When none works, commands are refused (fail closed,
+../shared/DESIGN.md) with the reason, which the job's /healthz also shows.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from vibesdk_gcp.errors import ActionFailed
+from vibesdk_gcp.settings import Settings
+
+logger = logging.getLogger("functions.isolation")
+
+BACKENDS = ("auto", "bubblewrap", "cloud-run", "unsafe-no-isolation")
+# Where Cloud Run puts the sandbox command when it is not on PATH.
+CLOUD_RUN_SANDBOX_COMMAND = "/usr/local/gcp/bin/sandbox"
+# /etc entries a toolchain needs to start; nothing with secrets.
+ETC_ENTRIES = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "ssl",
+    "ca-certificates",
+    "localtime",
+    "mime.types",
+)
+# Where a command sees its workspace and /tmp. Cloud Run's sandbox root is the image's, read-only:
+# the workspace is bound under the (bound) /tmp, where a mount point can be made.
+INSIDE_TMP = "/tmp"
+BWRAP_WORKSPACE = "/workspace"
+CLOUD_RUN_WORKSPACE = "/tmp/workspace"
+
+
+class IsolationUnavailable(ActionFailed):
+    """No isolation backend works here: the command is refused, never run without one."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int = 4 << 30
+    processes: int = 256
+    file_bytes: int = 256 << 20
+    workspace_bytes: int = 1 << 30
+    tmp_bytes: int = 256 << 20
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(workspace_bytes=settings.workspace_bytes, tmp_bytes=settings.sandbox_tmp_bytes)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to start, and the environment to start it with."""
+
+    argv: list[str]
+    env: dict[str, str]
+
+
+def sandbox_ids() -> tuple[int, int] | None:
+    """The unprivileged uid and gid commands run as when the job itself is root."""
+    if os.geteuid() != 0:
+        return None
+    uid = int(os.environ.get("VIBESDK_SANDBOX_UID", "65534"))
+    return uid, int(os.environ.get("VIBESDK_SANDBOX_GID", str(uid)))
+
+
+def _drop_privileges() -> list[str]:
+    ids = sandbox_ids()
+    return ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"] if ids else []
+
+
+def _limits(limits: Limits, cpu_seconds: int, processes: int) -> list[str]:
+    """The command prefix that sets the resource limits.
+
+    setpriv and prlimit (util-linux) do in the child what a preexec_fn would, but let
+    Python start the child with vfork: a fork of a job process that has grown to hundreds of
+    megabytes costs tens of milliseconds per command.
+    """
+    return [
+        "prlimit",
+        f"--cpu={cpu_seconds}",
+        f"--as={limits.memory_bytes}",
+        f"--fsize={limits.file_bytes}",
+        f"--nproc={processes}",
+        "--core=0",
+        "--",
+    ]
+
+
+@functools.cache
+def _per_namespace_process_count() -> bool:
+    """Linux 5.14+ counts RLIMIT_NPROC per user namespace: one set inside a sandbox binds it alone."""
+    try:
+        major, minor = (int(part) for part in platform.release().split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
+def _tasks_of(uid: int) -> int:
+    """Threads and processes the uid already runs: RLIMIT_NPROC counts them all."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+            except (FileNotFoundError, PermissionError):
+                pass
+    return count
+
+
+@dataclass(frozen=True)
+class Bubblewrap:
+    path: str
+    name: str = "bubblewrap"
+    workspace_inside: str | None = BWRAP_WORKSPACE
+    tmp_inside: str | None = INSIDE_TMP
+
+    def launch(
+        self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
+    ) -> Launch:
+        # --unshare-user: the process limit is counted per user namespace. The network namespace
+        # is never shared: the job's network reaches the emulators, the API and, on Google Cloud,
+        # the metadata server and its credentials.
+        argv = [self.path, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]
+        argv += ["--hostname", "sandbox", "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
+        for link in ("bin", "lib", "lib64", "sbin"):
+            top = Path("/") / link
+            if top.is_symlink():
+                argv += ["--symlink", os.readlink(top), str(top)]
+            elif top.exists():
+                argv += ["--ro-bind", str(top), str(top)]
+        for entry in ETC_ENTRIES:
+            if (Path("/etc") / entry).exists():
+                argv += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
+        argv += ["--bind", str(tmp), INSIDE_TMP, "--bind", str(workspace), BWRAP_WORKSPACE]
+        # The root bwrap builds is a tmpfs outside every quota: freeze it.
+        argv += ["--chdir", BWRAP_WORKSPACE, "--remount-ro", "/"]
+        if _per_namespace_process_count():
+            # Limits set inside bwrap's user namespace: the process limit counts this sandbox's
+            # tasks only, so no scan of /proc for the uid's other commands is needed.
+            inner = _limits(limits, cpu, limits.processes) + shell
+            return Launch(_drop_privileges() + argv + ["--", *inner], env)
+        outer = _drop_privileges() + _limits(limits, cpu, _process_budget(limits))
+        return Launch(outer + argv + ["--", *shell], env)
+
+
+@dataclass(frozen=True)
+class CloudRunSandbox:
+    path: str
+    name: str = "cloud-run"
+    workspace_inside: str | None = CLOUD_RUN_WORKSPACE
+    tmp_inside: str | None = INSIDE_TMP
+
+    def launch(
+        self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
+    ) -> Launch:
+        # `sandbox do` inherits no environment: each variable is passed with -e, and the sandbox
+        # command itself gets only what it needs to start. No --allow-egress, ever: network goes
+        # through the egress proxy's socket, in the bound /tmp.
+        argv = [self.path, "do", "--stdin=false"]
+        for key, value in env.items():
+            argv += ["-e", f"{key}={value}"]
+        argv += ["--mount", f"type=bind,source={tmp},destination={INSIDE_TMP}"]
+        argv += ["--mount", f"type=bind,source={workspace},destination={CLOUD_RUN_WORKSPACE}"]
+        inner = ["/bin/sh", "-c", f'cd {CLOUD_RUN_WORKSPACE} && exec "$@"', "sh"]
+        inner += _limits(limits, cpu, limits.processes) + shell
+        host_env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}
+        return Launch(argv + ["--", *inner], host_env)
+
+
+@dataclass(frozen=True)
+class NoIsolation:
+    name: str = "unsafe-no-isolation"
+    workspace_inside: str | None = None  # the real paths
+    tmp_inside: str | None = None
+
+    def launch(
+        self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
+    ) -> Launch:
+        argv = _drop_privileges() + _limits(limits, cpu, _process_budget(limits)) + shell
+        return Launch(argv, env)
+
+
+Backend = Bubblewrap | CloudRunSandbox | NoIsolation
+
+
+def _process_budget(limits: Limits) -> int:
+    """RLIMIT_NPROC for a command limited outside a user namespace: the uid's tasks elsewhere count too."""
+    ids = sandbox_ids()
+    return limits.processes + _tasks_of(ids[0] if ids else os.getuid())
+
+
+def _probe(argv: list[str]) -> str | None:
+    """None when the probe command succeeds, else why it did not."""
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, timeout=30, user=_user(), group=_group(), extra_groups=_groups()
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return None if done.returncode == 0 else (done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}")
+
+
+def _user() -> int | None:
+    ids = sandbox_ids()
+    return ids[0] if ids else None
+
+
+def _group() -> int | None:
+    ids = sandbox_ids()
+    return ids[1] if ids else None
+
+
+def _groups() -> list[int] | None:
+    return [] if sandbox_ids() else None
+
+
+def _bubblewrap() -> tuple[Backend | None, str]:
+    path = shutil.which("bwrap")
+    if path is None:
+        return None, "bubblewrap is not installed"
+    failure = _probe([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"])
+    if failure:
+        return None, f"bubblewrap cannot create namespaces here ({failure})"
+    return Bubblewrap(path), "bubblewrap works"
+
+
+def _cloud_run() -> tuple[Backend | None, str]:
+    path = os.environ.get("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND") or shutil.which("sandbox") or CLOUD_RUN_SANDBOX_COMMAND
+    if not Path(path).exists():
+        return None, f"the Cloud Run sandbox command is not here ({path}: enable sandboxes on the service)"
+    failure = _probe([path, "do", "--stdin=false", "--", "/bin/true"])
+    if failure:
+        return None, f"the Cloud Run sandbox command does not run ({failure})"
+    return CloudRunSandbox(path), "Cloud Run sandboxes work"
+
+
+def _unsafe(settings: Settings) -> tuple[Backend | None, str]:
+    if settings.on_google_cloud or os.environ.get("K_SERVICE"):
+        return None, "unsafe-no-isolation is refused on Google Cloud"
+    logger.warning("VIBESDK_SANDBOX_BACKEND=unsafe-no-isolation: commands run with resource limits only")
+    return NoIsolation(), "no isolation (unsafe, local only)"
+
+
+@functools.cache
+def selected() -> tuple[Backend | None, str]:
+    """The backend this process uses (probed once) and a sentence saying why, or what is missing."""
+    settings = Settings.from_env()
+    choice = settings.sandbox_backend
+    if choice not in BACKENDS:
+        return None, f"VIBESDK_SANDBOX_BACKEND must be one of {', '.join(BACKENDS)}, got {choice!r}"
+    if choice == "unsafe-no-isolation":
+        return _unsafe(settings)
+    probes = {"bubblewrap": _bubblewrap, "cloud-run": _cloud_run}
+    reasons = []
+    for name in probes if choice == "auto" else (choice,):
+        backend, reason = probes[name]()
+        if backend is not None:
+            return backend, reason
+        reasons.append(reason)
+    why = "; ".join(reasons)
+    logger.error("no isolation backend works here (%s): sandboxed commands are refused", why)
+    return None, why
+
+
+def backend() -> Backend:
+    """The backend to run a command with; IsolationUnavailable when there is none."""
+    found, why = selected()
+    if found is None:
+        raise IsolationUnavailable(
+            f"sandboxed commands are refused: no isolation backend works here ({why}); nothing was run"
+        )
+    return found
+
+
+def status() -> dict[str, object]:
+    found, why = selected()
+    return {"backend": found.name if found else None, "detail": why}
