@@ -155,7 +155,11 @@ def create_app(
         return b"".join(chunks)
 
     def owner_of(request: Request) -> str:
-        return str(request.state.owner)
+        return str(request.state.caller.owner)
+
+    def check_network(request: Request, params: dict[str, Any]) -> None:
+        if params.get("allowNetwork") and not request.state.caller.egress:
+            raise Forbidden("this API key may not give commands network (allowNetwork); ask for a key with egress")
 
     def api(handler: Handler) -> Handler:
         """Authenticate, run, and turn our exceptions into JSON errors."""
@@ -166,11 +170,11 @@ def create_app(
 
         async def guarded(request: Request) -> Response:
             try:
-                owner = await run_in_threadpool(
-                    authenticator.owner, request.headers.get("authorization"), request.headers.get(IAP_HEADER)
+                caller = await run_in_threadpool(
+                    authenticator.caller, request.headers.get("authorization"), request.headers.get(IAP_HEADER)
                 )
-                limiter.take(owner)
-                request.state.owner = owner
+                limiter.take(caller.owner)
+                request.state.caller = caller
                 return await handler(request)
             except _FieldError as error:
                 return error_response(422, "invalid_request", str(error), error.field)
@@ -186,6 +190,7 @@ def create_app(
     @api
     async def create_session(request: Request) -> Response:
         payload = _model(CreateSession, await body(request))
+        check_network(request, payload.params)
         queued = await run_in_threadpool(plane.create_session, owner_of(request), payload)
         return JSONResponse(queued.model_dump(), 202, headers={"Location": queued.runUrl})
 
@@ -206,6 +211,7 @@ def create_app(
     @api
     async def queue_action(request: Request) -> Response:
         payload = _model(QueueAction, await body(request))
+        check_network(request, payload.params)
         queued = await run_in_threadpool(
             plane.queue_action, owner_of(request), request.path_params["sessionId"], payload
         )

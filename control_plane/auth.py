@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from control_plane.keys import PREFIX, KeyStore
+from control_plane.keys import PREFIX, Caller, KeyStore
 from vibesdk_gcp.errors import TooMany, Unauthenticated
 from vibesdk_gcp.identity import IAP_ISSUERS, audiences, bearer, looks_like_jwt, verify_google_token
 from vibesdk_gcp.settings import Settings
@@ -19,6 +19,12 @@ class Authenticator:
     def __init__(self, settings: Settings, keys: KeyStore) -> None:
         self._settings = settings
         self._keys = keys
+
+    def caller(self, authorization: str | None, iap_assertion: str | None = None) -> Caller:
+        token = bearer(authorization) if authorization else ""
+        if token.startswith(PREFIX + "_") and not (iap_assertion and self._settings.iap_audience):
+            return self._keys.caller(token)
+        return Caller(self.owner(authorization, iap_assertion))
 
     def owner(self, authorization: str | None, iap_assertion: str | None = None) -> str:
         settings = self._settings

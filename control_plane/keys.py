@@ -17,6 +17,7 @@ import re
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
@@ -33,6 +34,14 @@ CACHE_SECONDS = 5.0
 KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, and whether their commands may reach the egress allow-list (on unless a key says off)."""
+
+    owner: str
+    egress: bool = True
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -43,12 +52,15 @@ class KeyStore:
         self._cache: dict[str, tuple[float, dict[str, object] | None]] = {}
         self._lock = threading.Lock()
 
-    def issue(self, owner: str) -> tuple[str, str]:
-        """(key id, the whole key): the key is shown once and never stored."""
+    def issue(self, owner: str, egress: bool = True) -> tuple[str, str]:
+        """(key id, the whole key): the key is shown once and never stored.
+
+        `egress`: whether the key's commands may ask for network (only ever to the allow-list).
+        """
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         access.note(access.FIRESTORE_WRITE, access.DATABASE)
         self._keys.document(key_id).create(
-            {"hash": _digest(secret), "owner": owner, "createdAt": utcnow(), "revokedAt": None}
+            {"hash": _digest(secret), "owner": owner, "egress": egress, "createdAt": utcnow(), "revokedAt": None}
         )
         return key_id, f"{PREFIX}_{key_id}_{secret}"
 
@@ -69,6 +81,10 @@ class KeyStore:
 
     def owner_of(self, key: str) -> str:
         """The owner a presented key belongs to; Unauthenticated for anything else."""
+        return self.caller(key).owner
+
+    def caller(self, key: str) -> Caller:
+        """The owner a presented key belongs to and what it may do; Unauthenticated for anything else."""
         prefix, _, rest = key.partition("_")
         key_id, _, secret = rest.partition("_")
         # Ids are what issue() makes (16 hex digits): nothing else is looked up.
@@ -77,7 +93,7 @@ class KeyStore:
         record = self._record(key_id)
         if record is None or record.get("revokedAt") or not hmac.compare_digest(str(record["hash"]), _digest(secret)):
             raise Unauthenticated("unknown or revoked API key")
-        return str(record["owner"])
+        return Caller(str(record["owner"]), record.get("egress", True) is not False)
 
     def _record(self, key_id: str) -> dict[str, object] | None:
         with self._lock:
@@ -100,13 +116,14 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     issue = commands.add_parser("issue", help="issue a key for an owner; prints it once")
     issue.add_argument("--owner", required=True)
+    issue.add_argument("--no-egress", action="store_true", help="its commands may not ask for network at all")
     revoke = commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     commands.add_parser("list", help="list keys (ids, owners, dates; never secrets)")
     args = parser.parse_args()
     keys = KeyStore(clients.firestore_client(Settings.from_env()))
     if args.command == "issue":
-        key_id, key = keys.issue(args.owner)
+        key_id, key = keys.issue(args.owner, egress=not args.no_egress)
         print(f"key id {key_id} for {args.owner}; the key, shown once:\n{key}")
     elif args.command == "revoke":
         raise SystemExit(0 if keys.revoke(args.key_id) else f"no key {args.key_id}")

@@ -396,3 +396,20 @@ def test_deploy_refuses_to_run_without_an_alert_address(build: dict[str, Any]) -
     assert build["substitutions"]["_ALERT_EMAIL"] == ""
     validation = declared_variables(INFRA)["alert_emails"]["validation"]
     assert "regex" in str(validation)
+
+
+def test_the_job_runs_commands_in_cloud_run_sandboxes_only(build: dict[str, Any]) -> None:
+    steps = {step["id"]: step for step in build["steps"]}
+    order = [step["id"] for step in build["steps"]]
+    assert order.index("deploy") < order.index("enable-sandboxes") < order.index("smoke")
+    script = " ".join(steps["enable-sandboxes"]["args"])
+    assert f"gcloud beta run services update {names.SANDBOX_JOB_SERVICE} " in script
+    assert "--sandbox-launcher" in script and "--region=${_REGION}" in script
+    job = module_text("sandbox_job")
+    # Set explicitly, never "auto": on Google Cloud the job must not settle for another backend.
+    assert 'VIBESDK_SANDBOX_BACKEND         = "cloud-run"' in job
+    assert 'launch_stage = "BETA"' in job
+    assert (
+        'execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"'
+        in (INFRA / "modules" / "runtime" / "main.tf").read_text()
+    )

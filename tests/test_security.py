@@ -134,6 +134,22 @@ def test_api_key_issued_used_and_revoked(cloud: tuple[TestClient, KeyStore]) -> 
     assert client.get(f"/api/agent/{created.json()['sessionId']}", headers=bearer(key)).status_code == 401
 
 
+def test_network_is_a_capability_of_the_key(cloud: tuple[TestClient, KeyStore]) -> None:
+    client, keys = cloud
+    _, plain = keys.issue("erin@example.com")
+    _, offline = keys.issue("frank@example.com", egress=False)
+    asks = {
+        "templateName": "static-site",
+        "action": "executeCommands",
+        "params": {"commands": ["true"], "allowNetwork": True},
+    }
+    assert client.post("/api/agent", json=asks, headers=bearer(plain)).status_code == 202
+    refused = client.post("/api/agent", json=asks, headers=bearer(offline))
+    assert refused.status_code == 403 and "allowNetwork" in refused.json()["detail"]
+    asks["params"]["allowNetwork"] = False
+    assert client.post("/api/agent", json=asks, headers=bearer(offline)).status_code == 202
+
+
 def test_unknown_and_malformed_keys(cloud: tuple[TestClient, KeyStore]) -> None:
     client, _ = cloud
     assert client.get("/api/agent", headers=bearer("vsk_nope_nope")).status_code == 401

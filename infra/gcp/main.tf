@@ -202,8 +202,12 @@ module "sandbox_job" {
   concurrency = var.job_concurrency
   cpu         = "2"
   memory      = "${var.job_memory_mib}Mi"
+  # Cloud Run sandboxes are Preview: the service must declare BETA, and the pipeline's
+  # `enable-sandboxes` step turns them on (provider 6.x cannot: sandbox_launcher came in 7.x).
+  launch_stage = "BETA"
   env = merge(local.common_env, {
     VIBESDK_PUBLIC_URL              = local.control_plane_url
+    VIBESDK_SANDBOX_BACKEND         = "cloud-run"
     VIBESDK_WORKSPACE_ROOT          = "/tmp/workspaces"
     VIBESDK_WORKSPACE_BYTES         = tostring(var.workspace_mib * 1048576)
     VIBESDK_SANDBOX_TMP_BYTES       = tostring(var.sandbox_tmp_mib * 1048576)

@@ -207,3 +207,20 @@ def test_no_secret_reaches_a_log_or_a_document(stack: Stack, api: httpx.Client) 
     documents += [json.dumps(doc.to_dict(), default=str) for doc in firestore.collection_group("runs").stream()]
     documents += [json.dumps(doc.to_dict(), default=str) for doc in firestore.collection("apiKeys").stream()]
     assert [secret for secret in secrets if any(secret in document for document in documents)] == []
+
+
+def test_a_command_with_network_reads_nothing_of_the_stack(api: httpx.Client, stack: Stack) -> None:
+    """The attack from the sandbox issue, as a user would try it: now a refusal, not every owner's runs."""
+    created = api.post("/api/agent", json={"templateName": "python-app"}).json()
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    documents = f"http://127.0.0.1:{stack.ports.firestore}/v1/projects/{stack.project}/databases/(default)/documents/sandboxRuns"
+    command = f"python3 -c \"import urllib.request; print(urllib.request.urlopen('{documents}').read())\""
+    queued = api.post(
+        f"/api/agent/{created['sessionId']}/actions",
+        json={"action": "executeCommands", "params": {"commands": [command], "allowNetwork": True}},
+    ).json()
+    run = wait_for_run(api, queued["runUrl"])
+    assert run["status"] == "failed"
+    said = run["result"]["results"][0]["output"] + run["result"]["results"][0]["error"]
+    assert "egress refused" in said
+    assert created["sessionId"] not in said and "documents" not in said.replace(documents, "")

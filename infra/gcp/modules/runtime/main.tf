@@ -5,6 +5,7 @@ resource "google_cloud_run_v2_service" "service" {
   location            = var.region
   ingress             = var.ingress
   deletion_protection = var.deletion_protection
+  launch_stage        = var.launch_stage
 
   template {
     service_account                  = var.service_account_email

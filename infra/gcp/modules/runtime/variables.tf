@@ -108,3 +108,9 @@ variable "deletion_protection" {
   description = "Refuse to delete the service."
   default     = true
 }
+
+variable "launch_stage" {
+  type        = string
+  description = "GA, or BETA for a service that uses a Preview feature (the sandbox job: Cloud Run sandboxes)."
+  default     = "GA"
+}
