@@ -64,7 +64,23 @@ SECURITY_HEADERS = {
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DASHBOARD_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 STATIC = Path(__file__).resolve().parent / "static"
-PREVIEW_CSP = "sandbox allow-scripts allow-forms allow-popups; frame-ancestors 'none'"
+# Previews keep the CSP sandbox (an opaque origin: a page cannot act as this one) and may be framed
+# by the control plane's own pages only, the dashboard among them.
+PREVIEW_SANDBOX = "sandbox allow-scripts allow-forms allow-popups"
+
+
+def preview_framing(settings: Settings) -> tuple[str, dict[str, str]]:
+    """The previews' CSP and headers, for where previews are served.
+
+    Served by this origin (the default), `'self'` may frame them. Served from a separate origin
+    (VIBESDK_PREVIEW_ORIGIN, the usual practice for user content and the recommended one on
+    Google Cloud), only the control plane's origin may.
+    """
+    # X-Frame-Options cannot name another origin: with a separate one, frame-ancestors alone decides.
+    headers = {name: value for name, value in SECURITY_HEADERS.items() if name != "X-Frame-Options"}
+    if settings.preview_origin:
+        return f"{PREVIEW_SANDBOX}; frame-ancestors {settings.public_url}", headers
+    return f"{PREVIEW_SANDBOX}; frame-ancestors 'self'", headers | {"X-Frame-Options": "SAMEORIGIN"}
 
 
 def error_response(
@@ -82,8 +98,11 @@ def error_response(
 class SecurityHeaders:
     """Pure ASGI middleware: the security headers on every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        self.preview_csp, self.preview_headers = preview_framing(settings)
+        frames = f" frame-src 'self' {settings.preview_origin};" if settings.preview_origin else ""
+        self.dashboard_csp = DASHBOARD_CSP.replace("default-src 'self';", "default-src 'self';" + frames)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,17 +111,18 @@ class SecurityHeaders:
         path = scope["path"]
         preview = path.startswith("/preview/")
         policy = (
-            PREVIEW_CSP
+            self.preview_csp
             if preview
-            else DASHBOARD_CSP
+            else self.dashboard_csp
             if path == "/dashboard" or path.startswith("/static/")
             else API_CSP
         )
+        sent = self.preview_headers if preview else SECURITY_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in sent.items():
                     headers.setdefault(name, value)
                 headers.setdefault("Content-Security-Policy", policy)
                 if not preview:
@@ -280,7 +300,7 @@ def create_app(
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    middleware = [Middleware(SecurityHeaders)]
+    middleware = [Middleware(SecurityHeaders, settings=settings)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

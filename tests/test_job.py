@@ -143,6 +143,25 @@ def test_link_leaving_workspace_is_refused(context: Context, session: str, statu
     assert failed["status"] == "failed" and "through a link" in failed["error"]
 
 
+def test_listing_shows_links_as_links_and_follows_none(context: Context, session: str, status_events: Any) -> None:
+    # npm projects carry such links in node_modules/.bin; one leaving the workspace too.
+    run(
+        context,
+        session,
+        "executeCommands",
+        {"commands": ["mkdir -p bin && ln -s ../src/index.html bin/page && ln -s /etc escape"]},
+    )
+    assert status_events()["status"] == "succeeded"
+    run(context, session, "getFiles", {})
+    listed = status_events()
+    assert listed["status"] == "succeeded", listed
+    result = listed["result"]
+    assert {"filePath": "bin/page", "linkTarget": "../src/index.html"} in result["links"]
+    assert {"filePath": "escape", "linkTarget": "/etc"} in result["links"]
+    paths = [item["filePath"] for item in result["files"]]
+    assert "src/index.html" in paths and not any(p.startswith(("escape", "bin/")) for p in paths)
+
+
 def test_action_without_instance_fails_clearly(context: Context, status_events: Any) -> None:
     session_id = str(uuid.uuid4())
     run(context, session_id, "executeCommands", {"commands": ["true"]}, new=True)

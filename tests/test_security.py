@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 from starlette.testclient import TestClient
 
-from control_plane.app import create_app
+from control_plane.app import create_app, preview_framing
 from control_plane.auth import Authenticator
 from control_plane.keys import KeyStore
 from control_plane.quota import ActiveRunQuota
@@ -272,6 +273,25 @@ def test_security_headers_and_cors(cloud: tuple[TestClient, KeyStore]) -> None:
         "/api/agent", headers={"Origin": "https://evil.example.test", "Access-Control-Request-Method": "POST"}
     )
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_previews_may_be_framed_by_the_control_plane_only(cloud: tuple[TestClient, KeyStore]) -> None:
+    client, _ = cloud
+    preview = client.get("/preview/s/t/index.html").headers
+    assert (
+        preview["content-security-policy"] == "sandbox allow-scripts allow-forms allow-popups; frame-ancestors 'self'"
+    )
+    assert preview["x-frame-options"] == "SAMEORIGIN"
+    dashboard = client.get("/dashboard").headers
+    assert "default-src 'self'" in dashboard["content-security-policy"]  # frames of its own origin
+    assert client.get("/healthz").headers["x-frame-options"] == "DENY"  # nothing else may be framed
+
+
+def test_previews_on_a_separate_origin(settings: Settings) -> None:
+    separate = replace(settings, public_url="https://api.example.test", preview_origin="https://previews.example.test")
+    preview_csp, headers = preview_framing(separate)
+    assert preview_csp.endswith("frame-ancestors https://api.example.test") and preview_csp.startswith("sandbox ")
+    assert "X-Frame-Options" not in headers and headers["X-Content-Type-Options"] == "nosniff"
 
 
 # --- push and Eventarc deliveries

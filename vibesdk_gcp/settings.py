@@ -45,6 +45,8 @@ class Settings:
     command_timeout_seconds: int = 120
     output_excerpt_bytes: int = 16 * 1024
     public_url: str = "http://127.0.0.1:8080"
+    # Where previews are served from, when not from public_url (a separate origin for user content).
+    preview_origin: str | None = None
     bucket_prefix: str = ""
     pubsub_emulator_host: str | None = None
     firestore_emulator_host: str | None = None
@@ -83,6 +85,7 @@ class Settings:
             command_timeout_seconds=_int(env, "VIBESDK_COMMAND_TIMEOUT_SECONDS", 120),
             output_excerpt_bytes=_int(env, "VIBESDK_OUTPUT_EXCERPT_BYTES", 16 * 1024),
             public_url=(env.get("VIBESDK_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            preview_origin=(env.get("VIBESDK_PREVIEW_ORIGIN") or "").rstrip("/") or None,
             bucket_prefix=env.get("VIBESDK_BUCKET_PREFIX") or "",
             pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
             firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST") or None,

@@ -135,7 +135,7 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Re
     for path in files:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         ctx.storage.write(PREVIEWS_BUCKET, prefix + path.relative_to(site).as_posix(), path.read_bytes(), content_type)
-    preview_url = f"{ctx.settings.public_url}/preview/{request.sessionId}/{token}/"
+    preview_url = f"{ctx.settings.preview_origin or ctx.settings.public_url}/preview/{request.sessionId}/{token}/"
     instance.previewToken, instance.previewUrl = token, preview_url
     save_instance(ctx, request.sessionId, instance)
     deployed_at = utcnow().isoformat()

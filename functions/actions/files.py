@@ -49,12 +49,27 @@ def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context)
     }
 
 
+def _listing(workspace: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Every regular file, and every link as a link (its target as text): links are never followed."""
+    files, links = [], []
+    for dirpath, dirnames, filenames in os.walk(workspace):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            relative = path.relative_to(workspace).as_posix()
+            if path.is_symlink():
+                links.append({"filePath": relative, "linkTarget": os.readlink(path)})
+            elif name in filenames and path.is_file():
+                files.append(relative)
+    return sorted(files), sorted(links, key=lambda link: link["filePath"])
+
+
 def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> Result:
     require_instance(ctx, request.sessionId)
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
+    links: list[dict[str, str]] = []
     if params.filePaths is None:
-        paths = sorted(p.relative_to(workspace.path).as_posix() for p in workspace.path.rglob("*") if p.is_file())
+        paths, links = _listing(workspace.path)
     else:
         paths = params.filePaths
     files, missing = [], []
@@ -64,4 +79,4 @@ def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> 
             missing.append(file_path)
             continue
         files.append({"filePath": file_path, "fileContents": target.read_bytes().decode("utf-8", errors="replace")})
-    return {"files": files, "missing": missing}
+    return {"files": files, "missing": missing, "links": links}

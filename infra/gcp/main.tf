@@ -16,8 +16,9 @@ locals {
 
   # Environment each service reads (definitions.json's service_env lists the names; a test holds them).
   common_env = {
-    GOOGLE_CLOUD_PROJECT  = var.project_id
-    VIBESDK_BUCKET_PREFIX = var.bucket_prefix
+    GOOGLE_CLOUD_PROJECT   = var.project_id
+    VIBESDK_BUCKET_PREFIX  = var.bucket_prefix
+    VIBESDK_PREVIEW_ORIGIN = var.preview_origin
   }
   # Cloud Run's deterministic addresses: a service's own URL, known before it exists (token audiences).
   service_url = { for key, name in local.services : key => "https://${name}-${data.google_project.project.number}.${var.region}.run.app" }

@@ -139,3 +139,9 @@ variable "queue_timeout_seconds" {
   description = "How long a run may stay queued, never claimed, before the sweeper ends it."
   default     = 3600
 }
+
+variable "preview_origin" {
+  type        = string
+  description = "Origin previews are served from, e.g. https://previews.example.com mapped to the control plane (recommended: user content on an origin of its own). Empty: the control plane's own."
+  default     = ""
+}
