@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functions import sandbox
+from functions import isolation, sandbox
 from functions.workspace import Workspace
 from vibesdk_gcp.storage import Storage
 
@@ -20,8 +20,19 @@ def _median_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 2)
 
 
-def sandbox_overhead(repeats: int) -> dict[str, Any]:
-    """`true` through the isolation layer against a bare /bin/sh subprocess."""
+# Cloud Run's `sandbox` command is measured through the tests' stand-in (its flags on bubblewrap).
+CLOUD_RUN_STANDIN = Path(__file__).resolve().parent.parent / "tests" / "standins" / "sandbox"
+
+
+def use_backend(name: str) -> None:
+    os.environ["VIBESDK_SANDBOX_BACKEND"] = name
+    os.environ.setdefault("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", str(CLOUD_RUN_STANDIN))
+    isolation.selected.cache_clear()
+
+
+def sandbox_overhead(repeats: int, backend: str) -> dict[str, Any]:
+    """`true` through one isolation backend against a bare /bin/sh subprocess."""
+    use_backend(backend)
     root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-"))
     root.chmod(0o711)
     workspace = root / "ws"
@@ -40,11 +51,46 @@ def sandbox_overhead(repeats: int) -> dict[str, Any]:
     finally:
         shutil.rmtree(root)
     return {
-        "isolation": "bubblewrap" if sandbox.bubblewrap() else "none (VIBESDK_UNSAFE_NO_ISOLATION)",
+        "isolation": backend if backend != "cloud-run" else "cloud-run (stand-in on bubblewrap)",
         "repeats": repeats,
         "bare_ms": _median_ms(bare),
         "sandboxed_ms": _median_ms(isolated),
         "overhead_ms": round(_median_ms(isolated) - _median_ms(bare), 2),
+    }
+
+
+NPM_INSTALL = "npm install --no-audit --no-fund --silent is-number@7.0.0"
+
+
+def egress_cost(repeats: int) -> dict[str, Any]:
+    """One small `npm install` from the registry: bare on this machine, and sandboxed through the egress proxy.
+
+    Both with an empty npm cache of their own each time, so both fetch from the registry.
+    """
+    use_backend("bubblewrap")
+    bare, proxied = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="vibesdk-bench-npm-") as scratch:
+            env = dict(os.environ) | {"npm_config_cache": f"{scratch}/cache"}
+            began = time.perf_counter()
+            subprocess.run(NPM_INSTALL, shell=True, cwd=scratch, env=env, check=True)
+            bare.append(time.perf_counter() - began)
+        root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-"))
+        root.chmod(0o711)
+        try:
+            sandbox.prepare_workspace(root)
+            began = time.perf_counter()
+            result = sandbox.run_command(NPM_INSTALL, root, 120, egress_for=sandbox.Egress("bench", "bench"))
+            proxied.append(time.perf_counter() - began)
+            assert result.exit_code == 0, result.stderr[-2000:]
+        finally:
+            shutil.rmtree(root)
+    return {
+        "command": NPM_INSTALL,
+        "repeats": repeats,
+        "bare_ms": _median_ms(bare),
+        "sandboxed_with_proxy_ms": _median_ms(proxied),
+        "added_ms": round(_median_ms(proxied) - _median_ms(bare), 2),
     }
 
 

@@ -16,6 +16,7 @@ def markdown(results: dict[str, Any]) -> str:
     p, b, r = e2e["pipeline"], e2e["baseline"], e2e["ratios"]
     m = results["machine"]
     sandbox = results["sandbox"]
+    egress = results["egress"]
     inc = results["incremental_save"]
     parts = [
         "# Benchmarks",
@@ -67,17 +68,20 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Sandbox",
         "",
+        "`true` through each isolation backend against a bare `/bin/sh -c true` (medians).",
+        "",
         _table(
             ["isolation", "repeats", "bare sh ms", "sandboxed ms", "overhead ms"],
-            [
-                [
-                    sandbox["isolation"],
-                    sandbox["repeats"],
-                    sandbox["bare_ms"],
-                    sandbox["sandboxed_ms"],
-                    sandbox["overhead_ms"],
-                ]
-            ],
+            [[b["isolation"], b["repeats"], b["bare_ms"], b["sandboxed_ms"], b["overhead_ms"]] for b in sandbox],
+        ),
+        "",
+        f"Egress: `{egress['command']}` with an empty npm cache each time, bare on this machine against the "
+        "same install in a bubblewrap sandbox whose only way out is the egress proxy (medians of "
+        f"{egress['repeats']}).",
+        "",
+        _table(
+            ["bare ms", "sandboxed through the proxy ms", "added ms"],
+            [[egress["bare_ms"], egress["sandboxed_with_proxy_ms"], egress["added_ms"]]],
         ),
         "",
         "## Workspaces (Cloud Storage emulator)",
