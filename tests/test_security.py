@@ -439,3 +439,24 @@ def test_push_audience_never_comes_from_the_host_header(
     response = app.post("/", data=b"{}", headers=headers, content_type="application/json")
     assert response.status_code == 403
     assert "VIBESDK_PUSH_AUDIENCE is not set" in response.text
+
+
+def test_job_healthz_names_its_isolation_or_why_there_is_none(
+    emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions import isolation
+
+    monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", "auto")
+    isolation.selected.cache_clear()
+    job = verifying_functions(monkeypatch, emulators, signing, VIBESDK_PUSH_AUDIENCE=RECORDER)["sandbox_job"]
+    healthy = job.get("/healthz")
+    if isolation.selected()[0] is not None:
+        assert healthy.status_code == 200 and healthy.json["isolation"]["backend"] == "bubblewrap"
+    monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", "cloud-run")
+    monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", "/nonexistent/sandbox")
+    isolation.selected.cache_clear()
+    refused = job.get("/healthz")
+    assert refused.status_code == 503
+    assert "enable sandboxes on the service" in refused.json["isolation"]["detail"]
+    isolation.selected.cache_clear()
+    function_context.context.cache_clear()
