@@ -18,6 +18,7 @@ of the workspace, and a 10,000-file workspace to a handful.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -164,10 +165,7 @@ class Workspace:
         for name, paths in by_object.items():
             archive = fetched.get(name) or self._fetch(name)
             for rel in paths:
-                target = self.path / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.unlink(missing_ok=True)
-                target.write_bytes(archive.read(wanted[rel]["sha256"]))
+                _write_inside(self.path, rel, archive.read(wanted[rel]["sha256"]))
         for rel, entry in wanted.items():
             if rel in missing or local[rel]["mode"] != entry["mode"]:
                 os.chmod(self.path / rel, entry["mode"])
@@ -323,6 +321,37 @@ class Workspace:
             _STATES.popitem(last=False)
         if to_disk:
             self._state_file.write_text(json.dumps(state))
+
+
+def _real_folder(root: Path, parts: tuple[str, ...]) -> Path:
+    """root/parts as real folders: a link or anything else in the way is removed, never followed.
+
+    A command may have replaced a folder of the workspace with a link to one outside it; a
+    restore that followed it would write there, as the job's own user.
+    """
+    folder = root
+    for part in parts:
+        folder = folder / part
+        if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
+            os.unlink(folder)
+        if not os.path.lexists(folder):
+            os.mkdir(folder)
+    return folder
+
+
+def _write_inside(root: Path, rel: str, data: bytes) -> None:
+    """Write root/rel without following any link: the path is made of real folders, the file made anew."""
+    parts = tuple(rel.split("/"))
+    folder = _real_folder(root, parts[:-1])
+    target = folder / parts[-1]
+    if os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
 
 
 def _entry(entry: Entry) -> Entry:

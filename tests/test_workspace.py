@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -171,3 +172,25 @@ def test_a_new_process_on_the_same_disk_restores_from_a_stale_state_file(
     again.save()
     check = restored(storage, tmp_path / "check", "s9")
     assert sorted((p.name, p.read_text()) for p in check.path.iterdir()) == [("a", "changed"), ("b", "3")]
+
+
+def test_restore_never_writes_through_a_link(storage: Storage, settings: Settings, tmp_path: Path) -> None:
+    """A command swaps folders for links to the outside and the action ends without a save."""
+    first = new_workspace(storage, settings.workspace_root, "links", {"src/a.txt": "A", "lib/site/b.txt": "B"})
+    first.save()
+    outside = tmp_path / "outside"
+    (outside / "site").mkdir(parents=True)
+    (outside / "a.txt").write_text("root's own file")
+    (outside / "site" / "b.txt").write_text("root's other file")
+    before = {p: p.read_text() for p in outside.rglob("*") if p.is_file()}
+    # What `rm -rf src && ln -s /outside src` does, deeper down too.
+    shutil.rmtree(first.path / "src")
+    (first.path / "src").symlink_to(outside)
+    shutil.rmtree(first.path / "lib" / "site")
+    (first.path / "lib" / "site").symlink_to(outside / "site")
+    first.restore()  # the next action, on the same instance
+
+    assert {p: p.read_text() for p in outside.rglob("*") if p.is_file()} == before
+    assert not (first.path / "src").is_symlink() and (first.path / "src" / "a.txt").read_text() == "A"
+    assert not (first.path / "lib" / "site").is_symlink() and (first.path / "lib/site/b.txt").read_text() == "B"
+    assert sorted(p.name for p in outside.iterdir()) == ["a.txt", "site"]
