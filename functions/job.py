@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -168,19 +169,29 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
         Progress(ctx, session_id, run_id, message.delivery_attempt).finish("failed", error=str(error))
         ctx.order.ended(run_id)
         return session_id
-    waiting = ctx.order.waiting_for(request.runId, ctx.store.unfinished_in_session(request.sessionId))
-    if waiting:
-        ctx.order.hold(request.sessionId, request.runId, message)
-        raise Busy(f"run {request.runId} waits for run {waiting[0]} of its session, queued before it")
     _run(request, message, ctx)
     ctx.order.ended(request.runId)
     return request.sessionId
 
 
-def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
-    state = ctx.store.claim(
-        request.sessionId, request.runId, message.message_id, message.delivery_attempt, LEASE_SECONDS
+def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> str:
+    """Claim the run, unless an action of its session queued before it has not ended (then Busy)."""
+    claim = functools.partial(
+        ctx.store.claim, request.sessionId, request.runId, message.message_id, message.delivery_attempt, LEASE_SECONDS
     )
+    state = claim()
+    if state != "ordered?":
+        return state
+    # Other runs of the session are unfinished: the one query that tells whether any came first.
+    waiting = ctx.order.waiting_for(request.runId, ctx.store.unfinished_in_session(request.sessionId))
+    if waiting:
+        ctx.order.hold(request.sessionId, request.runId, message)
+        raise Busy(f"run {request.runId} waits for run {waiting[0]} of its session, queued before it")
+    return claim(check_order=False)
+
+
+def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
+    state = _claim(request, message, ctx)
     if state == "unknown":
         # The control plane writes the run before it publishes, so this message is not ours.
         logger.error("message %s names run %s, which does not exist", message.message_id, request.runId)

@@ -69,6 +69,9 @@ class Claim:
     message_id: str
     attempt: int | None
     lease_seconds: float
+    # Leave the run unclaimed ("ordered?") when its session has other unfinished runs, so that
+    # the caller can check their order first (functions/ordering.py).
+    check_order: bool = True
 
 
 class RunStore:
@@ -132,7 +135,15 @@ class RunStore:
             "updatedAt": now,
             "expireAt": now + RUN_RETENTION,
         }
-        session: Document = {"status": "queued", "action": request.action, "runId": request.runId, "updatedAt": now}
+        # `unfinished` counts the session's queued and running runs (the recorder counts them down):
+        # with one, the job needs no query to keep the session's order.
+        session: Document = {
+            "status": "queued",
+            "action": request.action,
+            "runId": request.runId,
+            "updatedAt": now,
+            "unfinished": firestore.Increment(1),
+        }
         batch.set(self._run_ref(request.sessionId, request.runId), run)
         if new_session:
             session |= {
@@ -169,18 +180,29 @@ class RunStore:
             raise _unavailable(error) from error
         return snapshot.to_dict() if snapshot.exists else None
 
-    def claim(self, session_id: str, run_id: str, message_id: str, attempt: int | None, lease_seconds: float) -> str:
-        """Take a run for one delivery: "claimed", "finished", "busy" or "unknown".
+    def claim(
+        self,
+        session_id: str,
+        run_id: str,
+        message_id: str,
+        attempt: int | None,
+        lease_seconds: float,
+        check_order: bool = True,
+    ) -> str:
+        """Take a run for one delivery: "claimed", "finished", "busy", "unknown" or "ordered?".
+
+        "ordered?": the session has other unfinished runs, so nothing was taken (with check_order).
 
         A run is executed by one delivery at a time. Another delivery finds it "busy" while the
         holder's lease is live, unless it is a later attempt of the same message (the earlier one
         failed, or Pub/Sub would not have sent it again); once the lease has lapsed anyone may
         take over. The holder renews its lease while it works.
         """
-        return self._claim_group(Claim(session_id, run_id, message_id, attempt, lease_seconds))
+        return self._claim_group(Claim(session_id, run_id, message_id, attempt, lease_seconds, check_order))
 
     def _claim_refs(self, claim: Claim) -> list[firestore.DocumentReference]:
-        return [self._run_ref(claim.session_id, claim.run_id)]
+        # The session too, in the same read: its count of unfinished runs spares most claims a query.
+        return [self._run_ref(claim.session_id, claim.run_id), self._session_ref(claim.session_id)]
 
     def _plan_claim(self, claim: Claim, snapshots: Snapshots, batch: firestore.WriteBatch) -> str:
         ref = self._run_ref(claim.session_id, claim.run_id)
@@ -197,6 +219,9 @@ class RunStore:
         )
         if held and held["leaseUntil"] > now and not retry_of_holder:
             return "busy"
+        session = snapshots[self._session_ref(claim.session_id).path].to_dict() or {}
+        if claim.check_order and session.get("unfinished", 2) > 1:
+            return "ordered?"
         taken = {
             "messageId": claim.message_id,
             "attempt": claim.attempt,
@@ -317,6 +342,8 @@ class RunStore:
             return decision
         batch.update(run_ref, self._run_update(event, run, decision), option=self._unchanged(run_snapshot))
         session_update = self._session_update(event, session_snapshot.to_dict() or {}) if decision.advance else {}
+        if decision.advance and event.status in TERMINAL and session_snapshot.exists:
+            session_update["unfinished"] = firestore.Increment(-1)
         if session_update:
             batch.update(session_ref, session_update, option=self._unchanged(session_snapshot))
         return decision
