@@ -137,6 +137,13 @@ def _model(model: type[BaseModel], raw: bytes) -> Any:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidRequest(f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise InvalidRequest("body is nested too deeply") from None
+    try:
+        # JSON escapes can spell lone surrogates, which no store or file can hold.
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest("body holds invalid Unicode (a lone surrogate)") from None
     try:
         return model.model_validate(data)
     except ValidationError as error:

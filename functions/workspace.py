@@ -270,6 +270,8 @@ class Workspace:
             with os.scandir(folder) as entries:
                 for item in entries:
                     rel = rel_folder + item.name
+                    if not _utf8(item.name):
+                        continue  # no store holds a name that is not text; getFiles reports it
                     if item.is_dir(follow_symlinks=False):
                         folders.append((rel + "/", item.path))
                         continue
@@ -321,6 +323,14 @@ class Workspace:
             _STATES.popitem(last=False)
         if to_disk:
             self._state_file.write_text(json.dumps(state))
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # os.fsdecode's surrogate escapes of bytes that are not UTF-8
+        return False
+    return True
 
 
 def _real_folder(root: Path, parts: tuple[str, ...]) -> Path:

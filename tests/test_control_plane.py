@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -94,6 +95,41 @@ def test_unknown_action(client: TestClient) -> None:
     response = client.post("/api/agent", json={"templateName": "x", "action": "launchRocket"}, headers=AUTH)
     assert response.status_code == 422
     assert response.json()["field"] == "action"
+
+
+ORDINARY_BAD_INPUT = {
+    "long file name": ("writeFiles", {"files": [{"filePath": "a" * 300, "fileContents": "x"}]}, "name over 255 bytes"),
+    "surrogate contents": ("writeFiles", {"files": [{"filePath": "a", "fileContents": "\ud800"}]}, "lone surrogate"),
+    "surrogate command": ("executeCommands", {"commands": ["echo \ud800"]}, "lone surrogate"),
+    "NUL command": ("executeCommands", {"commands": ["echo a\u0000b"]}, "NUL byte"),
+    "huge command": ("executeCommands", {"commands": ["x" * (128 * 1024 + 1)]}, "over 131072 bytes"),
+    "bad env name": ("createInstance", {"templateName": "static-site", "envVars": {"A B": "x"}}, "envVars"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORDINARY_BAD_INPUT))
+def test_ordinary_bad_input_is_422_and_queues_nothing(
+    client: TestClient, topic: str, store: RunStore, api_settings: Settings, case: str
+) -> None:
+    action, params, why = ORDINARY_BAD_INPUT[case]
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
+    before = len(store.runs_of(created["sessionId"]))
+    # JSON text as a client sends it: escapes spell the surrogates and the NUL.
+    body = json.dumps({"action": action, "params": params}, ensure_ascii=True)
+    response = client.post(f"/api/agent/{created['sessionId']}/actions", content=body.encode(), headers=AUTH)
+    if len(body) > api_settings.max_body_bytes:  # refused as too large first: a 4xx all the same
+        assert response.status_code == 413, response.text
+    else:
+        assert response.status_code == 422, response.text
+        assert why in response.json()["detail"]
+    assert len(store.runs_of(created["sessionId"])) == before  # no orphan queued run
+
+
+def test_surrogates_and_deep_nesting_anywhere_in_a_body_are_422(client: TestClient) -> None:
+    surrogate = client.post("/api/agent", content=b'{"templateName": "\\ud800"}', headers=AUTH)
+    assert surrogate.status_code == 422 and "lone surrogate" in surrogate.json()["detail"]
+    nested = client.post("/api/agent", content=b"[" * 2000 + b"]" * 2000, headers=AUTH)
+    assert nested.status_code == 422 and "nested too deeply" in nested.json()["detail"]
 
 
 def test_invalid_params_are_named(client: TestClient, topic: str) -> None:

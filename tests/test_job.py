@@ -249,3 +249,12 @@ def test_slow_action_publishes_running_first(context: Context, session: str) -> 
 )
 def test_dead_letters_name_their_source_topic(subscription: str, topic: str) -> None:
     assert _source_topic({PUBSUB_SOURCE: subscription}) == topic
+
+
+def test_a_name_that_is_not_utf8_is_reported_not_fatal(context: Context, session: str, status_events: Any) -> None:
+    run(context, session, "executeCommands", {"commands": ["printf x > \"$(printf 'bad\\377name')\""]})
+    assert status_events()["status"] == "succeeded"
+    run(context, session, "getFiles", {})
+    listed = status_events()
+    assert listed["status"] == "succeeded", listed
+    assert listed["result"]["unreadableNames"] == ["bad\\xffname"]

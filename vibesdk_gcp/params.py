@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from vibesdk_gcp.errors import InvalidRequest
+
+MAX_COMMAND_BYTES = 128 * 1024
+MAX_NAME_BYTES = 255  # one file name, as Linux allows
+
+
+def _text(value: str) -> str:
+    """Text a file or a command line can hold: UTF-8 (no lone surrogates), no NUL byte."""
+    if "\0" in value:
+        raise ValueError("contains a NUL byte")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def _command(value: str) -> str:
+    if len(_text(value).encode()) > MAX_COMMAND_BYTES:
+        raise ValueError(f"is over {MAX_COMMAND_BYTES} bytes")
+    return value
+
+
+def _path(value: str) -> str:
+    too_long = [part for part in _text(value).split("/") if len(part.encode()) > MAX_NAME_BYTES]
+    if too_long:
+        raise ValueError(f"has a name over {MAX_NAME_BYTES} bytes ({too_long[0][:40]}...)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+CommandLine = Annotated[str, Field(min_length=1), AfterValidator(_command)]
+FilePath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_path)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
 
 
 class Params(BaseModel):
@@ -27,27 +60,27 @@ class TemplateDetailsParams(Params):
 
 class CreateInstanceParams(Params):
     templateName: str | None = Field(default=None, min_length=1, max_length=100)
-    projectName: str | None = Field(default=None, max_length=200)
-    envVars: dict[str, str] = Field(default_factory=dict)
-    initCommand: str | None = None
+    projectName: Text | None = Field(default=None, max_length=200)
+    envVars: dict[EnvName, Text] = Field(default_factory=dict)
+    initCommand: CommandLine | None = None
 
 
 class FileContents(Params):
-    filePath: str = Field(min_length=1, max_length=1024)
-    fileContents: str
+    filePath: FilePath
+    fileContents: Text
 
 
 class WriteFilesParams(Params):
     files: list[FileContents] = Field(min_length=1)
-    commitMessage: str | None = None
+    commitMessage: Text | None = None
 
 
 class GetFilesParams(Params):
-    filePaths: list[str] | None = None
+    filePaths: list[FilePath] | None = None
 
 
 class ExecuteCommandsParams(Params):
-    commands: list[str] = Field(min_length=1)
+    commands: list[CommandLine] = Field(min_length=1)
     timeout: int | None = Field(default=None, ge=1, le=3600, description="seconds, per command")
     allowNetwork: bool = False
 
@@ -58,7 +91,7 @@ class GetLogsParams(Params):
 
 
 class StaticAnalysisParams(Params):
-    lintFiles: list[str] | None = None
+    lintFiles: list[FilePath] | None = None
 
 
 PARAMS: dict[str, type[Params]] = {

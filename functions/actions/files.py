@@ -49,18 +49,36 @@ def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context)
     }
 
 
-def _listing(workspace: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Every regular file, and every link as a link (its target as text): links are never followed."""
-    files, links = [], []
+def _listing(workspace: Path) -> tuple[list[str], list[dict[str, str]], list[str]]:
+    """Every regular file, every link as a link (its target as text), and names that are not UTF-8.
+
+    Links are never followed; a name that is not UTF-8 cannot be sent or stored, so it is reported
+    (its bytes escaped) and its folder is not entered.
+    """
+    files, links, unreadable = [], [], []
     for dirpath, dirnames, filenames in os.walk(workspace):
-        for name in dirnames + filenames:
+        for name in list(dirnames) + filenames:
             path = Path(dirpath) / name
             relative = path.relative_to(workspace).as_posix()
+            if not _utf8(relative):
+                unreadable.append(os.fsencode(relative).decode("utf-8", errors="backslashreplace"))
+                if name in dirnames:
+                    dirnames.remove(name)
+                continue
             if path.is_symlink():
-                links.append({"filePath": relative, "linkTarget": os.readlink(path)})
+                target = os.readlink(path)
+                links.append({"filePath": relative, "linkTarget": target if _utf8(target) else repr(target)})
             elif name in filenames and path.is_file():
                 files.append(relative)
-    return sorted(files), sorted(links, key=lambda link: link["filePath"])
+    return sorted(files), sorted(links, key=lambda link: link["filePath"]), sorted(unreadable)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> Result:
@@ -68,8 +86,9 @@ def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> 
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     links: list[dict[str, str]] = []
+    unreadable: list[str] = []
     if params.filePaths is None:
-        paths, links = _listing(workspace.path)
+        paths, links, unreadable = _listing(workspace.path)
     else:
         paths = params.filePaths
     files, missing = [], []
@@ -79,4 +98,7 @@ def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> 
             missing.append(file_path)
             continue
         files.append({"filePath": file_path, "fileContents": target.read_bytes().decode("utf-8", errors="replace")})
-    return {"files": files, "missing": missing, "links": links}
+    result: Result = {"files": files, "missing": missing, "links": links}
+    if unreadable:
+        result["unreadableNames"] = unreadable  # not UTF-8: left out, and not kept by saves
+    return result
