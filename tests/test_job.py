@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ from vibesdk_gcp.names import (
     STATUS_TOPIC,
 )
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 @pytest.fixture
@@ -258,3 +261,24 @@ def test_a_name_that_is_not_utf8_is_reported_not_fatal(context: Context, session
     listed = status_events()
     assert listed["status"] == "succeeded", listed
     assert listed["result"]["unreadableNames"] == ["bad\\xffname"]
+
+
+def test_an_unsaved_link_swap_cannot_make_the_next_restore_write_outside(
+    context: Context, session: str, status_events: Any, tmp_path: Path
+) -> None:
+    """runStaticAnalysisCode runs the user-editable lint script and saves nothing: the red team's trigger."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "index.html").write_text("root's own file")
+    package = json.loads((TEMPLATES / "static-site" / "package.json").read_text())
+    package["scripts"]["lint"] = f"rm -rf src && ln -s {outside} src"
+    run(context, session, "writeFiles", {"files": [{"filePath": "package.json", "fileContents": json.dumps(package)}]})
+    assert status_events()["status"] == "succeeded"
+    run(context, session, "runStaticAnalysisCode")
+    status_events()
+    run(context, session, "getFiles", {"filePaths": ["src/index.html"]})  # the next action restores
+    restored = status_events()
+    assert restored["status"] == "succeeded", restored
+    assert "Hello from VibSDK" in restored["result"]["files"][0]["fileContents"]
+    assert [p.name for p in outside.iterdir()] == ["index.html"]
+    assert (outside / "index.html").read_text() == "root's own file"
