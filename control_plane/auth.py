@@ -8,7 +8,7 @@ import threading
 import time
 
 from control_plane.keys import PREFIX, Caller, KeyStore
-from vibesdk_gcp.errors import TooMany, Unauthenticated
+from vibesdk_gcp.errors import Forbidden, TooMany, Unauthenticated
 from vibesdk_gcp.identity import IAP_ISSUERS, audiences, bearer, looks_like_jwt, verify_google_token
 from vibesdk_gcp.settings import Settings
 
@@ -44,12 +44,25 @@ class Authenticator:
             claims = verify_google_token(
                 token, accepted, settings.google_certs_url, service=os.environ.get("K_SERVICE")
             )
-            return str(claims["email"])
+            return admitted(settings, str(claims["email"]))
         if settings.api_token and hmac.compare_digest(token.encode(), settings.api_token.encode()):
             if settings.on_google_cloud:
                 raise Unauthenticated("the development token is refused on Google Cloud: use an API key or an ID token")
             return LOCAL_OWNER
         raise Unauthenticated("unknown token")
+
+
+def admitted(settings: Settings, email: str) -> str:
+    """The owner an ID token names, if the operator admitted them (VIBESDK_ALLOWED_OWNERS)."""
+    allowed = settings.allowed_owners
+    if not allowed:
+        if settings.on_google_cloud:
+            raise Forbidden(f"{email} is not an admitted owner: VIBESDK_ALLOWED_OWNERS admits no ID token here")
+        return email
+    domain = "@" + email.rpartition("@")[2].lower()
+    if email.lower() not in allowed and domain not in allowed:
+        raise Forbidden(f"{email} is not an admitted owner (VIBESDK_ALLOWED_OWNERS)")
+    return email
 
 
 class RateLimiter:

@@ -65,7 +65,8 @@ class Limits:
     processes: int = 256
     file_bytes: int = 256 << 20
     workspace_bytes: int = 1 << 30
-    tmp_bytes: int = 256 << 20
+    tmp_bytes: int = 256 << 20  # /tmp and /dev/shm together
+    output_bytes: int = 16 << 20  # each of stdout and stderr: the job keeps them until they are stored
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
@@ -78,6 +79,11 @@ class Launch:
 
     argv: list[str]
     env: dict[str, str]
+
+
+def shm_of(tmp: Path) -> Path:
+    """The folder a command gets as /dev/shm: beside its /tmp, counted in the same quota."""
+    return tmp.parent / "shm"
 
 
 def sandbox_ids() -> tuple[int, int] | None:
@@ -159,6 +165,8 @@ class Bubblewrap:
             if (Path("/etc") / entry).exists():
                 argv += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
         argv += ["--bind", str(tmp), INSIDE_TMP, "--bind", str(workspace), BWRAP_WORKSPACE]
+        # --dev gives a /dev/shm of its own, a tmpfs outside every quota: the command's own shm instead.
+        argv += ["--bind", str(shm_of(tmp)), "/dev/shm"]
         # The root bwrap builds is a tmpfs outside every quota: freeze it.
         argv += ["--chdir", BWRAP_WORKSPACE, "--remount-ro", "/"]
         if _per_namespace_process_count():
@@ -188,6 +196,7 @@ class CloudRunSandbox:
             argv += ["-e", f"{key}={value}"]
         argv += ["--mount", f"type=bind,source={tmp},destination={INSIDE_TMP}"]
         argv += ["--mount", f"type=bind,source={workspace},destination={CLOUD_RUN_WORKSPACE}"]
+        argv += ["--mount", f"type=bind,source={shm_of(tmp)},destination=/dev/shm"]
         inner = ["/bin/sh", "-c", f'cd {CLOUD_RUN_WORKSPACE} && exec "$@"', "sh"]
         inner += _limits(limits, cpu, limits.processes) + shell
         host_env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}

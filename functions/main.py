@@ -36,6 +36,8 @@ def verify_caller(request: flask.Request) -> None:
     """
     settings = context().settings
     if not settings.verify_push:
+        if settings.on_google_cloud or os.environ.get("K_SERVICE"):
+            flask.abort(403, description="VIBESDK_VERIFY_PUSH=false is refused on Google Cloud")
         return
     try:
         if not settings.push_service_account:

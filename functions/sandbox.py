@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from functions import egress, isolation
-from functions.isolation import IsolationUnavailable, Limits, NoIsolation, sandbox_ids
+from functions.isolation import IsolationUnavailable, Limits, NoIsolation, sandbox_ids, shm_of
 
 __all__ = ["CommandResult", "Egress", "IsolationUnavailable", "Limits", "prepare_workspace", "run_command"]
 
@@ -47,7 +48,7 @@ class CommandResult:
     stdout: bytes
     stderr: bytes
     duration_seconds: float
-    killed_reason: str | None = None  # "timeout" or "workspace over quota"
+    killed_reason: str | None = None  # "timeout", "workspace over quota" or "output over N MiB"
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ def run_command(
         tmp = scratch_path / "tmp"
         tmp.mkdir()
         prepare_workspace(tmp)
+        shm = shm_of(tmp)
+        shm.mkdir(mode=0o1777)
+        prepare_workspace(shm)
         # What the command sees: the sandbox's own paths, or the real ones without isolation.
         seen_tmp = backend.tmp_inside or str(tmp)
         base_env = {
@@ -136,7 +140,7 @@ def run_command(
                     start_new_session=True,
                     close_fds=True,
                 )
-                killed = _wait(process, workspace, tmp, timeout_seconds, limits)
+                killed = _wait(process, workspace, (tmp, shm), (out, err), timeout_seconds, limits)
         finally:
             if egress_for:
                 egress.proxy().close(tmp / EGRESS_SOCKET)
@@ -151,8 +155,15 @@ def run_command(
         )
 
 
-def _wait(process: subprocess.Popen[bytes], workspace: Path, tmp: Path, timeout: float, limits: Limits) -> str | None:
-    """Wait for the command; kill its process group on timeout or when its disk use passes the quota.
+def _wait(
+    process: subprocess.Popen[bytes],
+    workspace: Path,
+    scratch: tuple[Path, ...],
+    outputs: tuple[BinaryIO, ...],
+    timeout: float,
+    limits: Limits,
+) -> str | None:
+    """Wait for the command; kill its process group on timeout or when its disk or output passes a quota.
 
     A pidfd wakes us the moment the command exits (Popen.wait(timeout) polls with sleeps,
     which cost a quick command milliseconds); between wake-ups we check the disk quota.
@@ -168,10 +179,14 @@ def _wait(process: subprocess.Popen[bytes], workspace: Path, tmp: Path, timeout:
                 return "timeout"
             if exited(min(WATCH_INTERVAL_SECONDS, remaining)):
                 break
-            if _tree_size(workspace) > limits.workspace_bytes or _tree_size(tmp) > limits.tmp_bytes:
+            if _tree_size(workspace) > limits.workspace_bytes or sum(map(_tree_size, scratch)) > limits.tmp_bytes:
                 _kill_group(process)
                 process.wait()
                 return "workspace over quota"
+            if any(os.fstat(output.fileno()).st_size > limits.output_bytes for output in outputs):
+                _kill_group(process)
+                process.wait()
+                return f"output over {limits.output_bytes >> 20} MiB"
     finally:
         exited(None)
     # The shell may be gone while children it put in the background still run.

@@ -249,3 +249,19 @@ def test_cloud_run_backend_passes_the_documented_flags(sandbox_root: Path, monke
     assert f"type=bind,source={workspace},destination=/tmp/workspace" in launch.argv
     assert launch.argv.index("--") < launch.argv.index("prlimit")
     assert set(launch.env) == {"PATH"}  # nothing of the job's environment reaches the sandbox command
+
+
+def test_dev_shm_counts_in_the_quota(workspace: Path) -> None:
+    """/dev/shm was a tmpfs outside every quota (the red team kept 750 MB there)."""
+    limits = Limits(tmp_bytes=16 << 20, file_bytes=64 << 20)
+    result = run_command("head -c 50000000 /dev/zero > /dev/shm/big; sleep 5", workspace, 20, limits=limits)
+    assert result.killed_reason == "workspace over quota"
+    assert run_command("ls /dev/shm", workspace, 10).stdout == b""  # and it is the command's own
+
+
+def test_output_is_bounded(workspace: Path) -> None:
+    """The job holds a command's output until it is stored: it may not grow without end."""
+    limits = Limits(output_bytes=1 << 20)
+    result = run_command("while true; do head -c 1000000 /dev/zero; done", workspace, 30, limits=limits)
+    assert result.killed_reason == "output over 1 MiB"
+    assert len(result.stdout) < 64 << 20

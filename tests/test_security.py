@@ -30,7 +30,7 @@ from control_plane.service import ControlPlane, Limits
 from functions import context as function_context
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.errors import TooMany
+from vibesdk_gcp.errors import Forbidden, TooMany
 from vibesdk_gcp.names import REQUESTS_TOPIC
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.settings import Settings
@@ -106,6 +106,7 @@ def cloud(
         google_certs_url=signing[1],
         requests_per_minute=600,
         cors_origins=("https://app.example.test",),
+        allowed_owners=("@example.com",),  # the operator admits one domain
     )
     assert on_cloud.on_google_cloud
     publisher = clients.publisher_client(settings)
@@ -149,6 +150,31 @@ def test_network_is_a_capability_of_the_key(cloud: tuple[TestClient, KeyStore]) 
     assert refused.status_code == 403 and "allowNetwork" in refused.json()["detail"]
     asks["params"]["allowNetwork"] = False
     assert client.post("/api/agent", json=asks, headers=bearer(offline)).status_code == 202
+
+
+def test_owners_by_id_token_are_only_those_admitted(
+    cloud: tuple[TestClient, KeyStore], signing: tuple[Any, str]
+) -> None:
+    client, _ = cloud
+    admitted = client.get("/api/agent", headers=bearer(token(signing[0], email="dana@example.com")))
+    assert admitted.status_code == 200
+    # Any Google identity can get an ID token, a service account of any project among them.
+    stranger = client.get(
+        "/api/agent", headers=bearer(token(signing[0], email="x@evil-project.iam.gserviceaccount.com"))
+    )
+    assert stranger.status_code == 403 and "not an admitted owner" in stranger.json()["detail"]
+    unverified = client.get("/api/agent", headers=bearer(token(signing[0], email_verified=None)))
+    assert unverified.status_code == 401
+
+
+def test_no_id_token_owner_by_default_on_google_cloud(settings: Settings) -> None:
+    from control_plane.auth import admitted
+
+    closed = replace(settings, firestore_emulator_host=None, pubsub_emulator_host=None)
+    with pytest.raises(Forbidden, match="admits no ID token here"):
+        admitted(closed, "alice@example.com")
+    assert admitted(settings, "alice@example.com") == "alice@example.com"  # a local stack is open
+    assert admitted(replace(closed, allowed_owners=("alice@example.com",)), "Alice@example.com")
 
 
 def test_unknown_and_malformed_keys(cloud: tuple[TestClient, KeyStore]) -> None:
@@ -439,6 +465,15 @@ def test_push_audience_never_comes_from_the_host_header(
     response = app.post("/", data=b"{}", headers=headers, content_type="application/json")
     assert response.status_code == 403
     assert "VIBESDK_PUSH_AUDIENCE is not set" in response.text
+
+
+def test_unverified_pushes_are_refused_on_google_cloud(
+    emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apps = verifying_functions(monkeypatch, emulators, signing, VIBESDK_VERIFY_PUSH="false", K_SERVICE="x")
+    response = apps["status_recorder"].post("/", data=b"{}", content_type="application/json")
+    assert response.status_code == 403 and "refused on Google Cloud" in response.text
+    function_context.context.cache_clear()
 
 
 def test_job_healthz_names_its_isolation_or_why_there_is_none(

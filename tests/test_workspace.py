@@ -194,3 +194,11 @@ def test_restore_never_writes_through_a_link(storage: Storage, settings: Setting
     assert not (first.path / "src").is_symlink() and (first.path / "src" / "a.txt").read_text() == "A"
     assert not (first.path / "lib" / "site").is_symlink() and (first.path / "lib/site/b.txt").read_text() == "B"
     assert sorted(p.name for p in outside.iterdir()) == ["a.txt", "site"]
+
+
+def test_a_tail_is_read_by_range_not_whole(storage: Storage, settings: Settings) -> None:
+    """getLogs reads only the tails it shows: a 2.4 GB log history no longer lands in the job's memory."""
+    data = bytes(range(256)) * 4096  # 1 MiB
+    storage.write("vibesdk-logs", "s/logs/big.stdout", data, "text/plain")
+    assert storage.read_tail("vibesdk-logs", "s/logs/big.stdout", len(data), 10) == data[-10:]
+    assert storage.read_tail("vibesdk-logs", "s/logs/big.stdout", len(data), 5 << 20) == data

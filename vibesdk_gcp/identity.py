@@ -102,7 +102,7 @@ def verify_google_token(
     if claims.get("iss") not in issuers:
         raise Unauthenticated("token refused: not issued by Google")
     email = claims.get("email")
-    if not email or claims.get("email_verified") is False:
+    if not email or claims.get("email_verified") is not True:
         raise Unauthenticated("token refused: it names no verified email")
     if expected_email is not None and email != expected_email:
         raise Forbidden(f"token of {email} may not call this endpoint")

@@ -68,6 +68,7 @@ SERVICE_ENV: dict[str, list[str]] = {
         "VIBESDK_API_AUDIENCE",
         "VIBESDK_MAX_BODY_BYTES",
         "VIBESDK_CORS_ORIGINS",
+        "VIBESDK_ALLOWED_OWNERS",
     ],
     SANDBOX_JOB_SERVICE: [
         "GOOGLE_CLOUD_PROJECT",

@@ -63,6 +63,9 @@ class Settings:
     requests_per_minute: int = 600
     max_file_bytes: int = 4 * 1024 * 1024
     cors_origins: tuple[str, ...] = ()
+    # Who may be an owner by a Google ID token: emails, or @domain for a whole domain. Empty: none on
+    # Google Cloud (API keys an operator issued still work), anyone on a local stack.
+    allowed_owners: tuple[str, ...] = ()
     # A sandbox's disk: on Cloud Run both live in the instance's memory (infra/gcp sizes for them).
     workspace_bytes: int = 1 << 30
     sandbox_tmp_bytes: int = 256 << 20
@@ -104,4 +107,7 @@ class Settings:
             sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", 256 << 20),
             sandbox_backend=env.get("VIBESDK_SANDBOX_BACKEND") or "auto",
             cors_origins=tuple(o.strip() for o in (env.get("VIBESDK_CORS_ORIGINS") or "").split(",") if o.strip()),
+            allowed_owners=tuple(
+                o.strip().lower() for o in (env.get("VIBESDK_ALLOWED_OWNERS") or "").split(",") if o.strip()
+            ),
         )

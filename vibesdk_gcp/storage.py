@@ -65,6 +65,17 @@ class Storage:
         except api_exceptions.GoogleAPICallError as error:
             raise _translate(error, f"gs://{bucket}/{name}") from error
 
+    def read_tail(self, bucket: str, name: str, size: int, limit: int) -> bytes:
+        """The last `limit` bytes of an object of `size` bytes (a range read: never the whole object)."""
+        work.add("storage.reads")
+        access.note(access.OBJECT_GET, bucket)
+        if size <= 0 or limit <= 0:
+            return b""
+        try:
+            return bytes(self._bucket(bucket).blob(name).download_as_bytes(start=max(0, size - limit), end=size - 1))
+        except api_exceptions.GoogleAPICallError as error:
+            raise _translate(error, f"gs://{bucket}/{name}") from error
+
     def download(self, bucket: str, name: str, target: Path, generation: int | None = None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         work.add("storage.reads")

@@ -125,18 +125,32 @@ def get_logs(request: SandboxRequest, params: GetLogsParams, ctx: Context) -> Re
         since_ms = int((time.time() - params.durationSeconds) * 1000)
     if params.onlyRecent and instance.logsReadAtMs:
         since_ms = max(since_ms, instance.logsReadAtMs)
-    stdout, stderr = [], []
-    for info in ctx.storage.list(LOGS_BUCKET, _log_prefix(request.sessionId)):
-        stamp = int(info.name.rsplit("/", 1)[-1].split("-", 1)[0])
-        if stamp <= since_ms:
-            continue
-        text = ctx.storage.read(LOGS_BUCKET, info.name).decode("utf-8", errors="replace")
-        (stdout if info.name.endswith(".stdout") else stderr).append(text)
+    limit = ctx.settings.output_excerpt_bytes * 4
+    newest_first = sorted(
+        (
+            info
+            for info in ctx.storage.list(LOGS_BUCKET, _log_prefix(request.sessionId))
+            if _stamp(info.name) > since_ms
+        ),
+        key=lambda info: info.name,
+        reverse=True,
+    )
+    # Only the tail is shown: read backwards, by ranges, until each stream has enough.
+    tails: dict[str, list[bytes]] = {".stdout": [], ".stderr": []}
+    for info in newest_first:
+        stream = tails[".stdout" if info.name.endswith(".stdout") else ".stderr"]
+        wanted = limit + 1 - sum(len(part) for part in stream)
+        if wanted > 0:
+            stream.insert(0, ctx.storage.read_tail(LOGS_BUCKET, info.name, info.size, wanted))
     instance.logsReadAtMs = int(time.time() * 1000)
     save_instance(ctx, request.sessionId, instance)
-    out, _ = excerpt("".join(stdout).encode(), ctx.settings.output_excerpt_bytes * 4)
-    err, _ = excerpt("".join(stderr).encode(), ctx.settings.output_excerpt_bytes * 4)
+    out, _ = excerpt(b"".join(tails[".stdout"]), limit)
+    err, _ = excerpt(b"".join(tails[".stderr"]), limit)
     return {"logs": {"stdout": out, "stderr": err}}
+
+
+def _stamp(name: str) -> int:
+    return int(name.rsplit("/", 1)[-1].split("-", 1)[0])
 
 
 def clear_logs(request: SandboxRequest, params: Params, ctx: Context) -> Result:

@@ -184,6 +184,7 @@ module "control_plane" {
     VIBESDK_API_AUDIENCE   = local.control_plane_url
     VIBESDK_MAX_BODY_BYTES = tostring(var.max_body_bytes)
     VIBESDK_CORS_ORIGINS   = join(",", var.cors_origins)
+    VIBESDK_ALLOWED_OWNERS = join(",", var.allowed_owners)
   })
 }
 

@@ -145,3 +145,9 @@ variable "preview_origin" {
   description = "Origin previews are served from, e.g. https://previews.example.com mapped to the control plane (recommended: user content on an origin of its own). Empty: the control plane's own."
   default     = ""
 }
+
+variable "allowed_owners" {
+  type        = list(string)
+  description = "Who may be an owner by a Google ID token: emails, or @domain for a domain. Empty: nobody (API keys you issue still work)."
+  default     = []
+}
