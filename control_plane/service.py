@@ -54,7 +54,7 @@ class ControlPlane:
         self._limits = limits or Limits()
         self._quota = ActiveRunQuota(store.active_runs, self._limits.max_active_runs)
 
-    def _check_limits(self, owner: str, action: str, params: dict[str, Any]) -> None:
+    def _check_sizes(self, action: str, params: dict[str, Any]) -> None:
         if action == "writeFiles":
             for item in params.get("files") or []:
                 size = len(str(item.get("fileContents", "")).encode())
@@ -62,7 +62,6 @@ class ControlPlane:
                     raise TooLarge(
                         f"file {item.get('filePath')!r} is {size} bytes; the limit is {self._limits.max_file_bytes}"
                     )
-        self._quota.admit(owner)
 
     def runs(self, owner: str, session_id: str) -> list[Run]:
         self._owned_session(owner, session_id)
@@ -80,7 +79,7 @@ class ControlPlane:
     def create_session(self, owner: str, body: CreateSession) -> Queued:
         params = dict(body.params)
         validate_params(body.action, params)
-        self._check_limits(owner, body.action, params)
+        self._check_sizes(body.action, params)
         request = SandboxRequest(
             sessionId=str(uuid.uuid4()),
             runId=str(uuid.uuid4()),
@@ -97,7 +96,7 @@ class ControlPlane:
     def queue_action(self, owner: str, session_id: str, body: QueueAction) -> Queued:
         validate_params(body.action, body.params)
         session = self._owned_session(owner, session_id)
-        self._check_limits(owner, body.action, body.params)
+        self._check_sizes(body.action, body.params)
         request = SandboxRequest(
             sessionId=session_id,
             runId=str(uuid.uuid4()),
@@ -112,7 +111,8 @@ class ControlPlane:
         return self._queue(request, new_session=False)
 
     def _queue(self, request: SandboxRequest, new_session: bool) -> Queued:
-        with logs.log_context(sessionId=request.sessionId, runId=request.runId):
+        # Admitted under the owner's bound, and counted as in flight until the run is written.
+        with logs.log_context(sessionId=request.sessionId, runId=request.runId), self._quota.admission(request.owner):
             return self._queue_in_context(request, new_session)
 
     def _queue_in_context(self, request: SandboxRequest, new_session: bool) -> Queued:

@@ -495,3 +495,32 @@ def test_job_healthz_names_its_isolation_or_why_there_is_none(
     assert "enable sandboxes on the service" in refused.json["isolation"]["detail"]
     isolation.selected.cache_clear()
     function_context.context.cache_clear()
+
+
+def test_concurrent_admissions_never_pass_the_limit() -> None:
+    """200 concurrent POSTs of one owner against a limit of 50: the count was taken outside the lock."""
+    admitted: list[int] = []
+    lock = threading.Lock()
+
+    def count(owner: str) -> int:
+        time.sleep(0.01)  # a Firestore aggregation takes a while
+        with lock:
+            return len(admitted)
+
+    quota = ActiveRunQuota(count, limit=50)
+
+    def post(index: int) -> None:
+        try:
+            with quota.admission("mallory"):
+                time.sleep(0.02)  # the run is written to Firestore a moment after it was admitted
+                with lock:
+                    admitted.append(index)
+        except TooMany:
+            return
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(admitted) == 50
