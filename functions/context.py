@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from functions.fairness import OwnerSlots, default_share
 from functions.ordering import SessionOrder
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
@@ -20,6 +21,7 @@ class Context:
     bus: Bus
     storage: Storage
     order: SessionOrder = field(default_factory=SessionOrder)
+    slots: OwnerSlots = field(default_factory=lambda: OwnerSlots(default_share()))
 
 
 @functools.cache
@@ -30,4 +32,5 @@ def context() -> Context:
         store=RunStore(clients.firestore_client(settings)),
         bus=Bus(clients.publisher_client(settings), settings.project),
         storage=storage_for(settings),
+        slots=OwnerSlots(settings.max_actions_per_owner or default_share()),
     )

@@ -169,7 +169,8 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
         Progress(ctx, session_id, run_id, message.delivery_attempt).finish("failed", error=str(error))
         ctx.order.ended(run_id)
         return session_id
-    _run(request, message, ctx)
+    with ctx.slots.take(request.owner):
+        _run(request, message, ctx)
     ctx.order.ended(request.runId)
     return request.sessionId
 

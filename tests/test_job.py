@@ -282,3 +282,14 @@ def test_an_unsaved_link_swap_cannot_make_the_next_restore_write_outside(
     assert "Hello from VibSDK" in restored["result"]["files"][0]["fileContents"]
     assert [p.name for p in outside.iterdir()] == ["index.html"]
     assert (outside / "index.html").read_text() == "root's own file"
+
+
+def test_an_action_never_outlives_its_delivery(context: Context, session: str, status_events: Any) -> None:
+    """A command asked 3600 s, but a delivery is cut at 600 s: the action keeps within its own budget."""
+    short = replace(context, settings=replace(context.settings, max_action_seconds=2))
+    started = time.monotonic()
+    run(short, session, "executeCommands", {"commands": ["sleep 30", "echo never"], "timeout": 3600})
+    failed = status_events()
+    assert time.monotonic() - started < 15
+    assert failed["status"] == "failed" and "timed out" in failed["error"]
+    assert [r["command"] for r in failed["result"]["results"]] == ["sleep 30"]

@@ -43,6 +43,8 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     workspace_root: Path = field(default_factory=lambda: Path("/tmp/vibesdk-workspaces"))
     command_timeout_seconds: int = 120
+    # What one action may take in all: less than the tuned ack deadline and Cloud Run's timeout (600 s).
+    max_action_seconds: int = 540
     output_excerpt_bytes: int = 16 * 1024
     public_url: str = "http://127.0.0.1:8080"
     # Where previews are served from, when not from public_url (a separate origin for user content).
@@ -66,6 +68,8 @@ class Settings:
     # Who may be an owner by a Google ID token: emails, or @domain for a whole domain. Empty: none on
     # Google Cloud (API keys an operator issued still work), anyone on a local stack.
     allowed_owners: tuple[str, ...] = ()
+    # Actions one owner may run at once in a job instance; 0: half its workers (functions/fairness.py).
+    max_actions_per_owner: int = 0
     # A sandbox's disk: on Cloud Run both live in the instance's memory (infra/gcp sizes for them).
     workspace_bytes: int = 1 << 30
     sandbox_tmp_bytes: int = 256 << 20
@@ -86,6 +90,7 @@ class Settings:
             max_body_bytes=_int(env, "VIBESDK_MAX_BODY_BYTES", 8 * 1024 * 1024),
             workspace_root=Path(env.get("VIBESDK_WORKSPACE_ROOT") or "/tmp/vibesdk-workspaces"),
             command_timeout_seconds=_int(env, "VIBESDK_COMMAND_TIMEOUT_SECONDS", 120),
+            max_action_seconds=_int(env, "VIBESDK_MAX_ACTION_SECONDS", 540),
             output_excerpt_bytes=_int(env, "VIBESDK_OUTPUT_EXCERPT_BYTES", 16 * 1024),
             public_url=(env.get("VIBESDK_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
             preview_origin=(env.get("VIBESDK_PREVIEW_ORIGIN") or "").rstrip("/") or None,
@@ -107,6 +112,7 @@ class Settings:
             sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", 256 << 20),
             sandbox_backend=env.get("VIBESDK_SANDBOX_BACKEND") or "auto",
             cors_origins=tuple(o.strip() for o in (env.get("VIBESDK_CORS_ORIGINS") or "").split(",") if o.strip()),
+            max_actions_per_owner=_int(env, "VIBESDK_MAX_ACTIONS_PER_OWNER", 0),
             allowed_owners=tuple(
                 o.strip().lower() for o in (env.get("VIBESDK_ALLOWED_OWNERS") or "").split(",") if o.strip()
             ),

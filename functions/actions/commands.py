@@ -97,9 +97,18 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
     workspace.restore()
     prepare_workspace(workspace.path)
     timeout = params.timeout or ctx.settings.command_timeout_seconds
+    # The whole action ends within the delivery's deadline (and Cloud Run's request timeout): a
+    # command never outlives the request that runs it.
+    ends = time.monotonic() + ctx.settings.max_action_seconds
     results: list[Result] = []
     for index, command in enumerate(params.commands):
-        outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, timeout, egress_for)
+        left = ends - time.monotonic()
+        if left < 1:
+            raise ActionFailed(
+                f"the action's {ctx.settings.max_action_seconds} s are spent: {command!r} and what follows did not run",
+                {"results": results},
+            )
+        outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, min(timeout, left), egress_for)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
         errors = parse_errors(entry["error"] + "\n" + entry["output"], command)

@@ -210,10 +210,14 @@ module "sandbox_job" {
   env = merge(local.common_env, {
     VIBESDK_PUBLIC_URL              = local.control_plane_url
     VIBESDK_SANDBOX_BACKEND         = "cloud-run"
+    # An owner may hold half the instance's actions at once (functions/fairness.py).
+    VIBESDK_MAX_ACTIONS_PER_OWNER = tostring(max(1, floor(var.job_concurrency / 2)))
     VIBESDK_WORKSPACE_ROOT          = "/tmp/workspaces"
     VIBESDK_WORKSPACE_BYTES         = tostring(var.workspace_mib * 1048576)
     VIBESDK_SANDBOX_TMP_BYTES       = tostring(var.sandbox_tmp_mib * 1048576)
     VIBESDK_COMMAND_TIMEOUT_SECONDS = tostring(var.command_timeout_seconds)
+    # A minute short of the request timeout: every command ends inside the request that runs it.
+    VIBESDK_MAX_ACTION_SECONDS = tostring(local.definitions.trigger.tuned_subscription.ack_deadline_seconds - 60)
     VIBESDK_PUSH_SERVICE_ACCOUNT    = module.iam.emails["vibesdk-eventarc"]
     VIBESDK_PUSH_AUDIENCE           = local.service_url.sandbox_job
   })
