@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -81,6 +82,17 @@ def preview_framing(settings: Settings) -> tuple[str, dict[str, str]]:
     if settings.preview_origin:
         return f"{PREVIEW_SANDBOX}; frame-ancestors {settings.public_url}", headers
     return f"{PREVIEW_SANDBOX}; frame-ancestors 'self'", headers | {"X-Frame-Options": "SAMEORIGIN"}
+
+
+UNAUTHENTICATED_PER_MINUTE = 60
+
+
+def client_address(request: Request) -> str:
+    """Who sent it: the address Google's front end appends to X-Forwarded-For, else the peer's."""
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()
+    return request.client.host if request.client else "unknown"
 
 
 def error_response(
@@ -168,6 +180,8 @@ def create_app(
     plane = plane or control_plane_from(settings)
     authenticator = authenticator or Authenticator(settings, KeyStore(clients.firestore_client(settings)))
     limiter = RateLimiter(settings.requests_per_minute)
+    # Requests that fail to authenticate, per client address: each may cost a Firestore read.
+    refused = RateLimiter(UNAUTHENTICATED_PER_MINUTE)
 
     async def body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -197,9 +211,16 @@ def create_app(
 
         async def guarded(request: Request) -> Response:
             try:
-                caller = await run_in_threadpool(
-                    authenticator.caller, request.headers.get("authorization"), request.headers.get(IAP_HEADER)
-                )
+                client = client_address(request)
+                refused.take(client, cost=0)
+                try:
+                    caller = await run_in_threadpool(
+                        authenticator.caller, request.headers.get("authorization"), request.headers.get(IAP_HEADER)
+                    )
+                except Unauthenticated:
+                    with contextlib.suppress(TooMany):
+                        refused.take(client)
+                    raise
                 limiter.take(caller.owner)
                 request.state.caller = caller
                 return await handler(request)

@@ -65,8 +65,12 @@ def admitted(settings: Settings, email: str) -> str:
     return email
 
 
+# Buckets kept at most; the stalest go first (a full bucket is what a forgotten one becomes).
+MAX_BUCKETS = 10_000
+
+
 class RateLimiter:
-    """A token bucket per owner: `per_minute` requests a minute, in bursts of as many."""
+    """A token bucket per owner (or per client address): `per_minute` requests a minute, in bursts of as many."""
 
     def __init__(self, per_minute: int) -> None:
         self._rate = per_minute / 60.0
@@ -74,12 +78,14 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, owner: str) -> None:
+    def take(self, owner: str, cost: int = 1) -> None:
+        """Spend `cost` tokens of the owner's bucket (0: only check there is one left)."""
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(owner, (self._capacity, now))
+            tokens, last = self._buckets.pop(owner, (self._capacity, now))
             tokens = min(self._capacity, tokens + (now - last) * self._rate)
+            self._buckets[owner] = (tokens if tokens < 1 else tokens - cost, now)
+            while len(self._buckets) > MAX_BUCKETS:
+                del self._buckets[next(iter(self._buckets))]
             if tokens < 1:
-                self._buckets[owner] = (tokens, now)
                 raise TooMany("request rate over the limit", retry_after=max(1, round((1 - tokens) / self._rate)))
-            self._buckets[owner] = (tokens - 1, now)

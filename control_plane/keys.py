@@ -31,6 +31,8 @@ from vibesdk_gcp.settings import Settings
 PREFIX = "vsk"
 # A revoked key stops working within this many seconds on every instance.
 CACHE_SECONDS = 5.0
+# Keys remembered at most (unknown ones too): a flood of made-up keys cannot grow the cache.
+MAX_CACHED_KEYS = 10_000
 KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
@@ -107,7 +109,10 @@ class KeyStore:
             raise ServiceUnavailable(f"Firestore is unavailable: {error}") from error
         record = snapshot.to_dict() if snapshot.exists else None
         with self._lock:
+            self._cache.pop(key_id, None)
             self._cache[key_id] = (time.monotonic(), record)
+            while len(self._cache) > MAX_CACHED_KEYS:
+                del self._cache[next(iter(self._cache))]
         return record
 
 

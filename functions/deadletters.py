@@ -114,6 +114,19 @@ class DeadLetterBox:
         return replayed
 
 
+def masked(data: bytes) -> bytes:
+    """A request as an operator may see it: its instance's envVars values masked (they may be secrets)."""
+    try:
+        body = json.loads(data)
+        env = body["params"]["envVars"]
+    except (ValueError, TypeError, KeyError):
+        return data
+    if not isinstance(env, dict):
+        return data
+    body["params"]["envVars"] = dict.fromkeys(env, "***")
+    return json.dumps(body).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,7 +137,7 @@ def main() -> None:
     box = DeadLetterBox(Settings.from_env())
     if args.command == "list":
         for letter in box.peek():
-            excerpt = letter.data[:200].decode("utf-8", errors="replace")
+            excerpt = masked(letter.data)[:200].decode("utf-8", errors="replace")
             print(
                 json.dumps(
                     {"messageId": letter.original_id, "source": letter.source, "reason": letter.reason, "data": excerpt}

@@ -15,7 +15,7 @@ import pytest
 
 from devstack.templates import upload_templates
 from functions.context import Context
-from functions.deadletters import PUBSUB_SOURCE, DeadLetterBox, _source_topic
+from functions.deadletters import PUBSUB_SOURCE, DeadLetterBox, _source_topic, masked
 from functions.job import handle_request
 from vibesdk_gcp import clients
 from vibesdk_gcp.envelope import PubsubMessage, from_push_body
@@ -293,3 +293,27 @@ def test_an_action_never_outlives_its_delivery(context: Context, session: str, s
     assert time.monotonic() - started < 15
     assert failed["status"] == "failed" and "timed out" in failed["error"]
     assert [r["command"] for r in failed["result"]["results"]] == ["sleep 30"]
+
+
+def test_a_secret_a_failing_command_prints_is_redacted(context: Context, status_events: Any) -> None:
+    upload_templates(context.storage)
+    session_id, secret = str(uuid.uuid4()), f"sk-{uuid.uuid4().hex}"
+    run(context, session_id, "createInstance", {"envVars": {"API_KEY": secret}}, new=True)
+    assert status_events()["status"] == "succeeded"
+    run(context, session_id, "executeCommands", {"commands": ['echo "key=$API_KEY"; echo "$API_KEY" >&2; exit 1']})
+    failed = status_events()
+    assert failed["status"] == "failed"
+    text = json.dumps(failed)
+    assert secret not in text and "key=[redacted]" in text
+    stored = [
+        context.storage.read("vibesdk-logs", info.name)
+        for info in context.storage.list("vibesdk-logs", f"{session_id}/")
+    ]
+    assert stored and not any(secret.encode() in data for data in stored)
+
+
+def test_dead_letter_listing_masks_env_vars() -> None:
+    letter = json.dumps({"action": "createInstance", "params": {"envVars": {"TOKEN": "hunter2-secret"}}}).encode()
+    shown = masked(letter)
+    assert b"hunter2-secret" not in shown and json.loads(shown)["params"]["envVars"] == {"TOKEN": "***"}
+    assert masked(b"\xff not json") == b"\xff not json"

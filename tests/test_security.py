@@ -524,3 +524,14 @@ def test_concurrent_admissions_never_pass_the_limit() -> None:
     for thread in threads:
         thread.join()
     assert len(admitted) == 50
+
+
+def test_unauthenticated_requests_are_rate_limited_per_client(cloud: tuple[TestClient, KeyStore]) -> None:
+    """12k made-up keys cost 12k Firestore reads and grew the key cache: now 60 a minute per client."""
+    client, keys = cloud
+    made_up = [bearer(f"vsk_{i:016x}_secret") for i in range(61)]
+    answers = [client.get("/api/agent", headers=h | {"X-Forwarded-For": "203.0.113.9"}).status_code for h in made_up]
+    assert answers[:60] == [401] * 60 and answers[60] == 429
+    _, key = keys.issue("gina@example.com")
+    other = client.get("/api/agent", headers=bearer(key) | {"X-Forwarded-For": "198.51.100.2"})
+    assert other.status_code == 200

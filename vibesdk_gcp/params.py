@@ -40,6 +40,8 @@ Text = Annotated[str, AfterValidator(_text)]
 CommandLine = Annotated[str, Field(min_length=1), AfterValidator(_command)]
 FilePath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_path)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
+# A template's name is part of object names and paths: nothing that could leave them.
+TemplateName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 class Params(BaseModel):
@@ -55,11 +57,11 @@ class AnyParams(Params):
 
 
 class TemplateDetailsParams(Params):
-    templateName: str | None = Field(default=None, min_length=1, max_length=100)
+    templateName: TemplateName | None = None
 
 
 class CreateInstanceParams(Params):
-    templateName: str | None = Field(default=None, min_length=1, max_length=100)
+    templateName: TemplateName | None = None
     projectName: Text | None = Field(default=None, max_length=200)
     envVars: dict[EnvName, Text] = Field(default_factory=dict)
     initCommand: CommandLine | None = None

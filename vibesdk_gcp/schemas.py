@@ -71,7 +71,7 @@ class SandboxRequest(BaseModel):
     runId: str
     agentId: str | None = None
     action: Action
-    templateName: str | None = None
+    templateName: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     projectName: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     issuedAt: datetime

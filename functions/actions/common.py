@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from functions.context import Context
@@ -27,4 +28,21 @@ def run_in_sandbox(
 ) -> CommandResult:
     """One command in the sandbox, with the job's timeout (unless given) and disk quotas."""
     seconds = timeout or ctx.settings.command_timeout_seconds
-    return run_command(command, workspace, seconds, env, Limits.of(ctx.settings), egress_for)
+    return redacted(run_command(command, workspace, seconds, env, Limits.of(ctx.settings), egress_for), env)
+
+
+# Shorter values would blank out ordinary words.
+MIN_SECRET_CHARS = 4
+
+
+def redacted(outcome: CommandResult, env: dict[str, str] | None) -> CommandResult:
+    """The outcome with the instance's envVars values blanked: a failing command may print them,
+    and its output reaches the run's error, the logs bucket and the job's log lines."""
+    secrets = sorted({value for value in (env or {}).values() if len(value) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+    if not secrets:
+        return outcome
+    stdout, stderr = outcome.stdout, outcome.stderr
+    for secret in secrets:
+        stdout = stdout.replace(secret.encode(), b"[redacted]")
+        stderr = stderr.replace(secret.encode(), b"[redacted]")
+    return dataclasses.replace(outcome, stdout=stdout, stderr=stderr)

@@ -7,10 +7,10 @@ from typing import Any
 from functions import templates
 from functions.actions.common import require_instance, run_in_sandbox
 from functions.context import Context
-from functions.instances import INSTANCES_PREFIX, Instance, delete_instance, load_instance, save_instance, workspace_of
+from functions.instances import Instance, delete_instance, load_instance, save_instance, workspace_of
 from functions.sandbox import prepare_workspace
 from vibesdk_gcp.errors import ActionFailed
-from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, WORKSPACES_BUCKET
+from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
@@ -96,10 +96,11 @@ def get_instance_status(request: SandboxRequest, params: Params, ctx: Context) -
 
 
 def list_all_instances(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    """The caller's instances: their sessions by query, never every owner's records read and filtered."""
     found = []
-    for info in ctx.storage.list(WORKSPACES_BUCKET, INSTANCES_PREFIX):
-        instance = Instance.model_validate_json(ctx.storage.read(WORKSPACES_BUCKET, info.name))
-        if instance.owner == request.owner:
+    for session in ctx.store.sessions_of(request.owner):
+        instance = load_instance(ctx, session["sessionId"]) if session.get("instanceId") else None
+        if instance is not None and instance.owner == request.owner:
             found.append(instance.model_dump(exclude={"envVars", "previewToken"}))
     return {"instances": found, "count": len(found)}
 
