@@ -220,6 +220,16 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
         ctx.store.release(request.sessionId, request.runId)
         logger.warning("%s retried on the newer workspace: %s", request.action, conflict)
         raise Busy(f"run {request.runId}: {conflict}") from None
+    except ServiceUnavailable:
+        # Google did not answer: a negative ack, and Pub/Sub tries again.
+        progress.cancel()
+        raise
+    except Exception as error:
+        # A defect of ours, not a passing outage: redelivering would fail the same way for ever
+        # (Eventarc's subscription has no dead-letter topic). The run ends failed, saying so.
+        logger.exception("%s failed on an internal error", request.action)
+        progress.finish("failed", error=f"internal error ({type(error).__name__}); the run was not retried")
+        return
     except BaseException:
         progress.cancel()
         raise

@@ -43,6 +43,8 @@ MAX_DELTAS = 16
 # Past this many content objects a base rewrite repacks every live content into one.
 MAX_PACKS = 32
 RESTORE_ATTEMPTS = 3
+# Deeper paths cannot be opened by name (PATH_MAX is 4096 with the workspace's own path): not kept.
+MAX_PATH_CHARS = 3000
 # Working-copy states by state file, for the next action of the session in this process
 # (the most recently used few; the others are read back from their files).
 _STATES: OrderedDict[Path, dict[str, Any]] = OrderedDict()
@@ -270,8 +272,8 @@ class Workspace:
             with os.scandir(folder) as entries:
                 for item in entries:
                     rel = rel_folder + item.name
-                    if not _utf8(item.name):
-                        continue  # no store holds a name that is not text; getFiles reports it
+                    if not _utf8(item.name) or len(rel) > MAX_PATH_CHARS:
+                        continue  # no store holds it (not text, or too deep to reach): not kept
                     if item.is_dir(follow_symlinks=False):
                         folders.append((rel + "/", item.path))
                         continue

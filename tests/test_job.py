@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devstack.templates import upload_templates
 from functions.context import Context
@@ -66,7 +68,8 @@ def status_events(context: Context) -> Iterator[Any]:
 
 
 def message_for(request: SandboxRequest) -> PubsubMessage:
-    data = base64.b64encode(request.model_dump_json().encode()).decode()
+    # As any publisher may write it: JSON escapes can carry what UTF-8 cannot (lone surrogates).
+    data = base64.b64encode(json.dumps(request.model_dump(mode="json"), ensure_ascii=True).encode()).decode()
     return from_push_body(
         {
             "message": {"messageId": str(uuid.uuid4()), "data": data, "attributes": request.attributes()},
@@ -317,3 +320,34 @@ def test_dead_letter_listing_masks_env_vars() -> None:
     shown = masked(letter)
     assert b"hunter2-secret" not in shown and json.loads(shown)["params"]["envVars"] == {"TOKEN": "***"}
     assert masked(b"\xff not json") == b"\xff not json"
+
+
+# Text as callers can send it: any code point, lone surrogates and NUL included.
+ANY_TEXT = st.text(st.characters(blacklist_categories=()), max_size=300)
+PATHS = st.one_of(
+    ANY_TEXT,
+    st.builds(lambda n: "a" * n, st.integers(250, 300)),
+    st.sampled_from(["src", "src/index.html/x", "..", "/etc/x", "a/../../b"]),
+)
+ACTIONS = st.one_of(
+    st.builds(lambda c: ("executeCommands", {"commands": c, "timeout": 5}), st.lists(ANY_TEXT, min_size=1, max_size=2)),
+    st.builds(lambda p, t: ("writeFiles", {"files": [{"filePath": p, "fileContents": t}]}), PATHS, ANY_TEXT),
+    st.builds(lambda p: ("getFiles", {"filePaths": p}), st.lists(PATHS, max_size=2)),
+    st.builds(
+        lambda e: ("createInstance", {"templateName": "static-site", "envVars": e}),
+        st.dictionaries(ANY_TEXT, ANY_TEXT, max_size=2),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=ACTIONS)
+def test_no_input_crashes_the_job(
+    context: Context, session: str, status_events: Any, case: tuple[str, dict[str, Any]]
+) -> None:
+    """Whatever the parameters, a run ends succeeded or failed with a message: no 5xx, no retry, no stuck session."""
+    action, params = case
+    run(context, session, action, params)  # an exception here would be a 500 and a redelivery
+    event = status_events()
+    assert event["status"] in ("succeeded", "failed")
+    assert "internal error" not in (event.get("error") or ""), event["error"]

@@ -38,9 +38,7 @@ def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context)
         if len(item.fileContents.encode()) > MAX_FILE_BYTES:
             raise ActionFailed(f"file {item.filePath!r} is over the {MAX_FILE_BYTES}-byte limit")
     for item, target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)  # never write through a link
-        target.write_text(item.fileContents)
+        _write(item.filePath, target, item.fileContents)
     report = workspace.save()
     return {
         "files": [{"file": item.filePath, "success": True} for item, _ in targets],
@@ -79,6 +77,23 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _write(file_path: str, target: Path, contents: str) -> None:
+    """One file; what is in the way (a folder there, a file above it) fails the run, saying so.
+
+    Nothing is saved when one fails: the next action's restore puts the workspace back.
+    """
+    if target.is_dir() and not target.is_symlink():
+        raise ActionFailed(f"filePath {file_path!r} is a folder; write the files inside it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)  # never write through a link
+        target.write_text(contents)
+    except (NotADirectoryError, FileExistsError):
+        raise ActionFailed(f"filePath {file_path!r} goes under something that is a file") from None
+    except OSError as error:
+        raise ActionFailed(f"filePath {file_path!r} cannot be written: {error.strerror}") from None
 
 
 def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> Result:
