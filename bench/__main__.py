@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.costs import egress_cost, incremental_save, sandbox_overhead, workspace_costs
 from bench.pipeline import WARMUP_RUNS, measure_baseline, measure_pipeline, start_baseline_function, work_per_run
+from bench.tenancy import attacks
 from devstack.config import Ports
 from devstack.stack import PROJECT_ROOT, start_stack
 from vibesdk_gcp.settings import Settings
@@ -90,6 +91,8 @@ def main() -> None:
         time.sleep(1.5)  # the units flush their counts every half second
         work = work_per_run(metrics_dir, runs + min(WARMUP_RUNS, runs))
         baseline = asyncio.run(measure_baseline(stack, runs, concurrency))
+        print("one owner against the shared job: memory under attack, another owner's wait", flush=True)
+        tenancy = attacks(stack, env["VIBESDK_API_TOKEN"])  # last: its flood outlives it
     finally:
         stack.stop()
     p, b = pipeline.summary(), baseline.summary()
@@ -104,6 +107,11 @@ def main() -> None:
         "p50 <= 3 x baseline": ratios["p50_ratio"] <= GOALS["p50_ratio_max"],
         "isolation overhead <= 15 ms (bubblewrap)": isolation[0]["overhead_ms"] <= GOALS["isolation_overhead_ms_max"],
         "one-file save <= 5% of full save": incremental["ratio"] <= GOALS["one_file_save_ratio_max"],
+        f"job memory under each attack <= +{tenancy['memory_bound_mib']} MiB": all(
+            row["added_mib"] <= tenancy["memory_bound_mib"] for row in tenancy["memory"]
+        ),
+        f"victim's wait under a flood <= {tenancy['flood']['bound_s']} s": tenancy["flood"]["victim_wait_s"]
+        <= tenancy["flood"]["bound_s"],
     }
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -112,6 +120,7 @@ def main() -> None:
         "work_per_run": work,
         "sandbox": isolation,
         "egress": egress,
+        "tenancy": tenancy,
         "workspaces": workspaces,
         "incremental_save": incremental,
         "goals": goals,

@@ -84,6 +84,30 @@ def markdown(results: dict[str, Any]) -> str:
             [[egress["bare_ms"], egress["sandboxed_with_proxy_ms"], egress["added_ms"]]],
         ),
         "",
+        "## One owner against a shared job",
+        "",
+        "The red team's attacks, each through the API as one owner; the job's resident memory (its whole "
+        "process tree, sampled every 50 ms) at rest just before and at its peak during the attack.",
+        "",
+        _table(
+            ["attack", "at rest MiB", "peak MiB", "added MiB", "bound MiB"],
+            [
+                [
+                    row["attack"],
+                    row["rest_mib"],
+                    row["peak_mib"],
+                    row["added_mib"],
+                    results["tenancy"]["memory_bound_mib"],
+                ]
+                for row in results["tenancy"]["memory"]
+            ],
+        ),
+        "",
+        f"Flood: {results['tenancy']['flood']['actions']} actions (`{results['tenancy']['flood']['each']}`) of one owner "
+        f"on as many sessions, then one quick action of another owner: it ended "
+        f"{results['tenancy']['flood']['victim_wait_s']} s after it was queued (bound "
+        f"{results['tenancy']['flood']['bound_s']} s; an owner holds at most half a job instance's workers).",
+        "",
         "## Workspaces (Cloud Storage emulator)",
         "",
         _table(
