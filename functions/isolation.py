@@ -67,10 +67,17 @@ class Limits:
     workspace_bytes: int = 1 << 30
     tmp_bytes: int = 256 << 20  # /tmp and /dev/shm together
     output_bytes: int = 16 << 20  # each of stdout and stderr: the job keeps them until they are stored
+    # All the command's processes together (memory_bytes bounds each one's address space); infra/gcp
+    # sizes the instance for its concurrency x (this + the disks) + the job.
+    total_memory_bytes: int = 2 << 30
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return cls(workspace_bytes=settings.workspace_bytes, tmp_bytes=settings.sandbox_tmp_bytes)
+        return cls(
+            workspace_bytes=settings.workspace_bytes,
+            tmp_bytes=settings.sandbox_tmp_bytes,
+            total_memory_bytes=settings.command_memory_bytes,
+        )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ class CommandResult:
     stdout: bytes
     stderr: bytes
     duration_seconds: float
-    killed_reason: str | None = None  # "timeout", "workspace over quota" or "output over N MiB"
+    killed_reason: str | None = None  # "timeout", "workspace over quota", "output over N MiB", "memory over N MiB"
 
 
 @dataclass(frozen=True)
@@ -126,21 +127,22 @@ def run_command(
             inside_socket = f"{seen_tmp}/{EGRESS_SOCKET}"
             shell = ["/bin/sh", "-c", WITH_BRIDGE, "sh", BRIDGE_SOURCE, inside_socket, str(EGRESS_PORT), command]
         launch = backend.launch(shell, workspace, tmp, base_env | (env or {}), limits, int(timeout_seconds) + 1)
-        stdout_path, stderr_path = scratch_path / "stdout", scratch_path / "stderr"
         started = time.monotonic()
         try:
-            with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-                process = subprocess.Popen(
-                    launch.argv,
-                    cwd=str(workspace),
-                    env=launch.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-                killed = _wait(process, workspace, (tmp, shm), (out, err), timeout_seconds, limits)
+            process = subprocess.Popen(
+                launch.argv,
+                cwd=str(workspace),
+                env=launch.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+            assert process.stdout and process.stderr
+            out, err = _Capped(process.stdout, limits.output_bytes), _Capped(process.stderr, limits.output_bytes)
+            killed = _wait(process, workspace, (tmp, shm), (out, err), timeout_seconds, limits)
+            out.join(), err.join()
         finally:
             if egress_for:
                 egress.proxy().close(tmp / EGRESS_SOCKET)
@@ -148,25 +150,50 @@ def run_command(
         return CommandResult(
             command=command,
             exit_code=process.returncode if not killed else (process.returncode or -signal.SIGKILL),
-            stdout=stdout_path.read_bytes(),
-            stderr=stderr_path.read_bytes(),
+            stdout=bytes(out.data),
+            stderr=bytes(err.data),
             duration_seconds=duration,
             killed_reason=killed,
         )
+
+
+class _Capped:
+    """Reads one output of the command as it comes, keeping at most `limit` bytes: no more ever
+    reaches the job's memory or disk (past it the command is stopped, and told why)."""
+
+    def __init__(self, pipe: BinaryIO, limit: int) -> None:
+        self.data = bytearray()
+        self.over = False
+        self._pipe, self._limit = pipe, limit
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with self._pipe:
+            while chunk := self._pipe.read1(65536):
+                room = self._limit - len(self.data)
+                self.data += chunk[:room]
+                if len(chunk) > room:
+                    self.over = True
+                    return  # the watchdog stops the command; its writes no longer go anywhere
+
+    def join(self) -> None:
+        # Everything that could write to the pipe is gone by now; a straggler is not waited for.
+        self._thread.join(timeout=KILL_GRACE_SECONDS)
 
 
 def _wait(
     process: subprocess.Popen[bytes],
     workspace: Path,
     scratch: tuple[Path, ...],
-    outputs: tuple[BinaryIO, ...],
+    outputs: tuple[_Capped, ...],
     timeout: float,
     limits: Limits,
 ) -> str | None:
-    """Wait for the command; kill its process group on timeout or when its disk or output passes a quota.
+    """Wait for the command; kill its process group on timeout or when it passes a quota.
 
     A pidfd wakes us the moment the command exits (Popen.wait(timeout) polls with sleeps,
-    which cost a quick command milliseconds); between wake-ups we check the disk quota.
+    which cost a quick command milliseconds); between wake-ups we check the quotas.
     """
     deadline = time.monotonic() + timeout
     exited = _exit_waiter(process)
@@ -179,19 +206,46 @@ def _wait(
                 return "timeout"
             if exited(min(WATCH_INTERVAL_SECONDS, remaining)):
                 break
-            if _tree_size(workspace) > limits.workspace_bytes or sum(map(_tree_size, scratch)) > limits.tmp_bytes:
+            reason = _over_quota(process.pid, workspace, scratch, outputs, limits)
+            if reason:
                 _kill_group(process)
                 process.wait()
-                return "workspace over quota"
-            if any(os.fstat(output.fileno()).st_size > limits.output_bytes for output in outputs):
-                _kill_group(process)
-                process.wait()
-                return f"output over {limits.output_bytes >> 20} MiB"
+                return reason
     finally:
         exited(None)
     # The shell may be gone while children it put in the background still run.
     _kill_group(process)
     return None
+
+
+def _over_quota(
+    pid: int, workspace: Path, scratch: tuple[Path, ...], outputs: tuple[_Capped, ...], limits: Limits
+) -> str | None:
+    """Which quota the running command has passed, if any."""
+    if _tree_size(workspace) > limits.workspace_bytes or sum(map(_tree_size, scratch)) > limits.tmp_bytes:
+        return "workspace over quota"
+    if any(output.over for output in outputs):
+        return f"output over {limits.output_bytes >> 20} MiB"
+    if _resident_bytes(pid) > limits.total_memory_bytes:
+        return f"memory over {limits.total_memory_bytes >> 20} MiB"
+    return None
+
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def _resident_bytes(pid: int) -> int:
+    """Resident memory of the command's whole process tree: each process's own limit does not bound them all."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * PAGE_BYTES
+            for task in os.scandir(f"/proc/{current}/task"):
+                todo += [int(child) for child in Path(task.path, "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
 
 
 def _exit_waiter(process: subprocess.Popen[bytes]) -> Callable[[float | None], bool]:

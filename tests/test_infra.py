@@ -365,7 +365,13 @@ def test_job_instance_memory_holds_its_in_memory_disks() -> None:
     )
     assert needed + process_reserve_mib <= variable_default("job_memory_mib")
     text = module_text("sandbox_job")
-    for setting in ("var.job_concurrency", "var.job_memory_mib", "var.workspace_mib", "var.sandbox_tmp_mib"):
+    for setting in (
+        "var.job_concurrency",
+        "var.job_memory_mib",
+        "var.workspace_mib",
+        "var.sandbox_tmp_mib",
+        "var.command_memory_mib",
+    ):
         assert setting in text
     assert SANDBOX_JOB_TRIGGER.tuned.ack_deadline_seconds <= 3600  # Cloud Run's request timeout ceiling
 

@@ -265,3 +265,13 @@ def test_output_is_bounded(workspace: Path) -> None:
     result = run_command("while true; do head -c 1000000 /dev/zero; done", workspace, 30, limits=limits)
     assert result.killed_reason == "output over 1 MiB"
     assert len(result.stdout) < 64 << 20
+
+
+def test_memory_of_all_the_command_processes_is_bounded(workspace: Path) -> None:
+    """Each process's own limit let three processes hold 3.6 GB: their total is watched too."""
+    limits = Limits(total_memory_bytes=512 << 20)
+    hold = "python3 -c \"import time; b = 'x' * (300 * 1024 * 1024); time.sleep(20)\""
+    started = time.monotonic()
+    result = run_command(f"{hold} & {hold} & {hold} & wait", workspace, 30, limits=limits)
+    assert result.killed_reason == "memory over 512 MiB"
+    assert time.monotonic() - started < 15

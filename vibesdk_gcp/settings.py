@@ -73,6 +73,7 @@ class Settings:
     # A sandbox's disk: on Cloud Run both live in the instance's memory (infra/gcp sizes for them).
     workspace_bytes: int = 1 << 30
     sandbox_tmp_bytes: int = 256 << 20
+    command_memory_bytes: int = 2 << 30
     # Which isolation backend runs commands (functions/isolation.py); "auto": the first that works.
     sandbox_backend: str = "auto"
 
@@ -110,6 +111,7 @@ class Settings:
             max_file_bytes=_int(env, "VIBESDK_MAX_FILE_BYTES", 4 * 1024 * 1024),
             workspace_bytes=_int(env, "VIBESDK_WORKSPACE_BYTES", 1 << 30),
             sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", 256 << 20),
+            command_memory_bytes=_int(env, "VIBESDK_COMMAND_MEMORY_BYTES", 2 << 30),
             sandbox_backend=env.get("VIBESDK_SANDBOX_BACKEND") or "auto",
             cors_origins=tuple(o.strip() for o in (env.get("VIBESDK_CORS_ORIGINS") or "").split(",") if o.strip()),
             max_actions_per_owner=_int(env, "VIBESDK_MAX_ACTIONS_PER_OWNER", 0),

@@ -200,7 +200,8 @@ module "sandbox_job" {
   # As long as the tuned subscription's ack deadline: a delivery is never cut by Cloud Run first.
   timeout_seconds = local.definitions.trigger.tuned_subscription.ack_deadline_seconds
   # Each action's workspace and /tmp live in the instance's memory (Cloud Run's file system is
-  # in memory): concurrency x (workspace + tmp) + the process must fit (tests/test_infra.py).
+  # in memory), beside its command's processes: concurrency x (workspace + tmp + command memory)
+  # + the job must fit (tests/test_infra.py).
   concurrency = var.job_concurrency
   cpu         = "2"
   memory      = "${var.job_memory_mib}Mi"
@@ -215,6 +216,7 @@ module "sandbox_job" {
     VIBESDK_WORKSPACE_ROOT          = "/tmp/workspaces"
     VIBESDK_WORKSPACE_BYTES         = tostring(var.workspace_mib * 1048576)
     VIBESDK_SANDBOX_TMP_BYTES       = tostring(var.sandbox_tmp_mib * 1048576)
+    VIBESDK_COMMAND_MEMORY_BYTES    = tostring(var.command_memory_mib * 1048576)
     VIBESDK_COMMAND_TIMEOUT_SECONDS = tostring(var.command_timeout_seconds)
     # A minute short of the request timeout: every command ends inside the request that runs it.
     VIBESDK_MAX_ACTION_SECONDS = tostring(local.definitions.trigger.tuned_subscription.ack_deadline_seconds - 60)

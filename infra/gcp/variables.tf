@@ -53,8 +53,14 @@ variable "job_concurrency" {
 
 variable "job_memory_mib" {
   type        = number
-  description = "Memory of a sandbox job instance, MiB (holds its in-memory file system too)."
-  default     = 4096
+  description = "Memory of a sandbox job instance, MiB (holds its in-memory file system and its commands too; 2 CPUs allow up to 8 GiB)."
+  default     = 8192
+}
+
+variable "command_memory_mib" {
+  type        = number
+  description = "Resident memory all of one command's processes may hold together, MiB."
+  default     = 2048
 }
 
 variable "workspace_mib" {
