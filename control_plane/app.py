@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -36,6 +37,7 @@ from vibesdk_gcp.errors import (
     ServiceUnavailable,
     TooLarge,
     TooMany,
+    TooSlow,
     Unauthenticated,
     VibsdkError,
 )
@@ -50,6 +52,7 @@ STATUS_OF: dict[type[VibsdkError], int] = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    TooSlow: 408,
     InvalidRequest: 422,
     TooMany: 429,
     ServiceUnavailable: 503,
@@ -188,11 +191,16 @@ def create_app(
         if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
             raise TooLarge(f"body is {declared} bytes; the limit is {settings.max_body_bytes}")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.max_body_bytes:
-                raise TooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
-            chunks.append(chunk)
+        try:
+            # A body trickled in byte by byte would hold a worker for ever.
+            async with asyncio.timeout(settings.body_timeout_seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > settings.max_body_bytes:
+                        raise TooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise TooSlow(f"the body did not arrive within {settings.body_timeout_seconds} s") from None
         return b"".join(chunks)
 
     def owner_of(request: Request) -> str:

@@ -12,8 +12,8 @@ from vibesdk_gcp.errors import ConfigurationError
 
 def main() -> int:
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for stop_signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(stop_signal, lambda *_: stop.set())
     print(
         "starting the local stack: emulators, sandbox job, status recorder, Eventarc router, control plane", flush=True
     )
@@ -22,6 +22,10 @@ def main() -> int:
     except ConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if stop.is_set():  # asked to stop while starting: nothing is left behind either way
+        print("stopping...", flush=True)
+        stack.stop()
+        return 0
     ports = stack.ports
     print(
         f"""

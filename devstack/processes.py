@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -14,6 +16,20 @@ from typing import IO
 from vibesdk_gcp.errors import ConfigurationError
 
 STOP_GRACE_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """Run in the child before exec: the kernel kills it when the process that started it dies,
+    however that happens (SIGKILL included), so that no child outlives the supervisor."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above: nobody will signal us
+            os._exit(1)
+
+    return arm
 
 
 @dataclass
@@ -47,6 +63,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
         child = Child(name, process, log_path, argv, env, cwd)
         self.children.append(child)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -215,3 +218,38 @@ def test_unknown_route_is_json(client: TestClient) -> None:
     response = client.get("/nothing")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+def test_a_body_trickled_in_times_out(api_settings: Settings, store: RunStore, storage: Storage) -> None:
+    """A client that sends its headers and then nothing would hold a worker for ever: 408."""
+    slow = replace(api_settings, body_timeout_seconds=0.3)
+    app = create_app(slow, ControlPlane(store, Bus(clients.publisher_client(slow), slow.project), storage))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/agent",
+        "raw_path": b"/api/agent",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {TOKEN}".encode()),
+            (b"content-length", b"100"),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    assert sent[0]["status"] == 408

@@ -39,6 +39,10 @@ class TooLarge(VibsdkError):
     """A body, file or bundle over its size limit (413)."""
 
 
+class TooSlow(VibsdkError):
+    """A request body that did not arrive in time (408)."""
+
+
 class ServiceUnavailable(VibsdkError):
     """A Google service we depend on did not answer; the caller may retry (503)."""
 

@@ -41,6 +41,7 @@ class Settings:
     project: str
     api_token: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
+    body_timeout_seconds: float = 30.0
     workspace_root: Path = field(default_factory=lambda: Path("/tmp/vibesdk-workspaces"))
     command_timeout_seconds: int = 120
     # What one action may take in all: less than the tuned ack deadline and Cloud Run's timeout (600 s).
@@ -89,6 +90,7 @@ class Settings:
             project=env.get("GOOGLE_CLOUD_PROJECT") or LOCAL_PROJECT,
             api_token=env.get("VIBESDK_API_TOKEN") or None,
             max_body_bytes=_int(env, "VIBESDK_MAX_BODY_BYTES", 8 * 1024 * 1024),
+            body_timeout_seconds=_int(env, "VIBESDK_BODY_TIMEOUT_SECONDS", 30),
             workspace_root=Path(env.get("VIBESDK_WORKSPACE_ROOT") or "/tmp/vibesdk-workspaces"),
             command_timeout_seconds=_int(env, "VIBESDK_COMMAND_TIMEOUT_SECONDS", 120),
             max_action_seconds=_int(env, "VIBESDK_MAX_ACTION_SECONDS", 540),

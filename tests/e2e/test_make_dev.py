@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devstack.config import PORTS
@@ -88,3 +90,61 @@ def test_dev_refuses_a_port_in_use() -> None:
     assert result.returncode != 0
     assert f"port {OWN_PORTS['VIBESDK_CONTROL_PLANE_PORT']} (control plane) is in use" in result.stderr
     assert "VIBESDK_CONTROL_PLANE_PORT" in result.stderr
+
+
+def start_dev() -> tuple[subprocess.Popen[str], str]:
+    env = dict(os.environ) | OWN_PORTS | {"VIBESDK_API_TOKEN": "", "VIBESDK_WORKSPACE_ROOT": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a group of its own, as `make dev` in a terminal
+    )
+    output = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        output.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    return process, "".join(output)
+
+
+def ports_free_within(seconds: float) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while any(listening(port) for port in OWN_PORTS.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [port for port in OWN_PORTS.values() if listening(port)]
+
+
+def test_no_child_outlives_a_killed_supervisor() -> None:
+    """SIGKILL leaves the supervisor no chance to stop anything: its children die with it all the same."""
+    process, text = start_dev()
+    try:
+        assert all(listening(port) for port in OWN_PORTS.values()), text
+        process.kill()
+        process.wait()
+        assert ports_free_within(15) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_signal_to_the_group_stops_everything_every_time(attempt: int) -> None:
+    """SIGTERM to the whole process group, as a terminal or a caller sends it, after some load."""
+    process, text = start_dev()
+    try:
+        api = f"http://127.0.0.1:{OWN_PORTS['VIBESDK_CONTROL_PLANE_PORT']}"
+        token = text.split("export VIBESDK_API_TOKEN=", 1)[1].split()[0]
+        with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+            for _ in range(20):
+                client.post("/api/agent", json={"templateName": "static-site"})
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        assert ports_free_within(15) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
