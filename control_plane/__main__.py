@@ -2,11 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from vibesdk_gcp import logs
+
+# What a client may take to send a request's headers (a body has its own bound in the app).
+HEADER_SECONDS = float(os.environ.get("VIBESDK_HEADER_TIMEOUT_SECONDS") or 10)
+
+
+class HeadersInTime(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, closing a connection whose request headers trickle in (408).
+
+    uvicorn bounds idle keep-alive connections, not one that sends a byte now and then: enough of
+    those would hold every connection the API can take.
+    """
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(HEADER_SECONDS, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request's headers, on a kept-alive connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            self.transport.close()
 
 
 def main() -> None:
@@ -18,6 +64,7 @@ def main() -> None:
         port=int(os.environ.get("PORT", "8080")),
         log_config=None,  # keep the JSON lines set up above
         access_log=False,
+        http=HeadersInTime,
     )
 
 

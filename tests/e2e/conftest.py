@@ -23,7 +23,11 @@ TERMINAL = ("succeeded", "failed")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Each unit notes the Google permissions it uses (vibesdk_gcp/access.py): test_iam.py reads them.
     access = tmp_path_factory.mktemp("access")
-    env = dict(os.environ) | {"VIBESDK_API_TOKEN": TOKEN, "VIBESDK_ACCESS_DIR": str(access)}
+    env = dict(os.environ) | {
+        "VIBESDK_API_TOKEN": TOKEN,
+        "VIBESDK_ACCESS_DIR": str(access),
+        "VIBESDK_HEADER_TIMEOUT_SECONDS": "2",  # test_pipeline's slow client need not wait 10 s
+    }
     stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
     yield stack
     stack.stop()

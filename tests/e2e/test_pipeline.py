@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -224,3 +225,15 @@ def test_a_command_with_network_reads_nothing_of_the_stack(api: httpx.Client, st
     said = run["result"]["results"][0]["output"] + run["result"]["results"][0]["error"]
     assert "egress refused" in said
     assert created["sessionId"] not in said and "documents" not in said.replace(documents, "")
+
+
+def test_headers_trickled_in_are_cut_off(stack: Stack) -> None:
+    """A client that sends a byte now and then would hold a connection for ever: 408, closed."""
+    port = int(stack.api_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 8
