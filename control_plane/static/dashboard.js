@@ -1,7 +1,8 @@
-// The runs dashboard: the owner's sessions, each run's transitions on a timeline, live.
+// The sessions dashboard: the owner's sessions; for one, its runs on a timeline with their output,
+// its files (through getFiles), its static-analysis issues and its latest preview, all live.
 "use strict";
 
-const state = { token: "", session: null, timer: null };
+const state = { token: "", session: null, timer: null, file: null };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -44,20 +45,63 @@ function renderRun(run) {
   for (const command of (run.result && run.result.results) || []) {
     item.append(el("pre", {}, `$ ${command.command}  (exit ${command.exitCode})\n${command.output || ""}${command.error || ""}`));
   }
+  for (const command of (run.result && run.result.results) || []) {
+    if (command.log) item.append(el("p", { class: "log" }, "full log: ", el("code", {}, command.log)));
+  }
   if (run.result && run.result.previewUrl) {
     item.append(el("a", { href: run.result.previewUrl, target: "_blank", rel: "noopener" }, "preview"));
   }
   return item;
 }
 
+// The newest succeeded run of an action: what the panes show.
+function latest(runs, action) {
+  return runs.find((run) => run.action === action && run.status === "succeeded" && run.result);
+}
+
+function renderFiles(runs) {
+  const listing = latest(runs, "getFiles");
+  const files = (listing && listing.result.files) || [];
+  $("files").replaceChildren(...files.map((file) => {
+    const button = el("button", { type: "button", class: "file", "data-file": file.filePath }, file.filePath);
+    button.addEventListener("click", () => { state.file = file.filePath; renderFiles(runs); });
+    return el("li", {}, button);
+  }));
+  const shown = files.find((file) => file.filePath === state.file);
+  $("file-view").hidden = !shown;
+  $("file-view").textContent = shown ? shown.fileContents : "";
+}
+
+function renderAnalysis(runs) {
+  const analysis = latest(runs, "runStaticAnalysisCode");
+  const rows = [];
+  for (const kind of ["lint", "typecheck"]) {
+    for (const issue of (analysis && analysis.result[kind] && analysis.result[kind].issues) || []) {
+      rows.push(el("tr", { "data-kind": kind }, ...[kind, issue.file, `${issue.line}:${issue.column}`, issue.message, issue.rule || ""]
+        .map((cell) => el("td", {}, String(cell)))));
+    }
+  }
+  $("analysis").tBodies[0].replaceChildren(...rows);
+  $("analysis-summary").textContent = analysis ? `${rows.length} issue(s) in the latest check` : "No check yet";
+}
+
+function renderPreview(url) {
+  $("preview").replaceChildren(url ? el("a", { href: url, target: "_blank", rel: "noopener", id: "preview-link" }, "Open preview") : "No preview yet");
+  const frame = $("preview-frame");
+  frame.hidden = !url;
+  if (url && frame.getAttribute("src") !== url) frame.setAttribute("src", url);
+}
+
 async function refreshSessions() {
   const { sessions } = await api("GET", "/api/agent");
   $("sessions").replaceChildren(...sessions.map((s) => {
-    const item = el("li", { "data-session": s.sessionId, "data-status": s.status },
+    // A button: reachable and usable from the keyboard.
+    const button = el("button", { type: "button", class: "session" },
       el("div", {}, s.projectName || s.templateName || s.sessionId.slice(0, 8)),
       el("span", { class: `status ${s.status}` }, `${s.action} · ${s.status}`));
+    button.addEventListener("click", () => select(s.sessionId));
+    const item = el("li", { "data-session": s.sessionId, "data-status": s.status }, button);
     if (s.sessionId === state.session) item.classList.add("selected");
-    item.addEventListener("click", () => select(s.sessionId));
     return item;
   }));
 }
@@ -68,9 +112,10 @@ async function refreshDetail() {
     api("GET", `/api/agent/${state.session}`), api("GET", `/api/agent/${state.session}/runs`)]);
   $("detail").hidden = false;
   $("detail-title").textContent = `${session.templateName} · ${session.sessionId}`;
-  const url = session.preview && session.preview.previewUrl;
-  $("preview").replaceChildren(url ? el("a", { href: url, target: "_blank", rel: "noopener", id: "preview-link" }, "Open preview") : "No preview yet");
+  renderPreview(session.preview && session.preview.previewUrl);
   $("runs").replaceChildren(...runs.map(renderRun));
+  renderFiles(runs);
+  renderAnalysis(runs);
 }
 
 async function refresh() {
@@ -122,6 +167,8 @@ async function start() {
     if (line) queue("executeCommands", { commands: [line] });
   });
   $("deploy").addEventListener("click", () => queue("deployInstance", {}));
+  $("analyse").addEventListener("click", () => queue("runStaticAnalysisCode", {}));
+  $("list-files").addEventListener("click", () => queue("getFiles", {}));
   try {
     const { templates } = await api("GET", "/api/templates");
     $("template").replaceChildren(...templates.map((t) => el("option", { value: t.name }, t.name)));

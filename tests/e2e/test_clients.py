@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,18 @@ from vibesdk_cli.locallogs import run_lines
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
+# Headless, and nothing that reaches beyond this machine (its network is closed).
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def vibesdk(stack: Stack, *args: str, token: str = TOKEN) -> subprocess.CompletedProcess[str]:
@@ -111,18 +124,7 @@ def test_dashboard_shows_a_run_reaching_succeeded(stack: Stack) -> None:
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-    ):
+    for flag in CHROMIUM_FLAGS + ("--window-size=1280,900",):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
@@ -143,5 +145,71 @@ def test_dashboard_shows_a_run_reaching_succeeded(stack: Stack) -> None:
         assert "index.html" in driver.find_element(By.CSS_SELECTOR, "#runs li.run pre").text
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    finally:
+        driver.quit()
+
+
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="chromium-driver is not installed (make test installs it)")
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)], ids=["desktop", "phone"])
+def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, width: int, height: int) -> None:
+    """One page per session: runs with their output, files, static-analysis issues and the preview, live."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    marker = f"Made in the dashboard test {uuid.uuid4().hex[:6]}"
+    page = f'<!doctype html><html><head><title>t</title></head><body>\n<img src="a.png">\n<p>{marker}</p>\n</body></html>\n'
+    created = api.post("/api/agent", json={"templateName": "static-site", "projectName": f"dash-{width}"}).json()
+    session = created["sessionId"]
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+    for action, params in (
+        ("writeFiles", {"files": [{"filePath": "src/index.html", "fileContents": page}]}),
+        ("executeCommands", {"commands": ["echo built-by-the-test"]}),
+        ("runStaticAnalysisCode", {}),
+        ("deployInstance", {}),
+    ):
+        queued = api.post(f"/api/agent/{session}/actions", json={"action": action, "params": params}).json()
+        assert wait_for_run(api, queued["runUrl"], timeout=120)["status"] == "succeeded", action
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS + (f"--window-size={width},{height}",):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get(f"{stack.api_url}/dashboard#token={TOKEN}")
+        wait = WebDriverWait(driver, 60)
+        # The keyboard alone: tab to the session's button, Enter.
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'li[data-session="{session}"] button'))
+        button = driver.find_element(By.CSS_SELECTOR, f'li[data-session="{session}"] button')
+        button.send_keys(Keys.ENTER)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs li.run")) == 5)
+        timelines = [
+            [s.text.split()[0] for s in run.find_elements(By.CSS_SELECTOR, ".timeline .step")]
+            for run in driver.find_elements(By.CSS_SELECTOR, "#runs li.run")
+        ]
+        assert timelines == [["queued", "running", "succeeded"]] * 5
+        assert "built-by-the-test" in driver.find_element(By.ID, "runs").text
+        assert "full log: gs://vibesdk-logs/" in driver.find_element(By.ID, "runs").text
+        rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#analysis tbody tr[data-kind="lint"]'))
+        assert "img without alt text" in rows[0].text and "src/index.html" in rows[0].text
+        frame = wait.until(
+            lambda d: (
+                d.find_element(By.ID, "preview-frame")
+                if d.find_element(By.ID, "preview-frame").get_attribute("src")
+                else None
+            )
+        )
+        driver.switch_to.frame(frame)
+        wait.until(lambda d: marker in d.find_element(By.TAG_NAME, "body").text)
+        driver.switch_to.default_content()
+        driver.find_element(By.ID, "list-files").send_keys(Keys.ENTER)  # a getFiles run, live
+        file = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'button.file[data-file="src/index.html"]'))[0]
+        file.send_keys(Keys.ENTER)
+        wait.until(lambda d: marker in d.find_element(By.ID, "file-view").text)
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / f"dashboard-session-{width}x{height}.png"))
     finally:
         driver.quit()
