@@ -286,6 +286,17 @@ def create_app(
         return JSONResponse(run.model_dump(mode="json"))
 
     @api
+    async def get_log(request: Request) -> Response:
+        data = await run_in_threadpool(
+            plane.full_log,
+            owner_of(request),
+            request.path_params["sessionId"],
+            request.query_params.get("name", ""),
+            request.query_params.get("stream", "stdout"),
+        )
+        return Response(data, 200, media_type="text/plain; charset=utf-8")
+
+    @api
     async def get_preview(request: Request) -> Response:
         status, preview = await run_in_threadpool(plane.preview, owner_of(request), request.path_params["sessionId"])
         return JSONResponse(preview.model_dump(mode="json"), status)
@@ -328,6 +339,7 @@ def create_app(
         Route("/api/agent/{sessionId}/actions", queue_action, methods=["POST"]),
         Route("/api/agent/{sessionId}/runs", list_runs, methods=["GET"]),
         Route("/api/agent/{sessionId}/runs/{runId}", get_run, methods=["GET"]),
+        Route("/api/agent/{sessionId}/log", get_log, methods=["GET"]),
         Route("/api/templates", list_templates, methods=["GET"]),
         Route("/api/agent/{sessionId}/preview", get_preview, methods=["GET"]),
         Route("/preview/{sessionId}/{token}/{path:path}", preview_file, methods=["GET"]),

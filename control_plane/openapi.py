@@ -90,6 +90,20 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json(Run, "the run"), **_errors(401, 404, 503)},
                 }
             },
+            "/api/agent/{sessionId}/log": {
+                "get": {
+                    "summary": "A command's whole output, by the `log` name in its run's result",
+                    "parameters": [
+                        *session,
+                        {"name": "name", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "stream", "in": "query", "schema": {"type": "string", "enum": ["stdout", "stderr"]}},
+                    ],
+                    "responses": {
+                        "200": {"description": "the output", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **_errors(401, 404, 503),
+                    },
+                }
+            },
             "/api/agent/{sessionId}/preview": {
                 "get": {
                     "summary": "Preview details: 200 ready, 202 being created, 409 failed",

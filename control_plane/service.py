@@ -15,7 +15,7 @@ from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge
-from vibesdk_gcp.names import PREVIEWS_BUCKET, TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
+from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
 from vibesdk_gcp.params import validate_params
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
@@ -149,6 +149,15 @@ class ControlPlane:
     def run(self, owner: str, session_id: str, run_id: str) -> Run:
         self._owned_session(owner, session_id)
         return Run.model_validate(jsonable(self._store.get_run(session_id, run_id)))
+
+    def full_log(self, owner: str, session_id: str, log: str, stream: str) -> bytes:
+        """A command's whole stdout or stderr, by the `log` name its run result gives."""
+        self._owned_session(owner, session_id)
+        prefix = f"gs://{LOGS_BUCKET}/{session_id}/logs/"
+        name = log.removeprefix(prefix)
+        if name == log or not name or "/" in name or ".." in name or stream not in ("stdout", "stderr"):
+            raise NotFound("no such log")
+        return self._storage.read(LOGS_BUCKET, f"{session_id}/logs/{name}.{stream}")
 
     def preview(self, owner: str, session_id: str) -> tuple[int, Preview]:
         """200 once the instance is ready, 202 while it is being made, 409 when that failed."""

@@ -253,3 +253,30 @@ def test_a_body_trickled_in_times_out(api_settings: Settings, store: RunStore, s
     }
     asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
     assert sent[0]["status"] == 408
+
+
+def test_full_log_names_only_the_sessions_own_logs(client: TestClient, topic: str, storage: Storage) -> None:
+    created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
+    session = created["sessionId"]
+    storage.write("vibesdk-logs", f"{session}/logs/0001-run-0.stdout", b"whole output", "text/plain")
+    storage.write("vibesdk-logs", "other-session/logs/0001-run-0.stdout", b"not yours", "text/plain")
+    own = client.get(
+        f"/api/agent/{session}/log", params={"name": f"gs://vibesdk-logs/{session}/logs/0001-run-0"}, headers=AUTH
+    )
+    assert (own.status_code, own.text) == (200, "whole output")
+    for name in (
+        "gs://vibesdk-logs/other-session/logs/0001-run-0",
+        f"gs://vibesdk-logs/{session}/logs/../../other-session/logs/0001-run-0",
+        f"gs://vibesdk-logs/{session}/logs/",
+        "0001-run-0",
+    ):
+        response = client.get(f"/api/agent/{session}/log", params={"name": name}, headers=AUTH)
+        assert response.status_code == 404, name
+    assert (
+        client.get(
+            f"/api/agent/{session}/log",
+            params={"name": f"gs://vibesdk-logs/{session}/logs/0001-run-0", "stream": "x"},
+            headers=AUTH,
+        ).status_code
+        == 404
+    )

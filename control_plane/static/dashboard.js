@@ -25,6 +25,11 @@ async function api(method, path, body) {
   return data;
 }
 
+async function text(path) {
+  const response = await fetch(path, { headers: state.token ? { Authorization: `Bearer ${state.token}` } : {} });
+  return response.ok ? response.text() : `(${response.status})`;
+}
+
 function say(text, isError = false) {
   $("message").textContent = text;
   $("message").className = isError ? "error" : "";
@@ -46,7 +51,14 @@ function renderRun(run) {
     item.append(el("pre", {}, `$ ${command.command}  (exit ${command.exitCode})\n${command.output || ""}${command.error || ""}`));
   }
   for (const command of (run.result && run.result.results) || []) {
-    if (command.log) item.append(el("p", { class: "log" }, "full log: ", el("code", {}, command.log)));
+    if (!command.log) continue;
+    const shown = el("pre", { class: "full-log", hidden: true });
+    const button = el("button", { type: "button", class: "show-log" }, `Full log of ${command.command}`);
+    button.addEventListener("click", async () => {
+      shown.textContent = await text(`/api/agent/${state.session}/log?name=${encodeURIComponent(command.log)}&stream=stdout`);
+      shown.hidden = false;
+    });
+    item.append(el("p", { class: "log" }, button), shown);
   }
   if (run.result && run.result.previewUrl) {
     item.append(el("a", { href: run.result.previewUrl, target: "_blank", rel: "noopener" }, "preview"));

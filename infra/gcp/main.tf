@@ -93,6 +93,7 @@ resource "google_storage_bucket_iam_member" "access" {
     job_previews       = { bucket = local.buckets.previews, role = "roles/storage.objectUser", member = module.iam.members["vibesdk-sandbox-job"] }
     control_templates  = { bucket = local.buckets.templates, role = "roles/storage.objectViewer", member = module.iam.members["vibesdk-control-plane"] }
     control_previews   = { bucket = local.buckets.previews, role = "roles/storage.objectViewer", member = module.iam.members["vibesdk-control-plane"] }
+    control_logs       = { bucket = local.buckets.logs, role = "roles/storage.objectViewer", member = module.iam.members["vibesdk-control-plane"] }
   }
 
   bucket = module.storage.bucket_names[each.value.bucket]

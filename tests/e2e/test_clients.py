@@ -192,7 +192,9 @@ def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, wid
         ]
         assert timelines == [["queued", "running", "succeeded"]] * 5
         assert "built-by-the-test" in driver.find_element(By.ID, "runs").text
-        assert "full log: gs://vibesdk-logs/" in driver.find_element(By.ID, "runs").text
+        show = driver.find_element(By.CSS_SELECTOR, "#runs button.show-log")
+        show.send_keys(Keys.ENTER)  # the whole output, through the API
+        wait.until(lambda d: "built-by-the-test" in d.find_element(By.CSS_SELECTOR, "#runs pre.full-log").text)
         rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#analysis tbody tr[data-kind="lint"]'))
         assert "img without alt text" in rows[0].text and "src/index.html" in rows[0].text
         frame = wait.until(

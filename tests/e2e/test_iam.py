@@ -92,6 +92,9 @@ def drive_every_action(api: httpx.Client, stack: Stack) -> None:
         assert run["status"] == "succeeded", (action, run.get("error"))
         if action == "deployInstance":
             assert httpx.get(run["result"]["previewUrl"]).status_code == 200
+        if action == "executeCommands":  # a command's whole output, through the API
+            log = run["result"]["results"][0]["log"]
+            assert api.get(f"/api/agent/{session}/log", params={"name": log}).text == "hello\n"
     queued = api.post(f"/api/agent/{session}/actions", json={"action": "shutdownInstance", "params": {}}).json()
     assert wait_for_run(api, queued["runUrl"])["status"] == "succeeded"
     # Poison on both topics: the job and the recorder set them aside on the dead-letter topic.
