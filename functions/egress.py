@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from vibesdk_gcp import logs
+from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("functions.egress")
 
@@ -211,6 +212,6 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 @functools.cache
 def proxy() -> EgressProxy:
     """This process's proxy, made on first use with the allow-list of its settings."""
-    allow = allow_list(os.environ.get("VIBESDK_EGRESS_ALLOW"))
+    allow = allow_list(Settings.from_env().egress_allow)
     logger.info("egress allow-list: %s", ", ".join(allow) or "(empty)")
     return EgressProxy(allow)

@@ -257,7 +257,7 @@ def _groups() -> list[int] | None:
     return [] if sandbox_ids() else None
 
 
-def _bubblewrap() -> tuple[Backend | None, str]:
+def _bubblewrap(settings: Settings) -> tuple[Backend | None, str]:
     path = shutil.which("bwrap")
     if path is None:
         return None, "bubblewrap is not installed"
@@ -267,8 +267,8 @@ def _bubblewrap() -> tuple[Backend | None, str]:
     return Bubblewrap(path), "bubblewrap works"
 
 
-def _cloud_run() -> tuple[Backend | None, str]:
-    path = os.environ.get("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND") or shutil.which("sandbox") or CLOUD_RUN_SANDBOX_COMMAND
+def _cloud_run(settings: Settings) -> tuple[Backend | None, str]:
+    path = settings.cloud_run_sandbox_command or shutil.which("sandbox") or CLOUD_RUN_SANDBOX_COMMAND
     if not Path(path).exists():
         return None, f"the Cloud Run sandbox command is not here ({path}: enable sandboxes on the service)"
     failure = _probe([path, "do", "--stdin=false", "--", "/bin/true"])
@@ -296,7 +296,7 @@ def selected() -> tuple[Backend | None, str]:
     probes = {"bubblewrap": _bubblewrap, "cloud-run": _cloud_run}
     reasons = []
     for name in probes if choice == "auto" else (choice,):
-        backend, reason = probes[name]()
+        backend, reason = probes[name](settings)
         if backend is not None:
             return backend, reason
         reasons.append(reason)

@@ -77,6 +77,9 @@ class Settings:
     command_memory_bytes: int = 2 << 30
     # Which isolation backend runs commands (functions/isolation.py); "auto": the first that works.
     sandbox_backend: str = "auto"
+    cloud_run_sandbox_command: str | None = None  # where Cloud Run's `sandbox` is, when not on PATH
+    # Hosts a command may reach through the egress proxy (comma-separated); None: the registries.
+    egress_allow: str | None = None
 
     @property
     def on_google_cloud(self) -> bool:
@@ -115,6 +118,8 @@ class Settings:
             sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", 256 << 20),
             command_memory_bytes=_int(env, "VIBESDK_COMMAND_MEMORY_BYTES", 2 << 30),
             sandbox_backend=env.get("VIBESDK_SANDBOX_BACKEND") or "auto",
+            cloud_run_sandbox_command=env.get("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND") or None,
+            egress_allow=env.get("VIBESDK_EGRESS_ALLOW") or None,
             cors_origins=tuple(o.strip() for o in (env.get("VIBESDK_CORS_ORIGINS") or "").split(",") if o.strip()),
             max_actions_per_owner=_int(env, "VIBESDK_MAX_ACTIONS_PER_OWNER", 0),
             allowed_owners=tuple(
