@@ -340,7 +340,7 @@ ACTIONS = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=ACTIONS)
 def test_no_input_crashes_the_job(
     context: Context, session: str, status_events: Any, case: tuple[str, dict[str, Any]]
