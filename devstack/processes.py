@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -16,20 +14,10 @@ from typing import IO
 from vibesdk_gcp.errors import ConfigurationError
 
 STOP_GRACE_SECONDS = 10.0
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """Run in the child before exec: the kernel kills it when the process that started it dies,
-    however that happens (SIGKILL included), so that no child outlives the supervisor."""
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def arm() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the line above: nobody will signal us
-            os._exit(1)
-
-    return arm
+# Each child dies when the supervisor does, however that happens (SIGKILL included): setpriv
+# (util-linux) sets the parent-death signal and execs the unit. Not a preexec_fn: forking a process
+# that runs gRPC's threads and running Python code in the child before exec can abort the child.
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
 
 
 @dataclass
@@ -56,14 +44,13 @@ class Supervisor:
         log = log_path.open("ab")
         self._logs.append(log)
         process = subprocess.Popen(
-            argv,
+            DIE_WITH_PARENT + argv,
             env=env,
             cwd=str(cwd),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
         )
         child = Child(name, process, log_path, argv, env, cwd)
         self.children.append(child)
