@@ -313,7 +313,10 @@ def create_app(
             return error_response(404, "not_found", "no such preview, or it was shut down")
         except ServiceUnavailable as error:
             return error_response(503, "ServiceUnavailable", str(error))
-        return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+        # The CSP sandbox gives the page an opaque origin, so its module scripts and stylesheets
+        # (`crossorigin`, as Vite writes them) load by CORS; the URL's token is the only key anyway.
+        headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+        return Response(data, media_type=media_type, headers=headers)
 
     async def dashboard(request: Request) -> Response:
         return FileResponse(STATIC / "dashboard.html")

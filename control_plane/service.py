@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import mimetypes
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +14,7 @@ from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge
+from vibesdk_gcp.media import content_type
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
 from vibesdk_gcp.params import validate_params
 from vibesdk_gcp.runs import RunStore
@@ -187,4 +187,4 @@ class ControlPlane:
         if ".." in path.split("/") or not token:
             raise NotFound("no such preview file")
         data = self._storage.read(PREVIEWS_BUCKET, f"{session_id}/{token}/{path}")
-        return data, mimetypes.guess_type(path)[0] or "application/octet-stream"
+        return data, content_type(path)

@@ -19,6 +19,7 @@ class Instance(BaseModel):
     owner: str | None = None
     envVars: dict[str, str] = Field(default_factory=dict)
     commands: dict[str, str | None] = Field(default_factory=dict)  # build, lint, typecheck, outputDir
+    install: dict[str, object] | None = None  # the template's dependency install (functions/dependencies.py)
     createdAt: str
     previewToken: str | None = None
     previewUrl: str | None = None

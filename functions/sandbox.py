@@ -60,12 +60,18 @@ class Egress:
     run_id: str
 
 
-def prepare_workspace(path: Path) -> None:
-    """Hand the workspace to the sandbox uid so commands can write it, and nothing else."""
+def prepare_workspace(path: Path, given: str | None = None) -> None:
+    """Hand the workspace to the sandbox uid so commands can write it, and nothing else.
+
+    `given` is the folder of an installed tree linked in (functions/dependencies.py): its files
+    are the job's, shared with other workspaces, and stay so.
+    """
     ids = sandbox_ids()
     if ids is None:
         return
-    for dirpath, _dirnames, filenames in os.walk(path):
+    for dirpath, dirnames, filenames in os.walk(path):
+        if given and dirpath == str(path) and given in dirnames:
+            dirnames.remove(given)
         os.chown(dirpath, *ids)
         for name in filenames:
             os.chown(os.path.join(dirpath, name), *ids, follow_symlinks=False)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions.dependencies import tree_index
 from vibesdk_gcp.errors import Conflict, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -83,12 +84,29 @@ class Workspace:
         self._home = root / session_id
         self.path = self._home / "files"
         self._state_file = self._home / "state.json"
+        # The installed tree the working copy was given (functions/dependencies.py): its files,
+        # unchanged, are neither saved nor removed by a restore.
+        self._base_file = self._home / "base.json"
         # What the working copy holds: the base generation, how many of its deltas, its files
         # (with stat) and which object holds each content (sha256 -> name under the prefix).
         self._generation = 0
         self._applied = 0
         self._files: dict[str, Entry] = {}
         self._packs: dict[str, str] = {}
+
+    def base(self) -> dict[str, str] | None:
+        """The installed tree given to this working copy: key, folder and tree path; None if none."""
+        try:
+            base = json.loads(self._base_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return base if Path(base["tree"]).is_dir() else None
+
+    def set_base(self, base: dict[str, str] | None) -> None:
+        if base is None:
+            self._base_file.unlink(missing_ok=True)
+        else:
+            self._base_file.write_text(json.dumps(base))
 
     def exists(self) -> bool:
         try:
@@ -264,8 +282,14 @@ class Workspace:
         return buffer.getvalue()
 
     def _scan(self) -> dict[str, Entry]:
-        """Every regular file, hashed only when its size or mtime moved since last seen."""
+        """Every regular file, hashed only when its size or mtime moved since last seen.
+
+        Files of the given installed tree, as given, are not the workspace's own: left out.
+        """
         found: dict[str, Entry] = {}
+        base = self.base()
+        prefix = base["folder"] + "/" if base else None
+        given = tree_index(base["tree"]) if base else {}
         folders = [("", str(self.path))]
         while folders:
             rel_folder, folder = folders.pop()
@@ -280,6 +304,9 @@ class Workspace:
                     if not item.is_file(follow_symlinks=False):
                         continue  # links and devices are not part of a workspace
                     stat = item.stat(follow_symlinks=False)
+                    as_given = prefix and rel.startswith(prefix) and given.get(rel[len(prefix) :])
+                    if as_given == (stat.st_size, stat.st_mtime_ns, _mode(stat)):
+                        continue  # the installed tree's own file, as given
                     known = self._files.get(rel)
                     if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
                         # The very entry, when nothing moved: save() tells changes by identity.

@@ -225,11 +225,12 @@ def test_unidentifiable_request_is_dead_lettered(context: Context, status_events
 
 
 def test_error_parsing_ignores_huge_lines() -> None:
-    from functions.actions.commands import parse_errors
+    from functions.diagnostics import command_errors
 
     # A 200 kB line once made the patterns backtrack for minutes; it is now skipped.
-    assert parse_errors("x:" * 100_000 + "\nTypeError: bad thing\n", "cmd") == [
-        {"source": "cmd", "file": None, "line": None, "message": "TypeError: bad thing"}
+    found = command_errors("x:" * 100_000 + "\nTypeError: bad thing\n", "cmd")
+    assert [(e["source"], e["filePath"], e["line"], e["message"], e["level"]) for e in found] == [
+        ("cmd", None, None, "TypeError: bad thing", 50)
     ]
 
 

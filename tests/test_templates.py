@@ -16,7 +16,7 @@ from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import TEMPLATES_BUCKET
 from vibesdk_gcp.storage import Storage
 
-SHIPPED = ("node-app", "python-app", "static-site")
+SHIPPED = ("node-app", "python-app", "react-vite", "static-site")
 
 
 def test_shipped_templates_build() -> None:

@@ -2,85 +2,46 @@
 
 from __future__ import annotations
 
-import mimetypes
-import re
 import secrets
 from typing import Any
 
-from functions.actions.commands import MAX_SCANNED_LINE, excerpt
-from functions.actions.common import require_instance, run_in_sandbox
+from functions.actions.commands import MAX_KEPT_ERRORS
+from functions.actions.common import excerpt, paths_of, ready_workspace, require_instance, run_in_sandbox
 from functions.actions.files import inside
 from functions.context import Context
-from functions.instances import Instance, save_instance, workspace_of
-from functions.sandbox import prepare_workspace
+from functions.diagnostics import analysis_issues, command_errors, runtime_error, summary
+from functions.instances import Instance, save_instance
 from functions.workspace import Workspace
 from vibesdk_gcp.errors import ActionFailed
+from vibesdk_gcp.media import content_type
 from vibesdk_gcp.names import PREVIEWS_BUCKET
 from vibesdk_gcp.params import Params, StaticAnalysisParams
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 Result = dict[str, Any]
 MAX_PREVIEW_FILES = 5_000
-
-# "file:line:column: severity: message (rule)", what the templates' checkers print (eslint's unix format).
-ISSUE_LINE = re.compile(
-    r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?P<column>\d+):\s*(?P<severity>error|warning|info)\s*:?\s*"
-    r"(?P<message>.*?)(?:\s+\((?P<rule>[\w/@.-]+)\))?$"
-)
-# tsc's "file(line,col): error TS1234: message".
-TSC_LINE = re.compile(
-    r"^(?P<file>[^(\s]+)\((?P<line>\d+),(?P<column>\d+)\):\s*(?P<severity>error|warning)\s+(?P<rule>TS\d+):\s*(?P<message>.*)$"
-)
-
-
-def parse_issues(output: str) -> list[dict[str, Any]]:
-    issues = []
-    for line in output.splitlines():
-        if len(line) > MAX_SCANNED_LINE:
-            continue
-        match = ISSUE_LINE.match(line.strip()) or TSC_LINE.match(line.strip())
-        if match:
-            fields = match.groupdict()
-            issues.append(
-                {
-                    "file": fields["file"],
-                    "line": int(fields["line"]),
-                    "column": int(fields["column"]),
-                    "message": fields["message"],
-                    "severity": fields["severity"],
-                    "rule": fields.get("rule"),
-                }
-            )
-    return issues
+SOURCES = {"lint": "eslint", "typecheck": "typescript"}
 
 
 def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, files: list[str] | None) -> Result:
+    """One of the template's checkers, run in the sandbox, its report read into VibSDK's CodeIssueResponse."""
     command = instance.commands.get(kind)
     if not command:
-        return {
-            "issues": [],
-            "summary": {"errorCount": 0, "warningCount": 0},
-            "skipped": f"the template has no {kind} command",
-        }
+        return {"issues": [], "summary": summary([]), "rawOutput": "", "skipped": f"the template has no {kind} command"}
     if files:
         command = f"{command} -- " + " ".join(
             _quote(inside(workspace.path, f).relative_to(workspace.path).as_posix()) for f in files
         )
     outcome = run_in_sandbox(ctx, str(command), workspace.path, instance.envVars)
-    output = outcome.stdout.decode(errors="replace") + "\n" + outcome.stderr.decode(errors="replace")
-    issues = parse_issues(output)
+    stdout, stderr = outcome.stdout.decode(errors="replace"), outcome.stderr.decode(errors="replace")
+    issues = analysis_issues(stdout, stderr, paths_of(workspace), SOURCES.get(kind, kind))
     if outcome.killed_reason or (outcome.exit_code != 0 and not issues):
         # The checker itself broke: that is no analysis, and must not pass for a clean one.
         reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
-        raise ActionFailed(f"{kind} command {command!r} {reason}: {excerpt(outcome.stderr, 1000)[0].strip()}")
-    return {
-        "issues": issues,
-        "summary": {
-            "errorCount": sum(1 for i in issues if i["severity"] == "error"),
-            "warningCount": sum(1 for i in issues if i["severity"] == "warning"),
-        },
-        "exitCode": outcome.exit_code,
-    }
+        detail = excerpt(outcome.stderr, 1000)[0].strip() or excerpt(outcome.stdout, 1000)[0].strip()
+        raise ActionFailed(f"{kind} command {command!r} {reason}: {detail}")
+    raw = f"STDOUT: {excerpt(outcome.stdout, 8000)[0]}\nSTDERR: {excerpt(outcome.stderr, 8000)[0]}"
+    return {"issues": issues, "summary": summary(issues), "rawOutput": raw, "exitCode": outcome.exit_code}
 
 
 def _quote(path: str) -> str:
@@ -89,18 +50,24 @@ def _quote(path: str) -> str:
 
 def run_static_analysis(request: SandboxRequest, params: StaticAnalysisParams, ctx: Context) -> Result:
     instance = require_instance(ctx, request.sessionId)
-    workspace = workspace_of(ctx, request.sessionId)
-    workspace.restore()
-    prepare_workspace(workspace.path)
+    workspace = ready_workspace(ctx, request, instance)
     lint = _check(ctx, instance, workspace, "lint", params.lintFiles)
     typecheck = _check(ctx, instance, workspace, "typecheck", None)
     found = [
-        dict(issue, source=kind)
+        runtime_error(
+            f"{issue['ruleId'] or kind}: {issue['message']}",
+            issue["message"],
+            kind,
+            issue["filePath"],
+            issue["line"],
+            issue["column"],
+        )
         for kind, part in (("lint", lint), ("typecheck", typecheck))
         for issue in part["issues"]
+        if issue["severity"] == "error"
     ]
     if found:
-        instance.errors = (instance.errors + [i for i in found if i["severity"] == "error"])[-100:]
+        instance.errors = (instance.errors + found)[-MAX_KEPT_ERRORS:]
         save_instance(ctx, request.sessionId, instance)
     return {"success": True, "lint": lint, "typecheck": typecheck}
 
@@ -109,9 +76,7 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Re
     instance = require_instance(ctx, request.sessionId)
     build = instance.commands.get("build")
     output_dir = str(instance.commands.get("outputDir") or ".")
-    workspace = workspace_of(ctx, request.sessionId)
-    workspace.restore()
-    prepare_workspace(workspace.path)
+    workspace = ready_workspace(ctx, request, instance)
     build_result = None
     if build:
         outcome = run_in_sandbox(ctx, str(build), workspace.path, instance.envVars)
@@ -121,7 +86,15 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Re
         build_result = {"command": build, "exitCode": outcome.exit_code, "output": output, "error": errors}
         if outcome.exit_code != 0 or outcome.killed_reason:
             reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
-            raise ActionFailed(f"build {build!r} {reason}: {errors[-1000:].strip()}", {"build": build_result})
+            found = command_errors(errors + "\n" + output, str(build), paths_of(workspace))
+            if found:
+                instance.errors = (instance.errors + found)[-MAX_KEPT_ERRORS:]
+                save_instance(ctx, request.sessionId, instance)
+            build_result["errors"] = found
+            summary_line = found[0]["message"] if found else errors[-1000:].strip()
+            raise ActionFailed(
+                f"build {build!r} {reason}: {summary_line}\n{errors[-1000:].strip()}", {"build": build_result}
+            )
     site = inside(workspace.path, output_dir) if output_dir != "." else workspace.path
     files = sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink()) if site.is_dir() else []
     if not files:
@@ -133,8 +106,8 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Re
     prefix = f"{request.sessionId}/{token}/"
     ctx.storage.delete_prefix(PREVIEWS_BUCKET, prefix)
     for path in files:
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        ctx.storage.write(PREVIEWS_BUCKET, prefix + path.relative_to(site).as_posix(), path.read_bytes(), content_type)
+        name = path.relative_to(site).as_posix()
+        ctx.storage.write(PREVIEWS_BUCKET, prefix + name, path.read_bytes(), content_type(name))
     preview_url = f"{ctx.settings.preview_origin or ctx.settings.public_url}/preview/{request.sessionId}/{token}/"
     instance.previewToken, instance.previewUrl = token, preview_url
     save_instance(ctx, request.sessionId, instance)

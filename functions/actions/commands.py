@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
-from functions.actions.common import require_instance, run_in_sandbox
+from functions.actions.common import excerpt, paths_of, ready_workspace, require_instance, run_in_sandbox
 from functions.context import Context
-from functions.instances import save_instance, workspace_of
-from functions.sandbox import CommandResult, Egress, prepare_workspace
+from functions.diagnostics import command_errors
+from functions.instances import save_instance
+from functions.sandbox import CommandResult, Egress
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET
 from vibesdk_gcp.params import ExecuteCommandsParams, GetLogsParams, Params
@@ -17,46 +17,6 @@ from vibesdk_gcp.schemas import SandboxRequest
 
 Result = dict[str, Any]
 MAX_KEPT_ERRORS = 100
-# Lines that name an error in the output of common toolchains (tsc, node, python, eslint, shells).
-ERROR_PATTERNS = (
-    re.compile(r"(?P<file>[\w./-]+)\((?P<line>\d+),(?P<column>\d+)\): error (?P<rule>TS\d+): (?P<message>.+)"),
-    re.compile(r"(?P<file>[\w./-]+):(?P<line>\d+):(?P<column>\d+): (?:error|E\d+) ?(?P<message>.+)"),
-    re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)'),
-    re.compile(r"^(?P<message>(?:\w*Error|error|ERR!)\b[:\s].+)$"),
-    re.compile(r"^(?P<message>sh: \d+: .+)$"),
-)
-
-
-def excerpt(data: bytes, limit: int) -> tuple[str, bool]:
-    """The output's tail, where errors are, cut to the limit."""
-    if len(data) <= limit:
-        return data.decode("utf-8", errors="replace"), False
-    return "[...cut...]\n" + data[-limit:].decode("utf-8", errors="replace"), True
-
-
-MAX_SCANNED_LINE = 1000
-
-
-def parse_errors(text: str, source: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        # An error line is short; scanning a huge one would only cost time (the patterns backtrack).
-        if len(line) > MAX_SCANNED_LINE:
-            continue
-        for pattern in ERROR_PATTERNS:
-            match = pattern.search(line.strip())
-            if match:
-                fields = match.groupdict()
-                found.append(
-                    {
-                        "source": source,
-                        "file": fields.get("file"),
-                        "line": int(fields["line"]) if fields.get("line") else None,
-                        "message": (fields.get("message") or line).strip()[:500],
-                    }
-                )
-                break
-    return found
 
 
 def _log_prefix(session_id: str) -> str:
@@ -93,9 +53,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
     instance = require_instance(ctx, request.sessionId)
     # Network, when asked for, only through the allow-list egress proxy (functions/egress.py).
     egress_for = Egress(request.sessionId, request.runId) if params.allowNetwork else None
-    workspace = workspace_of(ctx, request.sessionId)
-    workspace.restore()
-    prepare_workspace(workspace.path)
+    workspace = ready_workspace(ctx, request, instance)
     timeout = params.timeout or ctx.settings.command_timeout_seconds
     # The whole action ends within the delivery's deadline (and Cloud Run's request timeout): a
     # command never outlives the request that runs it.
@@ -111,7 +69,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
         outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, min(timeout, left), egress_for)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
-        errors = parse_errors(entry["error"] + "\n" + entry["output"], command)
+        errors = command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(workspace))
         if errors:
             instance.errors = (instance.errors + errors)[-MAX_KEPT_ERRORS:]
         if not entry["success"]:

@@ -9,6 +9,7 @@ from typing import Any
 from functions.actions.common import require_instance
 from functions.context import Context
 from functions.instances import workspace_of
+from functions.workspace import Workspace
 from vibesdk_gcp.errors import ActionFailed, InvalidRequest
 from vibesdk_gcp.params import GetFilesParams, WriteFilesParams
 from vibesdk_gcp.schemas import SandboxRequest
@@ -47,17 +48,25 @@ def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context)
     }
 
 
-def _listing(workspace: Path) -> tuple[list[str], list[dict[str, str]], list[str]]:
+def listed_files(workspace: Workspace) -> list[str]:
+    return _listing(workspace)[0]
+
+
+def _listing(workspace: Workspace) -> tuple[list[str], list[dict[str, str]], list[str]]:
     """Every regular file, every link as a link (its target as text), and names that are not UTF-8.
 
     Links are never followed; a name that is not UTF-8 cannot be sent or stored, so it is reported
-    (its bytes escaped) and its folder is not entered.
+    (its bytes escaped) and its folder is not entered. The installed dependencies are not listed
+    (thousands of files no agent edits); they can still be read by name.
     """
     files, links, unreadable = [], [], []
-    for dirpath, dirnames, filenames in os.walk(workspace):
+    base = workspace.base()
+    for dirpath, dirnames, filenames in os.walk(workspace.path):
+        if base and dirpath == str(workspace.path) and base["folder"] in dirnames:
+            dirnames.remove(base["folder"])
         for name in list(dirnames) + filenames:
             path = Path(dirpath) / name
-            relative = path.relative_to(workspace).as_posix()
+            relative = path.relative_to(workspace.path).as_posix()
             if not _utf8(relative):
                 unreadable.append(os.fsencode(relative).decode("utf-8", errors="backslashreplace"))
                 if name in dirnames:
@@ -103,7 +112,7 @@ def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> 
     links: list[dict[str, str]] = []
     unreadable: list[str] = []
     if params.filePaths is None:
-        paths, links, unreadable = _listing(workspace.path)
+        paths, links, unreadable = _listing(workspace)
     else:
         paths = params.filePaths
     files, missing = [], []

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from functions import templates
-from functions.actions.common import require_instance, run_in_sandbox
+from functions.actions.common import install_dependencies, require_instance, run_in_sandbox
+from functions.actions.files import listed_files
 from functions.context import Context
+from functions.dependencies import InstallSpec
 from functions.instances import Instance, delete_instance, load_instance, save_instance, workspace_of
 from functions.sandbox import prepare_workspace
 from vibesdk_gcp.errors import ActionFailed
@@ -43,7 +45,10 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
     workspace = workspace_of(ctx, request.sessionId)
     workspace.start_empty()
     written = templates.extract(bundle, workspace.path)
-    prepare_workspace(workspace.path)
+    spec = InstallSpec.of(entry.get("install"))
+    # Ready to build when the run succeeds: the dependencies are installed first.
+    dependencies = install_dependencies(ctx, request, spec, workspace) if spec else None
+    prepare_workspace(workspace.path, spec.folder if spec else None)
     init_output = None
     if params.initCommand:
         outcome = run_in_sandbox(ctx, params.initCommand, workspace.path, params.envVars)
@@ -59,6 +64,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         owner=request.owner,
         envVars=params.envVars,
         commands=entry.get("commands") or {},
+        install=entry.get("install"),
         createdAt=utcnow().isoformat(),
     )
     save_instance(ctx, request.sessionId, instance)
@@ -68,6 +74,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         "templateName": name,
         "fileTree": templates.file_tree(written),
         "initOutput": init_output,
+        "dependencies": dependencies,
     }
 
 
@@ -75,7 +82,7 @@ def get_instance_details(request: SandboxRequest, params: Params, ctx: Context) 
     instance = require_instance(ctx, request.sessionId)
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
-    files = sorted(p.relative_to(workspace.path).as_posix() for p in workspace.path.rglob("*") if p.is_file())
+    files = listed_files(workspace)
     return {
         "instance": instance.model_dump(exclude={"envVars", "previewToken"}),
         "fileTree": templates.file_tree(files),

@@ -1,0 +1,278 @@
+"""Installed dependencies: built once per lockfile, kept in Cloud Storage, given to workspaces by link.
+
+A template's catalog entry may name an install (`install`: the command, the folder it fills and
+the files it reads, the lockfile first). The installed folder depends on those files and on the
+platform only, so it is kept once per key (their sha256s, the command and the platform):
+- in Cloud Storage, `deps/{key}.json` (written last: the archive's sha256 and size) beside
+  `deps/{key}.tar.gz`, shared by every session and owner. Only the job writes there: a sandbox
+  holds no credential. An archive without its record, or whose sha256 differs, is rebuilt;
+- on each job instance, `{workspace root}/.deps/{key}/tree`, unpacked once, with a `complete`
+  marker written last (a tree without one is unpacked again);
+- in a workspace, by hard links to the instance's tree when commands run as another uid than the
+  job (they cannot write the job's files, so the shared tree stays intact), else by a copy.
+
+The workspace saves only what differs from the tree (functions/workspace.py), so a session's saves
+and restores stay the size of its own files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from functions.isolation import sandbox_ids
+from vibesdk_gcp.errors import ActionFailed, NotFound
+from vibesdk_gcp.names import WORKSPACES_BUCKET
+from vibesdk_gcp.storage import Storage
+
+DEPS_PREFIX = "deps/"
+CACHE_FOLDER = ".deps"
+MAX_INPUT_BYTES = 16 << 20
+# File stat that tells a workspace file is still the tree's: size, mtime, mode.
+Stat = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class InstallSpec:
+    command: str
+    folder: str
+    inputs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entry: dict[str, Any] | None) -> InstallSpec | None:
+        if not entry:
+            return None
+        return cls(str(entry["command"]), str(entry["folder"]), tuple(entry["inputs"]))
+
+    def key(self, inputs: dict[str, bytes]) -> str:
+        digest = hashlib.sha256()
+        for part in (self.command, self.folder, platform_tag()):
+            digest.update(part.encode() + b"\0")
+        for name in self.inputs:
+            digest.update(name.encode() + b"\0" + hashlib.sha256(inputs[name]).digest())
+        return digest.hexdigest()
+
+
+@functools.cache
+def platform_tag() -> str:
+    """What an installed tree depends on besides its inputs: the machine and the toolchains' versions."""
+    versions = []
+    for tool in ("node", "python3"):
+        try:
+            done = subprocess.run([tool, "--version"], capture_output=True, timeout=10, check=False)
+            versions.append(f"{tool}-{done.stdout.decode().strip()}")
+        except OSError:
+            versions.append(f"{tool}-none")
+    return "-".join([platform.system(), platform.machine(), *versions])
+
+
+def read_inputs(spec: InstallSpec, workspace: Path) -> dict[str, bytes] | None:
+    """The install's input files, or None when one is missing; a link or a folder is refused.
+
+    The job reads them as itself: following a link a command planted could read a file the
+    sandbox must not see, into a build folder it then does.
+    """
+    found = {}
+    for name in spec.inputs:
+        try:
+            descriptor = os.open(workspace / name, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise ActionFailed(f"{name} cannot be read for the install: {error.strerror}") from None
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ActionFailed(f"{name} is not a regular file")
+            data = handle.read(MAX_INPUT_BYTES + 1)
+        if len(data) > MAX_INPUT_BYTES:
+            raise ActionFailed(f"{name} is over {MAX_INPUT_BYTES} bytes")
+        found[name] = data
+    return found
+
+
+@functools.cache
+def tree_index(tree: str) -> dict[str, Stat]:
+    """Every file of a complete tree (trees never change once complete) by path under the tree."""
+    index: dict[str, Stat] = {}
+    folders = [("", tree)]
+    while folders:
+        rel_folder, folder = folders.pop()
+        with os.scandir(folder) as entries:
+            for item in entries:
+                if item.is_dir(follow_symlinks=False):
+                    folders.append((rel_folder + item.name + "/", item.path))
+                elif item.is_file(follow_symlinks=False):
+                    info = item.stat(follow_symlinks=False)
+                    mode = 0o755 if info.st_mode & 0o100 else 0o644
+                    index[rel_folder + item.name] = (info.st_size, info.st_mtime_ns, mode)
+    return index
+
+
+class DependencyCache:
+    """The installed trees this job instance holds, backed by Cloud Storage."""
+
+    def __init__(self, storage: Storage, workspace_root: Path) -> None:
+        self._storage = storage
+        self.root = workspace_root / CACHE_FOLDER
+        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.last_source = ""  # where the last ensure() found its tree: instance, storage or install
+
+    def tree(self, key: str) -> Path | None:
+        home = self.root / key
+        return home / "tree" if (home / "complete").exists() else None
+
+    def ensure(self, key: str, build: Callable[[Path], Path]) -> Path:
+        """The tree for key on this instance: held, else unpacked from Cloud Storage, else built.
+
+        build(scratch) runs the install in scratch (the inputs are there) and returns the folder
+        it filled.
+        """
+        found = self.tree(key)
+        if found:
+            self.last_source = "instance"
+            return found
+        with self._locked(key):
+            found = self.tree(key)
+            if found:
+                self.last_source = "instance"
+                return found
+            archive = self._download(key)
+            self.last_source = "storage"
+            if archive is None:
+                archive = self._build(key, build)
+                self.last_source = "install"
+            try:
+                return self._unpack(key, archive)
+            finally:
+                archive.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self, key: str):  # type: ignore[no-untyped-def]
+        with open(self.root / f"{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _download(self, key: str) -> Path | None:
+        """The stored archive, checked against its record; None when missing, partial or corrupt."""
+        try:
+            record = json.loads(self._storage.read(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json"))
+        except NotFound:
+            return None
+        except ValueError:
+            return None  # a record that does not parse is rebuilt, and overwritten
+        target = self.root / f"{key}-{uuid.uuid4().hex}.tar.gz"
+        try:
+            self._storage.download(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.tar.gz", target)
+        except NotFound:
+            return None
+        if target.stat().st_size != record.get("size") or _sha256(target) != record.get("sha256"):
+            target.unlink()
+            return None
+        return target
+
+    def _build(self, key: str, build: Callable[[Path], Path]) -> Path:
+        scratch = Path(tempfile.mkdtemp(prefix=f"build-{key[:12]}-", dir=self.root))
+        try:
+            folder = build(scratch)
+            archive = self.root / f"{key}-{uuid.uuid4().hex}.tar.gz"
+            _pack(folder, archive)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        # The archive first, its record last: a record always names a whole archive.
+        self._storage.write(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.tar.gz", archive.read_bytes(), "application/gzip")
+        record = {"sha256": _sha256(archive), "size": archive.stat().st_size, "platform": platform_tag()}
+        self._storage.write(
+            WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json", json.dumps(record).encode(), "application/json"
+        )
+        return archive
+
+    def _unpack(self, key: str, archive: Path) -> Path:
+        home = self.root / key
+        shutil.rmtree(home, ignore_errors=True)  # a tree without its marker is partial
+        home.mkdir(mode=0o755)
+        with tarfile.open(archive, "r:gz") as packed:
+            packed.extractall(home / "tree", filter=_owned_by_job)
+        (home / "complete").write_text(key)
+        return home / "tree"
+
+
+def _pack(folder: Path, archive: Path) -> None:
+    with tarfile.open(archive, "w:gz", compresslevel=1) as packed:
+        packed.add(folder, arcname=".")
+
+
+def _owned_by_job(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """Unpacked as the job's own read-only files: what a command wrote is never writable by the next.
+
+    Links that leave the tree are dropped (the data filter refuses them).
+    """
+    try:
+        member = tarfile.data_filter(member, path)
+    except tarfile.FilterError:
+        return None
+    mode = 0o755 if member.isdir() or (member.mode or 0) & 0o100 else 0o644
+    return member.replace(uid=os.getuid(), gid=os.getgid(), uname="", gname="", mode=mode, deep=False)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def give(tree: Path, target: Path) -> int:
+    """Put the tree's files at target, keeping what target already holds (a session's own changes).
+
+    Hard links when commands run as another uid (they cannot write the job's files); a copy
+    otherwise, so a command can never write the tree another workspace shares. Returns the files given.
+    """
+    link = sandbox_ids() is not None
+    ids = sandbox_ids()
+    given = 0
+    folders = [(tree, target)]
+    while folders:
+        source, destination = folders.pop()
+        if os.path.islink(destination) or (os.path.lexists(destination) and not os.path.isdir(destination)):
+            os.unlink(destination)
+        if not os.path.lexists(destination):
+            os.mkdir(destination)
+            if ids:
+                os.chown(destination, *ids)  # commands may add and remove packages
+        with os.scandir(source) as entries:
+            for item in entries:
+                place = os.path.join(destination, item.name)
+                if item.is_dir(follow_symlinks=False):
+                    folders.append((Path(item.path), Path(place)))
+                elif os.path.lexists(place):
+                    continue
+                elif item.is_symlink():
+                    os.symlink(os.readlink(item.path), place)
+                    if ids:
+                        os.chown(place, *ids, follow_symlinks=False)
+                elif link:
+                    os.link(item.path, place)
+                    given += 1
+                else:
+                    shutil.copy2(item.path, place)
+                    given += 1
+    return given

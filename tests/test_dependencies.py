@@ -1,0 +1,142 @@
+"""The react-vite template's dependencies: installed through the egress proxy, cached once per
+lockfile in Cloud Storage and on the instance, given to workspaces by link, saved as differences."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from typing import Any
+
+import pytest
+
+from devstack.templates import upload_templates
+from functions.context import Context
+from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX
+from functions.instances import workspace_of
+from functions.workspace import Workspace
+from tests import test_job
+from tests.test_job import run
+from vibesdk_gcp.names import WORKSPACES_BUCKET
+
+TEMPLATE = "react-vite"
+status_events = test_job.status_events  # the fixture
+
+
+@pytest.fixture
+def events(status_events: Any) -> Any:
+    return status_events
+
+
+def create(context: Context, events: Any) -> tuple[str, dict[str, Any]]:
+    session_id = str(uuid.uuid4())
+    run(context, session_id, "createInstance", {"templateName": TEMPLATE}, new=True)
+    created = events()
+    assert created["status"] == "succeeded", created
+    return session_id, created["result"]
+
+
+def act(
+    context: Context, events: Any, session_id: str, action: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    run(context, session_id, action, params)
+    return events()
+
+
+def stored_names(context: Context, session_id: str) -> list[str]:
+    """What the session's store holds: restored from scratch elsewhere, with no tree given."""
+    elsewhere = Workspace(context.storage, context.settings.workspace_root / "elsewhere", session_id)
+    elsewhere.restore()
+    names = sorted(p.relative_to(elsewhere.path).as_posix() for p in elsewhere.path.rglob("*") if p.is_file())
+    elsewhere.start_empty()
+    return names
+
+
+def test_dependencies_are_installed_once_and_shared(context: Context, events: Any) -> None:
+    upload_templates(context.storage)
+    first, result = create(context, events)
+    assert result["dependencies"]["source"] == "install"
+    workspace = workspace_of(context, first).path
+    react = workspace / "node_modules" / "react" / "index.js"
+    assert react.is_file() and (workspace / "node_modules" / ".bin" / "vite").is_symlink()
+    if os.geteuid() == 0:
+        assert react.stat().st_nlink >= 2 and react.stat().st_uid == 0  # a link to the job's tree
+    # The workspace keeps its own files only.
+    assert not [name for name in stored_names(context, first) if name.startswith("node_modules/")]
+    key = result["dependencies"]["key"]
+    assert {info.name for info in context.storage.list(WORKSPACES_BUCKET, DEPS_PREFIX)} == {
+        f"{DEPS_PREFIX}{key}.tar.gz",
+        f"{DEPS_PREFIX}{key}.json",
+    }
+
+    second, result = create(context, events)
+    assert result["dependencies"] == result["dependencies"] | {"key": key, "source": "instance"}
+
+    # A new job instance: nothing local, the tree comes from Cloud Storage.
+    shutil.rmtree(context.settings.workspace_root / CACHE_FOLDER)
+    third, result = create(context, events)
+    assert result["dependencies"]["source"] == "storage"
+
+
+def test_a_corrupt_or_partial_cache_entry_is_rebuilt(context: Context, events: Any) -> None:
+    upload_templates(context.storage)
+    _, result = create(context, events)
+    key = result["dependencies"]["key"]
+    archive = f"{DEPS_PREFIX}{key}.tar.gz"
+    context.storage.write(WORKSPACES_BUCKET, archive, b"not a tarball", "application/gzip")
+    shutil.rmtree(context.settings.workspace_root / CACHE_FOLDER)
+    _, result = create(context, events)
+    assert result["dependencies"]["source"] == "install"  # the record's sha256 did not match
+
+    context.storage.delete(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json")  # an archive without its record
+    shutil.rmtree(context.settings.workspace_root / CACHE_FOLDER)
+    _, result = create(context, events)
+    assert result["dependencies"]["source"] == "install"
+
+    # A tree unpacked half-way (no marker) on the instance is unpacked again.
+    (context.settings.workspace_root / CACHE_FOLDER / key / "complete").unlink()
+    _, result = create(context, events)
+    assert result["dependencies"]["source"] == "storage"
+
+
+def test_commands_cannot_write_the_shared_tree(context: Context, events: Any) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the job runs as the sandbox's uid: workspaces get copies, not links")
+    upload_templates(context.storage)
+    session_id, result = create(context, events)
+    tree = context.settings.workspace_root / CACHE_FOLDER / result["dependencies"]["key"] / "tree"
+    before = (tree / "react" / "index.js").read_bytes()
+    done = act(
+        context,
+        events,
+        session_id,
+        "executeCommands",
+        {"commands": ["echo 'oops' >> node_modules/react/index.js"]},
+    )
+    assert done["status"] == "failed" and "Permission denied" in done["error"]
+    assert (tree / "react" / "index.js").read_bytes() == before
+
+
+def test_a_changed_lockfile_installs_a_new_key_and_saves_stay_small(context: Context, events: Any) -> None:
+    upload_templates(context.storage)
+    session_id, result = create(context, events)
+    old_key = result["dependencies"]["key"]
+    installed = act(
+        context,
+        events,
+        session_id,
+        "executeCommands",
+        {"commands": ["npm install --no-audit --no-fund --save-exact clsx@2.1.1"], "allowNetwork": True},
+    )
+    assert installed["status"] == "succeeded", installed
+    names = stored_names(context, session_id)
+    # What npm added is the workspace's own until the next action installs the new lockfile.
+    assert "node_modules/clsx/package.json" in names
+    assert len([n for n in names if n.startswith("node_modules/")]) < 20
+
+    used = act(context, events, session_id, "executeCommands", {"commands": ["node -e \"require('clsx')\""]})
+    assert used["status"] == "succeeded", used
+    base = json.loads((context.settings.workspace_root / session_id / "base.json").read_text())
+    assert base["key"] != old_key
+    assert not [n for n in stored_names(context, session_id) if n.startswith("node_modules/")]
