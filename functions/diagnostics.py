@@ -31,6 +31,7 @@ ESBUILD_LINE = re.compile(r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?P<column>\d+)
 BUILD_FILE_LINE = re.compile(r"^file: (?P<file>[^:]+)(?::(?P<line>\d+):(?P<column>\d+))?$")
 UNRESOLVED = re.compile(r'Could not resolve "(?P<spec>[^"]+)" from "(?P<file>[^"]+)"')
 NOT_LOADED = re.compile(r"Could not load (?P<spec>\S+) \(imported by (?P<file>[^)]+)\)")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 GENERIC_ERRORS = (
     re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)'),
     re.compile(r"^(?P<message>(?:\w*Error|error|ERR!)\b[:\s].+)$"),
@@ -75,6 +76,7 @@ def _issue(
 
 def analysis_issues(stdout: str, stderr: str, paths: Paths, source: str) -> list[Issue]:
     """The issues a linter or type checker reported, from its JSON or its lines."""
+    stdout, stderr = ANSI.sub("", stdout), ANSI.sub("", stderr)
     structured = _json_issues(stdout, paths)
     if structured is not None:
         return structured
@@ -186,7 +188,7 @@ def runtime_error(
 def command_errors(text: str, source: str, paths: Paths | None = None) -> list[Issue]:
     """The errors in a command's output: Vite's build errors as one each, then the generic lines."""
     paths = paths or Paths(Path("/nonexistent"), ())
-    lines = text.splitlines()
+    lines = ANSI.sub("", text).splitlines()
     found, used = _build_errors(lines, source, paths)
     for index, line in enumerate(lines):
         # An error line is short; scanning a huge one would only cost time (the patterns backtrack).

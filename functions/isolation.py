@@ -61,7 +61,10 @@ class IsolationUnavailable(ActionFailed):
 
 @dataclass(frozen=True)
 class Limits:
-    memory_bytes: int = 4 << 30
+    # Address space of each process: generous, because V8 reserves about 10 GiB of it (not memory)
+    # for every WebAssembly memory, and Vite's toolchain instantiates several (es-module-lexer);
+    # what a command really uses is bounded by total_memory_bytes.
+    memory_bytes: int = 64 << 30
     processes: int = 256
     file_bytes: int = 256 << 20
     workspace_bytes: int = 1 << 30

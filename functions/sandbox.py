@@ -124,6 +124,9 @@ def run_command(
             "LANG": "C.UTF-8",
             "PWD": backend.workspace_inside or str(workspace),
             "CI": "true",
+            # Plain text: outputs are read by agents and parsed here, not shown on a terminal.
+            "NO_COLOR": "1",
+            "FORCE_COLOR": "0",
         }
         shell = ["/bin/sh", "-c", command]
         if egress_for:
