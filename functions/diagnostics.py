@@ -138,6 +138,8 @@ def _json_issues(stdout: str, paths: Paths) -> list[Issue] | None:
         if "messages" in item:  # ESLint: one entry per file; severity 2 error, 1 warning
             for message in item["messages"]:
                 severity = {2: "error", 1: "warning"}.get(message.get("severity"), "info")
+                # html-validate writes ESLint's format, and says so in its rule URLs.
+                tool = "html-validate" if "html-validate" in str(message.get("ruleUrl")) else "eslint"
                 issues.append(
                     _issue(
                         paths,
@@ -147,7 +149,7 @@ def _json_issues(stdout: str, paths: Paths) -> list[Issue] | None:
                         severity,
                         message.get("message", ""),
                         message.get("ruleId"),
-                        "eslint",
+                        tool,
                     )
                 )
         elif "location" in item:  # ruff: one entry per issue

@@ -72,18 +72,19 @@ def test_template_from_create_to_shutdown(api: httpx.Client, stack: Stack, templ
 def test_lint_issues_are_structured(api: httpx.Client) -> None:
     created = api.post("/api/agent", json={"templateName": "static-site"}).json()
     assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
-    page = '<!doctype html><html><head><title>t</title></head><body>\n<img src="a.png">\n</body></html>\n'
+    page = '<!doctype html><html lang="en"><head><title>t</title></head><body>\n<img src="a.png">\n</body></html>\n'
     act(api, created["sessionId"], "writeFiles", {"files": [{"filePath": "src/index.html", "fileContents": page}]})
     analysis = act(api, created["sessionId"], "runStaticAnalysisCode")
     assert analysis["status"] == "succeeded", analysis
-    issue = analysis["result"]["lint"]["issues"][0]
+    [issue] = analysis["result"]["lint"]["issues"]
     assert issue == {
-        "file": "src/index.html",
+        "filePath": "src/index.html",
         "line": 2,
-        "column": 1,
-        "message": "img without alt text",
+        "column": 2,
+        "message": '<img> is missing required "alt" attribute',
         "severity": "warning",
-        "rule": "img-alt",
+        "ruleId": "wcag/h37",
+        "source": "html-validate",
     }
 
 

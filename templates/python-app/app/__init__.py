@@ -1,8 +1,15 @@
 """A tiny page renderer."""
 
 from html import escape
+from typing import TypedDict
 
-SITE = {"title": "Python app", "items": ["Readable", "Tested", "Offline"]}
+
+class Site(TypedDict):
+    title: str
+    items: list[str]
+
+
+SITE: Site = {"title": "Python app", "items": ["Readable", "Tested", "Offline"]}
 
 
 def render(title: str, items: list[str]) -> str:
