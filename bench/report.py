@@ -124,6 +124,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"rewrite every 16th save counted in, the mean one-file save is {inc.get('one_file_save_mean_s')} s, "
         f"ratio {inc.get('mean_ratio')}.",
         "",
+        *_apps(results.get("apps")),
         "## Goals",
         "",
         _table(["goal", "met"], [[goal, "yes" if met else "no"] for goal, met in results["goals"].items()]),
@@ -183,5 +184,80 @@ def _floor(results: dict[str, Any]) -> list[str]:
         f"Where the pipeline spends beyond the floor: most in `{heaviest[0]}` (+{heaviest[1]} ms of CPU a run); "
         "the pipeline's extra hop (the local Eventarc router, which Google Cloud does not have) and the "
         "shuffle's hold (25 ms on average) are waits the floor loop does not have.",
+        "",
+    ]
+
+
+def _apps(apps: dict[str, Any] | None) -> list[str]:
+    """The react-vite template's real loop, each figure beside its bare counterpart."""
+    if not apps:
+        return []
+    create, build, save = apps["create"], apps["build"], apps["save"]
+    return [
+        "## Real apps: the react-vite template",
+        "",
+        f"createInstance through the API (POST to succeeded, dependencies installed), medians of {create['repeats']}: "
+        "cold (nothing in Cloud Storage, a new job process), warm cache (the tree in Cloud Storage, a new job "
+        "process with an empty disk) and warm job, against `npm ci` of the same lockfile run bare on this machine "
+        "with an empty npm cache, as the sandbox's is.",
+        "",
+        _table(
+            ["", "seconds", "vs bare npm ci", "tree from"],
+            [
+                ["bare npm ci", create["bare_npm_ci_s"], 1.0, "the registry"],
+                ["cold", create["cold_s"], round(create["cold_s"] / create["bare_npm_ci_s"], 3), create["cold_source"]],
+                [
+                    "warm cache, new job process",
+                    create["warm_cache_s"],
+                    create["warm_cache_vs_bare"],
+                    create["warm_cache_source"],
+                ],
+                ["warm job", create["warm_job_s"], create["warm_job_vs_bare"], "the instance"],
+            ],
+        ),
+        "",
+        f"`npm run build` (vite build) through executeCommands, POST to succeeded, against the same build run bare "
+        f"in the same workspace (medians of {build['repeats']}); the command's own time in the sandbox beside it.",
+        "",
+        _table(
+            ["bare s", "through executeCommands s", "ratio", "in the sandbox s", "ratio"],
+            [
+                [
+                    build["bare_s"],
+                    build["execute_commands_s"],
+                    build["ratio"],
+                    build["in_sandbox_s"],
+                    build["in_sandbox_ratio"],
+                ]
+            ],
+        ),
+        "",
+        f"A react-vite session after editing `src/App.tsx`: its save, and its restore on another instance that "
+        f"holds the installed tree, against a save and a restore of the whole tree ({save['files_in_tree']} files, "
+        "dependencies included) as a workspace's own files.",
+        "",
+        _table(
+            ["", "one file s", "one file bytes", "whole tree s", "whole tree bytes", "time ratio", "bytes ratio"],
+            [
+                [
+                    "save",
+                    save["one_file_save_s"],
+                    save["one_file_save_bytes"],
+                    save["full_save_s"],
+                    save["full_save_bytes"],
+                    save["save_time_ratio"],
+                    save["save_bytes_ratio"],
+                ],
+                [
+                    "restore",
+                    save["one_file_restore_s"],
+                    save["one_file_restore_bytes"],
+                    save["full_restore_s"],
+                    save["full_restore_bytes"],
+                    save["restore_time_ratio"],
+                    save["restore_bytes_ratio"],
+                ],
+            ],
+        ),
         "",
     ]

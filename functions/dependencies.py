@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions import isolation
 from functions.isolation import sandbox_ids
 from vibesdk_gcp.errors import ActionFailed, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
@@ -95,9 +96,10 @@ def read_inputs(spec: InstallSpec, workspace: Path) -> dict[str, bytes] | None:
             return None
         except OSError as error:
             raise ActionFailed(f"{name} cannot be read for the install: {error.strerror}") from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise ActionFailed(f"{name} is not a regular file")
         with os.fdopen(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise ActionFailed(f"{name} is not a regular file")
             data = handle.read(MAX_INPUT_BYTES + 1)
         if len(data) > MAX_INPUT_BYTES:
             raise ActionFailed(f"{name} is over {MAX_INPUT_BYTES} bytes")
@@ -105,9 +107,21 @@ def read_inputs(spec: InstallSpec, workspace: Path) -> dict[str, bytes] | None:
     return found
 
 
-@functools.cache
 def tree_index(tree: str) -> dict[str, Stat]:
-    """Every file of a complete tree (trees never change once complete) by path under the tree."""
+    """Every file of a complete tree by path under the tree; {} when the tree is gone or partial.
+
+    A complete tree never changes, so its index is kept, by its marker's time: a tree unpacked
+    again at the same path (after a corrupt entry) is indexed again.
+    """
+    try:
+        stamp = os.stat(Path(tree).parent / "complete").st_mtime_ns
+    except FileNotFoundError:
+        return {}
+    return _index(tree, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _index(tree: str, stamp: int) -> dict[str, Stat]:
     index: dict[str, Stat] = {}
     folders = [("", tree)]
     while folders:
@@ -243,11 +257,14 @@ def _sha256(path: Path) -> str:
 def give(tree: Path, target: Path) -> int:
     """Put the tree's files at target, keeping what target already holds (a session's own changes).
 
-    Hard links when commands run as another uid (they cannot write the job's files); a copy
-    otherwise, so a command can never write the tree another workspace shares. Returns the files given.
+    Hard links when commands run as another, unprivileged uid (they cannot write the job's files);
+    a copy otherwise, so a command can never write the tree another workspace shares: when the job
+    is not root, and in Cloud Run sandboxes, whose user has sudo
+    (https://docs.cloud.google.com/run/docs/code-execution). Returns the files given.
     """
-    link = sandbox_ids() is not None
     ids = sandbox_ids()
+    backend, _ = isolation.selected()
+    link = ids is not None and not isinstance(backend, isolation.CloudRunSandbox)
     given = 0
     folders = [(tree, target)]
     while folders:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,3 +141,21 @@ def test_a_changed_lockfile_installs_a_new_key_and_saves_stay_small(context: Con
     base = json.loads((context.settings.workspace_root / session_id / "base.json").read_text())
     assert base["key"] != old_key
     assert not [n for n in stored_names(context, session_id) if n.startswith("node_modules/")]
+
+
+def test_install_inputs_are_never_read_through_a_link(tmp_path: Path) -> None:
+    from functions.dependencies import InstallSpec, read_inputs
+    from vibesdk_gcp.errors import ActionFailed
+
+    spec = InstallSpec("npm ci", "node_modules", ("package-lock.json", "package.json"))
+    (tmp_path / "package.json").write_text("{}")
+    assert read_inputs(spec, tmp_path) is None  # no lockfile: nothing to install
+    secret = tmp_path.parent / f"{tmp_path.name}-secret"
+    secret.write_text("the job's own file")
+    (tmp_path / "package-lock.json").symlink_to(secret)
+    with pytest.raises(ActionFailed, match="cannot be read"):
+        read_inputs(spec, tmp_path)
+    (tmp_path / "package-lock.json").unlink()
+    (tmp_path / "package-lock.json").mkdir()
+    with pytest.raises(ActionFailed, match="not a regular file|cannot be read"):
+        read_inputs(spec, tmp_path)

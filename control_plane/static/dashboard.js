@@ -89,7 +89,7 @@ function renderAnalysis(runs) {
   const rows = [];
   for (const kind of ["lint", "typecheck"]) {
     for (const issue of (analysis && analysis.result[kind] && analysis.result[kind].issues) || []) {
-      rows.push(el("tr", { "data-kind": kind }, ...[kind, issue.file, `${issue.line}:${issue.column}`, issue.message, issue.rule || ""]
+      rows.push(el("tr", { "data-kind": kind }, ...[kind, issue.filePath, `${issue.line}:${issue.column ?? ""}`, issue.message, issue.ruleId || ""]
         .map((cell) => el("td", {}, String(cell)))));
     }
   }

@@ -160,7 +160,7 @@ def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, wid
     from selenium.webdriver.support.ui import WebDriverWait
 
     marker = f"Made in the dashboard test {uuid.uuid4().hex[:6]}"
-    page = f'<!doctype html><html><head><title>t</title></head><body>\n<img src="a.png">\n<p>{marker}</p>\n</body></html>\n'
+    page = f'<!doctype html><html lang="en"><head><title>t</title></head><body>\n<img src="a.png">\n<p>{marker}</p>\n</body></html>\n'
     created = api.post("/api/agent", json={"templateName": "static-site", "projectName": f"dash-{width}"}).json()
     session = created["sessionId"]
     assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
@@ -196,7 +196,7 @@ def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, wid
         show.send_keys(Keys.ENTER)  # the whole output, through the API
         wait.until(lambda d: "built-by-the-test" in d.find_element(By.CSS_SELECTOR, "#runs pre.full-log").text)
         rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#analysis tbody tr[data-kind="lint"]'))
-        assert "img without alt text" in rows[0].text and "src/index.html" in rows[0].text
+        assert 'missing required "alt" attribute' in rows[0].text and "src/index.html" in rows[0].text
         frame = wait.until(
             lambda d: (
                 d.find_element(By.ID, "preview-frame")

@@ -1,0 +1,244 @@
+"""The agent's real loop on the react-vite template, each figure beside its bare counterpart.
+
+- createInstance: cold (nothing in Cloud Storage, a new job process), warm cache (the tree in
+  Cloud Storage, a new job process with an empty disk) and warm job, against `npm ci` of the same
+  lockfile run bare here with an empty npm cache (as the sandbox's is);
+- `npm run build` through executeCommands (the whole action, and the command in the sandbox)
+  against the same build run bare in the same workspace;
+- a session's save and restore after editing one file, bytes moved and time, against a save and
+  a restore of the whole tree, dependencies included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devstack.stack import PROJECT_ROOT, Stack
+from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX
+from functions.workspace import Workspace
+from vibesdk_gcp.names import WORKSPACES_BUCKET
+from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.storage import Storage, storage_for
+
+TEMPLATE = "react-vite"
+TEMPLATE_DIR = PROJECT_ROOT / "templates" / TEMPLATE
+CATALOG_ENTRY = json.loads((PROJECT_ROOT / "templates" / f"{TEMPLATE}.json").read_text())
+BUILD = "npm run build --silent"
+GOALS = {"warm_cache_create_s_max": 5.0, "warm_job_create_s_max": 1.0, "build_ratio_max": 1.1, "save_ratio_max": 0.05}
+
+
+def _median(samples: list[float]) -> float:
+    return round(statistics.median(samples), 3)
+
+
+class _Api:
+    def __init__(self, stack: Stack, token: str) -> None:
+        self.client = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def wait(self, run_url: str, timeout: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.client.get(run_url).json()
+            if run["status"] in ("succeeded", "failed"):
+                assert run["status"] == "succeeded", run
+                return dict(run)
+            time.sleep(0.05)
+        raise TimeoutError(run_url)
+
+    def create(self) -> tuple[float, str, dict[str, Any]]:
+        began = time.perf_counter()
+        created = self.client.post("/api/agent", json={"templateName": TEMPLATE}).json()
+        run = self.wait(created["runUrl"])
+        return time.perf_counter() - began, str(created["sessionId"]), run["result"]["dependencies"]
+
+    def act(self, session: str, action: str, params: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        began = time.perf_counter()
+        queued = self.client.post(f"/api/agent/{session}/actions", json={"action": action, "params": params}).json()
+        run = self.wait(queued["runUrl"])
+        return time.perf_counter() - began, run
+
+
+def bare_npm_ci(repeats: int) -> float:
+    """`npm ci` of the template's lockfile, unsandboxed, with an npm cache as empty as the sandbox's."""
+    samples = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="vibesdk-bench-ci-") as scratch:
+            for name in CATALOG_ENTRY["install"]["inputs"]:
+                shutil.copy(TEMPLATE_DIR / name, scratch)
+            env = dict(os.environ) | {"npm_config_cache": f"{scratch}/.npm-cache"}
+            began = time.perf_counter()
+            subprocess.run(CATALOG_ENTRY["install"]["command"], shell=True, cwd=scratch, env=env, check=True)
+            samples.append(time.perf_counter() - began)
+    return _median(samples)
+
+
+def _new_job_process(stack: Stack, workspace_root: Path) -> None:
+    """A new job instance: the process restarted, its disk without the installed trees."""
+    stack.supervisor.kill("sandbox-job", signal.SIGTERM)
+    shutil.rmtree(workspace_root / CACHE_FOLDER, ignore_errors=True)
+    child = stack.supervisor.restart("sandbox-job")
+    stack.supervisor.wait_for_port(child, "127.0.0.1", stack.ports.sandbox_job)
+
+
+def create_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
+    api = _Api(stack, token)
+    storage = storage_for(Settings.from_env(stack.env))
+    root = Path(stack.env["VIBESDK_WORKSPACE_ROOT"])
+    storage.delete_prefix(WORKSPACES_BUCKET, DEPS_PREFIX)
+    _new_job_process(stack, root)
+    cold, _, cold_deps = api.create()
+    warm_cache, warm_cache_deps = [], []
+    for _ in range(repeats):
+        _new_job_process(stack, root)
+        seconds, _, deps = api.create()
+        warm_cache.append(seconds)
+        warm_cache_deps.append(deps)
+    warm_job = [api.create()[0] for _ in range(repeats)]
+    bare = bare_npm_ci(repeats)
+    return {
+        "repeats": repeats,
+        "bare_npm_ci_s": bare,
+        "cold_s": round(cold, 3),
+        "cold_source": cold_deps["source"],
+        "warm_cache_s": _median(warm_cache),
+        "warm_cache_source": warm_cache_deps[0]["source"],
+        "warm_job_s": _median(warm_job),
+        "warm_cache_vs_bare": round(_median(warm_cache) / bare, 3),
+        "warm_job_vs_bare": round(_median(warm_job) / bare, 3),
+    }
+
+
+def build_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
+    """The build through executeCommands, and bare in the very workspace the job keeps."""
+    api = _Api(stack, token)
+    _, session, _ = api.create()
+    through, in_sandbox = [], []
+    for _ in range(repeats):
+        seconds, run = api.act(session, "executeCommands", {"commands": [BUILD]})
+        through.append(seconds)
+        in_sandbox.append(run["result"]["results"][0]["durationMs"] / 1000)
+    workspace = Path(stack.env["VIBESDK_WORKSPACE_ROOT"]) / session / "files"
+    bare = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        subprocess.run(BUILD, shell=True, cwd=workspace, check=True, capture_output=True)
+        bare.append(time.perf_counter() - began)
+    return {
+        "repeats": repeats,
+        "bare_s": _median(bare),
+        "execute_commands_s": _median(through),
+        "in_sandbox_s": _median(in_sandbox),
+        "ratio": round(_median(through) / _median(bare), 3),
+        "in_sandbox_ratio": round(_median(in_sandbox) / _median(bare), 3),
+    }
+
+
+class _Counting(Storage):
+    """The storage client, counting the bytes it moves."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.moved = 0
+
+    def write(self, bucket: str, name: str, data: bytes, *args: Any, **kwargs: Any) -> int:
+        self.moved += len(data)
+        return super().write(bucket, name, data, *args, **kwargs)
+
+    def read(self, bucket: str, name: str, generation: int | None = None) -> bytes:
+        data = super().read(bucket, name, generation)
+        self.moved += len(data)
+        return data
+
+
+def _timed_moved(storage: _Counting, call: Any) -> tuple[float, int]:
+    storage.moved = 0
+    began = time.perf_counter()
+    call()
+    return time.perf_counter() - began, storage.moved
+
+
+def save_costs(stack: Stack, token: str) -> dict[str, Any]:
+    """One edited file of a react-vite session, saved and restored, against the whole tree.
+
+    The session is the one the job created (its tree given by links); the whole tree is the
+    same files, dependencies included, saved and restored as a workspace's own.
+    """
+    api = _Api(stack, token)
+    _, session, _ = api.create()
+    root = Path(stack.env["VIBESDK_WORKSPACE_ROOT"])
+    storage = _Counting(storage_for(Settings.from_env(stack.env)))
+    edited = Workspace(storage, root, session)
+    edited.restore()
+    app = edited.path / "src" / "App.tsx"
+    app.write_text(app.read_text().replace("clicked", "pressed"))
+    one_save, one_save_bytes = _timed_moved(storage, edited.save)
+    elsewhere = Path(tempfile.mkdtemp(prefix="vibesdk-bench-restore-"))
+    try:
+        # Restored on another instance that holds the tree: only the session's own files move.
+        again = Workspace(storage, elsewhere, session)
+        shutil.copytree(root / session / "files", again.path, symlinks=True)
+        (elsewhere / session / "base.json").write_text((root / session / "base.json").read_text())
+        app_again = again.path / "src" / "App.tsx"
+        app_again.write_text("stale")
+        one_restore, one_restore_bytes = _timed_moved(storage, again.restore)
+
+        whole = Workspace(storage, elsewhere, f"{session}-whole")
+        whole.start_empty()
+        shutil.copytree(edited.path, whole.path, dirs_exist_ok=True)
+        full_save, full_save_bytes = _timed_moved(storage, whole.save)
+        fresh = Workspace(storage, Path(tempfile.mkdtemp(prefix="vibesdk-bench-restore-")), f"{session}-whole")
+        full_restore, full_restore_bytes = _timed_moved(storage, fresh.restore)
+        whole.destroy()
+        shutil.rmtree(fresh.path.parent.parent, ignore_errors=True)
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+    return {
+        "files_in_tree": sum(1 for p in edited.path.rglob("*") if p.is_file()),
+        "one_file_save_s": round(one_save, 4),
+        "one_file_save_bytes": one_save_bytes,
+        "one_file_restore_s": round(one_restore, 4),
+        "one_file_restore_bytes": one_restore_bytes,
+        "full_save_s": round(full_save, 3),
+        "full_save_bytes": full_save_bytes,
+        "full_restore_s": round(full_restore, 3),
+        "full_restore_bytes": full_restore_bytes,
+        "save_time_ratio": round(one_save / full_save, 4),
+        "save_bytes_ratio": round(one_save_bytes / full_save_bytes, 5),
+        "restore_time_ratio": round(one_restore / full_restore, 4),
+        "restore_bytes_ratio": round(one_restore_bytes / full_restore_bytes, 5),
+    }
+
+
+def app_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
+    results = {
+        "create": create_costs(stack, token, repeats),
+        "build": build_costs(stack, token, repeats),
+        "save": save_costs(stack, token),
+    }
+    create, build, save = results["create"], results["build"], results["save"]
+    results["goals"] = {
+        f"react-vite createInstance, warm cache, new job process <= {GOALS['warm_cache_create_s_max']:g} s": create[
+            "warm_cache_s"
+        ]
+        <= GOALS["warm_cache_create_s_max"],
+        f"react-vite createInstance, warm job <= {GOALS['warm_job_create_s_max']:g} s": create["warm_job_s"]
+        <= GOALS["warm_job_create_s_max"],
+        f"npm run build through executeCommands <= {GOALS['build_ratio_max']:g} x bare": build["ratio"]
+        <= GOALS["build_ratio_max"],
+        "react-vite one-file save and restore <= 5% of the whole tree's (time and bytes)": max(
+            save["save_time_ratio"], save["save_bytes_ratio"], save["restore_time_ratio"], save["restore_bytes_ratio"]
+        )
+        <= GOALS["save_ratio_max"],
+    }
+    return results
