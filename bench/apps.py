@@ -113,6 +113,8 @@ def create_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
         "cold_source": cold_deps["source"],
         "warm_cache_s": _median(warm_cache),
         "warm_cache_source": warm_cache_deps[0]["source"],
+        "warm_cache_dependencies_s": _median([deps["seconds"] for deps in warm_cache_deps]),
+        "cold_dependencies_s": cold_deps["seconds"],
         "warm_job_s": _median(warm_job),
         "warm_cache_vs_bare": round(_median(warm_cache) / bare, 3),
         "warm_job_vs_bare": round(_median(warm_job) / bare, 3),
