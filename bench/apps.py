@@ -236,7 +236,13 @@ def app_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
         <= GOALS["warm_cache_create_s_max"],
         f"react-vite createInstance, warm job <= {GOALS['warm_job_create_s_max']:g} s": create["warm_job_s"]
         <= GOALS["warm_job_create_s_max"],
-        f"npm run build through executeCommands <= {GOALS['build_ratio_max']:g} x bare": build["ratio"]
+        f"npm run build through executeCommands <= {GOALS['build_ratio_max']:g} x bare (the whole action)": build[
+            "ratio"
+        ]
+        <= GOALS["build_ratio_max"],
+        f"npm run build through executeCommands <= {GOALS['build_ratio_max']:g} x bare (the command in the sandbox)": build[
+            "in_sandbox_ratio"
+        ]
         <= GOALS["build_ratio_max"],
         "react-vite one-file save and restore <= 5% of the whole tree's (time and bytes)": max(
             save["save_time_ratio"], save["save_bytes_ratio"], save["restore_time_ratio"], save["restore_bytes_ratio"]

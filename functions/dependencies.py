@@ -159,6 +159,7 @@ class DependencyCache:
         found = self.tree(key)
         if found:
             self.last_source = "instance"
+            (found.parent / "used").touch()  # the most recently used trees are kept (functions/local_copies.py)
             return found
         with self._locked(key):
             found = self.tree(key)
@@ -225,6 +226,7 @@ class DependencyCache:
         with tarfile.open(archive, "r:gz") as packed:
             packed.extractall(home / "tree", filter=_owned_by_job)
         (home / "complete").write_text(key)
+        (home / "used").touch()
         return home / "tree"
 
 

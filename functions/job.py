@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+from functions import local_copies
 from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp import logs
@@ -169,9 +170,10 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
         Progress(ctx, session_id, run_id, message.delivery_attempt).finish("failed", error=str(error))
         ctx.order.ended(run_id)
         return session_id
-    with ctx.slots.take(request.owner):
+    with ctx.slots.take(request.owner), local_copies.in_use(request.sessionId):
         _run(request, message, ctx)
     ctx.order.ended(request.runId)
+    local_copies.trim(ctx.settings.workspace_root, ctx.settings.max_local_workspaces)
     return request.sessionId
 
 

@@ -46,6 +46,9 @@ class Settings:
     command_timeout_seconds: int = 120
     # What one action may take in all: less than the tuned ack deadline and Cloud Run's timeout (600 s).
     max_action_seconds: int = 540
+    # Working copies a job instance keeps on its disk (in memory on Cloud Run); older ones are
+    # dropped, and restored from Cloud Storage when their session acts again.
+    max_local_workspaces: int = 16
     output_excerpt_bytes: int = 16 * 1024
     public_url: str = "http://127.0.0.1:8080"
     # Where previews are served from, when not from public_url (a separate origin for user content).
@@ -97,6 +100,7 @@ class Settings:
             workspace_root=Path(env.get("VIBESDK_WORKSPACE_ROOT") or "/tmp/vibesdk-workspaces"),
             command_timeout_seconds=_int(env, "VIBESDK_COMMAND_TIMEOUT_SECONDS", 120),
             max_action_seconds=_int(env, "VIBESDK_MAX_ACTION_SECONDS", 540),
+            max_local_workspaces=_int(env, "VIBESDK_MAX_LOCAL_WORKSPACES", 16),
             output_excerpt_bytes=_int(env, "VIBESDK_OUTPUT_EXCERPT_BYTES", 16 * 1024),
             public_url=(env.get("VIBESDK_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
             preview_origin=(env.get("VIBESDK_PREVIEW_ORIGIN") or "").rstrip("/") or None,

@@ -77,7 +77,8 @@ module "storage" {
   force_destroy = var.force_destroy
   buckets = {
     (local.buckets.templates)  = {}
-    (local.buckets.workspaces) = { noncurrent_days = 3 }
+    # deps/: installed dependency trees, one per lockfile, rebuilt on demand (functions/dependencies.py).
+    (local.buckets.workspaces) = { noncurrent_days = 3, prefix_days = { "deps/" = 30 } }
     (local.buckets.logs)       = { delete_after_days = 30 }
     (local.buckets.previews)   = { delete_after_days = 30 }
   }

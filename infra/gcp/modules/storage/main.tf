@@ -52,6 +52,20 @@ resource "google_storage_bucket" "buckets" {
     }
   }
 
+  # Rebuildable objects under a prefix (the dependency cache, deps/) age out on their own.
+  dynamic "lifecycle_rule" {
+    for_each = each.value.prefix_days
+    content {
+      condition {
+        age            = lifecycle_rule.value
+        matches_prefix = [lifecycle_rule.key]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
   # Old versions are kept for recovery, not for ever.
   lifecycle_rule {
     condition {

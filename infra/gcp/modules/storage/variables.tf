@@ -18,8 +18,9 @@ variable "buckets" {
   type = map(object({
     delete_after_days = optional(number)
     noncurrent_days   = optional(number, 7)
+    prefix_days       = optional(map(number), {})
   }))
-  description = "Buckets by the name the code uses, with their lifecycle: objects deleted after delete_after_days (null keeps them), old versions after noncurrent_days."
+  description = "Buckets by the name the code uses, with their lifecycle: objects deleted after delete_after_days (null keeps them), objects under each prefix of prefix_days after its days, old versions after noncurrent_days."
 }
 
 variable "force_destroy" {
