@@ -198,7 +198,7 @@ class DependencyCache:
             self._storage.download(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.tar.gz", target)
         except NotFound:
             return None
-        if target.stat().st_size != record.get("size") or _sha256(target) != record.get("sha256"):
+        if target.stat().st_size != record.get("size") or file_sha256(target) != record.get("sha256"):
             target.unlink()
             return None
         return target
@@ -213,7 +213,7 @@ class DependencyCache:
             shutil.rmtree(scratch, ignore_errors=True)
         # The archive first, its record last: a record always names a whole archive.
         self._storage.write(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.tar.gz", archive.read_bytes(), "application/gzip")
-        record = {"sha256": _sha256(archive), "size": archive.stat().st_size, "platform": platform_tag()}
+        record = {"sha256": file_sha256(archive), "size": archive.stat().st_size, "platform": platform_tag()}
         self._storage.write(
             WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json", json.dumps(record).encode(), "application/json"
         )
@@ -248,7 +248,7 @@ def _owned_by_job(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
     return member.replace(uid=os.getuid(), gid=os.getgid(), uname="", gname="", mode=mode, deep=False)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

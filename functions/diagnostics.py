@@ -74,6 +74,13 @@ def _issue(
     }
 
 
+def _line_issue(paths: Paths, fields: dict[str, Any], rule: str | None, source: str) -> Issue:
+    """An issue from a matched line: file, line, column, severity and message groups."""
+    return _issue(
+        paths, fields["file"], fields["line"], fields["column"], fields["severity"], fields["message"], rule, source
+    )
+
+
 def analysis_issues(stdout: str, stderr: str, paths: Paths, source: str) -> list[Issue]:
     """The issues a linter or type checker reported, from its JSON or its lines."""
     stdout, stderr = ANSI.sub("", stdout), ANSI.sub("", stderr)
@@ -89,36 +96,11 @@ def analysis_issues(stdout: str, stderr: str, paths: Paths, source: str) -> list
             continue
         match = TSC_LINE.match(line.strip())
         if match:
-            fields = match.groupdict()
-            issues.append(
-                _issue(
-                    paths,
-                    fields["file"],
-                    fields["line"],
-                    fields["column"],
-                    fields["severity"],
-                    fields["message"],
-                    fields["rule"],
-                    "typescript",
-                )
-            )
+            issues.append(_line_issue(paths, match.groupdict(), match["rule"], "typescript"))
             continue
         match = UNIX_LINE.match(line.strip())
         if match and match["severity"] != "note":
-            fields = match.groupdict()
-            rule = fields["rule"] or fields["code"]
-            issues.append(
-                _issue(
-                    paths,
-                    fields["file"],
-                    fields["line"],
-                    fields["column"],
-                    fields["severity"],
-                    fields["message"],
-                    rule,
-                    source,
-                )
-            )
+            issues.append(_line_issue(paths, match.groupdict(), match["rule"] or match["code"], source))
     return issues
 
 

@@ -19,7 +19,6 @@ of the workspace, and a 10,000-file workspace to a handful.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from functions.dependencies import tree_index
+from functions.dependencies import file_sha256, tree_index
 from vibesdk_gcp.errors import Conflict, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -60,14 +59,6 @@ class SaveReport:
     unchanged: int
     removed: int
     generation: int
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _delta_name(base: int, number: int) -> str:
@@ -313,7 +304,7 @@ class Workspace:
                         mode = _mode(stat)
                         found[rel] = known if known["mode"] == mode else known | {"mode": mode}
                     else:
-                        found[rel] = _entry_of(stat, _sha256(item.path))
+                        found[rel] = _entry_of(stat, file_sha256(item.path))
         return found
 
     def _remove_empty_dirs(self) -> None:

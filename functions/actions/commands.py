@@ -53,11 +53,11 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
     instance = require_instance(ctx, request.sessionId)
     # Network, when asked for, only through the allow-list egress proxy (functions/egress.py).
     egress_for = Egress(request.sessionId, request.runId) if params.allowNetwork else None
+    # The whole action ends within the delivery's deadline (and Cloud Run's request timeout): a
+    # command never outlives the request that runs it, a dependency install included.
+    ends = time.monotonic() + ctx.settings.max_action_seconds
     workspace = ready_workspace(ctx, request, instance)
     timeout = params.timeout or ctx.settings.command_timeout_seconds
-    # The whole action ends within the delivery's deadline (and Cloud Run's request timeout): a
-    # command never outlives the request that runs it.
-    ends = time.monotonic() + ctx.settings.max_action_seconds
     results: list[Result] = []
     for index, command in enumerate(params.commands):
         left = ends - time.monotonic()
