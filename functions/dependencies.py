@@ -167,10 +167,10 @@ class DependencyCache:
                 self.last_source = "instance"
                 return found
             archive = self._download(key)
-            self.last_source = "storage"
             if archive is None:
-                archive = self._build(key, build)
                 self.last_source = "install"
+                return self._build(key, build)
+            self.last_source = "storage"
             try:
                 return self._unpack(key, archive)
             finally:
@@ -204,35 +204,73 @@ class DependencyCache:
         return target
 
     def _build(self, key: str, build: Callable[[Path], Path]) -> Path:
+        """Install, store the archive, and keep the installed folder itself as this instance's tree."""
         scratch = Path(tempfile.mkdtemp(prefix=f"build-{key[:12]}-", dir=self.root))
+        archive = self.root / f"{key}-{uuid.uuid4().hex}.tar.gz"
         try:
             folder = build(scratch)
-            archive = self.root / f"{key}-{uuid.uuid4().hex}.tar.gz"
-            _pack(folder, archive)
+            # The command has ended, its processes with it: the folder is the job's from here.
+            with tarfile.open(archive, "w:gz", compresslevel=1) as packed:
+                packed.add(folder, arcname=".", filter=lambda member: _owned_by_job(member, str(folder)))
+            # The archive first, its record last: a record always names a whole archive.
+            self._storage.write(
+                WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.tar.gz", archive.read_bytes(), "application/gzip"
+            )
+            record = {"sha256": file_sha256(archive), "size": archive.stat().st_size, "platform": platform_tag()}
+            self._storage.write(
+                WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json", json.dumps(record).encode(), "application/json"
+            )
+            # What the archive holds, unpacked from it on other instances, is this very folder once
+            # it is made the job's own (no unpacking: the cold path writes the tree once).
+            home = self._fresh_home(key)
+            _make_owned_by_job(folder)
+            folder.rename(home / "tree")
+            return self._complete(key)
         finally:
+            archive.unlink(missing_ok=True)
             shutil.rmtree(scratch, ignore_errors=True)
-        # The archive first, its record last: a record always names a whole archive.
-        self._storage.write(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.tar.gz", archive.read_bytes(), "application/gzip")
-        record = {"sha256": file_sha256(archive), "size": archive.stat().st_size, "platform": platform_tag()}
-        self._storage.write(
-            WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json", json.dumps(record).encode(), "application/json"
-        )
-        return archive
 
     def _unpack(self, key: str, archive: Path) -> Path:
+        home = self._fresh_home(key)
+        with tarfile.open(archive, "r:gz") as packed:
+            packed.extractall(home / "tree", filter=_owned_by_job)
+        return self._complete(key)
+
+    def _fresh_home(self, key: str) -> Path:
         home = self.root / key
         shutil.rmtree(home, ignore_errors=True)  # a tree without its marker is partial
         home.mkdir(mode=0o755)
-        with tarfile.open(archive, "r:gz") as packed:
-            packed.extractall(home / "tree", filter=_owned_by_job)
+        return home
+
+    def _complete(self, key: str) -> Path:
+        home = self.root / key
         (home / "complete").write_text(key)
         (home / "used").touch()
         return home / "tree"
 
 
-def _pack(folder: Path, archive: Path) -> None:
-    with tarfile.open(archive, "w:gz", compresslevel=1) as packed:
-        packed.add(folder, arcname=".")
+def _make_owned_by_job(folder: Path) -> None:
+    """The installed folder as _owned_by_job unpacks it: the job's read-only files, no link leaving it."""
+    root = os.path.realpath(folder)
+    ids = os.getuid(), os.getgid()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                target = os.path.realpath(path)
+                if os.path.isabs(os.readlink(path)) or not (target == root or target.startswith(root + os.sep)):
+                    os.unlink(path)
+                else:
+                    os.lchown(path, *ids)
+            elif stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+                os.chown(path, *ids, follow_symlinks=False)
+                executable = stat.S_ISDIR(info.st_mode) or info.st_mode & 0o100
+                os.chmod(path, 0o755 if executable else 0o644)  # not a link: lstat said so, and the command is gone
+            else:
+                os.unlink(path)  # devices and pipes are no part of a package
+    os.chown(folder, *ids)
+    os.chmod(folder, 0o755)
 
 
 def _owned_by_job(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
