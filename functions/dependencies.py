@@ -6,8 +6,9 @@ platform only, so it is kept once per key (their sha256s, the command and the pl
 - in Cloud Storage, `deps/{key}.json` (written last: the archive's sha256 and size) beside
   `deps/{key}.tar.gz`, shared by every session and owner. Only the job writes there: a sandbox
   holds no credential. An archive without its record, or whose sha256 differs, is rebuilt;
-- on each job instance, `{workspace root}/.deps/{key}/tree`, unpacked once, with a `complete`
-  marker written last (a tree without one is unpacked again);
+- on each job instance, `{workspace root}/.deps/{key}/tree`, unpacked once (or, where it was
+  installed, the installed folder itself), with a `complete` marker written last (a tree without
+  one is unpacked again);
 - in a workspace, by hard links to the instance's tree when commands run as another uid than the
   job (they cannot write the job's files, so the shared tree stays intact), else by a copy.
 

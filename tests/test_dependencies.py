@@ -159,3 +159,27 @@ def test_install_inputs_are_never_read_through_a_link(tmp_path: Path) -> None:
     (tmp_path / "package-lock.json").mkdir()
     with pytest.raises(ActionFailed, match="not a regular file|cannot be read"):
         read_inputs(spec, tmp_path)
+
+
+def test_an_installed_folder_becomes_the_jobs_own_read_only_tree(tmp_path: Path) -> None:
+    from functions.dependencies import _make_owned_by_job
+
+    folder = tmp_path / "node_modules"
+    (folder / "pkg" / "bin").mkdir(parents=True)
+    (folder / "pkg" / "index.js").write_text("module.exports = 1\n")
+    (folder / "pkg" / "index.js").chmod(0o666)
+    (folder / "pkg" / "bin" / "cli.js").write_text("#!/usr/bin/env node\n")
+    (folder / "pkg" / "bin" / "cli.js").chmod(0o777)
+    (folder / ".bin").mkdir()
+    (folder / ".bin" / "cli").symlink_to("../pkg/bin/cli.js")
+    (folder / "escape").symlink_to("/etc/passwd")
+    (folder / "up").symlink_to("../../outside")
+    os.mkfifo(folder / "pipe")
+    if os.geteuid() == 0:
+        os.chown(folder / "pkg" / "index.js", 65534, 65534)
+    _make_owned_by_job(folder)
+    assert (folder / "pkg" / "index.js").stat().st_mode & 0o777 == 0o644
+    assert (folder / "pkg" / "bin" / "cli.js").stat().st_mode & 0o777 == 0o755
+    assert (folder / "pkg" / "index.js").stat().st_uid == os.getuid()
+    assert os.readlink(folder / ".bin" / "cli") == "../pkg/bin/cli.js"
+    assert not any(os.path.lexists(folder / name) for name in ("escape", "up", "pipe"))
