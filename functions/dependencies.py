@@ -3,8 +3,8 @@
 A template's catalog entry may name an install (`install`: the command, the folder it fills and
 the files it reads, the lockfile first). The installed folder depends on those files and on the
 platform only, so it is kept once per key (their sha256s, the command and the platform):
-- in Cloud Storage, `deps/{key}.json` (written last: the archive's sha256 and size) beside
-  `deps/{key}.tar.gz`, shared by every session and owner. Only the job writes there: a sandbox
+- in Cloud Storage, `deps/{key}.json` (written last: the archive's sha256 and size) naming
+  `deps/{key}/{sha256}.tar.gz`, shared by every session and owner. Only the job writes there: a sandbox
   holds no credential. An archive without its record, or whose sha256 differs, is rebuilt;
 - on each job instance, `{workspace root}/.deps/{key}/tree`, unpacked once (or, where it was
   installed, the installed folder itself), with a `complete` marker written last (a tree without
@@ -194,9 +194,11 @@ class DependencyCache:
             return None
         except ValueError:
             return None  # a record that does not parse is rebuilt, and overwritten
+        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+            return None
         target = self.root / f"{key}-{uuid.uuid4().hex}.tar.gz"
         try:
-            self._storage.download(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.tar.gz", target)
+            self._storage.download(WORKSPACES_BUCKET, _archive_name(key, record["sha256"]), target)
         except NotFound:
             return None
         if target.stat().st_size != record.get("size") or file_sha256(target) != record.get("sha256"):
@@ -213,16 +215,21 @@ class DependencyCache:
             # The command has ended, its processes with it: the folder is the job's from here.
             with tarfile.open(archive, "w:gz", compresslevel=1) as packed:
                 packed.add(folder, arcname=".", filter=lambda member: _owned_by_job(member, str(folder)))
-            # The archive first, its record last: a record always names a whole archive.
-            self._storage.write(
-                WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.tar.gz", archive.read_bytes(), "application/gzip"
-            )
-            record = {"sha256": file_sha256(archive), "size": archive.stat().st_size, "platform": platform_tag()}
+            # The archive first, named by its own sha256, its record last: a record always names
+            # a whole archive, even when instances that built the same key at once race (the last
+            # record wins, and each names the archive its writer wrote).
+            digest = file_sha256(archive)
+            self._storage.write(WORKSPACES_BUCKET, _archive_name(key, digest), archive.read_bytes(), "application/gzip")
+            record = {"sha256": digest, "size": archive.stat().st_size, "platform": platform_tag()}
             self._storage.write(
                 WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json", json.dumps(record).encode(), "application/json"
             )
-            # What the archive holds, unpacked from it on other instances, is this very folder once
-            # it is made the job's own (no unpacking: the cold path writes the tree once).
+            if os.geteuid() != 0:
+                # The folder may hold files of the sandbox's own user, which only root could take
+                # over: unpacked from the archive instead, as other instances do.
+                return self._unpack(key, archive)
+            # What the archive holds is this very folder once it is made the job's own: the cold
+            # path writes the tree once.
             home = self._fresh_home(key)
             _make_owned_by_job(folder)
             folder.rename(home / "tree")
@@ -248,6 +255,10 @@ class DependencyCache:
         (home / "complete").write_text(key)
         (home / "used").touch()
         return home / "tree"
+
+
+def _archive_name(key: str, digest: str) -> str:
+    return f"{DEPS_PREFIX}{key}/{digest}.tar.gz"
 
 
 def _make_owned_by_job(folder: Path) -> None:

@@ -54,6 +54,12 @@ def stored_names(context: Context, session_id: str) -> list[str]:
     return names
 
 
+def stored_archive(context: Context, key: str) -> str:
+    """The archive the key's record names: by its own sha256."""
+    record = json.loads(context.storage.read(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json"))
+    return f"{DEPS_PREFIX}{key}/{record['sha256']}.tar.gz"
+
+
 def test_dependencies_are_installed_once_and_shared(context: Context, events: Any) -> None:
     upload_templates(context.storage)
     first, result = create(context, events)
@@ -67,7 +73,7 @@ def test_dependencies_are_installed_once_and_shared(context: Context, events: An
     assert not [name for name in stored_names(context, first) if name.startswith("node_modules/")]
     key = result["dependencies"]["key"]
     assert {info.name for info in context.storage.list(WORKSPACES_BUCKET, DEPS_PREFIX)} == {
-        f"{DEPS_PREFIX}{key}.tar.gz",
+        stored_archive(context, key),
         f"{DEPS_PREFIX}{key}.json",
     }
 
@@ -84,7 +90,7 @@ def test_a_corrupt_or_partial_cache_entry_is_rebuilt(context: Context, events: A
     upload_templates(context.storage)
     _, result = create(context, events)
     key = result["dependencies"]["key"]
-    archive = f"{DEPS_PREFIX}{key}.tar.gz"
+    archive = stored_archive(context, key)
     context.storage.write(WORKSPACES_BUCKET, archive, b"not a tarball", "application/gzip")
     shutil.rmtree(context.settings.workspace_root / CACHE_FOLDER)
     _, result = create(context, events)
@@ -183,3 +189,24 @@ def test_an_installed_folder_becomes_the_jobs_own_read_only_tree(tmp_path: Path)
     assert (folder / "pkg" / "index.js").stat().st_uid == os.getuid()
     assert os.readlink(folder / ".bin" / "cli") == "../pkg/bin/cli.js"
     assert not any(os.path.lexists(folder / name) for name in ("escape", "up", "pipe"))
+
+
+def test_a_broken_lockfile_fails_the_action_with_npms_words(context: Context, events: Any) -> None:
+    upload_templates(context.storage)
+    session_id, _ = create(context, events)
+    broken = act(
+        context,
+        events,
+        session_id,
+        "writeFiles",
+        {"files": [{"filePath": "package-lock.json", "fileContents": "{ not json"}]},
+    )
+    assert broken["status"] == "succeeded"  # writing is not installing
+    done = act(context, events, session_id, "executeCommands", {"commands": ["true"]})
+    assert done["status"] == "failed"
+    assert done["error"].startswith("installing dependencies ('npm ci") and "exited with code" in done["error"]
+    assert "package-lock.json" in done["error"] or "JSON" in done["error"], done["error"]
+    # The agent can mend it: the file is writable, and the next action installs again.
+    lock = (Path(__file__).resolve().parents[1] / "templates" / TEMPLATE / "package-lock.json").read_text()
+    act(context, events, session_id, "writeFiles", {"files": [{"filePath": "package-lock.json", "fileContents": lock}]})
+    assert act(context, events, session_id, "executeCommands", {"commands": ["true"]})["status"] == "succeeded"

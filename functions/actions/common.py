@@ -61,7 +61,7 @@ def install_dependencies(
     started = time.monotonic()
     inputs = read_inputs(spec, workspace.path)
     if inputs is None:
-        workspace.set_base(None)
+        # Nothing to install from; what was given stays, still not the workspace's own files.
         return {"source": "none", "reason": f"no {' or '.join(spec.inputs)} in the workspace"}
     key = spec.key(inputs)
     base = workspace.base()
@@ -76,7 +76,8 @@ def install_dependencies(
         outcome = run_in_sandbox(ctx, spec.command, scratch, None, egress_for=Egress(request.sessionId, request.runId))
         if outcome.exit_code != 0 or outcome.killed_reason:
             reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
-            detail = excerpt(outcome.stderr, 2000)[0].strip() or excerpt(outcome.stdout, 2000)[0].strip()
+            # npm and pip say why first, then print their usage or a log's name: the head, not the tail.
+            detail = (outcome.stderr.strip() or outcome.stdout.strip())[:2000].decode(errors="replace")
             raise ActionFailed(f"installing dependencies ({spec.command!r}) {reason}: {detail}")
         folder = scratch / spec.folder
         if folder.is_symlink() or not folder.is_dir():
