@@ -97,16 +97,23 @@ def start(stack: object, ports: dict[str, int]) -> None:
         )
         stack.supervisor.wait_for_port(child, HOST, ports[unit])
     settings = Settings.from_env(stack.env)
-    publisher, subscriber = clients.publisher_client(settings), clients.subscriber_client(settings)
     for topic, unit in ((REQUESTS, "floor-job"), (STATUS, "floor-recorder")):
-        path = publisher.topic_path(stack.project, topic)
-        try:
-            publisher.create_topic(name=path)
-            subscriber.create_subscription(
-                name=subscriber.subscription_path(stack.project, topic),
-                topic=path,
-                push_config={"push_endpoint": f"http://{HOST}:{ports[unit]}/projects/{stack.project}/topics/{topic}"},
-                ack_deadline_seconds=60,
-            )
-        except api_exceptions.AlreadyExists:
-            pass
+        push_subscription(settings, stack.project, topic, ports[unit])
+
+
+def push_subscription(settings: Settings, project: str, topic: str, port: int) -> None:
+    """The topic and a push subscription of the same name to a local unit, as Eventarc would make."""
+    from devstack.config import HOST
+
+    publisher, subscriber = clients.publisher_client(settings), clients.subscriber_client(settings)
+    path = publisher.topic_path(project, topic)
+    try:
+        publisher.create_topic(name=path)
+        subscriber.create_subscription(
+            name=subscriber.subscription_path(project, topic),
+            topic=path,
+            push_config={"push_endpoint": f"http://{HOST}:{port}/projects/{project}/topics/{topic}"},
+            ack_deadline_seconds=60,
+        )
+    except api_exceptions.AlreadyExists:
+        pass

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from google.api_core import exceptions as api_exceptions
 
 from bench.baseline import COLLECTION
+from bench.floor import push_subscription
 from bench.load import Completions, LoadResult, closed_loop, run_outcome, written
 from devstack.config import HOST
 from devstack.stack import PROJECT_ROOT, Stack
@@ -48,18 +48,7 @@ def start_baseline_function(stack: Stack, port: int) -> None:
         PROJECT_ROOT,
     )
     stack.supervisor.wait_for_port(child, HOST, port)
-    publisher, subscriber = clients.publisher_client(settings), clients.subscriber_client(settings)
-    topic = publisher.topic_path(stack.project, BASELINE_TOPIC)
-    try:
-        publisher.create_topic(name=topic)
-        subscriber.create_subscription(
-            name=subscriber.subscription_path(stack.project, BASELINE_TOPIC),
-            topic=topic,
-            push_config={"push_endpoint": f"http://{HOST}:{port}/projects/{stack.project}/topics/{BASELINE_TOPIC}"},
-            ack_deadline_seconds=60,
-        )
-    except api_exceptions.AlreadyExists:
-        pass
+    push_subscription(settings, stack.project, BASELINE_TOPIC, port)
 
 
 async def measure_pipeline(stack: Stack, runs: int, concurrency: int, warmup: int = WARMUP_RUNS) -> LoadResult:

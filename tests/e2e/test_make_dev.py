@@ -28,23 +28,8 @@ def listening(port: str) -> bool:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_dev_stops_every_process_it_started(stop_signal: int, tmp_path: Path) -> None:
-    env = dict(os.environ) | OWN_PORTS | {"VIBESDK_API_TOKEN": "", "VIBESDK_WORKSPACE_ROOT": ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = []
+    process, text = start_dev()
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        text = "".join(output)
         assert "export VIBESDK_API_TOKEN=" in text, text
         assert f"http://127.0.0.1:{OWN_PORTS['VIBESDK_CONTROL_PLANE_PORT']}" in text
         assert all(listening(port) for port in OWN_PORTS.values()), text
@@ -54,10 +39,7 @@ def test_dev_stops_every_process_it_started(stop_signal: int, tmp_path: Path) ->
         if process.poll() is None:
             process.kill()
             process.wait()
-    deadline = time.monotonic() + 10
-    while any(listening(port) for port in OWN_PORTS.values()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert [port for port in OWN_PORTS.values() if listening(port)] == []
+    assert ports_free_within(10) == []
 
 
 def test_dev_names_a_missing_emulator(tmp_path: Path) -> None:
