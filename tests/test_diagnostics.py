@@ -86,6 +86,8 @@ def test_tsc_lines_with_continuations_and_mypy_lines() -> None:
         "assignment",
         "error",
     )
+    assert issue["source"] == "typecheck"  # the line does not say which tool wrote it
+    assert issues[0]["source"] == "typescript"  # tsc's lines do
 
 
 def test_vite_build_errors_with_and_without_a_line(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 Result = dict[str, Any]
 MAX_PREVIEW_FILES = 5_000
-SOURCES = {"lint": "eslint", "typecheck": "typescript"}
 
 
 def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, files: list[str] | None) -> Result:
@@ -34,7 +33,8 @@ def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, fi
         )
     outcome = run_in_sandbox(ctx, str(command), workspace.path, instance.envVars)
     stdout, stderr = outcome.stdout.decode(errors="replace"), outcome.stderr.decode(errors="replace")
-    issues = analysis_issues(stdout, stderr, paths_of(workspace), SOURCES.get(kind, kind))
+    # Tools that say who they are (ESLint, html-validate, ruff, tsc) are named; other lines go by kind.
+    issues = analysis_issues(stdout, stderr, paths_of(workspace), kind)
     if outcome.killed_reason or (outcome.exit_code != 0 and not issues):
         # The checker itself broke: that is no analysis, and must not pass for a clean one.
         reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
