@@ -80,7 +80,7 @@ def egress_cost(repeats: int) -> dict[str, Any]:
         try:
             sandbox.prepare_workspace(root)
             began = time.perf_counter()
-            result = sandbox.run_command(NPM_INSTALL, root, 120, egress_for=sandbox.Egress("bench", "bench"))
+            result = sandbox.run_command(NPM_INSTALL, root, 120, egress_for=sandbox.Egress("bench", "bench", "bench"))
             proxied.append(time.perf_counter() - began)
             assert result.exit_code == 0, result.stderr[-2000:]
         finally:

@@ -9,11 +9,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -46,6 +47,11 @@ from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("control_plane")
 
+
+class UnsupportedMediaType(VibsdkError):
+    """A write whose body is not sent as application/json (415)."""
+
+
 STATUS_OF: dict[type[VibsdkError], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
@@ -56,6 +62,7 @@ STATUS_OF: dict[type[VibsdkError], int] = {
     InvalidRequest: 422,
     TooMany: 429,
     ServiceUnavailable: 503,
+    UnsupportedMediaType: 415,
 }
 # Sent with every answer; previews add a sandbox so a page cannot act as this origin.
 SECURITY_HEADERS = {
@@ -88,6 +95,32 @@ def preview_framing(settings: Settings) -> tuple[str, dict[str, str]]:
 
 
 UNAUTHENTICATED_PER_MINUTE = 60
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def origin_of(scheme: str, host: str) -> str:
+    """scheme://host[:port] as a browser writes an Origin (lower case, no default port); "" without a host."""
+    if not scheme or not host:
+        return ""
+    scheme, host = scheme.lower(), host.lower()
+    return f"{scheme}://{host.removesuffix(':' + DEFAULT_PORTS.get(scheme, ''))}"
+
+
+def url_origin(url: str) -> str:
+    """The origin of a URL or of an Origin header's value; "" for `null` and other non-URLs."""
+    parts = urlsplit(url)
+    return origin_of(parts.scheme, parts.netloc)
+
+
+def carries_body(headers: Headers) -> bool:
+    """HTTP/1.1 frames a body by one of these two headers; Content-Length: 0 is no body."""
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() != "0"
+
+
+def is_json(content_type: str | None) -> bool:
+    """application/json, with parameters (`; charset=utf-8`) or without."""
+    return (content_type or "").split(";", 1)[0].strip().lower() == "application/json"
 
 
 def client_address(request: Request) -> str:
@@ -185,6 +218,49 @@ def create_app(
     limiter = RateLimiter(settings.requests_per_minute)
     # Requests that fail to authenticate, per client address: each may cost a Firestore read.
     refused = RateLimiter(UNAUTHENTICATED_PER_MINUTE)
+    # Origins that may write besides the request's own: this control plane's public URL, CORS's.
+    trusted_origins = {url_origin(settings.public_url), *(url_origin(o) for o in settings.cors_origins)}
+
+    def check_write(request: Request) -> None:
+        """Refuse cross-site writes: with sign-in by cookie (IAP), a browser sends them signed in.
+
+        A page elsewhere can POST `text/plain` (a form, or fetch without CORS) carrying JSON;
+        application/json it can send only after a CORS preflight, which CORSMiddleware grants to
+        settings.cors_origins alone. The Origin header (which pages cannot set) refuses the rest,
+        `null` (sandboxed pages, previews among them) included. Clients that send no Origin (curl,
+        the CLI, server-to-server) are not browsers and carry no cookie for anyone to ride on.
+        """
+        if request.method not in WRITES:
+            return
+        origin = request.headers.get("origin")
+        if origin is not None:
+            # The request's own origin: the Host the browser sent, which no page elsewhere can
+            # forge, with the scheme received, or https when TLS ended before us (Cloud Run, a
+            # load balancer). The upgrade cannot be forged either: it needs this host's certificate.
+            host = request.headers.get("host", "")
+            own = {origin_of(request.url.scheme, host), origin_of("https", host)}
+            seen = url_origin(origin)
+            if not seen or seen not in trusted_origins | own:
+                raise Forbidden(
+                    f"a write from origin {origin!r} is refused: only this control plane's pages "
+                    "and VIBESDK_CORS_ORIGINS may write"
+                )
+        elif request.headers.get("sec-fetch-site") == "cross-site":
+            # Sent by browsers only and never settable by a page: a cross-site write whose Origin
+            # was stripped on the way (an extension, a proxy). Spec-following browsers always send
+            # an Origin with a write, so this is a backstop, and costs no other client anything.
+            raise Forbidden("a cross-site write without an Origin header is refused (Sec-Fetch-Site: cross-site)")
+        # A body-less write (DELETE, an empty POST) cannot smuggle a payload: no content type is due.
+        if carries_body(request.headers):
+            require_json(request)
+
+    def require_json(request: Request) -> None:
+        content_type = request.headers.get("content-type")
+        if not is_json(content_type):
+            sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+            raise UnsupportedMediaType(
+                f"a body must be sent as Content-Type: application/json; this one came with {sent}"
+            )
 
     async def body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -201,6 +277,9 @@ def create_app(
                     chunks.append(chunk)
         except TimeoutError:
             raise TooSlow(f"the body did not arrive within {settings.body_timeout_seconds} s") from None
+        if size:
+            # check_write refused a declared body; this holds for one framed otherwise (HTTP/2).
+            require_json(request)
         return b"".join(chunks)
 
     def owner_of(request: Request) -> str:
@@ -219,6 +298,7 @@ def create_app(
 
         async def guarded(request: Request) -> Response:
             try:
+                check_write(request)  # before any credential is looked at: a cross-site write is no caller
                 client = client_address(request)
                 refused.take(client, cost=0)
                 try:
@@ -247,7 +327,9 @@ def create_app(
     async def create_session(request: Request) -> Response:
         payload = _model(CreateSession, await body(request))
         check_network(request, payload.params)
-        queued = await run_in_threadpool(plane.create_session, owner_of(request), payload)
+        queued = await run_in_threadpool(
+            plane.create_session, owner_of(request), payload, egress=request.state.caller.egress
+        )
         return JSONResponse(queued.model_dump(), 202, headers={"Location": queued.runUrl})
 
     @api
@@ -269,7 +351,11 @@ def create_app(
         payload = _model(QueueAction, await body(request))
         check_network(request, payload.params)
         queued = await run_in_threadpool(
-            plane.queue_action, owner_of(request), request.path_params["sessionId"], payload
+            plane.queue_action,
+            owner_of(request),
+            request.path_params["sessionId"],
+            payload,
+            egress=request.state.caller.egress,
         )
         return JSONResponse(queued.model_dump(), 202, headers={"Location": queued.runUrl})
 

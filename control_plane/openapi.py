@@ -24,11 +24,12 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         401: "missing or wrong credentials",
-        403: "a valid credential that may not do this",
+        403: "a valid credential that may not do this, or a write from another origin",
         429: "over a per-owner limit; see Retry-After",
         404: "no such session or run",
         409: "the instance failed",
         413: "body over the size limit",
+        415: "a body not sent as Content-Type: application/json",
         422: "invalid body; `field` names the culprit",
         503: "a Google service is unavailable; retry",
     }
@@ -65,7 +66,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "summary": "Create a session and queue its first action (createInstance by default)",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(CreateSession)}}},
-                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 413, 422, 429, 503)},
+                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 403, 413, 415, 422, 429, 503)},
                 },
             },
             "/api/agent/{sessionId}": {
@@ -80,7 +81,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Queue one more action on a session",
                     "parameters": session,
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(QueueAction)}}},
-                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 404, 413, 422, 429, 503)},
+                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 403, 404, 413, 415, 422, 429, 503)},
                 }
             },
             "/api/agent/{sessionId}/runs/{runId}": {

@@ -76,7 +76,7 @@ class ControlPlane:
     def sessions(self, owner: str) -> list[Session]:
         return [Session.model_validate(jsonable(session)) for session in self._store.sessions_of(owner)]
 
-    def create_session(self, owner: str, body: CreateSession) -> Queued:
+    def create_session(self, owner: str, body: CreateSession, egress: bool = False) -> Queued:
         params = dict(body.params)
         validate_params(body.action, params)
         self._check_sizes(body.action, params)
@@ -90,10 +90,11 @@ class ControlPlane:
             params=params,
             issuedAt=utcnow(),
             owner=owner,
+            egress=egress,
         )
         return self._queue(request, new_session=True)
 
-    def queue_action(self, owner: str, session_id: str, body: QueueAction) -> Queued:
+    def queue_action(self, owner: str, session_id: str, body: QueueAction, egress: bool = False) -> Queued:
         validate_params(body.action, body.params)
         session = self._owned_session(owner, session_id)
         self._check_sizes(body.action, body.params)
@@ -107,6 +108,7 @@ class ControlPlane:
             params=body.params,
             issuedAt=utcnow(),
             owner=owner,
+            egress=egress,
         )
         return self._queue(request, new_session=False)
 

@@ -19,10 +19,12 @@ and restores stay the size of its own files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -31,22 +33,27 @@ import subprocess
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from functions import isolation
+from functions import confined, isolation
 from functions.isolation import sandbox_ids
 from vibesdk_gcp.errors import ActionFailed, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
+
+logger = logging.getLogger("functions.dependencies")
 
 DEPS_PREFIX = "deps/"
 CACHE_FOLDER = ".deps"
 MAX_INPUT_BYTES = 16 << 20
 # File stat that tells a workspace file is still the tree's: size, mtime, mode.
 Stat = tuple[int, int, int]
+# What the job records of each file of a tree: size, mtime, mode and sha256.
+Record = tuple[int, int, int, str]
+RECORD = "files.json"
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,26 @@ class InstallSpec:
             return None
         return cls(str(entry["command"]), str(entry["folder"]), tuple(entry["inputs"]))
 
+    def without_scripts(self, inputs: dict[str, bytes]) -> InstallSpec:
+        """The same install with no tenant-controlled code run: for a caller whose key has no
+        network, while the packages are fetched through the egress proxy."""
+        words = self.command.split()
+        if words[:1] in (["npm"], ["bun"]):
+            return dataclasses.replace(self, command=f"{self.command} --ignore-scripts")
+        if "pip" in words[:3] and "install" in words:
+            for name, data in inputs.items():
+                options = [line for line in data.decode(errors="replace").splitlines() if _pip_option(line)]
+                if options:
+                    raise ActionFailed(
+                        f"{name} sets pip options ({options[0].strip()[:80]}), which a key without network "
+                        "may not use: ask for a key with egress, or list hashed requirements only"
+                    )
+            # Wheels only: building a source distribution runs its setup code.
+            return dataclasses.replace(self, command=f"{self.command} --only-binary=:all:")
+        raise ActionFailed(
+            f"{self.command!r} cannot run without its packages' scripts, and this API key has no network"
+        )
+
     def key(self, inputs: dict[str, bytes]) -> str:
         digest = hashlib.sha256()
         for part in (self.command, self.folder, platform_tag()):
@@ -68,6 +95,12 @@ class InstallSpec:
         for name in self.inputs:
             digest.update(name.encode() + b"\0" + hashlib.sha256(inputs[name]).digest())
         return digest.hexdigest()
+
+
+def _pip_option(line: str) -> bool:
+    """A requirements line that sets an option (an index, --no-binary, ...), not a hash."""
+    first = line.strip().split(" ", 1)[0]
+    return first.startswith("-") and not first.startswith("--hash")
 
 
 @functools.cache
@@ -118,13 +151,22 @@ def tree_index(tree: str) -> dict[str, Stat]:
         stamp = os.stat(Path(tree).parent / "complete").st_mtime_ns
     except FileNotFoundError:
         return {}
-    return _index(tree, stamp)
+    return {rel: (size, mtime, mode) for rel, (size, mtime, mode, _) in _recorded(tree, stamp).items()}
 
 
 @functools.lru_cache(maxsize=32)
-def _index(tree: str, stamp: int) -> dict[str, Stat]:
-    index: dict[str, Stat] = {}
-    folders = [("", tree)]
+def _recorded(tree: str, stamp: int) -> dict[str, Record]:
+    """What the job recorded of the tree when it completed it (RECORD beside it)."""
+    try:
+        return {rel: tuple(entry) for rel, entry in json.loads((Path(tree).parent / RECORD).read_text()).items()}
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _record_of(tree: Path) -> dict[str, Record]:
+    """Size, time, mode and sha256 of every file of a tree the job has just made its own."""
+    record: dict[str, Record] = {}
+    folders = [("", str(tree))]
     while folders:
         rel_folder, folder = folders.pop()
         with os.scandir(folder) as entries:
@@ -134,53 +176,135 @@ def _index(tree: str, stamp: int) -> dict[str, Stat]:
                 elif item.is_file(follow_symlinks=False):
                     info = item.stat(follow_symlinks=False)
                     mode = 0o755 if info.st_mode & 0o100 else 0o644
-                    index[rel_folder + item.name] = (info.st_size, info.st_mtime_ns, mode)
-    return index
+                    record[rel_folder + item.name] = (info.st_size, info.st_mtime_ns, mode, file_sha256(item.path))
+    return record
+
+
+def _altered(tree: Path, record: dict[str, Record], hashes: bool) -> str | None:
+    """What in the tree differs from its record (None: nothing). Every file and folder must still
+    be the job's, with its recorded mode, size and time; `hashes` also reads every content."""
+    ids, seen = (os.getuid(), os.getgid()), 0
+    folders = [("", str(tree))]
+    while folders:
+        rel_folder, folder = folders.pop()
+        with os.scandir(folder) as entries:
+            for item in entries:
+                rel = rel_folder + item.name
+                info = item.stat(follow_symlinks=False)
+                if stat.S_ISLNK(info.st_mode):
+                    continue  # the tree's own links, in the job's folders: no sandbox can change them
+                if (info.st_uid, info.st_gid) != ids:
+                    return f"{rel} is no longer the job's"
+                if stat.S_ISDIR(info.st_mode):
+                    if stat.S_IMODE(info.st_mode) != 0o755:
+                        return f"{rel}/ has mode {stat.S_IMODE(info.st_mode):o}"
+                    folders.append((rel + "/", item.path))
+                    continue
+                expected = record.get(rel)
+                if expected is None or not stat.S_ISREG(info.st_mode):
+                    return f"{rel} was not in the tree"
+                if (info.st_size, info.st_mtime_ns, stat.S_IMODE(info.st_mode)) != expected[:3]:
+                    return f"{rel} changed"
+                if hashes and file_sha256(item.path) != expected[3]:
+                    return f"{rel} has other contents"
+                seen += 1
+    return None if seen == len(record) else "files of the tree are missing"
+
+
+# Trees whose every content was read against the record by this process: a restart reads them
+# again (a poisoned tree once outlived a restart of `make dev`).
+_hashed: set[tuple[str, int]] = set()
+
+
+def lock_of(cache: Path, key: str) -> Path:
+    """The file whose flock guards a key's tree: shared while it is given, exclusive to change it."""
+    return cache / f"{key}.lock"
 
 
 class DependencyCache:
-    """The installed trees this job instance holds, backed by Cloud Storage."""
+    """The installed trees this job instance holds, backed by Cloud Storage.
+
+    A tree is given out under a shared lock on its key, and made, checked or dropped under an
+    exclusive one (functions/local_copies.py trims only what it can lock): no tree goes away
+    between the check and the giving.
+    """
 
     def __init__(self, storage: Storage, workspace_root: Path) -> None:
         self._storage = storage
         self.root = workspace_root / CACHE_FOLDER
         self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
-        self.last_source = ""  # where the last ensure() found its tree: instance, storage or install
+        self.last_source = ""  # where the last holding() found its tree: instance, storage or install
 
     def tree(self, key: str) -> Path | None:
         home = self.root / key
         return home / "tree" if (home / "complete").exists() else None
 
-    def ensure(self, key: str, build: Callable[[Path], Path]) -> Path:
-        """The tree for key on this instance: held, else unpacked from Cloud Storage, else built.
-
-        build(scratch) runs the install in scratch (the inputs are there) and returns the folder
-        it filled.
-        """
-        found = self.tree(key)
-        if found:
-            self.last_source = "instance"
-            (found.parent / "used").touch()  # the most recently used trees are kept (functions/local_copies.py)
-            return found
-        with self._locked(key):
-            found = self.tree(key)
-            if found:
-                self.last_source = "instance"
-                return found
-            archive = self._download(key)
-            if archive is None:
-                self.last_source = "install"
-                return self._build(key, build)
-            self.last_source = "storage"
-            try:
-                return self._unpack(key, archive)
-            finally:
-                archive.unlink(missing_ok=True)
+    def stamp(self, key: str) -> int | None:
+        """Which making of the key's tree this instance holds (None: none): a workspace given
+        another one is given this one anew."""
+        try:
+            return (self.root / key / "complete").stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
 
     @contextlib.contextmanager
-    def _locked(self, key: str):  # type: ignore[no-untyped-def]
-        with open(self.root / f"{key}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    def holding(self, key: str, build: Callable[[Path], Path] | None) -> Iterator[Path | None]:
+        """The tree for key, checked, held for the block: on this instance, else unpacked from
+        Cloud Storage, else built (build(scratch) runs the install in scratch, where the inputs
+        are, and returns the folder it filled). Without build, None when no cache holds it."""
+        self.last_source = "instance"
+        while True:
+            with self._locked(key, fcntl.LOCK_SH):
+                found = self.tree(key)
+                if found and self._intact(key, found):
+                    (found.parent / "used").touch()  # the most recently used trees are kept
+                    yield found
+                    return
+            with self._locked(key, fcntl.LOCK_EX):
+                found = self.tree(key)
+                if found and self._intact(key, found):
+                    continue  # made meanwhile: held shared on the next turn
+                if found:
+                    self._drop(key, found)
+                if not self._fetch(key, build):
+                    yield None
+                    return
+
+    def _fetch(self, key: str, build: Callable[[Path], Path] | None) -> bool:
+        """Make the tree from Cloud Storage, else by build; False when neither can."""
+        archive = self._download(key)
+        if archive is not None:
+            self.last_source = "storage"
+            try:
+                self._unpack(key, archive)
+            finally:
+                archive.unlink(missing_ok=True)
+            return True
+        if build is None:
+            return False
+        self.last_source = "install"
+        self._build(key, build)
+        return True
+
+    def _intact(self, key: str, tree: Path) -> bool:
+        """The tree is as recorded: by stat on every use, by content on a first use in this process."""
+        stamp = (tree.parent / "complete").stat().st_mtime_ns
+        record = _recorded(str(tree), stamp)
+        hashes = (key, stamp) not in _hashed
+        problem = _altered(tree, record, hashes) if record else "it has no record of its files"
+        if problem is None:
+            _hashed.add((key, stamp))
+            return True
+        logger.error("installed tree %s is dropped and made again: %s", key, problem)
+        return False
+
+    def _drop(self, key: str, tree: Path) -> None:
+        shutil.rmtree(tree.parent, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _locked(self, key: str, mode: int) -> Iterator[None]:
+        with open(lock_of(self.root, key), "a") as handle:
+            fcntl.flock(handle, mode)
             try:
                 yield
             finally:
@@ -252,7 +376,9 @@ class DependencyCache:
 
     def _complete(self, key: str) -> Path:
         home = self.root / key
+        (home / RECORD).write_text(json.dumps(_record_of(home / "tree")))
         (home / "complete").write_text(key)
+        _hashed.add((key, (home / "complete").stat().st_mtime_ns))  # recorded from these very contents
         (home / "used").touch()
         return home / "tree"
 
@@ -306,42 +432,76 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def give(tree: Path, target: Path) -> int:
-    """Put the tree's files at target, keeping what target already holds (a session's own changes).
+def give(tree: Path, workspace: Path, folder: str) -> int:
+    """Put the tree's files in the workspace's `folder`, keeping what it already holds (a session's
+    own changes). Returns the files given.
 
-    Hard links when commands run as another, unprivileged uid (they cannot write the job's files);
-    a copy otherwise, so a command can never write the tree another workspace shares: when the job
-    is not root, and in Cloud Run sandboxes, whose user has sudo
-    (https://docs.cloud.google.com/run/docs/code-execution). Returns the files given.
+    Hard links when commands run as another, unprivileged uid: they cannot write the job's files,
+    and root never gives a file with more than one link away (functions/confined.py), wherever a
+    command moves it. A copy otherwise, so a command can never write the tree another workspace
+    shares: when the job is not root, and in Cloud Run sandboxes, whose user has sudo
+    (https://docs.cloud.google.com/run/docs/code-execution). Every step is made relative to an
+    open folder, so a folder a command swapped for a link leads nowhere outside.
     """
     ids = sandbox_ids()
     backend, _ = isolation.selected()
     link = ids is not None and not isinstance(backend, isolation.CloudRunSandbox)
     given = 0
-    folders = [(tree, target)]
+    with confined.folder(workspace, [folder], make=True, clear=True) as top:
+        folders = [(str(tree), os.dup(top))]
     while folders:
         source, destination = folders.pop()
-        if os.path.islink(destination) or (os.path.lexists(destination) and not os.path.isdir(destination)):
-            os.unlink(destination)
-        if not os.path.lexists(destination):
-            os.mkdir(destination)
+        try:
             if ids:
-                os.chown(destination, *ids)  # commands may add and remove packages
-        with os.scandir(source) as entries:
-            for item in entries:
-                place = os.path.join(destination, item.name)
-                if item.is_dir(follow_symlinks=False):
-                    folders.append((Path(item.path), Path(place)))
-                elif os.path.lexists(place):
-                    continue
-                elif item.is_symlink():
-                    os.symlink(os.readlink(item.path), place)
-                    if ids:
-                        os.chown(place, *ids, follow_symlinks=False)
-                elif link:
-                    os.link(item.path, place)
-                    given += 1
-                else:
-                    shutil.copy2(item.path, place)
-                    given += 1
+                os.fchown(destination, *ids)  # commands may add and remove packages
+            with os.scandir(source) as entries:
+                for item in entries:
+                    if item.is_dir(follow_symlinks=False):
+                        folders.append((item.path, _subfolder(item.name, destination)))
+                    elif _exists(item.name, destination):
+                        continue
+                    elif item.is_symlink():
+                        os.symlink(os.readlink(item.path), item.name, dir_fd=destination)
+                        if ids:
+                            os.chown(item.name, *ids, dir_fd=destination, follow_symlinks=False)
+                    else:
+                        if link:
+                            os.link(item.path, item.name, dst_dir_fd=destination)
+                        else:
+                            _copy(item.path, item.name, destination)
+                        given += 1
+        finally:
+            os.close(destination)
     return given
+
+
+def _subfolder(name: str, parent: int) -> int:
+    """parent/name as a real folder, opened: a link or a file in the way is replaced."""
+    for _ in range(2):
+        try:
+            return os.open(name, confined.FOLDER_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            os.mkdir(name, 0o755, dir_fd=parent)
+        except OSError:  # a link or a file
+            os.unlink(name, dir_fd=parent)
+            os.mkdir(name, 0o755, dir_fd=parent)
+    return os.open(name, confined.FOLDER_FLAGS, dir_fd=parent)
+
+
+def _exists(name: str, parent: int) -> bool:
+    try:
+        os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _copy(source: str, name: str, parent: int) -> None:
+    """A copy with the source's mode and time, as the workspace tells given files by them."""
+    info = os.stat(source)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with open(source, "rb") as reader, os.fdopen(os.open(name, flags, 0o600, dir_fd=parent), "wb") as writer:
+        shutil.copyfileobj(reader, writer, 1 << 20)
+        writer.flush()
+        os.fchmod(writer.fileno(), stat.S_IMODE(info.st_mode))
+        os.utime(writer.fileno(), ns=(info.st_atime_ns, info.st_mtime_ns))

@@ -17,7 +17,7 @@ from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import PubsubMessage
-from vibesdk_gcp.errors import ActionFailed, Busy, Conflict, PoisonMessage, ServiceUnavailable
+from vibesdk_gcp.errors import ActionFailed, Busy, Conflict, PoisonMessage, ServiceUnavailable, exhausted
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
 from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
@@ -211,6 +211,29 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     lease = Lease(ctx, request.sessionId, request.runId)
     try:
         result = perform(request, ctx)
+    except Exception as error:
+        if shortage := exhausted(error):
+            # The job ran short of descriptors, processes or disk, perhaps through another
+            # owner's load: no fault of this run's. Given back, and Pub/Sub brings it again.
+            progress.cancel()
+            ctx.store.release(request.sessionId, request.runId)
+            logger.warning("%s given back for a retry: the job is out of a resource (%s)", request.action, shortage)
+            raise Busy(f"run {request.runId}: the job is out of a resource ({shortage.strerror}); retried") from None
+        _fail(request, ctx, progress, error)
+        return
+    except BaseException:
+        progress.cancel()
+        raise
+    finally:
+        lease.stop()
+    logger.info("%s succeeded", request.action)
+    progress.finish("succeeded", _bounded(ctx, request, result))
+
+
+def _fail(request: SandboxRequest, ctx: Context, progress: Progress, error: Exception) -> None:
+    """End the run as its error says: failed, or given back for a retry."""
+    try:
+        raise error
     except ActionFailed as failure:
         logger.info("%s failed: %s", request.action, failure)
         progress.finish("failed", _bounded(ctx, request, failure.result), str(failure))
@@ -231,11 +254,3 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
         # (Eventarc's subscription has no dead-letter topic). The run ends failed, saying so.
         logger.exception("%s failed on an internal error", request.action)
         progress.finish("failed", error=f"internal error ({type(error).__name__}); the run was not retried")
-        return
-    except BaseException:
-        progress.cancel()
-        raise
-    finally:
-        lease.stop()
-    logger.info("%s succeeded", request.action)
-    progress.finish("succeeded", _bounded(ctx, request, result))

@@ -10,13 +10,14 @@ working copy was given except the most recent few.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from functions.dependencies import CACHE_FOLDER
+from functions.dependencies import CACHE_FOLDER, lock_of
 
 KEPT_UNUSED_TREES = 2
 _lock = threading.Lock()
@@ -72,4 +73,18 @@ def _trim_trees(root: Path, homes: list[Path]) -> None:
     ]
     unused.sort(key=lambda entry: (entry / "used").stat().st_mtime, reverse=True)
     for entry in unused[KEPT_UNUSED_TREES:]:
-        shutil.rmtree(entry, ignore_errors=True)
+        _drop_unless_held(cache, entry)
+
+
+def _drop_unless_held(cache: Path, home: Path) -> None:
+    """Drop a tree only when no action holds it: one may be between its check and giving it,
+    before any working copy names it (functions/dependencies.py holds it under this lock)."""
+    with open(lock_of(cache, home.name), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        try:
+            shutil.rmtree(home, ignore_errors=True)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -11,6 +11,7 @@ timeout that kills the whole process group, and a watchdog on the workspace's an
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -23,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from functions import egress, isolation
+from functions import confined, egress, isolation
 from functions.isolation import IsolationUnavailable, Limits, NoIsolation, sandbox_ids, shm_of
+
+logger = logging.getLogger("functions.sandbox")
 
 __all__ = ["CommandResult", "Egress", "IsolationUnavailable", "Limits", "prepare_workspace", "run_command"]
 
@@ -58,23 +61,18 @@ class Egress:
 
     session_id: str
     run_id: str
+    owner: str
 
 
 def prepare_workspace(path: Path, given: str | None = None) -> None:
     """Hand the workspace to the sandbox uid so commands can write it, and nothing else.
 
     `given` is the folder of an installed tree linked in (functions/dependencies.py): its files
-    are the job's, shared with other workspaces, and stay so.
+    are the job's, shared with other workspaces, and stay so, wherever a command moved them.
     """
     ids = sandbox_ids()
-    if ids is None:
-        return
-    for dirpath, dirnames, filenames in os.walk(path):
-        if given and dirpath == str(path) and given in dirnames:
-            dirnames.remove(given)
-        os.chown(dirpath, *ids)
-        for name in filenames:
-            os.chown(os.path.join(dirpath, name), *ids, follow_symlinks=False)
+    if ids is not None:
+        confined.give_away(path, ids, given)
 
 
 def _proxy_env(port: int) -> dict[str, str]:
@@ -140,12 +138,13 @@ def run_command(
         shell = ["/bin/sh", "-c", command]
         if egress_for:
             socket_path = tmp / EGRESS_SOCKET
-            egress.proxy().open(socket_path, egress_for.session_id, egress_for.run_id)
+            egress.proxy().open(socket_path, egress_for.session_id, egress_for.run_id, egress_for.owner)
             base_env |= _proxy_env(EGRESS_PORT)
             inside_socket = f"{seen_tmp}/{EGRESS_SOCKET}"
             shell = ["/bin/sh", "-c", WITH_BRIDGE, "sh", BRIDGE_SOURCE, inside_socket, str(EGRESS_PORT), command]
         launch = backend.launch(shell, workspace, tmp, base_env | (env or {}), limits, int(timeout_seconds) + 1)
         started = time.monotonic()
+        process = None
         try:
             process = subprocess.Popen(
                 launch.argv,
@@ -162,6 +161,10 @@ def run_command(
             killed = _wait(process, workspace, (tmp, shm), (out, err), timeout_seconds, limits)
             out.join(), err.join()
         finally:
+            # On every path, a failure to wait included: nothing of the sandbox outlives its
+            # command, unwatched, to race the job's next file operations.
+            if process is not None and process.returncode is None:
+                _end(process)
             if egress_for:
                 egress.proxy().close(tmp / EGRESS_SOCKET)
         duration = time.monotonic() - started
@@ -299,6 +302,19 @@ def _exit_waiter(process: subprocess.Popen[bytes]) -> Callable[[float | None], b
         return True
 
     return exited
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Kill the command's whole process group and reap it.
+
+    The group's leader is the backend's launcher (bubblewrap): killing it ends its PID namespace,
+    and every process of the sandbox with it (--die-with-parent).
+    """
+    _kill_group(process)
+    try:
+        process.wait(timeout=KILL_GRACE_SECONDS * 5)
+    except subprocess.TimeoutExpired:
+        logger.error("sandbox process %s did not end after SIGKILL", process.pid)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -18,7 +18,6 @@ of the workspace, and a 10,000-file workspace to a handful.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions import confined
 from functions.dependencies import file_sha256, tree_index
 from vibesdk_gcp.errors import Conflict, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
@@ -84,6 +84,8 @@ class Workspace:
         self._applied = 0
         self._files: dict[str, Entry] = {}
         self._packs: dict[str, str] = {}
+        # What giving it its dependencies did in this action (functions/actions/common.py).
+        self.installed: dict[str, Any] | None = None
 
     def base(self) -> dict[str, str] | None:
         """The installed tree given to this working copy: key, folder and tree path; None if none."""
@@ -167,7 +169,7 @@ class Workspace:
         local = self._scan()
         gone = set(local) - set(wanted)
         for rel in gone:
-            (self.path / rel).unlink()
+            confined.unlink(self.path, rel)
             del local[rel]
         missing = [rel for rel, entry in wanted.items() if local.get(rel, {}).get("sha256") != entry["sha256"]]
         by_object: dict[str, list[str]] = {}
@@ -176,13 +178,15 @@ class Workspace:
         for name, paths in by_object.items():
             archive = fetched.get(name) or self._fetch(name)
             for rel in paths:
-                _write_inside(self.path, rel, archive.read(wanted[rel]["sha256"]))
+                # A command may have swapped a folder for a link: a restore writes through none.
+                confined.write(self.path, rel, archive.read(wanted[rel]["sha256"]), wanted[rel]["mode"])
         for rel, entry in wanted.items():
+            if rel not in missing and local[rel]["mode"] != entry["mode"]:
+                confined.set_mode(self.path, rel, entry["mode"])
             if rel in missing or local[rel]["mode"] != entry["mode"]:
-                os.chmod(self.path / rel, entry["mode"])
                 local[rel] = _entry_of(os.lstat(self.path / rel), entry["sha256"])
         if gone:
-            self._remove_empty_dirs()
+            confined.remove_empty_folders(self.path)
         return local
 
     def save(self) -> SaveReport:
@@ -307,11 +311,6 @@ class Workspace:
                         found[rel] = _entry_of(stat, file_sha256(item.path))
         return found
 
-    def _remove_empty_dirs(self) -> None:
-        for dirpath, dirnames, filenames in os.walk(self.path, topdown=False):
-            if not dirnames and not filenames and Path(dirpath) != self.path:
-                os.rmdir(dirpath)
-
     def _load_state(self) -> None:
         state = _STATES.get(self._state_file)
         try:
@@ -351,37 +350,6 @@ def _utf8(name: str) -> bool:
     except UnicodeEncodeError:  # os.fsdecode's surrogate escapes of bytes that are not UTF-8
         return False
     return True
-
-
-def _real_folder(root: Path, parts: tuple[str, ...]) -> Path:
-    """root/parts as real folders: a link or anything else in the way is removed, never followed.
-
-    A command may have replaced a folder of the workspace with a link to one outside it; a
-    restore that followed it would write there, as the job's own user.
-    """
-    folder = root
-    for part in parts:
-        folder = folder / part
-        if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
-            os.unlink(folder)
-        if not os.path.lexists(folder):
-            os.mkdir(folder)
-    return folder
-
-
-def _write_inside(root: Path, rel: str, data: bytes) -> None:
-    """Write root/rel without following any link: the path is made of real folders, the file made anew."""
-    parts = tuple(rel.split("/"))
-    folder = _real_folder(root, parts[:-1])
-    target = folder / parts[-1]
-    if os.path.isdir(target) and not os.path.islink(target):
-        shutil.rmtree(target)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)
-    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
 
 
 def _entry(entry: Entry) -> Entry:

@@ -17,6 +17,7 @@ from devstack.processes import Supervisor
 from devstack.provision import provision_buckets
 from devstack.stack import check_ports_free, emulator_env, start_emulators
 from functions.context import Context
+from tests import PORT_SHIFT
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.names import BUCKETS
@@ -27,7 +28,13 @@ from vibesdk_gcp.storage import Storage, storage_for
 # Away from `make dev`'s ports, so the tests run beside a running stack, and below the ephemeral
 # range (32768 and up), where an outgoing connection may hold a port when a server wants it.
 EMULATOR_PORTS = Ports(
-    control_plane=0, sandbox_job=0, status_recorder=0, eventarc_router=0, pubsub=18085, firestore=18086, storage=19023
+    control_plane=0,
+    sandbox_job=0,
+    status_recorder=0,
+    eventarc_router=0,
+    pubsub=18085 + PORT_SHIFT,
+    firestore=18086 + PORT_SHIFT,
+    storage=19023 + PORT_SHIFT,
 )
 
 

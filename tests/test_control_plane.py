@@ -23,6 +23,7 @@ from vibesdk_gcp.storage import Storage
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JSON_BODY = AUTH | {"Content-Type": "application/json"}  # for raw `content=` bodies; `json=` sets it
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def test_missing_token(client: TestClient) -> None:
 
 
 def test_invalid_json(client: TestClient) -> None:
-    response = client.post("/api/agent", content=b"{not json", headers=AUTH)
+    response = client.post("/api/agent", content=b"{not json", headers=JSON_BODY)
     assert response.status_code == 422
     assert "not valid JSON" in response.json()["detail"]
 
@@ -119,7 +120,7 @@ def test_ordinary_bad_input_is_422_and_queues_nothing(
     before = len(store.runs_of(created["sessionId"]))
     # JSON text as a client sends it: escapes spell the surrogates and the NUL.
     body = json.dumps({"action": action, "params": params}, ensure_ascii=True)
-    response = client.post(f"/api/agent/{created['sessionId']}/actions", content=body.encode(), headers=AUTH)
+    response = client.post(f"/api/agent/{created['sessionId']}/actions", content=body.encode(), headers=JSON_BODY)
     if len(body) > api_settings.max_body_bytes:  # refused as too large first: a 4xx all the same
         assert response.status_code == 413, response.text
     else:
@@ -129,9 +130,9 @@ def test_ordinary_bad_input_is_422_and_queues_nothing(
 
 
 def test_surrogates_and_deep_nesting_anywhere_in_a_body_are_422(client: TestClient) -> None:
-    surrogate = client.post("/api/agent", content=b'{"templateName": "\\ud800"}', headers=AUTH)
+    surrogate = client.post("/api/agent", content=b'{"templateName": "\\ud800"}', headers=JSON_BODY)
     assert surrogate.status_code == 422 and "lone surrogate" in surrogate.json()["detail"]
-    nested = client.post("/api/agent", content=b"[" * 2000 + b"]" * 2000, headers=AUTH)
+    nested = client.post("/api/agent", content=b"[" * 2000 + b"]" * 2000, headers=JSON_BODY)
     assert nested.status_code == 422 and "nested too deeply" in nested.json()["detail"]
 
 
@@ -145,7 +146,7 @@ def test_invalid_params_are_named(client: TestClient, topic: str) -> None:
 
 
 def test_body_over_limit(client: TestClient) -> None:
-    response = client.post("/api/agent", content=b"x" * 5000, headers=AUTH | {"content-type": "application/json"})
+    response = client.post("/api/agent", content=b"x" * 5000, headers=JSON_BODY)
     assert response.status_code == 413
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.templates import upload_templates
+from functions import dependencies
 from functions.context import Context
 from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX
 from functions.instances import workspace_of
@@ -210,3 +211,52 @@ def test_a_broken_lockfile_fails_the_action_with_npms_words(context: Context, ev
     lock = (Path(__file__).resolve().parents[1] / "templates" / TEMPLATE / "package-lock.json").read_text()
     act(context, events, session_id, "writeFiles", {"files": [{"filePath": "package-lock.json", "fileContents": lock}]})
     assert act(context, events, session_id, "executeCommands", {"commands": ["true"]})["status"] == "succeeded"
+
+
+def test_a_tree_changed_on_disk_is_dropped_and_made_again(context: Context, events: Any) -> None:
+    """A poisoned tree once outlived a restart of `make dev` and broke the next build: a tree is
+    checked against what the job recorded of it before it is given out again."""
+    upload_templates(context.storage)
+    _, result = create(context, events)
+    key = result["dependencies"]["key"]
+    tree = context.settings.workspace_root / CACHE_FOLDER / key / "tree"
+    target = tree / "react" / "index.js"
+    original, info = target.read_bytes(), target.stat()
+
+    # Other contents of the same size and time: only reading them tells, as a new process does.
+    target.write_bytes(original.replace(b"production", b"PRODUCTION"))
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+    dependencies._hashed.clear()  # a new job process
+    session_id, result = create(context, events)
+    assert result["dependencies"]["source"] == "storage"  # dropped, and unpacked from its archive
+    assert target.read_bytes() == original
+    assert (workspace_of(context, session_id).path / "node_modules/react/index.js").read_bytes() == original
+
+    # A file given away (as root's chown once did) is seen by its owner, in the same process.
+    os.chown(target, 65534, 65534)
+    _, result = create(context, events)
+    assert result["dependencies"]["source"] == "storage"
+    assert target.stat().st_uid == os.getuid()
+
+
+def test_a_key_without_network_runs_no_install_script(context: Context, events: Any) -> None:
+    """A tenant's lifecycle script got the proxy through the install of a key issued --no-egress."""
+    upload_templates(context.storage)
+    session_id, _ = create(context, events)
+    package = json.loads((workspace_of(context, session_id).path / "package.json").read_text())
+    # Proof of network: the script asks the registry through the proxy, into the installed folder.
+    package["scripts"]["postinstall"] = "npm view is-number@7.0.0 version > node_modules/.reached"
+    files = [{"filePath": "package.json", "fileContents": json.dumps(package, indent=2)}]
+    assert act(context, events, session_id, "writeFiles", {"files": files})["status"] == "succeeded"
+
+    run(context, session_id, "executeCommands", {"commands": ["ls node_modules/.reached || true"]}, egress=False)
+    done = events()
+    assert done["status"] == "succeeded", done
+    assert done["result"]["results"][0]["output"] == ""  # the script never ran
+    assert done["result"]["dependencies"]["scripts"] == "off"
+
+    # The same install for a key with network runs it, through the proxy.
+    run(context, session_id, "executeCommands", {"commands": ["cat node_modules/.reached"]}, egress=True)
+    done = events()
+    assert done["status"] == "succeeded", done
+    assert done["result"]["results"][0]["output"] == "7.0.0\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import time
 import uuid
@@ -16,11 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.templates import upload_templates
+from functions.actions import common
 from functions.context import Context
 from functions.deadletters import PUBSUB_SOURCE, DeadLetterBox, _source_topic, masked
 from functions.job import handle_request
 from vibesdk_gcp import clients
 from vibesdk_gcp.envelope import PubsubMessage, from_push_body
+from vibesdk_gcp.errors import Busy
 from vibesdk_gcp.names import (
     DEAD_LETTER_SUBSCRIPTION,
     DEAD_LETTER_TOPIC,
@@ -79,7 +82,12 @@ def message_for(request: SandboxRequest) -> PubsubMessage:
 
 
 def run(
-    context: Context, session_id: str, action: str, params: dict[str, Any] | None = None, new: bool = False
+    context: Context,
+    session_id: str,
+    action: str,
+    params: dict[str, Any] | None = None,
+    new: bool = False,
+    egress: bool = True,
 ) -> SandboxRequest:
     request = SandboxRequest(
         sessionId=session_id,
@@ -89,6 +97,7 @@ def run(
         params=params or {},
         issuedAt=utcnow(),
         owner="alice",
+        egress=egress,
     )
     context.store.queue_run(request, new_session=new)
     handle_request(message_for(request), context)
@@ -352,3 +361,36 @@ def test_no_input_crashes_the_job(
     event = status_events()
     assert event["status"] in ("succeeded", "failed")
     assert "internal error" not in (event.get("error") or ""), event["error"]
+
+
+def test_a_job_out_of_a_resource_gives_the_run_back_for_a_retry(
+    context: Context, session: str, status_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Running out of descriptors (another owner's flood, say) is no fault of the run: a negative
+    acknowledgement, never "internal error ... not retried"."""
+    real = common.run_command
+    shortages = [OSError(errno.EMFILE, "Too many open files")]
+
+    def short_once(*args: Any, **kwargs: Any) -> Any:
+        if shortages:
+            raise shortages.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(common, "run_command", short_once)
+    request = SandboxRequest(
+        sessionId=session,
+        runId=str(uuid.uuid4()),
+        action="executeCommands",
+        params={"commands": ["echo done"]},
+        issuedAt=utcnow(),
+        owner="alice",
+    )
+    context.store.queue_run(request, new_session=False)
+    message = message_for(request)
+    with pytest.raises(Busy, match=r"out of a resource \(Too many open files\); retried"):
+        handle_request(message, context)
+    assert context.store.get_run(session, request.runId)["status"] == "queued"
+    handle_request(message, context)  # the redelivery
+    event = status_events()
+    assert (event["runId"], event["status"]) == (request.runId, "succeeded"), event
+    assert event["result"]["results"][0]["output"] == "done\n"

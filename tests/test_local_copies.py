@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
 
 from functions import local_copies
-from functions.dependencies import CACHE_FOLDER
+from functions.dependencies import CACHE_FOLDER, lock_of
 
 
 def _home(root: Path, session: str, age: int, tree: Path | None = None) -> Path:
@@ -52,4 +53,18 @@ def test_trees_in_use_stay_and_only_a_few_unused_ones(tmp_path: Path) -> None:
     partial.mkdir()  # being unpacked: no marker yet
     assert local_copies.trim(tmp_path, keep=1) == ["s-gone"]
     # "a" is given to a kept copy; of the unused, the two most recently used stay.
-    assert sorted(p.name for p in (tmp_path / CACHE_FOLDER).iterdir()) == ["a", "d", "e", "f"]
+    assert sorted(p.name for p in (tmp_path / CACHE_FOLDER).iterdir() if p.is_dir()) == ["a", "d", "e", "f"]
+
+
+def test_a_tree_held_between_its_check_and_its_giving_is_never_trimmed(tmp_path: Path) -> None:
+    """An action holds its tree from the check until a working copy names it: no trim drops it meanwhile."""
+    held = _tree(tmp_path, "held", age=0)  # the least recently used: the first a trim would drop
+    for age, key in enumerate("xyz", start=1):
+        _tree(tmp_path, key, age)
+    with open(lock_of(tmp_path / CACHE_FOLDER, "held"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # as DependencyCache.holding() holds it
+        local_copies.trim(tmp_path, keep=1)
+        assert held.is_dir()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    local_copies.trim(tmp_path, keep=1)
+    assert not held.exists()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -275,3 +277,41 @@ def test_memory_of_all_the_command_processes_is_bounded(workspace: Path) -> None
     result = run_command(f"{hold} & {hold} & {hold} & wait", workspace, 30, limits=limits)
     assert result.killed_reason == "memory over 512 MiB"
     assert time.monotonic() - started < 15
+
+
+def _sandbox_processes(marker: bytes) -> list[str]:
+    """Processes whose command line carries marker, and bubblewrap zombies left to this process."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes()
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        zombie_of_ours = fields[0] == "Z" and int(fields[1]) == os.getpid()
+        if marker in cmdline or zombie_of_ours:
+            found.append(f"{entry.name}: {cmdline[:80]!r} state {fields[0]}")
+    return found
+
+
+def test_a_failure_while_waiting_still_ends_the_whole_sandbox(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When waiting raised (descriptors ran out), a bubblewrap process went on writing the workspace
+    for 90 s, watched by no limit: now every path kills and reaps the whole sandbox."""
+    real = sandbox._over_quota
+
+    def out_of_descriptors(*args: object) -> str | None:
+        if (workspace / "alive").exists():
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sandbox, "_over_quota", out_of_descriptors)
+    marker = f"alive-{uuid.uuid4().hex}"
+    command = f"(while :; do echo {marker} >> alive; sleep 0.05; done) & sleep 60"
+    with pytest.raises(OSError, match="Too many open files"):
+        run_command(command, workspace, 60)
+    size = (workspace / "alive").stat().st_size
+    time.sleep(0.5)
+    assert (workspace / "alive").stat().st_size == size, "a process of the sandbox still writes the workspace"
+    assert _sandbox_processes(marker.encode()) == []

@@ -301,6 +301,64 @@ def test_security_headers_and_cors(cloud: tuple[TestClient, KeyStore]) -> None:
     assert "access-control-allow-origin" not in other.headers
 
 
+CREATE = json.dumps({"templateName": "static-site"})
+
+
+def test_cross_site_form_writes_are_refused(cloud: tuple[TestClient, KeyStore], signing: tuple[Any, str]) -> None:
+    """With sign-in by cookie (IAP), a cross-site `text/plain` form POST of JSON was answered 202."""
+    client, _ = cloud
+    owner = bearer(token(signing[0], email=f"{uuid.uuid4().hex}@example.com"))
+    attack = client.post("/api/agent", content=CREATE, headers=owner | {"Content-Type": "text/plain", "Origin": "null"})
+    assert attack.status_code in (403, 415), attack.text
+    assert set(attack.json()) >= {"error", "detail"}
+    assert client.get("/api/agent", headers=owner).json()["sessions"] == []  # nothing queued
+    no_origin = client.post("/api/agent", content=CREATE, headers=owner | {"Content-Type": "text/plain"})
+    assert no_origin.status_code == 415 and no_origin.json()["error"] == "UnsupportedMediaType"
+    assert "application/json" in no_origin.json()["detail"]
+    undeclared = client.post("/api/agent", content=CREATE, headers=owner)  # no Content-Type at all
+    assert undeclared.status_code == 415
+    evil = client.post(
+        "/api/agent", json={"templateName": "static-site"}, headers=owner | {"Origin": "https://evil.example"}
+    )
+    assert evil.status_code == 403 and "https://evil.example" in evil.json()["detail"]
+    for lookalike in (f"{API}.evil.example", API.replace("https:", "http:"), "https://app.example.test:8443"):
+        refused = client.post("/api/agent", json={"templateName": "static-site"}, headers=owner | {"Origin": lookalike})
+        assert refused.status_code == 403, lookalike
+    # Sec-Fetch-Site is set by browsers only, and no page can forge it: cross-site without an Origin.
+    stripped = client.post(
+        "/api/agent", json={"templateName": "static-site"}, headers=owner | {"Sec-Fetch-Site": "cross-site"}
+    )
+    assert stripped.status_code == 403
+    # A body-less write needs no content type (no payload to smuggle); the Origin rule holds for it too.
+    assert client.post("/api/agent", headers=owner | {"Origin": "null"}).status_code == 403
+    assert client.post("/api/agent", headers=owner).status_code == 422  # past both checks: no JSON to read
+    assert client.get("/api/agent", headers=owner).json()["sessions"] == []
+
+
+def test_same_origin_and_cors_origin_writes_are_accepted(
+    cloud: tuple[TestClient, KeyStore], signing: tuple[Any, str]
+) -> None:
+    client, _ = cloud
+    for origin, fetch_site in (
+        ("https://app.example.test", "cross-site"),  # one of settings.cors_origins
+        (API, "same-origin"),  # settings.public_url
+        ("http://testserver", "same-origin"),  # the request's own scheme and Host, as the dashboard sends it
+        (None, None),  # curl, the CLI, server-to-server
+    ):
+        owner = bearer(token(signing[0], email=f"{uuid.uuid4().hex}@example.com"))
+        browser = {"Origin": origin, "Sec-Fetch-Site": fetch_site} if origin and fetch_site else {}
+        json_utf8 = {"Content-Type": "application/json; charset=utf-8"}
+        accepted = client.post("/api/agent", content=CREATE, headers=owner | browser | json_utf8)
+        assert accepted.status_code == 202, (origin, accepted.text)
+        action = f"/api/agent/{accepted.json()['sessionId']}/actions"
+        queued = client.post(action, json={"action": "getLogs"}, headers=owner | browser)
+        assert queued.status_code == 202, (origin, queued.text)
+        assert len(client.get("/api/agent", headers=owner).json()["sessions"]) == 1
+    # Reads are not writes: another origin's GET is for CORS to guard, not refused here.
+    owner = bearer(token(signing[0]))
+    assert client.get("/api/agent", headers=owner | {"Origin": "https://evil.example"}).status_code == 200
+
+
 def test_previews_may_be_framed_by_the_control_plane_only(cloud: tuple[TestClient, KeyStore]) -> None:
     client, _ = cloud
     preview = client.get("/preview/s/t/index.html").headers

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
+# What the job itself ran out of (descriptors, processes, memory, disk): no fault of the run's.
+EXHAUSTION_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOBUFS, errno.ENOSPC, errno.EDQUOT}
+)
+
 
 class VibsdkError(Exception):
     """Base of every error this runtime raises on purpose."""
@@ -69,3 +76,16 @@ class ActionFailed(VibsdkError):
 
 class Unsupported(ActionFailed):
     """An action that exists in VibSDK but cannot run on this runtime."""
+
+
+def exhausted(error: BaseException) -> OSError | None:
+    """The OSError behind error (itself, or what it was raised from) that says the job ran out
+    of a resource; None when there is none."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in EXHAUSTION_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

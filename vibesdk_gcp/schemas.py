@@ -76,6 +76,9 @@ class SandboxRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     issuedAt: datetime
     owner: str
+    # Whether the caller's key may reach the egress allow-list. Without it, no code the tenant
+    # controls runs with network: dependency installs run with scripts off (functions/actions/common.py).
+    egress: bool = False
     schemaVersion: str = SCHEMA_VERSION
 
     def attributes(self) -> dict[str, str]:

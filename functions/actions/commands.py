@@ -52,7 +52,7 @@ def _command_entry(ctx: Context, outcome: CommandResult, log: str) -> Result:
 def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx: Context) -> Result:
     instance = require_instance(ctx, request.sessionId)
     # Network, when asked for, only through the allow-list egress proxy (functions/egress.py).
-    egress_for = Egress(request.sessionId, request.runId) if params.allowNetwork else None
+    egress_for = Egress(request.sessionId, request.runId, request.owner) if params.allowNetwork else None
     # The whole action ends within the delivery's deadline (and Cloud Run's request timeout): a
     # command never outlives the request that runs it, a dependency install included.
     ends = time.monotonic() + ctx.settings.max_action_seconds
@@ -82,6 +82,9 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
         raise ActionFailed(
             f"command {failed['command']!r} {reason}: {failed['error'][-1000:].strip()}", {"results": results}
         )
+    installed = workspace.installed
+    if installed and installed.get("source") not in ("workspace", "none"):
+        return {"results": results, "dependencies": installed}  # a new lockfile was installed first
     return {"results": results}
 
 

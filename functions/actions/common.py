@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def ready_workspace(ctx: Context, request: SandboxRequest, instance: Instance) -
     workspace.restore()
     spec = InstallSpec.of(instance.install)
     if spec:
-        install_dependencies(ctx, request, spec, workspace)
+        workspace.installed = install_dependencies(ctx, request, spec, workspace)
     prepare_workspace(workspace.path, spec.folder if spec else None)
     return workspace
 
@@ -55,25 +56,60 @@ def install_dependencies(
 ) -> dict[str, Any]:
     """Give the workspace the installed tree of its current lockfile, building it on a first use.
 
-    The install reaches the package registries through the egress proxy whatever the key's
-    network capability: it is the template's own step, and the proxy's allow-list bounds it.
+    The install reaches the package registries through the egress proxy. Its packages' scripts
+    (and the project's own lifecycle scripts, which the tenant writes) run only for a key with
+    network: for one without, a tree from the cache, else an install with scripts off.
     """
     started = time.monotonic()
     inputs = read_inputs(spec, workspace.path)
     if inputs is None:
         # Nothing to install from; what was given stays, still not the workspace's own files.
         return {"source": "none", "reason": f"no {' or '.join(spec.inputs)} in the workspace"}
-    key = spec.key(inputs)
-    base = workspace.base()
-    if base and base["key"] == key:
-        return {"key": key, "source": "workspace", "seconds": round(time.monotonic() - started, 3)}
+    cache = DependencyCache(ctx.storage, ctx.settings.workspace_root)
+    if request.egress:
+        choices = [(spec, "on")]
+    else:
+        choices = [(spec, "none run: the tree was in the cache"), (spec.without_scripts(inputs), "off")]
+    for number, (chosen, scripts) in enumerate(choices, 1):
+        key = chosen.key(inputs)
+        base = workspace.base()
+        if base and base["key"] == key and base.get("stamp") == cache.stamp(key):
+            return {"key": key, "source": "workspace", "scripts": scripts, "seconds": _since(started)}
+        build = _installer(ctx, request, chosen, inputs) if number == len(choices) else None
+        with cache.holding(key, build) as tree:
+            if tree is None:
+                continue  # not in any cache: installed with scripts off
+            remade = bool(base and base["key"] == key)  # the tree was made again since it was given
+            if base:
+                # A new lockfile (or a tree made again): the new tree replaces the old one, and
+                # what was changed in it.
+                shutil.rmtree(workspace.path / chosen.folder, ignore_errors=True)
+            given = give(tree, workspace.path, chosen.folder)
+            stamp = cache.stamp(key)
+            workspace.set_base({"key": key, "folder": chosen.folder, "tree": str(tree), "stamp": stamp})
+        if remade:
+            workspace.restore()  # the session's own changes in the folder come back
+        source = cache.last_source
+        return {"key": key, "source": source, "scripts": scripts, "files": given, "seconds": _since(started)}
+    raise AssertionError("the last choice always builds")
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+def _installer(
+    ctx: Context, request: SandboxRequest, spec: InstallSpec, inputs: dict[str, bytes]
+) -> Callable[[Path], Path]:
+    """What builds the tree on a cache miss: the install, in the sandbox, in a scratch folder."""
 
     def build(scratch: Path) -> Path:
         for name, data in inputs.items():
             (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             (scratch / name).write_bytes(data)
         prepare_workspace(scratch)
-        outcome = run_in_sandbox(ctx, spec.command, scratch, None, egress_for=Egress(request.sessionId, request.runId))
+        egress_for = Egress(request.sessionId, request.runId, request.owner)
+        outcome = run_in_sandbox(ctx, spec.command, scratch, None, egress_for=egress_for)
         if outcome.exit_code != 0 or outcome.killed_reason:
             reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
             # npm and pip say why first, then print their usage or a log's name: the head, not the tail.
@@ -84,17 +120,7 @@ def install_dependencies(
             raise ActionFailed(f"installing dependencies ({spec.command!r}) left no {spec.folder}/ folder")
         return folder
 
-    cache = DependencyCache(ctx.storage, ctx.settings.workspace_root)
-    tree = cache.ensure(key, build)
-    target = workspace.path / spec.folder
-    if base:
-        # A new lockfile: the new tree replaces the old one, and what was changed in it.
-        if target.is_symlink():
-            target.unlink()
-        shutil.rmtree(target, ignore_errors=True)
-    given = give(tree, target)
-    workspace.set_base({"key": key, "folder": spec.folder, "tree": str(tree)})
-    return {"key": key, "source": cache.last_source, "files": given, "seconds": round(time.monotonic() - started, 3)}
+    return build
 
 
 def run_in_sandbox(

@@ -6,6 +6,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from functions import confined
 from functions.actions.common import require_instance
 from functions.context import Context
 from functions.instances import workspace_of
@@ -39,7 +40,7 @@ def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context)
         if len(item.fileContents.encode()) > MAX_FILE_BYTES:
             raise ActionFailed(f"file {item.filePath!r} is over the {MAX_FILE_BYTES}-byte limit")
     for item, target in targets:
-        _write(item.filePath, target, item.fileContents)
+        _write(item.filePath, workspace.path, target.relative_to(workspace.path).as_posix(), item.fileContents)
     report = workspace.save()
     return {
         "files": [{"file": item.filePath, "success": True} for item, _ in targets],
@@ -88,19 +89,18 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def _write(file_path: str, target: Path, contents: str) -> None:
-    """One file; what is in the way (a folder there, a file above it) fails the run, saying so.
+def _write(file_path: str, root: Path, rel: str, contents: str) -> None:
+    """One file, never written through a link; what is in the way (a folder there, a file or a
+    link above it) fails the run, saying so.
 
     Nothing is saved when one fails: the next action's restore puts the workspace back.
     """
-    if target.is_dir() and not target.is_symlink():
-        raise ActionFailed(f"filePath {file_path!r} is a folder; write the files inside it")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)  # never write through a link
-        target.write_text(contents)
-    except (NotADirectoryError, FileExistsError):
-        raise ActionFailed(f"filePath {file_path!r} goes under something that is a file") from None
+        confined.write(root, rel, contents.encode(), clear=False)
+    except IsADirectoryError:
+        raise ActionFailed(f"filePath {file_path!r} is a folder; write the files inside it") from None
+    except NotADirectoryError:
+        raise ActionFailed(f"filePath {file_path!r} goes under something that is a file or a link") from None
     except OSError as error:
         raise ActionFailed(f"filePath {file_path!r} cannot be written: {error.strerror}") from None
 

@@ -13,8 +13,9 @@ import pytest
 
 from devstack.config import Ports
 from devstack.stack import Stack, start_stack
+from tests import PORT_SHIFT
 
-E2E_PORTS = Ports.shifted(20000)
+E2E_PORTS = Ports.shifted(20000 + PORT_SHIFT)
 TOKEN = "e2e-token"
 TERMINAL = ("succeeded", "failed")
 

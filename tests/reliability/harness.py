@@ -16,13 +16,14 @@ import httpx
 
 from devstack.config import HOST, Ports
 from devstack.stack import Stack, start_stack
+from tests import PORT_SHIFT
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
 
-PORTS = Ports.shifted(16000)
+PORTS = Ports.shifted(16000 + PORT_SHIFT)
 TOKEN = "reliability"
 TERMINAL = ("succeeded", "failed")
 # Short leases, so that a dead job's run is retaken or swept within a test's patience.

@@ -1,0 +1,187 @@
+"""Hostile tenants through the API, with their own keys: what the red team did, now refused.
+
+Each test drives the whole stack as an owner would: API keys of their own, the real react-vite
+template and its installed tree, the real egress proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from control_plane.keys import KeyStore
+from devstack.stack import Stack
+from tests.e2e.conftest import wait_for_run
+from vibesdk_gcp import clients
+from vibesdk_gcp.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLOOD_CONNECTIONS = 1000
+
+
+@pytest.fixture
+def keys(stack: Stack) -> KeyStore:
+    return KeyStore(clients.firestore_client(Settings.from_env(stack.env)))
+
+
+def owner(stack: Stack, keys: KeyStore, name: str, egress: bool = True) -> Iterator[httpx.Client]:
+    key_id, key = keys.issue(f"{name}-{uuid.uuid4().hex[:6]}@example.com", egress=egress)
+    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        yield client
+    keys.revoke(key_id)
+
+
+@pytest.fixture
+def mallory(stack: Stack, keys: KeyStore) -> Iterator[httpx.Client]:
+    yield from owner(stack, keys, "mallory")
+
+
+@pytest.fixture
+def victim(stack: Stack, keys: KeyStore) -> Iterator[httpx.Client]:
+    yield from owner(stack, keys, "victim")
+
+
+def create(client: httpx.Client, template: str, params: dict[str, Any] | None = None) -> str:
+    created = client.post("/api/agent", json={"templateName": template, "params": params or {}})
+    assert created.status_code == 202, created.text
+    run = wait_for_run(client, created.json()["runUrl"], timeout=240)
+    assert run["status"] == "succeeded", run
+    return str(created.json()["sessionId"])
+
+
+def act(client: httpx.Client, session: str, action: str, params: dict[str, Any], timeout: float = 120) -> Any:
+    queued = client.post(f"/api/agent/{session}/actions", json={"action": action, "params": params})
+    assert queued.status_code == 202, queued.text
+    return wait_for_run(client, queued.json()["runUrl"], timeout)
+
+
+def read(client: httpx.Client, session: str, path: str) -> str:
+    done = act(client, session, "getFiles", {"filePaths": [path]})
+    assert done["status"] == "succeeded" and done["result"]["files"], done
+    return str(done["result"]["files"][0]["fileContents"])
+
+
+def test_one_owner_cannot_poison_the_tree_another_owner_is_given(mallory: httpx.Client, victim: httpx.Client) -> None:
+    """The red team moved a hard-linked file of the shared node_modules out of it; root then gave
+    it to the sandbox's user, and the next owner's build ran the attacker's code."""
+    attack = create(mallory, "react-vite")
+    shared = "node_modules/react/index.js"
+    original = read(mallory, attack, shared)
+    moved = act(mallory, attack, "executeCommands", {"commands": [f"mv {shared} src/t.js"]})
+    assert moved["status"] == "succeeded", moved
+    poison = "globalThis.stolen = process.env;\n"
+    written = act(mallory, attack, "executeCommands", {"commands": [f"echo '{poison.strip()}' >> src/t.js"]})
+    assert written["status"] == "failed" and "Permission denied" in written["error"], written
+    chmodded = act(mallory, attack, "executeCommands", {"commands": ["chmod 777 src/t.js"]})
+    assert chmodded["status"] == "failed", chmodded
+
+    target = create(victim, "react-vite", {"envVars": {"VICTIM_SECRET": f"s3cr3t-{uuid.uuid4().hex}"}})
+    assert read(victim, target, shared) == original
+    built = act(victim, target, "executeCommands", {"commands": ["npm run build --silent"]}, timeout=180)
+    assert built["status"] == "succeeded", built
+    assert read(mallory, attack, "src/t.js") == original  # the attacker's copy reads what it always did
+
+
+def _job_descriptors(stack: Stack) -> int:
+    """Open descriptors of the sandbox job's own processes (the sandboxes' are not the job's)."""
+    ours = os.path.realpath(sys.executable)
+    root = stack.supervisor.child("sandbox-job").process.pid
+    tree, total = {root}, 0
+    for entry in sorted(os.scandir("/proc"), key=lambda e: int(e.name) if e.name.isdigit() else 0):
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent in tree or int(entry.name) == root:
+                tree.add(int(entry.name))
+                if os.path.realpath(f"{entry.path}/exe") == ours:
+                    total += len(os.listdir(f"{entry.path}/fd"))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
+
+
+def test_a_connection_flood_from_one_command_leaves_the_job_its_descriptors(
+    stack: Stack, mallory: httpx.Client, victim: httpx.Client
+) -> None:
+    """About 1,000 connections to a command's egress socket exhausted the job's descriptors and
+    failed another owner's `echo`: connections per command and per owner are capped."""
+    attack, target = create(mallory, "static-site"), create(victim, "static-site")
+    workspace = Path(stack.env["VIBESDK_WORKSPACE_ROOT"]) / attack / "files"
+    flood = (
+        "import socket, time\n"
+        "held = []\n"
+        f"for _ in range({FLOOD_CONNECTIONS}):\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        "    s.settimeout(1)\n"
+        "    try:\n"
+        "        s.connect('/tmp/.vibesdk-egress.sock')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    held.append(s)\n"
+        "open('flood-ready', 'w').write(str(len(held)))\n"
+        "time.sleep(20)\n"
+    )
+    files = [{"filePath": "flood.py", "fileContents": flood}]
+    assert act(mallory, attack, "writeFiles", {"files": files})["status"] == "succeeded"
+    baseline = _job_descriptors(stack)
+    outcome: dict[str, Any] = {}
+
+    def run_flood() -> None:
+        outcome["run"] = act(
+            mallory, attack, "executeCommands", {"commands": ["python3 flood.py"], "allowNetwork": True}
+        )
+
+    flooding = threading.Thread(target=run_flood)
+    flooding.start()
+    deadline = time.monotonic() + 90
+    while not (workspace / "flood-ready").exists():
+        assert time.monotonic() < deadline, "the flood never opened its connections"
+        time.sleep(0.1)
+    peak = max(_job_descriptors(stack) for _ in range(5))
+    started = time.monotonic()
+    echoed = act(victim, target, "executeCommands", {"commands": ["echo still here"]})
+    victim_seconds = time.monotonic() - started
+    peak = max(peak, _job_descriptors(stack))
+    flooding.join()
+
+    assert echoed["status"] == "succeeded" and echoed["result"]["results"][0]["output"] == "still here\n", echoed
+    assert outcome["run"]["status"] == "succeeded", outcome["run"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    figures = {
+        "connections_attempted": FLOOD_CONNECTIONS,
+        "job_descriptors_before": baseline,
+        "job_descriptors_peak_during_flood": peak,
+        "other_owner_echo_seconds": round(victim_seconds, 3),
+    }
+    (ARTIFACTS / "connection-flood.json").write_text(json.dumps(figures, indent=2))
+    # Held: the command's cap (32); besides, connections being turned away, at most about one
+    # accept batch (the listen backlog, 100) at a time. Never the flood's thousand.
+    assert peak - baseline < 400, figures
+
+
+def test_a_key_without_network_runs_no_tenant_script_in_the_install(stack: Stack, keys: KeyStore) -> None:
+    """With a key issued --no-egress, a lifecycle script of package.json reached the proxy."""
+    for client in owner(stack, keys, "offline", egress=False):
+        session = create(client, "static-site")
+        package = json.loads(read(client, session, "package.json"))
+        # Proof of network, were it to run: the registry asked through the proxy.
+        package["scripts"]["postinstall"] = "npm view is-number@7.0.0 version > node_modules/.reached"
+        files = [{"filePath": "package.json", "fileContents": json.dumps(package, indent=2)}]
+        assert act(client, session, "writeFiles", {"files": files})["status"] == "succeeded"
+        done = act(client, session, "executeCommands", {"commands": ["ls -a node_modules"]})
+        assert done["status"] == "succeeded", done
+        assert ".reached" not in done["result"]["results"][0]["output"]
+        assert done["result"]["dependencies"]["scripts"] == "off"
