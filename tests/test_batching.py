@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from google.cloud import firestore
@@ -13,24 +15,44 @@ from tests.test_recorder import event, new_request, queue
 from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.errors import ServiceUnavailable
 from vibesdk_gcp.runs import RunStore
-from vibesdk_gcp.schemas import utcnow
+from vibesdk_gcp.schemas import SandboxRequest, utcnow
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    """Poll for a condition rather than sleep for a guess; fail saying what never happened."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds} s")
+        time.sleep(0.005)
+
+
+def waiting(group: GroupCall[Any, Any]) -> int:
+    """How many callers are waiting for the group's next call."""
+    with group._ready:
+        return len(group._waiting)
 
 
 def test_waiting_callers_share_a_call_and_get_their_own_outcomes() -> None:
     groups: list[list[int]] = []
     first_call_started = threading.Event()
+    release_first_call = threading.Event()
 
     def call(items: list[int]) -> list[int | BaseException]:
         groups.append(items)
-        first_call_started.set()
-        time.sleep(0.2)  # everyone else arrives while this call is in flight
+        if len(groups) == 1:
+            first_call_started.set()
+            assert release_first_call.wait(30), "the first call was never released"
         return [ValueError(f"odd {n}") if n % 2 else n * 10 for n in items]
 
     group = GroupCall("test", call, limit=100)
     with ThreadPoolExecutor(max_workers=20) as pool:
         first = pool.submit(group, 0)
-        first_call_started.wait(5)
+        assert first_call_started.wait(30), "the first caller's call never started"
         rest = [pool.submit(group, n) for n in range(1, 20)]
+        # Everyone else arrives while the first call is in flight (however slow the machine).
+        wait_until(lambda: waiting(group) == 19, "19 callers waiting behind the first call")
+        release_first_call.set()
         assert first.result() == 0
         for n, future in enumerate(rest, start=1):
             if n % 2:
@@ -38,8 +60,7 @@ def test_waiting_callers_share_a_call_and_get_their_own_outcomes() -> None:
                     future.result()
             else:
                 assert future.result() == n * 10
-    assert groups[0] == [0] and sorted(n for g in groups[1:] for n in g) == list(range(1, 20))
-    assert len(groups) <= 3  # 20 callers, a handful of calls
+    assert groups == [[0], list(range(1, 20))]  # 20 callers, two calls: the 19 waiting share one
 
 
 def test_a_call_that_raises_fails_only_its_group() -> None:
@@ -57,17 +78,51 @@ def test_a_call_that_raises_fails_only_its_group() -> None:
     assert group("b") == "b"
 
 
-def test_one_bad_run_in_a_shared_batch_fails_alone(store: RunStore) -> None:
+def test_one_bad_run_in_a_shared_batch_fails_alone(store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """A POST for a session that is gone shares a batch with good ones: only it fails."""
-    good = [new_request() for _ in range(12)]
-    gone = new_request()
-    with ThreadPoolExecutor(max_workers=13) as pool:
+    plug, good, gone = new_request(), [new_request() for _ in range(12)], new_request()
+    batches: dict[int, list[str]] = {}  # each Firestore batch by id: the runs queued in it
+    commits: list[tuple[list[str], str]] = []  # each commit: its runs, and "ok" or the error
+    plug_committing, release_plug = threading.Event(), threading.Event()
+    add, commit = store._add_queued_run, store._commit
+
+    def add_queued_run(batch: Any, request: SandboxRequest, new_session: bool) -> None:
+        batches.setdefault(id(batch), []).append(request.runId)
+        add(batch, request, new_session)
+
+    def observed_commit(batch: Any) -> None:
+        runs = batches.pop(id(batch))
+        if runs == [plug.runId]:  # hold the group's thread until every other POST waits for it
+            plug_committing.set()
+            assert release_plug.wait(30), "the plug's commit was never released"
+        try:
+            commit(batch)
+        except Exception as error:
+            commits.append((runs, type(error).__name__))
+            raise
+        commits.append((runs, "ok"))
+
+    monkeypatch.setattr(store, "_add_queued_run", add_queued_run)
+    monkeypatch.setattr(store, "_commit", observed_commit)
+    with ThreadPoolExecutor(max_workers=14) as pool:
+        plugged = pool.submit(store.queue_run, plug, True)
+        assert plug_committing.wait(30), "the plug's batch was never committed"
         futures = [pool.submit(store.queue_run, request, True) for request in good]
         bad = pool.submit(store.queue_run, gone, False)
+        wait_until(lambda: waiting(store._queue_group) == 13, "13 POSTs waiting for the next batch")
+        release_plug.set()
+        plugged.result()
         for future in futures:
             future.result()
-        with pytest.raises(ServiceUnavailable):
+        with pytest.raises(ServiceUnavailable, match="Firestore is unavailable"):
             bad.result()
+    good_runs = {r.runId for r in good}
+    # The 13 went in one batch, which the gone session spoiled; then each alone: only the gone one failed.
+    assert commits[0] == ([plug.runId], "ok")
+    shared, outcome = commits[1]
+    assert set(shared) == good_runs | {gone.runId} and len(shared) == 13 and outcome == "NotFound"
+    alone = {runs[0]: outcome for runs, outcome in commits[2:] if len(runs) == 1}
+    assert len(commits) == 2 + 13 and alone == dict.fromkeys(good_runs, "ok") | {gone.runId: "NotFound"}
     assert all(store.get_run(r.sessionId, r.runId)["status"] == "queued" for r in good)
 
 
@@ -85,12 +140,16 @@ def test_many_runs_events_at_once_each_land_once(store: RunStore) -> None:
 
 def test_claims_count_executions(store: RunStore) -> None:
     request = queue(store)
-    assert store.claim(request.sessionId, request.runId, "m1", 1, lease_seconds=0.2) == "claimed"
+    assert store.claim(request.sessionId, request.runId, "m1", 1, lease_seconds=60) == "claimed"
     assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) == "busy"
     assert store.get_run(request.sessionId, request.runId)["claims"] == 1
-    time.sleep(0.3)  # the holder's lease lapses: another delivery takes over
-    assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) == "claimed"
-    assert store.get_run(request.sessionId, request.runId)["claims"] == 2
+    # The holder's last renewal is a short one, and then it stops: its lease lapses.
+    store.renew(request.sessionId, request.runId, 0.2)
+    lease_until = store.get_run(request.sessionId, request.runId)["claim"]["leaseUntil"]
+    wait_until(lambda: utcnow() > lease_until, "the holder's lease lapsing")
+    assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) == "claimed"  # a takeover
+    run = store.get_run(request.sessionId, request.runId)
+    assert run["claims"] == 2 and run["claim"]["messageId"] == "m2"
 
 
 def test_a_malformed_run_fails_only_its_own_event(store: RunStore) -> None:

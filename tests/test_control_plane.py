@@ -16,6 +16,7 @@ from control_plane.service import ControlPlane
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.params import MAX_COMMAND_BYTES
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import StatusEvent, utcnow
 from vibesdk_gcp.settings import Settings
@@ -45,10 +46,25 @@ def topic(api_settings: Settings) -> str:
     return publisher.create_topic(name=publisher.topic_path(api_settings.project, REQUESTS_TOPIC)).name
 
 
+def client_for(settings: Settings, store: RunStore, storage: Storage) -> TestClient:
+    plane = ControlPlane(store, Bus(clients.publisher_client(settings), settings.project), storage)
+    return TestClient(create_app(settings, plane))
+
+
 @pytest.fixture
 def client(api_settings: Settings, store: RunStore, storage: Storage) -> Iterator[TestClient]:
-    plane = ControlPlane(store, Bus(clients.publisher_client(api_settings), api_settings.project), storage)
-    with TestClient(create_app(api_settings, plane)) as client:
+    with client_for(api_settings, store, storage) as client:
+        yield client
+
+
+ROOMY_BODY_BYTES = 1 << 20  # well above MAX_COMMAND_BYTES: a command's own limit answers, not the body's
+
+
+@pytest.fixture
+def roomy_client(api_settings: Settings, store: RunStore, storage: Storage) -> Iterator[TestClient]:
+    """The API with a body limit a command of over 128 KiB fits in, so that the command limit is reached."""
+    assert ROOMY_BODY_BYTES > 2 * MAX_COMMAND_BYTES
+    with client_for(replace(api_settings, max_body_bytes=ROOMY_BODY_BYTES), store, storage) as client:
         yield client
 
 
@@ -106,27 +122,49 @@ ORDINARY_BAD_INPUT = {
     "surrogate contents": ("writeFiles", {"files": [{"filePath": "a", "fileContents": "\ud800"}]}, "lone surrogate"),
     "surrogate command": ("executeCommands", {"commands": ["echo \ud800"]}, "lone surrogate"),
     "NUL command": ("executeCommands", {"commands": ["echo a\u0000b"]}, "NUL byte"),
-    "huge command": ("executeCommands", {"commands": ["x" * (128 * 1024 + 1)]}, "over 131072 bytes"),
+    "huge command": ("executeCommands", {"commands": ["x" * (MAX_COMMAND_BYTES + 1)]}, "over 131072 bytes"),
     "bad env name": ("createInstance", {"templateName": "static-site", "envVars": {"A B": "x"}}, "envVars"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ORDINARY_BAD_INPUT))
 def test_ordinary_bad_input_is_422_and_queues_nothing(
-    client: TestClient, topic: str, store: RunStore, api_settings: Settings, case: str
+    roomy_client: TestClient, topic: str, store: RunStore, case: str
 ) -> None:
+    client = roomy_client
     action, params, why = ORDINARY_BAD_INPUT[case]
     created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
     before = len(store.runs_of(created["sessionId"]))
     # JSON text as a client sends it: escapes spell the surrogates and the NUL.
     body = json.dumps({"action": action, "params": params}, ensure_ascii=True)
+    assert len(body) < ROOMY_BODY_BYTES  # every case reaches the parameters' checks, none the body limit's
     response = client.post(f"/api/agent/{created['sessionId']}/actions", content=body.encode(), headers=JSON_BODY)
-    if len(body) > api_settings.max_body_bytes:  # refused as too large first: a 4xx all the same
-        assert response.status_code == 413, response.text
-    else:
-        assert response.status_code == 422, response.text
-        assert why in response.json()["detail"]
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "InvalidRequest" and why in response.json()["detail"]
     assert len(store.runs_of(created["sessionId"])) == before  # no orphan queued run
+
+
+def test_a_command_is_limited_to_128_kib(roomy_client: TestClient, topic: str, store: RunStore) -> None:
+    """vibesdk_gcp/params.py's MAX_COMMAND_BYTES, at the API: the limit itself passes, one byte more is 422."""
+    assert MAX_COMMAND_BYTES == 128 * 1024
+    created = roomy_client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
+    actions = f"/api/agent/{created['sessionId']}/actions"
+
+    def execute(command: str) -> Any:
+        return roomy_client.post(
+            actions, json={"action": "executeCommands", "params": {"commands": [command]}}, headers=AUTH
+        )
+
+    over = execute("x" * (MAX_COMMAND_BYTES + 1))
+    assert over.status_code == 422, over.text
+    assert over.json() == {"error": "InvalidRequest", "detail": "params.commands.0: Value error, is over 131072 bytes"}
+    # Bytes, not characters: 65,537 two-byte characters are 131,074 bytes.
+    assert execute("\u00e9" * (MAX_COMMAND_BYTES // 2 + 1)).status_code == 422
+    assert len(store.runs_of(created["sessionId"])) == 1  # only the createInstance run
+    at_limit = execute("x" * MAX_COMMAND_BYTES)
+    assert at_limit.status_code == 202, at_limit.text
+    assert at_limit.json()["status"] == "queued" and at_limit.json()["action"] == "executeCommands"
+    assert len(store.runs_of(created["sessionId"])) == 2
 
 
 def test_surrogates_and_deep_nesting_anywhere_in_a_body_are_422(client: TestClient) -> None:

@@ -95,7 +95,7 @@ def test_bad_jvm_options_are_named(tmp_path: Path) -> None:
     env = dict(os.environ) | {"VIBESDK_EMULATOR_JVM_OPTIONS": "-XX:NoSuchOption"}
     try:
         with pytest.raises(ConfigurationError) as error:
-            start_emulators(supervisor, Ports.shifted(12000 + PORT_SHIFT), env)
+            start_emulators(supervisor, Ports.shifted(13500 + PORT_SHIFT), env)
     finally:
         supervisor.stop()
     assert "NoSuchOption" in str(error.value) and "VIBESDK_EMULATOR_JVM_OPTIONS" in str(error.value)

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.templates import upload_templates
-from functions.actions import common
+from functions.actions import commands, common
 from functions.context import Context
 from functions.deadletters import PUBSUB_SOURCE, DeadLetterBox, _source_topic, masked
 from functions.job import handle_request
@@ -243,14 +243,52 @@ def test_error_parsing_ignores_huge_lines() -> None:
     ]
 
 
-def test_slow_action_publishes_running_first(context: Context, session: str) -> None:
+def test_slow_action_publishes_running_first(context: Context, session: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    published: list[tuple[str, int, str]] = []  # (runId, seq, status), in the order the job published them
+    publish = context.bus.publish_status
+
+    def observed_publish(event: StatusEvent) -> str:
+        published.append((event.runId, event.seq, event.status))
+        return publish(event)
+
+    real_run = commands.run_in_sandbox
+
+    def slow_command(*args: Any, **kwargs: Any) -> Any:
+        outcome = real_run(*args, **kwargs)
+        # The action is still going (its workspace is not even saved): running must be out by now,
+        # or come out while we wait, however loaded the machine. Waiting on it, not on a sleep's length.
+        deadline = time.monotonic() + 30
+        while not any(status == "running" for _, _, status in published):
+            assert time.monotonic() < deadline, f"no running event while the action went on 30 s: {published}"
+            time.sleep(0.01)
+        published.append(("", 0, "command ended"))
+        return outcome
+
+    monkeypatch.setattr(context.bus, "publish_status", observed_publish)
+    monkeypatch.setattr(commands, "run_in_sandbox", slow_command)
+    request = run(context, session, "executeCommands", {"commands": ["sleep 1"]})
+    assert published == [
+        (request.runId, 1, "running"),
+        ("", 0, "command ended"),
+        (request.runId, 2, "succeeded"),
+    ]
+    # And Pub/Sub took them in that order: running's publish time comes before the terminal event's.
     subscriber = clients.subscriber_client(context.settings)
     subscription = subscriber.subscription_path(context.settings.project, "test-status")
-    run(context, session, "executeCommands", {"commands": ["sleep 1"]})
-    response = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
-    events = sorted((json.loads(m.message.data) for m in response.received_messages), key=lambda e: e["seq"])
+    received: dict[int, Any] = {}
+    deadline = time.monotonic() + 30
+    while len(received) < 2 and time.monotonic() < deadline:
+        response = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
+        for message in response.received_messages:
+            subscriber.acknowledge(subscription=subscription, ack_ids=[message.ack_id])
+            event = json.loads(message.message.data)
+            if event["runId"] == request.runId:
+                received[event["seq"]] = (event["status"], message.message.publish_time)
     subscriber.close()
-    assert [(e["seq"], e["status"]) for e in events][:1] == [(1, "running")]
+    assert sorted(received) == [1, 2], f"this run's events were not both received within 30 s: {received}"
+    (running, running_at), (terminal, terminal_at) = received[1], received[2]
+    assert (running, terminal) == ("running", "succeeded")
+    assert running_at < terminal_at
 
 
 @pytest.mark.parametrize(
@@ -297,15 +335,27 @@ def test_an_unsaved_link_swap_cannot_make_the_next_restore_write_outside(
     assert (outside / "index.html").read_text() == "root's own file"
 
 
-def test_an_action_never_outlives_its_delivery(context: Context, session: str, status_events: Any) -> None:
+def test_an_action_never_outlives_its_delivery(
+    context: Context, session: str, status_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A command asked 3600 s, but a delivery is cut at 600 s: the action keeps within its own budget."""
     short = replace(context, settings=replace(context.settings, max_action_seconds=2))
-    started = time.monotonic()
-    run(short, session, "executeCommands", {"commands": ["sleep 30", "echo never"], "timeout": 3600})
+    given: list[float] = []  # the time each command was given to run
+    real_run = commands.run_in_sandbox
+
+    def observed_run(ctx: Context, command: str, workspace: Path, env: Any, timeout: float, *rest: Any) -> Any:
+        given.append(timeout)
+        return real_run(ctx, command, workspace, env, timeout, *rest)
+
+    monkeypatch.setattr(commands, "run_in_sandbox", observed_run)
+    request = run(short, session, "executeCommands", {"commands": ["sleep 30", "echo never"], "timeout": 3600})
     failed = status_events()
-    assert time.monotonic() - started < 15
+    assert failed["runId"] == request.runId
+    # The command got what was left of the action's 2 s, not the 3600 s it asked for, and was cut there.
+    assert len(given) == 1 and 0 < given[0] <= 2, given
     assert failed["status"] == "failed" and "timed out" in failed["error"]
-    assert [r["command"] for r in failed["result"]["results"]] == ["sleep 30"]
+    (result,) = failed["result"]["results"]
+    assert result["command"] == "sleep 30" and not result["success"] and "[killed: timeout]" in result["error"]
 
 
 def test_a_secret_a_failing_command_prints_is_redacted(context: Context, status_events: Any) -> None:
@@ -357,10 +407,14 @@ def test_no_input_crashes_the_job(
 ) -> None:
     """Whatever the parameters, a run ends succeeded or failed with a message: no 5xx, no retry, no stuck session."""
     action, params = case
-    run(context, session, action, params)  # an exception here would be a 500 and a redelivery
-    event = status_events()
-    assert event["status"] in ("succeeded", "failed")
-    assert "internal error" not in (event.get("error") or ""), event["error"]
+    request = run(context, session, action, params)  # an exception here would be a 500 and a redelivery
+    event = status_events()  # this run's terminal event (the helper returns succeeded or failed only)
+    assert (event["runId"], event["seq"]) == (request.runId, 2), event
+    if event["status"] == "failed":  # with a message saying why, and not an unexpected error's
+        assert (event["error"] or "").strip(), event
+        assert "internal error" not in event["error"], event["error"]
+    else:
+        assert event["error"] is None and event["result"] is not None, event
 
 
 def test_a_job_out_of_a_resource_gives_the_run_back_for_a_retry(

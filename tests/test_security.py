@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import html
 import json
+import re
 import threading
 import time
 import uuid
@@ -413,24 +415,59 @@ def push_token(signer: Any, **overrides: Any) -> str:
     return token(signer, **({"aud": RECORDER, "email": PUSH_ACCOUNT} | overrides))
 
 
-@pytest.mark.parametrize(
-    ("make_header", "status"),
-    [
-        (lambda s: {}, 401),
-        (lambda s: bearer(push_token(s, exp=int(time.time()) - 3600, iat=int(time.time()) - 7200)), 401),
-        (lambda s: bearer(push_token(s, aud="https://elsewhere.example.test")), 401),
-        (lambda s: bearer(push_token(s, email="someone@project.iam.gserviceaccount.com")), 403),
-        (lambda s: bearer("not-a-jwt"), 401),
-    ],
-    ids=["missing", "expired", "wrong-audience", "wrong-account", "garbage"],
-)
+@pytest.fixture(scope="module")
+def forger() -> Any:
+    """A key that is not Google's, signing under the kid of Google's (a forged token copies the header)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return crypt.RSASigner.from_string(pem, key_id="test-kid")
+
+
+def refusal(response: Any) -> str:
+    """The reason in a refused delivery's answer (werkzeug's error page: one <p>, HTML-escaped)."""
+    found = re.findall(r"<p>(.*)</p>", response.get_data(as_text=True))
+    assert len(found) == 1, response.get_data(as_text=True)
+    return html.unescape(found[0])
+
+
+# docs/SECURITY.md: missing, expired, wrong-audience or forged tokens get 401, another account 403.
+UNVERIFIED = {
+    "missing": (lambda s, f: {}, 401, re.escape("send Authorization: Bearer <token>")),
+    "expired": (
+        lambda s, f: bearer(push_token(s, exp=int(time.time()) - 3600, iat=int(time.time()) - 7200)),
+        401,
+        r"token refused: Token expired, \d+ < \d+",
+    ),
+    "wrong-audience": (
+        lambda s, f: bearer(push_token(s, aud="https://elsewhere.example.test")),
+        401,
+        re.escape("token refused: audience 'https://elsewhere.example.test' is not this service"),
+    ),
+    "forged": (lambda s, f: bearer(push_token(f)), 401, re.escape("token refused: Could not verify token signature.")),
+    "garbage": (
+        lambda s, f: bearer("not-a-jwt"),
+        401,
+        re.escape("token refused: Wrong number of segments in token: b'not-a-jwt'"),
+    ),
+    "wrong-account": (
+        lambda s, f: bearer(push_token(s, email="someone@project.iam.gserviceaccount.com")),
+        403,
+        re.escape("token of someone@project.iam.gserviceaccount.com may not call this endpoint"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNVERIFIED))
 @pytest.mark.parametrize("target", ["status_recorder", "sandbox_job"])
 def test_unverified_deliveries_are_refused(
-    recorder: Any, signing: tuple[Any, str], make_header: Any, status: int, target: str
+    recorder: Any, signing: tuple[Any, str], forger: Any, case: str, target: str
 ) -> None:
-    headers = make_header(signing[0]) | CE_HEADERS
+    make_header, status, reason = UNVERIFIED[case]
+    headers = make_header(signing[0], forger) | CE_HEADERS
     response = recorder[target].post("/", data=b"{}", headers=headers, content_type="application/json")
-    assert response.status_code == status
+    # Refused as a caller, before the body is decoded (which would answer 400 for this empty push).
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert re.fullmatch(reason, refusal(response)), refusal(response)
 
 
 def test_verified_delivery_gets_through(recorder: Any, signing: tuple[Any, str]) -> None:

@@ -7,11 +7,13 @@ import json
 import stat
 import zipfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from devstack.templates import build_all, upload_templates
 from functions import templates
+from tests.test_workspace import storage_requests
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import TEMPLATES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -45,13 +47,38 @@ def test_details_follow_vibesdk(storage: Storage, tmp_path: Path) -> None:
     assert {"src", "package.json"} <= top
 
 
-def test_bundle_is_fetched_once_per_generation(storage: Storage, tmp_path: Path) -> None:
+def test_bundle_is_fetched_once_per_generation(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     upload_templates(storage)
+    requests = storage_requests(storage, monkeypatch)
+
+    def fetched() -> list[str]:
+        """The generations of node-app.zip whose contents were downloaded since the last call."""
+        found = [parse_qs(urlsplit(r.url).query)["generation"][0] for r in requests if r.fetches("node-app.zip")]
+        requests.clear()
+        return found
+
+    first_generation = storage.stat(TEMPLATES_BUCKET, "node-app.zip").generation
     first = templates.bundle(storage, "node-app", tmp_path)
-    first.write_bytes(first.read_bytes())  # touch: a re-download would replace it
-    assert templates.bundle(storage, "node-app", tmp_path) == first
+    assert fetched() == [str(first_generation)]
+    assert first.read_bytes() == storage.read(TEMPLATES_BUCKET, "node-app.zip", first_generation)
+    requests.clear()
+    for _ in range(3):  # the same generation: served from the cache, no download
+        assert templates.bundle(storage, "node-app", tmp_path) == first
+    assert fetched() == []
+
     upload_templates(storage)  # a new generation
-    assert templates.bundle(storage, "node-app", tmp_path) != first
+    second_generation = storage.stat(TEMPLATES_BUCKET, "node-app.zip").generation
+    assert second_generation != first_generation
+    requests.clear()
+    second = templates.bundle(storage, "node-app", tmp_path)
+    assert fetched() == [str(second_generation)]  # fetched once more, at the new generation only
+    assert second.read_bytes() == storage.read(TEMPLATES_BUCKET, "node-app.zip", second_generation)
+    requests.clear()
+    assert templates.bundle(storage, "node-app", tmp_path) == second
+    assert fetched() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])  # no partial left
 
 
 def test_missing_template(storage: Storage, tmp_path: Path) -> None:

@@ -7,16 +7,61 @@ import json
 import shutil
 import zipfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from functions import workspace as workspace_module
-from functions.workspace import CHANGES, DELTAS, MAX_DELTAS, MAX_PACKS, Workspace
+from functions.workspace import CHANGES, DELTAS, MAX_DELTAS, MAX_PACKS, SaveReport, Workspace
 from vibesdk_gcp.errors import Conflict
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
+
+
+@dataclass(frozen=True)
+class StorageRequest:
+    """One HTTP request the Storage adapter's client sent, and what the server answered."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    status: int
+    response_headers: dict[str, str]
+
+    @property
+    def writes(self) -> bool:
+        return self.method != "GET"
+
+    def fetches(self, name: str) -> bool:
+        """Whether it downloaded the contents of an object (not only its metadata)."""
+        path = urlsplit(self.url).path
+        return self.method == "GET" and "alt=media" in self.url and unquote(path).endswith(f"/o/{name}")
+
+
+def storage_requests(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> list[StorageRequest]:
+    """Every request `storage` sends to Cloud Storage from now on, observed on its client's HTTP session."""
+    http = storage._client._http
+    real = http.request
+    seen: list[StorageRequest] = []
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        response = real(method, url, *args, **kwargs)
+        headers = {str(k).lower(): str(v) for k, v in (kwargs.get("headers") or {}).items()}
+        answered = {k.lower(): v for k, v in response.headers.items()}
+        seen.append(StorageRequest(method, url, headers, response.status_code, answered))
+        return response
+
+    monkeypatch.setattr(http, "request", request)
+    return seen
+
+
+def objects(storage: Storage, bucket: str) -> dict[str, int]:
+    """Every object of the bucket, with its generation."""
+    return {info.name: info.generation for info in storage.list(bucket, "")}
 
 
 def fill(path: Path, files: dict[str, str]) -> None:
@@ -120,10 +165,22 @@ def test_restore_finishes_a_sealed_chain_whose_writer_died(
     assert (again.path / "a").read_text() == "after"
 
 
-def test_unchanged_save_writes_nothing(storage: Storage, settings: Settings) -> None:
+def test_unchanged_save_writes_nothing(storage: Storage, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     workspace = new_workspace(storage, settings.workspace_root, "s3", {"a": "1"})
     generation = workspace.save().generation
-    assert workspace.save().generation == generation
+    before = objects(storage, WORKSPACES_BUCKET)
+    assert "sessions/s3/manifest.json" in before
+    requests = storage_requests(storage, monkeypatch)
+    assert workspace.save() == SaveReport(uploaded=0, unchanged=1, removed=0, generation=generation)
+    assert [r for r in requests if r.writes] == []  # no upload, no delete: not even a delta
+    assert objects(storage, WORKSPACES_BUCKET) == before  # the same objects, each at its same generation
+    # The same checks see a save that does write: one change, one new object (a delta).
+    fill(workspace.path, {"a": "2"})
+    workspace.save()
+    assert [r.method for r in requests if r.writes] == ["POST"]
+    after = objects(storage, WORKSPACES_BUCKET)
+    (delta,) = set(after) - set(before)
+    assert delta.startswith(f"sessions/s3/{DELTAS}/") and {name: after[name] for name in before} == before
 
 
 def test_restore_removes_files_deleted_elsewhere(storage: Storage, settings: Settings, tmp_path: Path) -> None:
@@ -196,9 +253,21 @@ def test_restore_never_writes_through_a_link(storage: Storage, settings: Setting
     assert sorted(p.name for p in outside.iterdir()) == ["a.txt", "site"]
 
 
-def test_a_tail_is_read_by_range_not_whole(storage: Storage, settings: Settings) -> None:
+def test_a_tail_is_read_by_range_not_whole(
+    storage: Storage, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """getLogs reads only the tails it shows: a 2.4 GB log history no longer lands in the job's memory."""
     data = bytes(range(256)) * 4096  # 1 MiB
     storage.write("vibesdk-logs", "s/logs/big.stdout", data, "text/plain")
+    requests = storage_requests(storage, monkeypatch)
     assert storage.read_tail("vibesdk-logs", "s/logs/big.stdout", len(data), 10) == data[-10:]
+    (tail,) = [r for r in requests if r.fetches("s/logs/big.stdout")]
+    # Asked for the last ten bytes only, and sent only them.
+    assert tail.headers["range"] == f"bytes={len(data) - 10}-{len(data) - 1}"
+    assert tail.status == 206 and tail.response_headers["content-length"] == "10"
+    requests.clear()
+    # A limit beyond the object is a range of the whole object, never past its end.
     assert storage.read_tail("vibesdk-logs", "s/logs/big.stdout", len(data), 5 << 20) == data
+    (whole,) = [r for r in requests if r.fetches("s/logs/big.stdout")]
+    assert whole.headers["range"] == f"bytes=0-{len(data) - 1}"
+    assert whole.response_headers["content-length"] == str(len(data))

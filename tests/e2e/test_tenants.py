@@ -136,6 +136,9 @@ def test_a_connection_flood_from_one_command_leaves_the_job_its_descriptors(
     )
     files = [{"filePath": "flood.py", "fileContents": flood}]
     assert act(mallory, attack, "writeFiles", {"files": files})["status"] == "succeeded"
+    started = time.monotonic()
+    assert act(victim, target, "executeCommands", {"commands": ["echo quiet"]})["status"] == "succeeded"
+    quiet_seconds = time.monotonic() - started
     baseline = _job_descriptors(stack)
     outcome: dict[str, Any] = {}
 
@@ -165,6 +168,7 @@ def test_a_connection_flood_from_one_command_leaves_the_job_its_descriptors(
         "job_descriptors_before": baseline,
         "job_descriptors_peak_during_flood": peak,
         "other_owner_echo_seconds": round(victim_seconds, 3),
+        "other_owner_echo_seconds_without_flood": round(quiet_seconds, 3),
     }
     (ARTIFACTS / "connection-flood.json").write_text(json.dumps(figures, indent=2))
     # Held: the command's cap (32); besides, connections being turned away, at most about one
