@@ -57,6 +57,14 @@ def folder(root: Path, parts: Sequence[str], make: bool = False, clear: bool = F
         os.close(descriptor)
 
 
+def open_file(root: Path, rel: str) -> int:
+    """root/rel opened for reading, through real folders only and without blocking on a pipe:
+    the caller checks what it is (fstat)."""
+    parents, name = _split(rel)
+    with folder(root, parents) as parent:
+        return os.open(name, FILE_FLAGS, dir_fd=parent)
+
+
 def _split(rel: str) -> tuple[list[str], str]:
     parts = rel.split("/")
     return parts[:-1], parts[-1]

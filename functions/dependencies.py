@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import stat
 import subprocess
@@ -76,11 +77,11 @@ class InstallSpec:
             return dataclasses.replace(self, command=f"{self.command} --ignore-scripts")
         if "pip" in words[:3] and "install" in words:
             for name, data in inputs.items():
-                options = [line for line in data.decode(errors="replace").splitlines() if _pip_option(line)]
-                if options:
+                refused = _not_plain_requirement(data)
+                if refused:
                     raise ActionFailed(
-                        f"{name} sets pip options ({options[0].strip()[:80]}), which a key without network "
-                        "may not use: ask for a key with egress, or list hashed requirements only"
+                        f"{name} has {refused}, which a key without network may not use: ask for a key "
+                        "with egress, or list pinned, hashed requirements only (name==version --hash=sha256:...)"
                     )
             # Wheels only: building a source distribution runs its setup code.
             return dataclasses.replace(self, command=f"{self.command} --only-binary=:all:")
@@ -97,10 +98,27 @@ class InstallSpec:
         return digest.hexdigest()
 
 
-def _pip_option(line: str) -> bool:
-    """A requirements line that sets an option (an index, --no-binary, ...), not a hash."""
-    first = line.strip().split(" ", 1)[0]
-    return first.startswith("-") and not first.startswith("--hash")
+# What a key without network may install with pip: pinned names with their hashes, comments.
+# Anything else (a URL or path, an option such as --no-binary or an index, even one after a
+# hash, an encoding pip would decode otherwise) can make pip build and run a package's code.
+_PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?===?[A-Za-z0-9.!+_-]+")
+_HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=]")
+
+
+def _not_plain_requirement(data: bytes) -> str | None:
+    """What in a requirements file is more than pinned, hashed names (None: nothing)."""
+    if not data.isascii():
+        return "bytes that are not ASCII"
+    for number, line in enumerate(data.decode().replace("\\\n", " ").splitlines(), 1):
+        if number <= 2 and _CODING.search(line):
+            return f"an encoding declaration on line {number}"  # pip would decode the file by it
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if not _PINNED.fullmatch(words[0]) or not all(_HASH.fullmatch(word) for word in words[1:]):
+            return f"a line that is not a pinned, hashed requirement ({line.strip()[:80]!r})"
+    return None
 
 
 @functools.cache
@@ -125,7 +143,8 @@ def read_inputs(spec: InstallSpec, workspace: Path) -> dict[str, bytes] | None:
     found = {}
     for name in spec.inputs:
         try:
-            descriptor = os.open(workspace / name, os.O_RDONLY | os.O_NOFOLLOW)
+            # Not blocking: a command may have left a pipe of that name, which no writer opens.
+            descriptor = confined.open_file(workspace, name)
         except FileNotFoundError:
             return None
         except OSError as error:

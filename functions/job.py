@@ -170,10 +170,13 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
         Progress(ctx, session_id, run_id, message.delivery_attempt).finish("failed", error=str(error))
         ctx.order.ended(run_id)
         return session_id
-    with ctx.slots.take(request.owner), local_copies.in_use(request.sessionId):
-        _run(request, message, ctx)
+    try:
+        with ctx.slots.take(request.owner), local_copies.in_use(request.sessionId):
+            _run(request, message, ctx)
+    finally:
+        # Whatever the run's end, a retry included: a disk that filled up is trimmed.
+        local_copies.trim(ctx.settings.workspace_root, ctx.settings.max_local_workspaces)
     ctx.order.ended(request.runId)
-    local_copies.trim(ctx.settings.workspace_root, ctx.settings.max_local_workspaces)
     return request.sessionId
 
 

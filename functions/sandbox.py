@@ -82,22 +82,22 @@ def _proxy_env(port: int) -> dict[str, str]:
 
 
 def _tree_size(path: Path) -> int:
-    """Disk blocks under path, links not followed (one stat per entry)."""
-    total, folders = 0, [str(path)]
-    while folders:
-        try:
-            entries = os.scandir(folders.pop())
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        with entries:
-            for entry in entries:
+    """Bytes under path as a save and a restore write them: a sparse file counts whole.
+
+    The command is running meanwhile and may swap any folder for a link: the walk goes through
+    folders it opened without following links (os.fwalk), one descriptor per level at most.
+    """
+    total = 0
+    try:
+        for _, _, filenames, folder in os.fwalk(path):
+            for name in filenames:
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        folders.append(entry.path)
-                    else:
-                        total += entry.stat(follow_symlinks=False).st_blocks * 512
-                except FileNotFoundError:
-                    pass
+                    info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+                except OSError:
+                    continue  # gone meanwhile
+                total += max(info.st_size, info.st_blocks * 512)
+    except OSError:
+        pass
     return total
 
 

@@ -27,11 +27,12 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from functions import confined
 from functions.dependencies import file_sha256, tree_index
-from vibesdk_gcp.errors import Conflict, NotFound
+from vibesdk_gcp.errors import ActionFailed, Conflict, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
 
@@ -271,7 +272,14 @@ class Workspace:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for digest, rel in contents.items():
-                archive.write(self.path / rel, digest)
+                # Opened through real folders only; the archive reads the very file opened.
+                descriptor = confined.open_file(self.path, rel)
+                try:
+                    if not S_ISREG(os.fstat(descriptor).st_mode):
+                        raise ActionFailed(f"{rel} changed while the workspace was saved")
+                    archive.write(f"/proc/self/fd/{descriptor}", digest)
+                finally:
+                    os.close(descriptor)
             for name, data in (extra or {}).items():
                 archive.writestr(name, data)
         return buffer.getvalue()
@@ -285,30 +293,33 @@ class Workspace:
         base = self.base()
         prefix = base["folder"] + "/" if base else None
         given = tree_index(base["tree"]) if base else {}
-        folders = [("", str(self.path))]
-        while folders:
-            rel_folder, folder = folders.pop()
-            with os.scandir(folder) as entries:
-                for item in entries:
-                    rel = rel_folder + item.name
-                    if not _utf8(item.name) or len(rel) > MAX_PATH_CHARS:
-                        continue  # no store holds it (not text, or too deep to reach): not kept
-                    if item.is_dir(follow_symlinks=False):
-                        folders.append((rel + "/", item.path))
-                        continue
-                    if not item.is_file(follow_symlinks=False):
-                        continue  # links and devices are not part of a workspace
-                    stat = item.stat(follow_symlinks=False)
-                    as_given = prefix and rel.startswith(prefix) and given.get(rel[len(prefix) :])
-                    if as_given == (stat.st_size, stat.st_mtime_ns, _mode(stat)):
-                        continue  # the installed tree's own file, as given
-                    known = self._files.get(rel)
-                    if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
-                        # The very entry, when nothing moved: save() tells changes by identity.
-                        mode = _mode(stat)
-                        found[rel] = known if known["mode"] == mode else known | {"mode": mode}
-                    else:
-                        found[rel] = _entry_of(stat, file_sha256(item.path))
+        top = str(self.path)
+        # Through folders opened without following links (os.fwalk): a link a command left in
+        # place of a folder leads the job's reads nowhere else.
+        for path, folders, names, folder in os.fwalk(top):
+            rel_folder = "" if path == top else path[len(top) + 1 :] + "/"
+            # No store holds a name that is not text, nor a path too deep to reach: not kept.
+            folders[:] = [name for name in folders if _utf8(name) and len(rel_folder + name) <= MAX_PATH_CHARS]
+            for name in names:
+                rel = rel_folder + name
+                if not _utf8(name) or len(rel) > MAX_PATH_CHARS:
+                    continue
+                try:
+                    stat = os.stat(name, dir_fd=folder, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not S_ISREG(stat.st_mode):
+                    continue  # links and devices are not part of a workspace
+                as_given = prefix and rel.startswith(prefix) and given.get(rel[len(prefix) :])
+                if as_given == (stat.st_size, stat.st_mtime_ns, _mode(stat)):
+                    continue  # the installed tree's own file, as given
+                known = self._files.get(rel)
+                if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
+                    # The very entry, when nothing moved: save() tells changes by identity.
+                    mode = _mode(stat)
+                    found[rel] = known if known["mode"] == mode else known | {"mode": mode}
+                elif digest := _sha256_at(folder, name):
+                    found[rel] = _entry_of(stat, digest)
         return found
 
     def _load_state(self) -> None:
@@ -342,6 +353,17 @@ class Workspace:
             _STATES.popitem(last=False)
         if to_disk:
             self._state_file.write_text(json.dumps(state))
+
+
+def _sha256_at(folder: int, name: str) -> str | None:
+    """The file's sha256, read through the descriptor opened; None when it is no longer a file."""
+    descriptor = os.open(name, confined.FILE_FLAGS, dir_fd=folder)
+    try:
+        if not S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        return file_sha256(f"/proc/self/fd/{descriptor}")
+    finally:
+        os.close(descriptor)
 
 
 def _utf8(name: str) -> bool:

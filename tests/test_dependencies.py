@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ import pytest
 from devstack.templates import upload_templates
 from functions import dependencies
 from functions.context import Context
-from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX
+from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX, InstallSpec, read_inputs
 from functions.instances import workspace_of
 from functions.workspace import Workspace
 from tests import test_job
 from tests.test_job import run
+from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 
 TEMPLATE = "react-vite"
@@ -260,3 +262,48 @@ def test_a_key_without_network_runs_no_install_script(context: Context, events: 
     done = events()
     assert done["status"] == "succeeded", done
     assert done["result"]["results"][0]["output"] == "7.0.0\n"
+
+
+@pytest.mark.parametrize(
+    ("requirements", "refused"),
+    [
+        # A direct-URL sdist: pip builds it (runs its setup.py) even with --only-binary=:all:.
+        (b"six @ https://files.pythonhosted.org/six-1.16.0.tar.gz --hash=sha256:" + b"0" * 64, "not a pinned"),
+        # An option line that starts like a hash: pip applies --no-binary over the command line's.
+        (b"--hash=sha256:" + b"0" * 64 + b" --no-binary six", "not a pinned"),
+        # pip decodes the file by its coding line: `+AC0ALQ-no-binary` is `--no-binary` in UTF-7.
+        (b"# -*- coding: utf-7 -*-\n+AC0ALQ-no-binary six", "encoding declaration"),
+        ("\ufeffsix==1.16.0".encode(), "not ASCII"),
+        (b"-r more.txt", "not a pinned"),
+        (b"--index-url https://elsewhere.example/simple\nsix==1.16.0", "not a pinned"),
+        (b"./vendored/six", "not a pinned"),
+    ],
+)
+def test_a_key_without_network_installs_only_pinned_hashed_wheels(requirements: bytes, refused: str) -> None:
+    """A red-team review found three ways past --only-binary for a key without network."""
+    spec = InstallSpec("python3 -m pip install --require-hashes -r requirements-dev.txt", ".pydeps", ("r",))
+    with pytest.raises(ActionFailed, match=refused):
+        spec.without_scripts({"requirements-dev.txt": requirements})
+    template = (Path(__file__).parent.parent / "templates/python-app/requirements-dev.txt").read_bytes()
+    assert spec.without_scripts({"requirements-dev.txt": template}).command.endswith(" --only-binary=:all:")
+
+
+def test_a_pipe_named_like_a_lockfile_never_blocks_the_job(tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: a command's `mkfifo package-lock.json`
+    held a worker (and the session's later runs) for ever."""
+    (tmp_path / "package.json").write_text("{}")
+    os.mkfifo(tmp_path / "package-lock.json")
+    spec = InstallSpec("npm ci", "node_modules", ("package-lock.json", "package.json"))
+    outcome: list[BaseException] = []
+    reader = threading.Thread(target=lambda: _catch(outcome, lambda: read_inputs(spec, tmp_path)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "read_inputs blocked on a pipe"
+    assert isinstance(outcome[0], ActionFailed) and "not a regular file" in str(outcome[0])
+
+
+def _catch(into: list[BaseException], call: Any) -> None:
+    try:
+        call()
+    except BaseException as error:  # the test looks at what it was
+        into.append(error)
