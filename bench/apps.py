@@ -2,7 +2,8 @@
 
 - createInstance: cold (nothing in Cloud Storage, a new job process), warm cache (the tree in
   Cloud Storage, a new job process with an empty disk) and warm job, against `npm ci` of the same
-  lockfile run bare here with an empty npm cache (as the sandbox's is);
+  lockfile run bare here with an empty npm cache (as the sandbox's is: from the registry, the
+  counterpart of the cold install) and with a warm npm cache (the bare counterpart of a cache hit);
 - `npm run build` through executeCommands (the whole action, and the command in the sandbox)
   against the same build run bare in the same workspace;
 - a session's save and restore after editing one file, bytes moved and time, against a save and
@@ -24,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from bench.goals import goal, other
 from devstack.stack import PROJECT_ROOT, Stack
 from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX
 from functions.workspace import Workspace
@@ -69,18 +71,30 @@ class _Api:
         return time.perf_counter() - began, run
 
 
-def bare_npm_ci(repeats: int) -> float:
-    """`npm ci` of the template's lockfile, unsandboxed, with an npm cache as empty as the sandbox's."""
-    samples = []
-    for _ in range(repeats):
+def _npm_ci(scratch: str, cache: str, offline: bool) -> float:
+    for name in CATALOG_ENTRY["install"]["inputs"]:
+        shutil.copy(TEMPLATE_DIR / name, scratch)
+    env = dict(os.environ) | {"npm_config_cache": cache}
+    if offline:
+        env["npm_config_prefer_offline"] = "true"
+    began = time.perf_counter()
+    subprocess.run(CATALOG_ENTRY["install"]["command"], shell=True, cwd=scratch, env=env, check=True)
+    return time.perf_counter() - began
+
+
+def bare_npm_ci(repeats: int) -> dict[str, list[float]]:
+    """`npm ci` of the template's lockfile, unsandboxed: with an npm cache as empty as the sandbox's (from
+    the registry), and with a warm npm cache (the bare counterpart of a cache hit), alternated."""
+    samples: dict[str, list[float]] = {"empty": [], "warm": []}
+    with tempfile.TemporaryDirectory(prefix="vibesdk-bench-ci-cache-") as warm_cache:
         with tempfile.TemporaryDirectory(prefix="vibesdk-bench-ci-") as scratch:
-            for name in CATALOG_ENTRY["install"]["inputs"]:
-                shutil.copy(TEMPLATE_DIR / name, scratch)
-            env = dict(os.environ) | {"npm_config_cache": f"{scratch}/.npm-cache"}
-            began = time.perf_counter()
-            subprocess.run(CATALOG_ENTRY["install"]["command"], shell=True, cwd=scratch, env=env, check=True)
-            samples.append(time.perf_counter() - began)
-    return _median(samples)
+            _npm_ci(scratch, warm_cache, offline=False)  # fills the warm cache, unmeasured
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="vibesdk-bench-ci-") as scratch:
+                samples["empty"].append(_npm_ci(scratch, f"{scratch}/.npm-cache", offline=False))
+            with tempfile.TemporaryDirectory(prefix="vibesdk-bench-ci-") as scratch:
+                samples["warm"].append(_npm_ci(scratch, warm_cache, offline=True))
+    return samples
 
 
 def _new_job_process(stack: Stack, workspace_root: Path) -> None:
@@ -104,20 +118,31 @@ def create_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
         seconds, _, deps = api.create()
         warm_cache.append(seconds)
         warm_cache_deps.append(deps)
-    warm_job = [api.create()[0] for _ in range(repeats)]
+    warm_jobs = [api.create() for _ in range(repeats)]
+    warm_job = [seconds for seconds, _, _ in warm_jobs]
     bare = bare_npm_ci(repeats)
+    bare_empty, bare_warm = _median(bare["empty"]), _median(bare["warm"])
     return {
         "repeats": repeats,
-        "bare_npm_ci_s": bare,
+        "bare_npm_ci_s": bare_empty,
+        "bare_npm_ci_samples_s": [round(x, 3) for x in bare["empty"]],
+        "bare_npm_ci_warm_npm_cache_s": bare_warm,
+        "bare_npm_ci_warm_npm_cache_samples_s": [round(x, 3) for x in bare["warm"]],
         "cold_s": round(cold, 3),
         "cold_source": cold_deps["source"],
+        "cold_vs_bare": round(cold / bare_empty, 3),
         "warm_cache_s": _median(warm_cache),
+        "warm_cache_samples_s": [round(x, 3) for x in warm_cache],
         "warm_cache_source": warm_cache_deps[0]["source"],
         "warm_cache_dependencies_s": _median([deps["seconds"] for deps in warm_cache_deps]),
         "cold_dependencies_s": cold_deps["seconds"],
         "warm_job_s": _median(warm_job),
-        "warm_cache_vs_bare": round(_median(warm_cache) / bare, 3),
-        "warm_job_vs_bare": round(_median(warm_job) / bare, 3),
+        "warm_job_samples_s": [round(x, 3) for x in warm_job],
+        "warm_job_source": warm_jobs[0][2]["source"],
+        "warm_cache_vs_bare": round(_median(warm_cache) / bare_empty, 3),
+        "warm_job_vs_bare": round(_median(warm_job) / bare_empty, 3),
+        "warm_cache_vs_bare_warm_npm_cache": round(_median(warm_cache) / bare_warm, 3),
+        "warm_job_vs_bare_warm_npm_cache": round(_median(warm_job) / bare_warm, 3),
     }
 
 
@@ -141,8 +166,13 @@ def build_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
         "bare_s": _median(bare),
         "execute_commands_s": _median(through),
         "in_sandbox_s": _median(in_sandbox),
+        "bare_samples_s": [round(x, 3) for x in bare],
+        "execute_commands_samples_s": [round(x, 3) for x in through],
+        "in_sandbox_samples_s": [round(x, 3) for x in in_sandbox],
         "ratio": round(_median(through) / _median(bare), 3),
         "in_sandbox_ratio": round(_median(in_sandbox) / _median(bare), 3),
+        "mean_ratio": round(statistics.mean(through) / statistics.mean(bare), 3),
+        "in_sandbox_mean_ratio": round(statistics.mean(in_sandbox) / statistics.mean(bare), 3),
     }
 
 
@@ -229,24 +259,48 @@ def app_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
         "save": save_costs(stack, token),
     }
     create, build, save = results["create"], results["build"], results["save"]
-    results["goals"] = {
-        f"react-vite createInstance, warm cache, new job process <= {GOALS['warm_cache_create_s_max']:g} s": create[
-            "warm_cache_s"
-        ]
-        <= GOALS["warm_cache_create_s_max"],
-        f"react-vite createInstance, warm job <= {GOALS['warm_job_create_s_max']:g} s": create["warm_job_s"]
-        <= GOALS["warm_job_create_s_max"],
-        f"npm run build through executeCommands <= {GOALS['build_ratio_max']:g} x bare (the whole action)": build[
-            "ratio"
-        ]
-        <= GOALS["build_ratio_max"],
-        f"npm run build through executeCommands <= {GOALS['build_ratio_max']:g} x bare (the command in the sandbox)": build[
-            "in_sandbox_ratio"
-        ]
-        <= GOALS["build_ratio_max"],
-        "react-vite one-file save and restore <= 5% of the whole tree's (time and bytes)": max(
-            save["save_time_ratio"], save["save_bytes_ratio"], save["restore_time_ratio"], save["restore_bytes_ratio"]
-        )
-        <= GOALS["save_ratio_max"],
-    }
+    of = f"median of {repeats}"
+    results["goals"] = [
+        goal(
+            f"react-vite createInstance, warm cache, new job process <= {GOALS['warm_cache_create_s_max']:g} s",
+            of,
+            create["warm_cache_s"],
+            GOALS["warm_cache_create_s_max"],
+            others=[
+                other(f"slowest of {repeats}", max(create["warm_cache_samples_s"]), GOALS["warm_cache_create_s_max"])
+            ],
+        ),
+        goal(
+            f"react-vite createInstance, warm job <= {GOALS['warm_job_create_s_max']:g} s",
+            of,
+            create["warm_job_s"],
+            GOALS["warm_job_create_s_max"],
+            others=[other(f"slowest of {repeats}", max(create["warm_job_samples_s"]), GOALS["warm_job_create_s_max"])],
+        ),
+        goal(
+            f"npm run build through executeCommands <= {GOALS['build_ratio_max']:g} x bare (the whole action)",
+            f"{of} against {of} bare",
+            build["ratio"],
+            GOALS["build_ratio_max"],
+            others=[other("mean against mean", build["mean_ratio"], GOALS["build_ratio_max"])],
+        ),
+        goal(
+            f"npm run build through executeCommands <= {GOALS['build_ratio_max']:g} x bare (the command in the sandbox)",
+            f"{of} against {of} bare",
+            build["in_sandbox_ratio"],
+            GOALS["build_ratio_max"],
+            others=[other("mean against mean", build["in_sandbox_mean_ratio"], GOALS["build_ratio_max"])],
+        ),
+        goal(
+            f"react-vite one-file save and restore <= {GOALS['save_ratio_max']:.0%} of the whole tree's (time and bytes)",
+            "one save and one restore each; the largest of the four ratios",
+            max(
+                save["save_time_ratio"],
+                save["save_bytes_ratio"],
+                save["restore_time_ratio"],
+                save["restore_bytes_ratio"],
+            ),
+            GOALS["save_ratio_max"],
+        ),
+    ]
     return results

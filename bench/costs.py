@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from functions import isolation, sandbox
-from functions.workspace import Workspace
+from functions.workspace import MAX_DELTAS, Workspace
 from vibesdk_gcp.storage import Storage
 
 
@@ -56,7 +56,13 @@ def sandbox_overhead(repeats: int, backend: str) -> dict[str, Any]:
         "bare_ms": _median_ms(bare),
         "sandboxed_ms": _median_ms(isolated),
         "overhead_ms": round(_median_ms(isolated) - _median_ms(bare), 2),
+        "mean_overhead_ms": round((statistics.mean(isolated) - statistics.mean(bare)) * 1000, 2),
+        "p95_overhead_ms": round((_p95(isolated) - _p95(bare)) * 1000, 2),
     }
+
+
+def _p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20)[-1]
 
 
 NPM_INSTALL = "npm install --no-audit --no-fund --silent is-number@7.0.0"
@@ -137,7 +143,9 @@ def workspace_costs(storage: Storage, cases: list[tuple[int, int]]) -> list[dict
     return rows
 
 
-def incremental_save(storage: Storage, files: int = 1000, total: int = 1 << 20, saves: int = 32) -> dict[str, Any]:
+def incremental_save(
+    storage: Storage, files: int = 1000, total: int = 1 << 20, saves: int = 32, full_saves: int = 3
+) -> dict[str, Any]:
     """Saving one changed file of a 1,000-file workspace against saving it whole (medians).
 
     `saves` one-file saves in a row include the base rewrite every MAX_DELTAS-th one: the mean
@@ -146,12 +154,12 @@ def incremental_save(storage: Storage, files: int = 1000, total: int = 1 << 20, 
     root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-inc-"))
     full, one = [], []
     try:
-        for attempt in range(3):
+        for attempt in range(full_saves):
             workspace = Workspace(storage, root, f"bench-inc-{attempt}-{time.time_ns()}")
             workspace.start_empty()
             _fill(workspace.path, files, total)
             full.append(_timed(workspace.save))
-            if attempt < 2:
+            if attempt < full_saves - 1:
                 workspace.destroy()
         for index in range(saves):
             (workspace.path / f"d{index % 50}" / f"f{index}.bin").write_bytes(os.urandom(total // files))
@@ -161,6 +169,9 @@ def incremental_save(storage: Storage, files: int = 1000, total: int = 1 << 20, 
         shutil.rmtree(root)
     return {
         "files": files,
+        "saves": saves,
+        "full_saves": full_saves,
+        "base_rewrite_every": MAX_DELTAS,
         "full_save_s": round(statistics.median(full), 4),
         "one_file_save_s": round(statistics.median(one), 4),
         "one_file_save_mean_s": round(statistics.mean(one), 4),

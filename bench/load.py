@@ -3,8 +3,10 @@
 Completion is observed the same way for the pipeline and for the baseline: one batched read of
 the outstanding documents' status field, every tenth of the median latency so far. Each item's
 time ends at its document's own update time in Firestore, so the polling pace decides only when
-a worker starts its next item, never the figure; and each document is read about ten times,
-whatever the latency, so the harness costs the emulator the same per item in both loops.
+a worker starts its next item, never the figure. The pace aims at about ten reads of a document
+per median latency, whatever the latency; a loop whose runs spread wide is read more (its slow
+runs are read for longer), so the reads the harness made are counted and reported
+(`harness_reads_per_item`), never assumed.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
     def summary(self) -> dict[str, Any]:
+        """The figures the report shows; every statistic a goal may be judged on is among them."""
         return {
             "runs": self.runs,
             "concurrency": self.concurrency,
@@ -62,6 +65,28 @@ class LoadResult:
             # Documents the harness read per item, watching for completion: its own cost to the emulator.
             "harness_reads_per_item": round(self.harness_reads / self.runs, 1),
         }
+
+    def histogram(self, width_ms: float) -> list[list[float]]:
+        """[bin start ms, runs] for every bin of `width_ms` from the fastest run's to the slowest's."""
+        counts: dict[int, int] = {}
+        for latency in self.latencies:
+            index = int(latency * 1000 // width_ms)
+            counts[index] = counts.get(index, 0) + 1
+        return [[round(index * width_ms), counts.get(index, 0)] for index in range(min(counts), max(counts) + 1)]
+
+
+def combined(parts: list[LoadResult]) -> LoadResult:
+    """Rounds of one loop as one result: runs, time, latencies, failures, CPU and reads added up."""
+    assert parts, "no rounds to combine"
+    return LoadResult(
+        sum(part.runs for part in parts),
+        parts[0].concurrency,
+        sum(part.seconds for part in parts),
+        [latency for part in parts for latency in part.latencies],
+        sum(part.failed for part in parts),
+        sum(part.loadgen_cpu_seconds for part in parts),
+        sum(part.harness_reads for part in parts),
+    )
 
 
 class Completions:
@@ -147,7 +172,10 @@ async def closed_loop(
             queue.pop()
             began = time.time()
             key = await start_one()
-            outcome, written_at = await asyncio.wait_for(completions.expect(key), timeout)
+            try:
+                outcome, written_at = await asyncio.wait_for(completions.expect(key), timeout)
+            except TimeoutError:
+                raise TimeoutError(f"{key} did not reach a terminal state within {timeout:g} s") from None
             latencies.append(written_at - began)
             ends.append(written_at)
             completions.pace(latencies)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from bench.floor import push_subscription
 from bench.load import Completions, LoadResult, closed_loop, run_outcome, written
 from devstack.config import HOST
 from devstack.stack import PROJECT_ROOT, Stack
+from eventarc.router import SHUFFLE_SECONDS
 from vibesdk_gcp import clients
 from vibesdk_gcp.names import RUNS_COLLECTION, RUNS_SUBCOLLECTION
 from vibesdk_gcp.settings import Settings
@@ -25,6 +27,7 @@ BASELINE_TOPIC = "bench-baseline"
 CHEAP_ACTION = {"templateName": "static-site", "action": "getInstanceStatus"}
 # Unmeasured runs first, at full concurrency: the emulators' JIT warms up on them, for both loops.
 WARMUP_RUNS = 100
+SHUFFLE_VARIABLE = "VIBESDK_EVENTARC_SHUFFLE_SECONDS"
 
 
 def start_baseline_function(stack: Stack, port: int) -> None:
@@ -66,7 +69,8 @@ async def measure_pipeline(stack: Stack, runs: int, concurrency: int, warmup: in
             queued = response.json()
             return f"{RUNS_COLLECTION}/{queued['sessionId']}/{RUNS_SUBCOLLECTION}/{queued['runId']}"
 
-        await closed_loop(min(warmup, runs), concurrency, start_one, completions)
+        if warmup:
+            await closed_loop(min(warmup, runs), concurrency, start_one, completions)
         result = await closed_loop(runs, concurrency, start_one, completions)
     completions.close()
     return result
@@ -86,7 +90,8 @@ async def measure_floor(
             response.raise_for_status()
             return str(response.json()["path"])
 
-        await closed_loop(min(warmup, runs), concurrency, start_one, completions)
+        if warmup:
+            await closed_loop(min(warmup, runs), concurrency, start_one, completions)
         result = await closed_loop(runs, concurrency, start_one, completions)
     completions.close()
     return result
@@ -103,7 +108,8 @@ async def measure_baseline(stack: Stack, runs: int, concurrency: int, warmup: in
         await asyncio.wrap_future(publisher.publish(topic, b'{"bench": true}', id=key))
         return f"{COLLECTION}/{key}"
 
-    await closed_loop(min(warmup, runs), concurrency, start_one, completions)
+    if warmup:
+        await closed_loop(min(warmup, runs), concurrency, start_one, completions)
     result = await closed_loop(runs, concurrency, start_one, completions)
     completions.close()
     return result
@@ -129,16 +135,46 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
     return used
 
 
-def cpu_per_run(
-    before: dict[str, float], after: dict[str, float], runs: int, units: tuple[str, ...]
-) -> dict[str, float]:
-    """Milliseconds of CPU per run, per unit, for the units that took part."""
-    return {name: round((after[name] - before.get(name, 0.0)) * 1000 / runs, 2) for name in units if name in after}
+def cpu_used(before: dict[str, float], after: dict[str, float], units: tuple[str, ...]) -> dict[str, float]:
+    """Seconds of CPU each of the units that took part used between two readings."""
+    return {name: after[name] - before.get(name, 0.0) for name in units if name in after}
 
 
-def work_per_run(metrics_dir: Path, runs: int) -> dict[str, Any]:
-    totals: dict[str, int] = {}
+def add_up(total: dict[str, float], more: dict[str, float]) -> None:
+    for name, value in more.items():
+        total[name] = total.get(name, 0.0) + value
+
+
+def per_run_ms(seconds: dict[str, float], runs: int) -> dict[str, float]:
+    """Milliseconds of CPU per run, per unit."""
+    return {name: round(value * 1000 / runs, 2) for name, value in seconds.items()}
+
+
+def work_totals(metrics_dir: Path, units: tuple[str, ...]) -> dict[str, float]:
+    """The counts the units have flushed so far (`<unit>-<pid>.json`), added up over the given units."""
+    totals: dict[str, float] = {}
     for path in metrics_dir.glob("*.json"):
-        for name, count in json.loads(path.read_text()).items():
-            totals[name] = totals.get(name, 0) + count
-    return {name: round(count / runs, 2) for name, count in sorted(totals.items())}
+        if path.stem.rsplit("-", 1)[0] in units:
+            add_up(totals, json.loads(path.read_text()))
+    return totals
+
+
+def work_per_run(counted: dict[str, float], runs: int) -> dict[str, Any]:
+    return {name: round(count / runs, 2) for name, count in sorted(counted.items())}
+
+
+def set_shuffle(stack: Stack, seconds: float | None) -> None:
+    """Restart the local Eventarc router with its shuffle hold set (0: off; None: its default)."""
+    old = stack.supervisor.child("eventarc-router")
+    stack.supervisor.kill("eventarc-router", signal.SIGTERM)
+    env = {key: value for key, value in old.env.items() if key != SHUFFLE_VARIABLE}
+    if seconds is not None:
+        env[SHUFFLE_VARIABLE] = str(seconds)
+    stack.supervisor.children.remove(old)
+    child = stack.supervisor.start(old.name, old.argv, env, old.cwd)
+    stack.supervisor.wait_for_port(child, HOST, stack.ports.eventarc_router)
+
+
+def shuffle_seconds(stack: Stack) -> float:
+    """The hold the router applies to each push (as eventarc/router.py reads it)."""
+    return float(stack.supervisor.child("eventarc-router").env.get(SHUFFLE_VARIABLE) or SHUFFLE_SECONDS)
