@@ -17,7 +17,15 @@ from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import PubsubMessage
-from vibesdk_gcp.errors import ActionFailed, Busy, Conflict, PoisonMessage, ServiceUnavailable, exhausted
+from vibesdk_gcp.errors import (
+    ActionFailed,
+    Busy,
+    Conflict,
+    NotFound,
+    PoisonMessage,
+    ServiceUnavailable,
+    exhausted,
+)
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
 from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
@@ -76,8 +84,9 @@ class Progress:
     and a quick run costs one status message instead of two.
     """
 
-    def __init__(self, ctx: Context, session_id: str, run_id: str, attempt: int | None) -> None:
+    def __init__(self, ctx: Context, session_id: str, run_id: str, attempt: int | None, claimed: bool = False) -> None:
         self._ctx, self._session_id, self._run_id, self._attempt = ctx, session_id, run_id, attempt
+        self._claimed = claimed
         self.started_at = utcnow()
         self._lock = threading.Lock()
         self._finished = False
@@ -107,6 +116,13 @@ class Progress:
         with self._lock:
             self._finished = True
         self._publish(SEQ_TERMINAL, status, result, error)
+        if self._claimed:
+            # The run's status is the recorder's to write; while the recorder is down, a later
+            # delivery must still find this run done, not a lapsed lease to take over and run again.
+            try:
+                self._ctx.store.end_claim(self._session_id, self._run_id)
+            except (ServiceUnavailable, NotFound) as failure:
+                logger.warning("run %s: its claim was not marked ended (%s)", self._run_id, failure)
 
     def _publish(
         self, seq: int, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None
@@ -209,7 +225,7 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
         raise Busy(f"run {request.runId} is being executed by another delivery")
 
     logger.info("%s started (delivery attempt %s)", request.action, message.delivery_attempt)
-    progress = Progress(ctx, request.sessionId, request.runId, message.delivery_attempt)
+    progress = Progress(ctx, request.sessionId, request.runId, message.delivery_attempt, claimed=True)
     progress.start()
     lease = Lease(ctx, request.sessionId, request.runId)
     try:

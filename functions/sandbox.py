@@ -244,6 +244,9 @@ def _wait(
         exited(None)
     # The shell may be gone while children it put in the background still run.
     _kill_group(process)
+    if any(output.over for output in outputs):
+        # Its pipe closed past the cap, the command died of SIGPIPE before the watchdog saw it.
+        return f"output over {limits.output_bytes >> 20} MiB"
     return None
 
 

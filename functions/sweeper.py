@@ -27,6 +27,8 @@ QUEUE_TIMEOUT_SECONDS = float(os.environ.get("VIBESDK_QUEUE_TIMEOUT_SECONDS", "3
 def stale_reason(run: dict[str, object], now: datetime, grace: float, queue_timeout: float) -> str | None:
     claim = run.get("claim")
     if isinstance(claim, dict):
+        if claim.get("endedAt"):
+            return None  # its holder ended it: the terminal event is the recorder's to write
         lapsed = claim["leaseUntil"]
         return "lease expired" if isinstance(lapsed, datetime) and lapsed < now - timedelta(seconds=grace) else None
     created = run.get("createdAt")

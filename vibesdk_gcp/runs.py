@@ -210,9 +210,9 @@ class RunStore:
         if not snapshot.exists:
             return "unknown"
         run = snapshot.to_dict()
-        if run["status"] in TERMINAL:
-            return "finished"
         held = run.get("claim") or {}
+        if run["status"] in TERMINAL or held.get("endedAt"):
+            return "finished"  # ended by its holder, even before the recorder has written it
         now = utcnow()
         retry_of_holder = held.get("messageId") == claim.message_id and (claim.attempt or 0) > (
             held.get("attempt") or 0
@@ -230,6 +230,15 @@ class RunStore:
         # `claims` counts executions: more than one means a delivery took over a lapsed lease.
         batch.update(ref, {"claim": taken, "claims": firestore.Increment(1)}, option=self._unchanged(snapshot))
         return "claimed"
+
+    def end_claim(self, session_id: str, run_id: str) -> None:
+        """The holder has ended the run (its terminal event is out): no delivery takes it again."""
+        batch = self._client.batch()
+        batch.update(self._run_ref(session_id, run_id), {"claim.endedAt": utcnow()})
+        try:
+            self._commit(batch)
+        except OUTAGES as error:
+            raise _unavailable(error) from error
 
     def release(self, session_id: str, run_id: str) -> None:
         """End the holder's lease now, so that the next delivery takes the run at once."""
@@ -284,9 +293,10 @@ class RunStore:
             self._session_ref(session_id)
             .collection(RUNS_SUBCOLLECTION)
             .where(filter=FieldFilter("status", "in", ["queued", "running"]))
-            .select(["runId", "createdAt", "status"])
+            .select(["runId", "createdAt", "status", "claim.endedAt"])
         )
-        return self._documents(query)
+        # A run its holder ended is done, whether or not the recorder has written so yet.
+        return [run for run in self._documents(query) if not (run.get("claim") or {}).get("endedAt")]
 
     def unfinished(self) -> list[Document]:
         """Every queued or running run, for the stale-run sweep."""

@@ -1,21 +1,32 @@
-"""What the reliability scenarios share: a stack with short leases, and ways to drive and inspect it."""
+"""What the reliability scenarios share: a stack with short leases, ways to drive and inspect it, and
+the judging of each run against the promise its scenario makes.
+
+Nothing in a row of docs/RELIABILITY.md is written as a figure: a scenario hands back one Verdict per
+run (or message, or request), each built from what the run left behind (the lines its command
+appended to a ledger in its workspace, its record in Firestore, the job's and the recorder's log
+lines about it, the dead letters naming it), and the row's counts are counted from those verdicts.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import signal
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from devstack.config import HOST, Ports
 from devstack.stack import Stack, start_stack
+from eventarc.definitions import SANDBOX_JOB_TRIGGER, STATUS_RECORDER_SUBSCRIPTION
 from tests import PORT_SHIFT
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
@@ -26,29 +37,212 @@ from vibesdk_gcp.settings import Settings
 PORTS = Ports.shifted(16000 + PORT_SHIFT)
 TOKEN = "reliability"
 TERMINAL = ("succeeded", "failed")
+JOB = "sandbox-job"
+RECORDER = "status-recorder"
+LEASE_SECONDS = 6
 # Short leases, so that a dead job's run is retaken or swept within a test's patience.
 # The load scenario is one owner posting as fast as it can: the per-owner limits step aside.
 STACK_ENV = {
     "VIBESDK_API_TOKEN": TOKEN,
-    "VIBESDK_LEASE_SECONDS": "6",
+    "VIBESDK_LEASE_SECONDS": str(LEASE_SECONDS),
     "VIBESDK_REQUESTS_PER_MINUTE": "1000000",
     "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER": "100000",
 }
 
+# The time scale "stuck" is judged on. One quick action, queue to terminal, on this loaded two-core
+# machine; one redelivery of a request, as the trigger's subscription makes it (a delivery cut at the
+# ack deadline, then the first backoff); one redelivery of a status event (the same, for the status
+# subscription, whose backoff grows to its maximum while the recorder does not answer).
+ACTION_SECONDS = 5.0
+REQUEST_REDELIVERY_SECONDS = float(
+    SANDBOX_JOB_TRIGGER.managed.ack_deadline_seconds + SANDBOX_JOB_TRIGGER.managed.retry.minimum_backoff_seconds
+)
+STATUS_REDELIVERY_SECONDS = float(
+    STATUS_RECORDER_SUBSCRIPTION.ack_deadline_seconds + STATUS_RECORDER_SUBSCRIPTION.retry.maximum_backoff_seconds
+)
+
+T = TypeVar("T")
+
+
+def patience(actions: int, redeliveries: int = 0, action_seconds: float = ACTION_SECONDS) -> float:
+    """How long a scenario's runs may take before they count as stuck.
+
+    `actions` actions one after another (one session's runs are), each `action_seconds`, after
+    `redeliveries` redeliveries of a request; one more of each to spare.
+    """
+    return (actions + 1) * action_seconds + (redeliveries + 1) * REQUEST_REDELIVERY_SECONDS
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One run (or message, or request) of a scenario as measured, against the scenario's promise.
+
+    effects: how many times its effect was seen (the lines its command appended to the ledger, the
+    job's executions of it, the dead letters naming it, the sweeper's endings of it): fewer than
+    `due` is lost, two or more duplicated. due: what its promise owes (0 where it must never take
+    effect, such as a request refused with 503). terminal: whether it reached a terminal state
+    within the scenario's bound (None: there is no run). broken: each part of the promise it did
+    not keep, as measured.
+    """
+
+    name: str
+    effects: int
+    due: int
+    terminal: bool | None
+    broken: tuple[str, ...]
+
+    @property
+    def lost(self) -> bool:
+        return self.effects < self.due
+
+    @property
+    def duplicated(self) -> bool:
+        return self.effects > 1
+
+    @property
+    def stuck(self) -> bool:
+        return self.terminal is False
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if self.lost:
+            found.append(f"lost: its effect seen {self.effects} times, {self.due} due")
+        if self.duplicated:
+            found.append(f"duplicated: its effect seen {self.effects} times")
+        if self.stuck:
+            found.append("stuck: not terminal within the scenario's bound")
+        return found + list(self.broken)
+
 
 @dataclass(frozen=True)
 class Row:
+    """A scenario's line in the table: every count is counted from its verdicts.
+
+    checks: what the scenario itself found wrong beyond single runs (the fault hit no run in
+    flight, the fuzzer found a 5xx, the scenario crashed): each fails the row.
+    """
+
     scenario: str
     injected: str
-    runs: int
-    lost: int
-    duplicated: int
-    stuck: int
-    note: str = ""
+    verdicts: tuple[Verdict, ...]
+    note: str
+    checks: tuple[str, ...] = ()
+
+    @property
+    def runs(self) -> int:
+        return len(self.verdicts)
+
+    @property
+    def lost(self) -> int:
+        return sum(verdict.lost for verdict in self.verdicts)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(verdict.duplicated for verdict in self.verdicts)
+
+    @property
+    def stuck(self) -> int:
+        return sum(verdict.stuck for verdict in self.verdicts)
+
+    @property
+    def broken(self) -> int:
+        return sum(bool(verdict.broken) for verdict in self.verdicts) + len(self.checks)
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.checks) + [f"{v.name}: {problem}" for v in self.verdicts for problem in v.problems]
 
     @property
     def result(self) -> str:
-        return "pass" if self.lost == self.duplicated == self.stuck == 0 else "FAIL"
+        return "pass" if self.runs and not self.problems else "FAIL"
+
+    def __str__(self) -> str:
+        counts = f"runs={self.runs} lost={self.lost} duplicated={self.duplicated} stuck={self.stuck}"
+        return f"{self.scenario}: {counts} broken={self.broken} {self.result}; {self.note}" + "".join(
+            f"\n  {problem}" for problem in self.problems
+        )
+
+
+COLUMNS = ("scenario", "injected", "runs", "lost", "duplicated", "stuck", "broken promise", "result", "measured")
+
+
+def cells(row: Row) -> list[str]:
+    note = row.note
+    if row.problems:
+        shown = "; ".join(row.problems[:3]) + (f"; and {len(row.problems) - 3} more" if len(row.problems) > 3 else "")
+        note = f"{note}. FAILED: {shown}"
+    values = [row.scenario, row.injected, row.runs, row.lost, row.duplicated, row.stuck, row.broken, row.result, note]
+    return [str(value).replace("|", "\\|").replace("\n", " ") for value in values]
+
+
+def table(rows: Iterable[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells(row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def tally(values: Iterable[object]) -> str:
+    """How often each measured value came up: '1 ×8, 2 ×2'."""
+    counts = Counter(str(value) for value in values)
+    return ", ".join(f"{value} ×{count}" for value, count in sorted(counts.items())) or "none"
+
+
+def seqs(run: dict[str, Any]) -> list[int]:
+    return [int(t["seq"]) for t in run.get("transitions") or []]
+
+
+def is_terminal(run: dict[str, Any] | None) -> bool:
+    return bool(run) and run["status"] in TERMINAL and run.get("seq") == 2
+
+
+def judge(
+    name: str,
+    run: dict[str, Any] | None,
+    effects: int,
+    status: str,
+    error: str | None = None,
+    path: tuple[int, ...] = (0, 1, 2),
+    claims: int | None = None,
+    due: int = 1,
+    broken: Iterable[str] = (),
+) -> Verdict:
+    """A run's verdict: the status (and error) and the transitions its promise states, each once."""
+    found = list(broken)
+    if run is None:
+        return Verdict(name, effects, due, False, (*found, "no run record"))
+    terminal = is_terminal(run)
+    if terminal and run["status"] != status:
+        found.append(f"ended {run['status']} ({run.get('error')}), not {status}")
+    if terminal and error is not None and error not in (run.get("error") or ""):
+        found.append(f"ended with error {run.get('error')!r}, not {error!r}")
+    if terminal and tuple(seqs(run)) != path:
+        found.append(f"transitions {seqs(run)}, not {list(path)}")
+    if claims is not None and int(run.get("claims") or 0) != claims:
+        found.append(f"claimed {int(run.get('claims') or 0)} times, not {claims}")
+    return Verdict(name, effects, due, terminal, tuple(found))
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    offset: int  # where the line starts in its unit's log file
+    entry: dict[str, Any]
+
+    @property
+    def message(self) -> str:
+        return str(self.entry.get("message", ""))
+
+    @property
+    def run_id(self) -> str | None:
+        return self.entry.get("runId")
+
+
+# The job's lines about a run it executes: "{action} started (delivery attempt N)", then
+# "{action} succeeded" or "{action} failed...".
+STARTED = re.compile(r"^\w+ started \(delivery attempt (\w+)\)$")
+ENDED = re.compile(r"^\w+ (succeeded|failed)")
+# The recorder's line about each status event it applies: "{status} (seq N): {decision}".
+DECIDED = re.compile(r"^(\w+) \(seq (\d+)\): (.+)$")
 
 
 class Harness:
@@ -65,14 +259,15 @@ class Harness:
     # --- driving
     def session(self, template: str = "python-app") -> str:
         created = self.api.post("/api/agent", json={"templateName": template}).raise_for_status().json()
-        assert self.wait_run(created["sessionId"], created["runId"])["status"] == "succeeded"
+        run = self.wait_run(created["sessionId"], created["runId"])
+        assert run["status"] == "succeeded", run.get("error")
         return str(created["sessionId"])
 
     def queue(self, session_id: str, action: str, params: dict[str, Any] | None = None) -> str:
         response = self.api.post(f"/api/agent/{session_id}/actions", json={"action": action, "params": params or {}})
         return str(response.raise_for_status().json()["runId"])
 
-    def request(self, session_id: str, action: str, params: dict[str, Any]) -> SandboxRequest:
+    def request(self, session_id: str, action: str, params: dict[str, Any], owner: str = "local") -> SandboxRequest:
         """A run queued in Firestore but not published: the test decides how it is delivered."""
         request = SandboxRequest(
             sessionId=session_id,
@@ -80,7 +275,7 @@ class Harness:
             action=action,
             params=params,
             issuedAt=utcnow(),
-            owner="local",
+            owner=owner,
         )
         self.store.queue_run(request, new_session=False)
         return request
@@ -104,6 +299,7 @@ class Harness:
         return headers, json.dumps(body)
 
     def kill(self, unit: str, sig: int) -> None:
+        """Signal the unit's process group and wait until its leader has exited."""
         self.stack.supervisor.kill(unit, sig)
 
     def pause(self, unit: str) -> None:
@@ -117,40 +313,93 @@ class Harness:
         port = int(child.env["PORT"])
         self.stack.supervisor.wait_for_port(child, HOST, port)
 
+    # --- waiting: for a condition, within a bound; never a blind sleep
+    @staticmethod
+    def until(measure: Callable[[], T], done: Callable[[T], bool], timeout: float, interval: float = 0.2) -> T:
+        """Measure until done(measurement) or the timeout; the last measurement either way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = measure()
+            if done(value) or time.monotonic() > deadline:
+                return value
+            time.sleep(interval)
+
+    def wait_for(self, what: str, measure: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
+        """As until(), but a condition the scenario cannot go on without: not met is an error naming it."""
+        value = self.until(measure, done, timeout)
+        if not done(value):
+            raise AssertionError(f"{what}: not within {timeout:.0f} s (last seen: {value!r})"[:2000])
+        return value
+
     # --- inspecting
     def run(self, session_id: str, run_id: str) -> dict[str, Any]:
         return self.store.get_run(session_id, run_id)
 
+    def runs(self, session_of: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Runs (run id -> session id), read in one call."""
+        refs = [self.store._run_ref(session, run_id) for run_id, session in session_of.items()]
+        snapshots = self.store._read(refs)
+        return {
+            run_id: snapshots[ref.path].to_dict() for (run_id, _), ref in zip(session_of.items(), refs, strict=True)
+        }
+
     def wait_run(self, session_id: str, run_id: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.run(session_id, run_id)
-            if run["status"] in TERMINAL and run.get("seq") == 2 or time.monotonic() > deadline:
-                return run
-            time.sleep(0.2)
+        return self.until(lambda: self.run(session_id, run_id), is_terminal, timeout)
+
+    def wait_runs(self, session_of: dict[str, str], timeout: float) -> dict[str, dict[str, Any]]:
+        """The runs once every one is terminal, or as they are when the bound is reached."""
+        return self.until(lambda: self.runs(session_of), lambda runs: all(map(is_terminal, runs.values())), timeout)
 
     def ledger(self, session_id: str) -> list[str]:
         """Lines the session's commands appended to ledger.txt: one per execution."""
         run_id = self.queue(session_id, "getFiles", {"filePaths": ["ledger.txt"]})
-        files = self.wait_run(session_id, run_id)["result"]["files"]
+        run = self.wait_run(session_id, run_id)
+        assert run["status"] == "succeeded", f"the ledger of {session_id} could not be read: {run.get('error')}"
+        files = run["result"]["files"]
         return files[0]["fileContents"].split() if files else []
 
-    def count(self, session_id: str, tokens: dict[str, str], timeout: float = 60) -> dict[str, int]:
-        """Lost, duplicated and stuck among runs (run id -> token) whose command appends its token to the ledger.
+    def log_path(self, unit: str) -> Path:
+        # The same file across restarts: the supervisor appends to it.
+        return Path(self.stack.supervisor.log_dir) / f"{unit}.log"
 
-        Lost: a run that says succeeded without its effect, or whose transitions are not queued,
-        running, terminal in order. Duplicated: an effect applied more than once. Stuck: a run
-        not terminal within the timeout.
-        """
-        runs = {run_id: self.wait_run(session_id, run_id, timeout) for run_id in tokens}
-        executions = self.ledger(session_id)
-        stuck = sum(run["status"] not in TERMINAL for run in runs.values())
-        disorderly = sum(
-            [t["seq"] for t in run["transitions"]] != [0, 1, 2] for run in runs.values() if run["status"] in TERMINAL
-        )
-        lost = sum(run["status"] == "succeeded" and tokens[run_id] not in executions for run_id, run in runs.items())
-        duplicated = sum(executions.count(token) > 1 for token in tokens.values())
-        return {"lost": lost + disorderly, "duplicated": duplicated, "stuck": stuck}
+    def log_size(self, unit: str) -> int:
+        return self.log_path(unit).stat().st_size
+
+    def log(self, unit: str, start: int = 0, end: int | None = None) -> list[LogEntry]:
+        """The unit's JSON log lines that start within [start, end) of its log file."""
+        entries = []
+        with self.log_path(unit).open("rb") as file:
+            file.seek(start)
+            offset = start
+            for line in file:
+                if end is not None and offset >= end:
+                    break
+                if line.startswith(b"{") and line.endswith(b"\n"):
+                    try:
+                        entries.append(LogEntry(offset, json.loads(line)))
+                    except ValueError:
+                        pass
+                offset += len(line)
+        return entries
+
+    def executions(self, run_ids: Iterable[str], start: int = 0, end: int | None = None) -> Counter[str]:
+        """How many times the job started each run's action (its "started" log lines)."""
+        wanted = set(run_ids)
+        return Counter(e.run_id for e in self.log(JOB, start, end) if e.run_id in wanted and STARTED.match(e.message))
+
+    def ended(self, run_ids: Iterable[str], start: int = 0, end: int | None = None) -> Counter[str]:
+        """How many times the job ended each run's action (its "succeeded" / "failed" log lines)."""
+        wanted = set(run_ids)
+        return Counter(e.run_id for e in self.log(JOB, start, end) if e.run_id in wanted and ENDED.match(e.message))
+
+    def decisions(self, run_ids: Iterable[str], start: int = 0) -> dict[str, list[tuple[str, int, str]]]:
+        """The recorder's decision on each status event of each run, in order: (status, seq, decision)."""
+        found: dict[str, list[tuple[str, int, str]]] = {run_id: [] for run_id in run_ids}
+        for e in self.log(RECORDER, start):
+            match = DECIDED.match(e.message)
+            if match and e.run_id in found:
+                found[e.run_id].append((match[1], int(match[2]), match[3]))
+        return found
 
 
 def ledger_command(token: str, before: str = "") -> dict[str, Any]:

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from tests.reliability import scenarios
-from tests.reliability.harness import Harness, Row
+from tests.reliability.harness import COLUMNS, Harness, Row, cells
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +32,28 @@ SMALL: dict[str, Callable[[Harness], Row]] = {
 def test_scenario(harness: Harness, scenario: str) -> None:
     row = SMALL[scenario](harness)
     print(row)
-    assert (row.lost, row.duplicated, row.stuck) == (0, 0, 0), row
+    # Every run judged against the scenario's promise: none lost, duplicated, stuck or off its promise.
+    assert row.runs > 0, row
+    assert (row.lost, row.duplicated, row.stuck, row.broken) == (0, 0, 0, 0), row
+    assert row.result == "pass", row
+
+
+def test_a_different_fault_makes_a_different_row(harness: Harness) -> None:
+    """The row is what the stack did: sweep with a queue timeout no run has reached, and the runs
+    nobody claimed are not ended: the same scenario's row shows them lost and stuck."""
+    swept = scenarios.lease_expired(harness, 1)
+    unswept = scenarios.lease_expired(harness, 1, queue_timeout=3600)
+    print(swept, unswept, sep="\n")
+    assert swept.result == "pass", swept
+    assert (unswept.lost, unswept.stuck, unswept.result) == (1, 1, "FAIL"), unswept
+    for column, before, after in zip(COLUMNS, cells(swept), cells(unswept), strict=True):
+        if column not in ("scenario", "runs", "duplicated", "broken promise"):
+            assert before != after, f"{column}: {before!r} whatever the fault"
+    for verdict in unswept.verdicts:  # what the fault left queued, ended so that it holds up nothing
+        if verdict.stuck:
+            runs = harness.store._client.collection_group("runs")
+            run = next(runs.where(filter=FieldFilter("runId", "==", verdict.name)).stream())
+            harness.store.fail_queued(run.get("sessionId"), verdict.name, "ended by the test")
 
 
 # --- fairness: last, since the flood it makes outlives it
