@@ -2,6 +2,8 @@
 # Installs the Debian packages the project needs where they are missing:
 # bubblewrap (the sandbox), a Java runtime (Google's emulators), Node.js and npm (the templates'
 # scripts), and, for `make test`, Chromium and its driver (the dashboard's browser test).
+# With --test (`make test`), it then checks what the suite needs of this machine and stops at once,
+# saying what is missing, rather than leave a hundred tests to fail one by one.
 set -eu
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
@@ -13,12 +15,46 @@ if [ "${1:-}" = "--test" ]; then
     command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
     command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 fi
-[ -z "$missing" ] && exit 0
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "warning: missing Debian packages:$missing (install them with apt-get as root)" >&2
-    exit 0
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        if [ "${1:-}" = "--test" ]; then
+            echo "error: make test needs these Debian packages:$missing (install them with apt-get as root)" >&2
+            exit 1
+        fi
+        echo "warning: missing Debian packages:$missing (install them with apt-get as root)" >&2
+        exit 0
+    fi
+    echo "installing:$missing"
+    apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
-echo "installing:$missing"
-apt-get update -qq >/dev/null
-# shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+[ "${1:-}" = "--test" ] || exit 0
+
+# The sandbox tests run commands as the job does (functions/isolation.py): as root, under the
+# unprivileged uid VIBESDK_SANDBOX_UID (65534), in bubblewrap's namespaces, with their workspaces and
+# the Cloud Run stand-in under the system temp folder (never in the clone, which may be private).
+as_sandbox=""
+who="this user"
+if [ "$(id -u)" -eq 0 ]; then
+    uid="${VIBESDK_SANDBOX_UID:-65534}"
+    as_sandbox="setpriv --reuid=$uid --regid=${VIBESDK_SANDBOX_GID:-$uid} --clear-groups"
+    who="uid $uid"
+fi
+if ! why=$($as_sandbox bwrap --ro-bind / / --unshare-all --die-with-parent true 2>&1); then
+    echo "error: make test needs bubblewrap to create namespaces as $who, and it cannot here: $why" >&2
+    echo "(allow unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1, or" \
+        "kernel.apparmor_restrict_unprivileged_userns=0; in a container, run it with them allowed)" >&2
+    exit 1
+fi
+if [ -n "$as_sandbox" ] && [ $(($(umask) & 011)) -ne 0 ]; then
+    echo "error: make test needs a umask that lets $who into the folders the job makes (mode 0711)," \
+        "and $(umask) takes that away: run it with umask 022" >&2
+    exit 1
+fi
+tmp="${TMPDIR:-/tmp}"
+if ! $as_sandbox sh -c 'cd "$1"' sh "$tmp" 2>/dev/null; then
+    echo "error: make test needs a temp folder that $who can reach, and $tmp is not one" \
+        "(its workspaces live there): set TMPDIR to one, such as /tmp" >&2
+    exit 1
+fi

@@ -236,28 +236,18 @@ def _process_budget(limits: Limits) -> int:
 
 
 def _probe(argv: list[str]) -> str | None:
-    """None when the probe command succeeds, else why it did not."""
+    """None when the probe command succeeds, else why it did not.
+
+    As the sandbox's uid, through setpriv as a command is launched: subprocess's own user= and
+    group= make Python fork() rather than vfork(), and a fork of the job while its gRPC threads
+    run failed about one probe in a hundred ("epoll_wait error: Bad file descriptor" from the
+    child), which left the job refusing every command for the rest of its life.
+    """
     try:
-        done = subprocess.run(
-            argv, capture_output=True, timeout=30, user=_user(), group=_group(), extra_groups=_groups()
-        )
+        done = subprocess.run(_drop_privileges() + argv, capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
         return str(error)
     return None if done.returncode == 0 else (done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}")
-
-
-def _user() -> int | None:
-    ids = sandbox_ids()
-    return ids[0] if ids else None
-
-
-def _group() -> int | None:
-    ids = sandbox_ids()
-    return ids[1] if ids else None
-
-
-def _groups() -> list[int] | None:
-    return [] if sandbox_ids() else None
 
 
 def _bubblewrap(settings: Settings) -> tuple[Backend | None, str]:

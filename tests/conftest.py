@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +16,7 @@ from devstack.config import HOST, Ports
 from devstack.processes import Supervisor
 from devstack.provision import provision_buckets
 from devstack.stack import check_ports_free, emulator_env, start_emulators
+from functions import isolation
 from functions.context import Context
 from tests import PORT_SHIFT
 from vibesdk_gcp import clients
@@ -57,6 +58,56 @@ def sandbox_root() -> Iterator[Path]:
     root.chmod(0o711)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+# Cloud Run's `sandbox` command, stood in for by one that implements its documented flags on bubblewrap.
+CLOUD_RUN_STANDIN_SOURCE = Path(__file__).resolve().parent / "standins" / "sandbox"
+
+
+@pytest.fixture(scope="session")
+def cloud_run_standin() -> Iterator[Path]:
+    """The stand-in, copied where the sandbox's unprivileged uid can run it.
+
+    The job probes the sandbox command as that uid (functions/isolation.py), which cannot reach a
+    clone in a private folder (a checkout under /root, or in `mktemp -d`): run from the clone, the
+    Cloud Run backend failed its probe there ("Permission denied"). A folder of the test run's own,
+    0755 and the runner's, which nobody else can write.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="vibesdk-standin-"))
+    folder.chmod(0o755)
+    standin = folder / "sandbox"
+    shutil.copyfile(CLOUD_RUN_STANDIN_SOURCE, standin)
+    standin.chmod(0o755)
+    yield standin
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def isolation_probed_afresh() -> Iterator[None]:
+    """isolation.selected() is probed once per process and cached: cleared before and after each
+    test, so that no test's choice of backend (monkeypatched, or a probe that failed) reaches another."""
+    isolation.selected.cache_clear()
+    yield
+    isolation.selected.cache_clear()
+
+
+@pytest.fixture
+def use_backend(monkeypatch: pytest.MonkeyPatch, cloud_run_standin: Path) -> Callable[[str], None]:
+    """Choose the isolation backend by name for this test (cloud-run: the stand-in); probed on first use."""
+
+    def use(name: str) -> None:
+        monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", name)
+        monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", str(cloud_run_standin))
+        isolation.selected.cache_clear()
+
+    return use
+
+
+def require_backend(name: str) -> None:
+    """Fail, never skip, when the backend a security test runs against does not work here."""
+    found, why = isolation.selected()
+    if found is None or found.name != name:
+        pytest.fail(f"the {name} isolation backend does not work here, so this test cannot run: {why}", pytrace=False)
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from functions import egress, isolation
+from functions import egress
 from functions.sandbox import Egress, prepare_workspace, run_command
-from tests.test_sandbox import CLOUD_RUN_STANDIN
+from tests.conftest import require_backend
 from vibesdk_gcp import logs
 
 ALLOW = ("registry.example.test", "*.mirror.example.test")
@@ -157,11 +157,13 @@ def test_documentation_addresses_are_admitted_off_google_cloud_only(address: str
 
 
 def test_the_proxy_on_google_cloud_admits_no_documentation_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    with monkeypatch.context() as on_cloud_run:
-        on_cloud_run.setenv("K_SERVICE", "vibesdk-sandbox-job")  # as Cloud Run sets it
+    try:
+        with monkeypatch.context() as on_cloud_run:
+            on_cloud_run.setenv("K_SERVICE", "vibesdk-sandbox-job")  # as Cloud Run sets it
+            egress.proxy.cache_clear()
+            assert egress.proxy()._documentation is False
+    finally:  # never leave the Cloud Run one cached for the tests after this one
         egress.proxy.cache_clear()
-        assert egress.proxy()._documentation is False
-    egress.proxy.cache_clear()
     assert egress.proxy()._documentation is True  # here, off Google Cloud
 
 
@@ -175,17 +177,14 @@ def test_allow_list_comes_from_one_setting_or_the_package_managers() -> None:
 
 
 @pytest.fixture(params=["bubblewrap", "cloud-run"])
-def workspace(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, sandbox_root: Path) -> Iterator[Path]:
-    monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", request.param)
-    monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", str(CLOUD_RUN_STANDIN))
-    isolation.selected.cache_clear()
-    if isolation.selected()[0] is None:
-        pytest.skip(isolation.selected()[1])
+def workspace(request: pytest.FixtureRequest, use_backend: Callable[[str], None], sandbox_root: Path) -> Path:
+    """A workspace on each backend; a backend that does not work here fails the test (never a skip)."""
+    use_backend(request.param)
+    require_backend(request.param)
     path = Path(tempfile.mkdtemp(dir=sandbox_root))
     path.chmod(0o755)
     prepare_workspace(path)
-    yield path
-    isolation.selected.cache_clear()
+    return path
 
 
 @pytest.fixture
@@ -215,13 +214,53 @@ def listener() -> Iterator[int]:
 RUN = Egress("session-egress", "run-egress", "owner-egress")
 
 
-def test_npm_install_and_pip_download_go_through_the_proxy(workspace: Path) -> None:
-    npm = run_command("npm install --no-audit --no-fund --silent is-number@7.0.0", workspace, 120, egress_for=RUN)
+# The proxy settings a command with network gets (functions/sandbox.py): without them it goes straight out.
+WITHOUT_PROXY = (
+    "unset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy npm_config_proxy npm_config_https_proxy PIP_PROXY; "
+)
+NPM_INSTALL = "npm install --no-audit --no-fund --silent is-number@7.0.0"
+PIP_DOWNLOAD = "python3 -m pip download --quiet --no-deps --dest dl six==1.16.0"
+
+
+def decided_by_the_proxy(monkeypatch: pytest.MonkeyPatch) -> list[egress.Decision]:
+    """Every CONNECT the proxy takes from now on, as it decided it (host, and the address it checked)."""
+    decide = egress.decide
+    seen: list[egress.Decision] = []
+
+    def recorded(target: str, *args: object, **kwargs: object) -> egress.Decision:
+        decision = decide(target, *args, **kwargs)  # type: ignore[arg-type]
+        seen.append(decision)
+        return decision
+
+    monkeypatch.setattr(egress, "decide", recorded)
+    return seen
+
+
+def test_npm_install_and_pip_download_go_through_the_proxy(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = decided_by_the_proxy(monkeypatch)
+    allow = egress.proxy().allow
+    # The same commands, network allowed, the proxy settings dropped: nothing gets out, the proxy saw nothing.
+    npm = run_command(WITHOUT_PROXY + NPM_INSTALL + " --fetch-retries=0", workspace, 120, egress_for=RUN)
+    assert npm.exit_code != 0 and not (workspace / "node_modules" / "is-number").exists(), npm.stderr[-2000:]
+    pip = run_command(WITHOUT_PROXY + PIP_DOWNLOAD + " --retries 0", workspace, 120, egress_for=RUN)
+    assert pip.exit_code != 0 and not list((workspace / "dl").glob("*.whl")), pip.stderr[-2000:]
+    assert seen == []
+    # Through the proxy: installed, and every connection was one the proxy admitted to an allow-listed registry.
+    npm = run_command(NPM_INSTALL, workspace, 120, egress_for=RUN)
     assert npm.exit_code == 0, npm.stderr[-2000:]
     assert (workspace / "node_modules" / "is-number" / "package.json").exists()
-    pip = run_command("python3 -m pip download --quiet --no-deps --dest dl six==1.16.0", workspace, 120, egress_for=RUN)
+    npm_hosts = {decision.host for decision in seen}
+    pip = run_command(PIP_DOWNLOAD, workspace, 120, egress_for=RUN)
     assert pip.exit_code == 0, pip.stderr[-2000:]
     assert [p.name for p in (workspace / "dl").iterdir()] == ["six-1.16.0-py2.py3-none-any.whl"]
+    pip_hosts = {decision.host for decision in seen} - npm_hosts
+    assert npm_hosts and pip_hosts and all(decision.allowed and decision.port == 443 for decision in seen), seen
+    assert npm_hosts | pip_hosts <= set(allow)
+    # The very addresses the proxy reached are unreachable from the sandbox without it.
+    for address in sorted({decision.address for decision in seen if decision.address}):
+        direct = f"python3 -c \"import socket; socket.create_connection(('{address}', 443), 5)\""
+        result = run_command(direct, workspace, 30, egress_for=RUN)
+        assert result.exit_code != 0 and b"unreachable" in result.stderr, (address, result.stderr[-800:])
 
 
 def test_no_loopback_listener_is_reachable_with_network_allowed(workspace: Path, listener: int) -> None:
@@ -480,9 +519,11 @@ def room_for_a_flood() -> Iterator[None]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = 4 * (fds() + 1100)  # the reserve (a quarter) stays out of the flood's way
     if soft != resource.RLIM_INFINITY and soft < needed:
-        if hard != resource.RLIM_INFINITY and hard < needed:
-            pytest.skip(f"RLIMIT_NOFILE's hard limit {hard} is below the {needed} this test needs")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        raised = hard if hard == resource.RLIM_INFINITY or hard >= needed else needed  # root may raise it
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, raised))
+        except (ValueError, OSError) as error:  # a security test that cannot run fails, never skips
+            pytest.fail(f"RLIMIT_NOFILE's hard limit {hard} is below the {needed} this test needs ({error})")
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 

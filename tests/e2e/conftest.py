@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -18,6 +18,7 @@ from tests import PORT_SHIFT
 E2E_PORTS = Ports.shifted(20000 + PORT_SHIFT)
 TOKEN = "e2e-token"
 TERMINAL = ("succeeded", "failed")
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +49,17 @@ def wait_for_run(api: httpx.Client, run_url: str, timeout: float = 60) -> dict[s
             return run
         time.sleep(0.1)
     raise AssertionError(f"{run_url} still {run['status']} after {timeout} s: {run}")
+
+
+def wait_until(condition: Callable[[], T | None], what: str, timeout: float = 60, every: float = 0.1) -> T:
+    """What `condition` returns once it is truthy, polled every `every` s: the condition itself is
+    waited for, not a guess at how long it takes; past a generous bound, a failure saying what."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout:.0f} s for {what}")
+        time.sleep(every)
+    return value
 
 
 def logs_of(stack: Stack) -> str:

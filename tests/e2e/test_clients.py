@@ -7,15 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.conftest import TOKEN, wait_for_run
+from tests.e2e.conftest import TOKEN, wait_for_run, wait_until
 from vibesdk_cli.locallogs import run_lines
 
 pytestmark = pytest.mark.e2e
@@ -87,11 +88,24 @@ def test_cli_failures_exit_non_zero_with_the_servers_words(stack: Stack) -> None
     assert down.returncode == 2 and "cannot reach" in down.stderr and "Traceback" not in down.stderr
 
 
+def recorded_lines(stack: Stack, run_id: str) -> list[dict[str, Any]]:
+    """The run's lines once the status recorder has logged its last transition (its line follows
+    the Firestore write that wait_for_run sees)."""
+
+    def with_the_recorders_last() -> list[dict[str, Any]] | None:
+        lines = run_lines(run_id, Path(stack.supervisor.log_dir))
+        last = [
+            line for line in lines if line.get("unit") == "status-recorder" and line["message"].startswith("succeeded")
+        ]
+        return lines if last else None
+
+    return wait_until(with_the_recorders_last, f"the status recorder's line for run {run_id} succeeded")
+
+
 def test_one_run_is_found_in_every_unit_by_one_trace(stack: Stack, api: httpx.Client) -> None:
     created = api.post("/api/agent", json={"templateName": "python-app"}).json()
     assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
-    time.sleep(1)  # the recorder's line follows its write
-    lines = run_lines(created["runId"], Path(stack.supervisor.log_dir))
+    lines = recorded_lines(stack, created["runId"])
     units = {line["unit"] for line in lines}
     assert {"control-plane", "sandbox-job", "status-recorder"} <= units, lines
     traces = {line.get("traceId") for line in lines}
@@ -110,8 +124,7 @@ def test_trace_header_of_the_request_is_kept(stack: Stack, api: httpx.Client) ->
         "/api/agent", json={"templateName": "python-app"}, headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"}
     ).json()
     assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
-    time.sleep(1)
-    assert {line.get("traceId") for line in run_lines(created["runId"], Path(stack.supervisor.log_dir))} == {trace}
+    assert {line.get("traceId") for line in recorded_lines(stack, created["runId"])} == {trace}
 
 
 @pytest.mark.skipif(not shutil.which("chromedriver"), reason="chromium-driver is not installed (make test installs it)")
@@ -149,11 +162,65 @@ def test_dashboard_shows_a_run_reaching_succeeded(stack: Stack) -> None:
         driver.quit()
 
 
+# The session whose list item holds the focused button, if a session's button has the focus.
+FOCUSED_SESSION = """
+const focused = document.activeElement;
+const item = focused && focused.tagName === "BUTTON" ? focused.closest("li[data-session]") : null;
+return item ? item.dataset.session : null;
+"""
+
+
+def tab_to_session(driver: Any, session: str, presses: int = 200) -> None:
+    """Tab from where the focus is until the session's button has it, then Enter, until the session
+    opens. The page redraws its list every second: an Enter that met a redrawn list opens nothing,
+    and the tabbing goes on."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for _ in range(presses):
+        if driver.execute_script(FOCUSED_SESSION) == session:
+            ActionChains(driver).send_keys(Keys.ENTER).perform()
+            try:
+                WebDriverWait(driver, 10, poll_frequency=0.05).until(
+                    lambda d: session in d.find_element(By.ID, "detail-title").text
+                )
+                return
+            except TimeoutException:
+                pass
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+    raise AssertionError(f"{presses} presses of Tab never opened session {session} from the keyboard")
+
+
+def press_enter(driver: Any, css: str, until: Callable[[Any], object], what: str, tries: int = 6) -> None:
+    """Enter on the element `css` names until `until` holds. The page redraws its lists every second:
+    the element may be replaced under the key (stale), or what it showed redrawn away before it was
+    read; it is pressed again then."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for _ in range(tries):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).send_keys(Keys.ENTER)
+            WebDriverWait(driver, 10, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)).until(
+                until
+            )
+            return
+        except (StaleElementReferenceException, TimeoutException):
+            continue
+    raise AssertionError(f"Enter on {css} never showed {what} ({tries} tries)")
+
+
 @pytest.mark.skipif(not shutil.which("chromedriver"), reason="chromium-driver is not installed (make test installs it)")
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)], ids=["desktop", "phone"])
 def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, width: int, height: int) -> None:
     """One page per session: runs with their output, files, static-analysis issues and the preview, live."""
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -180,21 +247,26 @@ def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, wid
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
         driver.get(f"{stack.api_url}/dashboard#token={TOKEN}")
-        wait = WebDriverWait(driver, 60)
-        # The keyboard alone: tab to the session's button, Enter.
+        # An element read while the page redraws its lists (every second) is stale: read again.
+        wait = WebDriverWait(driver, 60, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+        # The keyboard alone: from the top of the page, tab to the session's button, Enter.
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'li[data-session="{session}"] button'))
-        button = driver.find_element(By.CSS_SELECTOR, f'li[data-session="{session}"] button')
-        button.send_keys(Keys.ENTER)
+        tab_to_session(driver, session)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs li.run")) == 5)
-        timelines = [
-            [s.text.split()[0] for s in run.find_elements(By.CSS_SELECTOR, ".timeline .step")]
-            for run in driver.find_elements(By.CSS_SELECTOR, "#runs li.run")
-        ]
+        timelines = wait.until(
+            lambda d: [
+                [s.text.split()[0] for s in run.find_elements(By.CSS_SELECTOR, ".timeline .step")]
+                for run in d.find_elements(By.CSS_SELECTOR, "#runs li.run")
+            ]
+        )
         assert timelines == [["queued", "running", "succeeded"]] * 5
         assert "built-by-the-test" in driver.find_element(By.ID, "runs").text
-        show = driver.find_element(By.CSS_SELECTOR, "#runs button.show-log")
-        show.send_keys(Keys.ENTER)  # the whole output, through the API
-        wait.until(lambda d: "built-by-the-test" in d.find_element(By.CSS_SELECTOR, "#runs pre.full-log").text)
+        press_enter(  # the whole output, through the API
+            driver,
+            "#runs button.show-log",
+            lambda d: "built-by-the-test" in d.find_element(By.CSS_SELECTOR, "#runs pre.full-log").text,
+            "the command's whole output",
+        )
         rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#analysis tbody tr[data-kind="lint"]'))
         assert 'missing required "alt" attribute' in rows[0].text and "src/index.html" in rows[0].text
         frame = wait.until(
@@ -208,9 +280,13 @@ def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, wid
         wait.until(lambda d: marker in d.find_element(By.TAG_NAME, "body").text)
         driver.switch_to.default_content()
         driver.find_element(By.ID, "list-files").send_keys(Keys.ENTER)  # a getFiles run, live
-        file = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'button.file[data-file="src/index.html"]'))[0]
-        file.send_keys(Keys.ENTER)
-        wait.until(lambda d: marker in d.find_element(By.ID, "file-view").text)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'button.file[data-file="src/index.html"]'))
+        press_enter(
+            driver,
+            'button.file[data-file="src/index.html"]',
+            lambda d: marker in d.find_element(By.ID, "file-view").text,
+            "the file's contents",
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / f"dashboard-session-{width}x{height}.png"))
     finally:

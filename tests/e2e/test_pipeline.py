@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import select
 import socket
 import time
 import uuid
@@ -16,7 +17,7 @@ import pytest
 from control_plane.keys import KeyStore
 from devstack.stack import Stack
 from functions.deadletters import DeadLetterBox
-from tests.e2e.conftest import TOKEN, wait_for_run
+from tests.e2e.conftest import TOKEN, wait_for_run, wait_until
 from vibesdk_gcp import clients
 from vibesdk_gcp.names import STATUS_TOPIC
 from vibesdk_gcp.runs import RunStore
@@ -158,23 +159,23 @@ def test_malformed_status_event_is_dead_lettered_and_replayable(stack: Stack) ->
         publisher.topic_path(stack.project, STATUS_TOPIC), b"not json " + marker.encode()
     ).result()
     box = DeadLetterBox(settings)
-    deadline = time.monotonic() + 60
-    found = None
-    while found is None and time.monotonic() < deadline:
-        found = next((letter for letter in box.peek() if marker.encode() in letter.data), None)
-    assert found is not None, "the malformed event never reached the dead-letter topic"
+    found = wait_until(
+        lambda: next((letter for letter in box.peek() if marker.encode() in letter.data), None),
+        "the malformed event on the dead-letter topic",
+        every=0.5,
+    )
     assert (found.original_id, found.source) == (published, STATUS_TOPIC)
     assert "not JSON" in found.reason
     # Replayed, it goes back to its topic (and, still malformed, comes back here once more).
     assert box.replay({published}) == [published]
-    deadline = time.monotonic() + 60
-    again = None
-    while again is None and time.monotonic() < deadline:
-        again = next(
+    wait_until(
+        lambda: next(
             (letter for letter in box.peek() if marker.encode() in letter.data and letter.original_id != published),
             None,
-        )
-    assert again is not None
+        ),
+        "the replayed event, still malformed, back on the dead-letter topic",
+        every=0.5,
+    )
 
 
 def test_no_secret_reaches_a_log_or_a_document(stack: Stack, api: httpx.Client) -> None:
@@ -228,12 +229,25 @@ def test_a_command_with_network_reads_nothing_of_the_stack(api: httpx.Client, st
 
 
 def test_headers_trickled_in_are_cut_off(stack: Stack) -> None:
-    """A client that sends a byte now and then would hold a connection for ever: 408, closed."""
+    """A client that sends a byte now and then would hold a connection for ever: 408, closed.
+
+    A byte every 0.1 s, never the blank line that ends the headers: the connection is never idle
+    (the stack's header timeout is 2 s), so only a bound on the headers as a whole can end it.
+    """
     port = int(stack.api_url.rsplit(":", 1)[1])
+    trickled = 0
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        started = time.monotonic()
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Trickle: ")
+        deadline = time.monotonic() + 60
+        while not select.select([client], [], [], 0.1)[0]:  # nothing from the server yet: one more byte
+            assert time.monotonic() < deadline, f"still connected after trickling {trickled} bytes for 60 s"
+            try:
+                client.sendall(b"a")
+            except OSError:  # closed between two bytes: its answer is waiting
+                break
+            trickled += 1
         answer = b""
         while chunk := client.recv(4096):
             answer += chunk
-        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 8
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert trickled > 0  # cut off while it was still sending, not for falling silent
