@@ -25,7 +25,7 @@ def _busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / TICKS  # user .. steal; guest time is already in user
 
 
-def _tree_seconds(pid: int) -> float:
+def tree_seconds(pid: int) -> float:
     """CPU of the process tree: each member's own, and its reaped children's."""
     total, todo = 0, [pid]
     while todo:
@@ -58,9 +58,9 @@ class Conditions:
         self._thread.join()
 
     def _run(self) -> None:
-        last = (time.monotonic(), _busy_seconds(), _tree_seconds(os.getpid()))
+        last = (time.monotonic(), _busy_seconds(), tree_seconds(os.getpid()))
         while not self._stop.wait(SAMPLE_SECONDS):
-            now = (time.monotonic(), _busy_seconds(), _tree_seconds(os.getpid()))
+            now = (time.monotonic(), _busy_seconds(), tree_seconds(os.getpid()))
             elapsed = now[0] - last[0]
             busy, own = (now[1] - last[1]) / elapsed, (now[2] - last[2]) / elapsed
             self.samples.append(

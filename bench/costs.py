@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import statistics
@@ -24,9 +26,21 @@ def _median_ms(samples: list[float]) -> float:
 CLOUD_RUN_STANDIN = Path(__file__).resolve().parent.parent / "tests" / "standins" / "sandbox"
 
 
+@functools.cache
+def _runnable_standin() -> str:
+    """The stand-in copied where the sandbox's uid may run it: a clone may sit in a private folder."""
+    folder = Path(tempfile.mkdtemp(prefix="vibesdk-bench-standin-"))
+    folder.chmod(0o755)
+    atexit.register(shutil.rmtree, folder, True)
+    copy = folder / "sandbox"
+    shutil.copyfile(CLOUD_RUN_STANDIN, copy)
+    copy.chmod(0o755)
+    return str(copy)
+
+
 def use_backend(name: str) -> None:
     os.environ["VIBESDK_SANDBOX_BACKEND"] = name
-    os.environ.setdefault("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", str(CLOUD_RUN_STANDIN))
+    os.environ.setdefault("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", _runnable_standin())
     isolation.selected.cache_clear()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import uuid
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 
 from bench.baseline import COLLECTION
+from bench.conditions import tree_seconds
 from bench.floor import push_subscription
 from bench.load import Completions, LoadResult, closed_loop, run_outcome, written
 from devstack.config import HOST
@@ -117,22 +117,8 @@ async def measure_baseline(stack: Stack, runs: int, concurrency: int, warmup: in
 
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU each unit's whole process tree has used so far (user + system)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = {}
-    for child in stack.supervisor.children:
-        total, todo = 0, [child.process.pid]
-        while todo:
-            pid = todo.pop()
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                # Its own time, and that of the children it has waited for (sandboxed commands).
-                total += sum(int(value) for value in fields[11:15])
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    todo += [int(c) for c in (task / "children").read_text().split()]
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-        used[child.name] = total / ticks
-    return used
+    # Each tree's own time and that of the children it has waited for (sandboxed commands).
+    return {child.name: tree_seconds(child.process.pid) for child in stack.supervisor.children}
 
 
 def cpu_used(before: dict[str, float], after: dict[str, float], units: tuple[str, ...]) -> dict[str, float]:

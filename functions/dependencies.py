@@ -251,7 +251,8 @@ class DependencyCache:
     def __init__(self, storage: Storage, workspace_root: Path) -> None:
         self._storage = storage
         self.root = workspace_root / CACHE_FOLDER
-        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o711)  # whatever the umask
         self.last_source = ""  # where the last holding() found its tree: instance, storage or install
 
     def tree(self, key: str) -> Path | None:
@@ -284,7 +285,7 @@ class DependencyCache:
                 if found and self._intact(key, found):
                     continue  # made meanwhile: held shared on the next turn
                 if found:
-                    self._drop(key, found)
+                    shutil.rmtree(found.parent, ignore_errors=True)
                 if not self._fetch(key, build):
                     yield None
                     return
@@ -316,9 +317,6 @@ class DependencyCache:
             return True
         logger.error("installed tree %s is dropped and made again: %s", key, problem)
         return False
-
-    def _drop(self, key: str, tree: Path) -> None:
-        shutil.rmtree(tree.parent, ignore_errors=True)
 
     @contextlib.contextmanager
     def _locked(self, key: str, mode: int) -> Iterator[None]:
@@ -390,7 +388,8 @@ class DependencyCache:
     def _fresh_home(self, key: str) -> Path:
         home = self.root / key
         shutil.rmtree(home, ignore_errors=True)  # a tree without its marker is partial
-        home.mkdir(mode=0o755)
+        home.mkdir()
+        home.chmod(0o755)
         return home
 
     def _complete(self, key: str) -> Path:

@@ -251,25 +251,22 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
 
 def _fail(request: SandboxRequest, ctx: Context, progress: Progress, error: Exception) -> None:
     """End the run as its error says: failed, or given back for a retry."""
-    try:
-        raise error
-    except ActionFailed as failure:
-        logger.info("%s failed: %s", request.action, failure)
-        progress.finish("failed", _bounded(ctx, request, failure.result), str(failure))
-        return
-    except Conflict as conflict:
+    if isinstance(error, ActionFailed):
+        logger.info("%s failed: %s", request.action, error)
+        progress.finish("failed", _bounded(ctx, request, error.result), str(error))
+    elif isinstance(error, Conflict):
         # Another action of the session saved first (Eventarc does not order deliveries): nothing
         # of this attempt was kept, so give the run back and let Pub/Sub bring it again.
         progress.cancel()
         ctx.store.release(request.sessionId, request.runId)
-        logger.warning("%s retried on the newer workspace: %s", request.action, conflict)
-        raise Busy(f"run {request.runId}: {conflict}") from None
-    except ServiceUnavailable:
+        logger.warning("%s retried on the newer workspace: %s", request.action, error)
+        raise Busy(f"run {request.runId}: {error}") from None
+    elif isinstance(error, ServiceUnavailable):
         # Google did not answer: a negative ack, and Pub/Sub tries again.
         progress.cancel()
-        raise
-    except Exception as error:
+        raise error
+    else:
         # A defect of ours, not a passing outage: redelivering would fail the same way for ever
         # (Eventarc's subscription has no dead-letter topic). The run ends failed, saying so.
-        logger.exception("%s failed on an internal error", request.action)
+        logger.error("%s failed on an internal error", request.action, exc_info=error)
         progress.finish("failed", error=f"internal error ({type(error).__name__}); the run was not retried")

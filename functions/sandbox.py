@@ -120,7 +120,8 @@ def run_command(
         tmp.mkdir()
         prepare_workspace(tmp)
         shm = shm_of(tmp)
-        shm.mkdir(mode=0o1777)
+        shm.mkdir()
+        shm.chmod(0o1777)  # whatever the umask
         prepare_workspace(shm)
         # What the command sees: the sandbox's own paths, or the real ones without isolation.
         seen_tmp = backend.tmp_inside or str(tmp)

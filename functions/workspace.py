@@ -70,7 +70,8 @@ class Workspace:
     def __init__(self, storage: Storage, root: Path, session_id: str) -> None:
         self._storage = storage
         # Traversable, not listable: the sandbox uid reaches its own workspace and sees no others.
-        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o711)  # whatever the umask
         self._session_id = session_id
         self._prefix = f"sessions/{session_id}/"
         self._home = root / session_id
@@ -112,7 +113,8 @@ class Workspace:
     def start_empty(self) -> None:
         """A new workspace: nothing stored yet; the first save must create the manifest."""
         shutil.rmtree(self._home, ignore_errors=True)
-        self._home.mkdir(mode=0o711)
+        self._home.mkdir()
+        self._home.chmod(0o711)
         self.path.mkdir()
         self._generation, self._applied, self._files, self._packs = 0, 0, {}, {}
         _STATES.pop(self._state_file, None)
@@ -165,7 +167,8 @@ class Workspace:
         self, wanted: dict[str, Entry], packs: dict[str, str], fetched: dict[str, zipfile.ZipFile]
     ) -> dict[str, Entry]:
         """Make the disk hold `wanted`; returns what it holds, as _scan() would, without a second walk."""
-        self._home.mkdir(mode=0o711, exist_ok=True)
+        self._home.mkdir(exist_ok=True)
+        self._home.chmod(0o711)
         self.path.mkdir(exist_ok=True)
         local = self._scan()
         gone = set(local) - set(wanted)

@@ -580,8 +580,8 @@ def test_job_healthz_names_its_isolation_or_why_there_is_none(
     isolation.selected.cache_clear()
     job = verifying_functions(monkeypatch, emulators, signing, VIBESDK_PUSH_AUDIENCE=RECORDER)["sandbox_job"]
     healthy = job.get("/healthz")
-    if isolation.selected()[0] is not None:
-        assert healthy.status_code == 200 and healthy.json["isolation"]["backend"] == "bubblewrap"
+    assert isolation.selected()[0] is not None, f"no isolation backend works here: {isolation.selected()[1]}"
+    assert healthy.status_code == 200 and healthy.json["isolation"]["backend"] == "bubblewrap"
     monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", "cloud-run")
     monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", "/nonexistent/sandbox")
     isolation.selected.cache_clear()
