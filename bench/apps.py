@@ -29,6 +29,7 @@ from bench.goals import goal, other
 from devstack.stack import PROJECT_ROOT, Stack
 from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX
 from functions.workspace import Workspace
+from vibesdk_cli.progress import TERMINAL, wait_for_run
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage, storage_for
@@ -49,14 +50,11 @@ class _Api:
         self.client = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
     def wait(self, run_url: str, timeout: float = 600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.client.get(run_url).json()
-            if run["status"] in ("succeeded", "failed"):
-                assert run["status"] == "succeeded", run
-                return dict(run)
-            time.sleep(0.05)
-        raise TimeoutError(run_url)
+        run = wait_for_run(lambda: self.client.get(run_url).json(), timeout, every=0.05)
+        if run["status"] not in TERMINAL:
+            raise TimeoutError(run_url)
+        assert run["status"] == "succeeded", run
+        return run
 
     def create(self) -> tuple[float, str, dict[str, Any]]:
         began = time.perf_counter()

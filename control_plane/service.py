@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -13,9 +12,10 @@ from control_plane.models import CreateSession, Preview, QueueAction, Queued, Ru
 from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge
 from vibesdk_gcp.media import content_type
-from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
+from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import validate_params
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
@@ -68,10 +68,7 @@ class ControlPlane:
         return [Run.model_validate(jsonable(run)) for run in self._store.runs_of(session_id)]
 
     def templates(self) -> list[dict[str, Any]]:
-        try:
-            return list(json.loads(self._storage.read(TEMPLATES_BUCKET, TEMPLATE_CATALOG_OBJECT)))
-        except NotFound:
-            return []
+        return template_catalog(self._storage)
 
     def sessions(self, owner: str) -> list[Session]:
         return [Session.model_validate(jsonable(session)) for session in self._store.sessions_of(owner)]

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import random
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -35,6 +34,7 @@ from starlette.routing import Route
 
 from eventarc.cloudevent import message_published
 from eventarc.definitions import DELIVERY_MODES, TRIGGERS, PushSubscription, Trigger
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.envelope import from_push_body
 from vibesdk_gcp.errors import ConfigurationError, PoisonMessage
 from vibesdk_gcp.metrics import work
@@ -63,13 +63,11 @@ class DeliveryAttempts:
     """Counts deliveries per message: the emulator leaves deliveryAttempt out."""
 
     def __init__(self) -> None:
-        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._counts: BoundedDict[str, int] = BoundedDict(MAX_TRACKED_MESSAGES)
 
     def next(self, message_id: str) -> int:
-        count = self._counts.pop(message_id, 0) + 1
+        count = self._counts.get(message_id, 0) + 1
         self._counts[message_id] = count
-        while len(self._counts) > MAX_TRACKED_MESSAGES:
-            self._counts.popitem(last=False)
         return count
 
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.envelope import PubsubMessage
 
 # Runs this process has ended recently: the recorder may not have written them yet.
@@ -37,16 +38,13 @@ def runs_before(run_id: str, unfinished: list[dict[str, Any]]) -> list[str]:
 class SessionOrder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended: BoundedDict[str, None] = BoundedDict(MAX_REMEMBERED_RUNS)
         self._held: OrderedDict[tuple[str, str], PubsubMessage] = OrderedDict()
         self._held_bytes = 0
 
     def ended(self, run_id: str) -> None:
         with self._lock:
             self._ended[run_id] = None
-            self._ended.move_to_end(run_id)
-            while len(self._ended) > MAX_REMEMBERED_RUNS:
-                self._ended.popitem(last=False)
 
     def waiting_for(self, run_id: str, unfinished: list[dict[str, Any]]) -> list[str]:
         """The runs queued before run_id that have not ended, as far as this process knows."""

@@ -16,7 +16,6 @@ import os
 import select
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import BinaryIO
 
 from functions import confined, egress, isolation
 from functions.isolation import IsolationUnavailable, Limits, NoIsolation, sandbox_ids, shm_of
+from functions.scratch import scratch_folder
 
 logger = logging.getLogger("functions.sandbox")
 
@@ -53,6 +53,15 @@ class CommandResult:
     stderr: bytes
     duration_seconds: float
     killed_reason: str | None = None  # "timeout", "workspace over quota", "output over N MiB", "memory over N MiB"
+
+    @property
+    def ended(self) -> str:
+        """How the command ended, for a message: "timed out", "killed: <reason>" or "exited with code N"."""
+        if self.killed_reason == "timeout":
+            return "timed out"
+        if self.killed_reason:
+            return f"killed: {self.killed_reason}"
+        return f"exited with code {self.exit_code}"
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,7 @@ def run_command(
     backend = isolation.backend()
     if egress_for and isinstance(backend, NoIsolation):
         raise IsolationUnavailable("network for a command needs an isolation backend; nothing was run")
-    with tempfile.TemporaryDirectory(prefix="vibesdk-run-") as scratch:
-        scratch_path = Path(scratch)
+    with scratch_folder() as scratch_path:
         scratch_path.chmod(0o711)  # the sandbox uid must reach its /tmp, and list nothing here
         tmp = scratch_path / "tmp"
         tmp.mkdir()

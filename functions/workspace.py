@@ -24,7 +24,6 @@ import os
 import shutil
 import uuid
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -32,6 +31,7 @@ from typing import Any
 
 from functions import confined
 from functions.dependencies import file_sha256, tree_index
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.errors import ActionFailed, Conflict, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -48,8 +48,8 @@ RESTORE_ATTEMPTS = 3
 MAX_PATH_CHARS = 3000
 # Working-copy states by state file, for the next action of the session in this process
 # (the most recently used few; the others are read back from their files).
-_STATES: OrderedDict[Path, dict[str, Any]] = OrderedDict()
 MAX_CACHED_STATES = 64
+_STATES: BoundedDict[Path, dict[str, Any]] = BoundedDict(MAX_CACHED_STATES)
 
 Entry = dict[str, Any]
 
@@ -351,9 +351,6 @@ class Workspace:
             "packs": self._packs,
         }
         _STATES[self._state_file] = state
-        _STATES.move_to_end(self._state_file)
-        while len(_STATES) > MAX_CACHED_STATES:
-            _STATES.popitem(last=False)
         if to_disk:
             self._state_file.write_text(json.dumps(state))
 

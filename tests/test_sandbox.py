@@ -397,3 +397,31 @@ def test_sparse_files_count_whole_in_the_disk_quota(workspace: Path) -> None:
     limits = Limits(file_bytes=64 << 20, workspace_bytes=16 << 20)
     result = run_command("truncate -s 40M sparse && sleep 30", workspace, 60, limits=limits)
     assert result.killed_reason == "workspace over quota", result
+
+
+def test_a_hostile_command_leaves_no_scratch_behind(
+    workspace: Path, sandbox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch_root = Path(tempfile.mkdtemp(dir=sandbox_root))
+    scratch_root.chmod(0o711)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    hostile = (
+        "mkdir -p /tmp/a/b/c /dev/shm/d/e && echo x > /tmp/a/b/c/f && chmod 444 /tmp/a/b/c/f"
+        " && chmod 000 /tmp/a/b/c /tmp/a/b /tmp/a /dev/shm/d/e /dev/shm/d && chmod 500 /tmp /dev/shm"
+    )
+    result = run_command(hostile, workspace, 30)
+    assert result.exit_code == 0, result.stderr
+    assert list(scratch_root.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "killed_reason", "ended"),
+    [
+        (3, None, "exited with code 3"),
+        (-9, "timeout", "timed out"),
+        (-9, "memory over 512 MiB", "killed: memory over 512 MiB"),
+    ],
+)
+def test_how_a_command_ended_in_words(exit_code: int, killed_reason: str | None, ended: str) -> None:
+    result = sandbox.CommandResult("true", exit_code, b"", b"", 0.1, killed_reason)
+    assert result.ended == ended

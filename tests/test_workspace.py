@@ -6,7 +6,6 @@ import io
 import json
 import shutil
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from functions import workspace as workspace_module
 from functions.workspace import CHANGES, DELTAS, MAX_DELTAS, MAX_PACKS, SaveReport, Workspace
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.errors import Conflict
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.settings import Settings
@@ -222,7 +222,7 @@ def test_a_new_process_on_the_same_disk_restores_from_a_stale_state_file(
     workspace.save()  # the state file is written here
     fill(workspace.path, {"a": "changed"})
     workspace.save()  # a delta: this process remembers it, the state file does not
-    monkeypatch.setattr(workspace_module, "_STATES", OrderedDict())  # a new process
+    monkeypatch.setattr(workspace_module, "_STATES", BoundedDict(workspace_module.MAX_CACHED_STATES))  # a new process
     again = restored(storage, settings.workspace_root, "s9")
     assert (again.path / "a").read_text() == "changed"
     fill(again.path, {"b": "3"})

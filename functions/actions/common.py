@@ -111,10 +111,9 @@ def _installer(
         egress_for = Egress(request.sessionId, request.runId, request.owner)
         outcome = run_in_sandbox(ctx, spec.command, scratch, None, egress_for=egress_for)
         if outcome.exit_code != 0 or outcome.killed_reason:
-            reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
             # npm and pip say why first, then print their usage or a log's name: the head, not the tail.
             detail = (outcome.stderr.strip() or outcome.stdout.strip())[:2000].decode(errors="replace")
-            raise ActionFailed(f"installing dependencies ({spec.command!r}) {reason}: {detail}")
+            raise ActionFailed(f"installing dependencies ({spec.command!r}) {outcome.ended}: {detail}")
         folder = scratch / spec.folder
         if folder.is_symlink() or not folder.is_dir():
             raise ActionFailed(f"installing dependencies ({spec.command!r}) left no {spec.folder}/ folder")

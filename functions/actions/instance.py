@@ -11,6 +11,7 @@ from functions.context import Context
 from functions.dependencies import InstallSpec
 from functions.instances import Instance, delete_instance, load_instance, save_instance, workspace_of
 from functions.sandbox import prepare_workspace
+from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
@@ -30,7 +31,7 @@ def get_template_details(request: SandboxRequest, params: TemplateDetailsParams,
     if not name:
         raise ActionFailed("getTemplateDetails needs templateName")
     bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
-    entry = next((e for e in templates.catalog(ctx.storage) if e.get("name") == name), None)
+    entry = next((e for e in template_catalog(ctx.storage) if e.get("name") == name), None)
     return {"templateDetails": templates.details(bundle, name, entry)}
 
 
@@ -41,7 +42,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
     if load_instance(ctx, request.sessionId) is not None:
         raise ActionFailed(f"session {request.sessionId} already has an instance")
     bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
-    entry = next((e for e in templates.catalog(ctx.storage) if e.get("name") == name), {})
+    entry = next((e for e in template_catalog(ctx.storage) if e.get("name") == name), {})
     workspace = workspace_of(ctx, request.sessionId)
     workspace.start_empty()
     written = templates.extract(bundle, workspace.path)
@@ -55,7 +56,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         init_output = outcome.stdout.decode(errors="replace")[-4096:]
         if outcome.exit_code != 0:
             stderr = outcome.stderr.decode(errors="replace")[-2048:]
-            raise ActionFailed(f"initCommand exited with code {outcome.exit_code}: {stderr}")
+            raise ActionFailed(f"initCommand {outcome.ended}: {stderr}")
     workspace.save()
     instance = Instance(
         instanceId=request.sessionId,

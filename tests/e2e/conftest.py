@@ -14,10 +14,10 @@ import pytest
 from devstack.config import Ports
 from devstack.stack import Stack, start_stack
 from tests import PORT_SHIFT
+from vibesdk_cli import progress
 
 E2E_PORTS = Ports.shifted(20000 + PORT_SHIFT)
 TOKEN = "e2e-token"
-TERMINAL = ("succeeded", "failed")
 T = TypeVar("T")
 
 
@@ -42,13 +42,10 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
 
 
 def wait_for_run(api: httpx.Client, run_url: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api.get(run_url).json()
-        if run["status"] in TERMINAL:
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"{run_url} still {run['status']} after {timeout} s: {run}")
+    run = progress.wait_for_run(lambda: api.get(run_url).json(), timeout, every=0.1)
+    if run["status"] not in progress.TERMINAL:
+        raise AssertionError(f"{run_url} still {run['status']} after {timeout} s: {run}")
+    return run
 
 
 def wait_until(condition: Callable[[], T | None], what: str, timeout: float = 60, every: float = 0.1) -> T:
