@@ -59,7 +59,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
     workspace = ready_workspace(ctx, request, instance)
     timeout = params.timeout or ctx.settings.command_timeout_seconds
     results: list[Result] = []
-    ended = None  # how the command that failed ended: the commands after it are not run
+    ended: str | None = None  # how the command that failed ended: the commands after it are not run
     for index, command in enumerate(params.commands):
         left = ends - time.monotonic()
         if left < 1:

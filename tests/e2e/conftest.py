@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,14 +27,21 @@ T = TypeVar("T")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Each unit notes the Google permissions it uses (vibesdk_gcp/access.py): test_iam.py reads them.
     access = tmp_path_factory.mktemp("access")
+    # The run's own workspaces, removed after it; where the sandbox's uid reaches them (pytest's tmp is 0700).
+    workspaces = Path(tempfile.mkdtemp(prefix="vibesdk-e2e-workspaces-"))
+    workspaces.chmod(0o711)
     env = dict(os.environ) | {
         "VIBESDK_API_TOKEN": TOKEN,
         "VIBESDK_ACCESS_DIR": str(access),
         "VIBESDK_HEADER_TIMEOUT_SECONDS": "2",  # test_pipeline's slow client need not wait 10 s
+        "VIBESDK_WORKSPACE_ROOT": str(workspaces),
     }
-    stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
-    yield stack
-    stack.stop()
+    try:
+        stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
+        yield stack
+        stack.stop()
+    finally:
+        shutil.rmtree(workspaces)
 
 
 @pytest.fixture(scope="session")
