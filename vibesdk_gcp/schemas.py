@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from vibesdk_gcp.names import SCHEMA_VERSION
 
@@ -90,6 +90,27 @@ class SandboxRequest(BaseModel):
         }
 
 
+class PublishedPreview(BaseModel):
+    previewUrl: str
+    deployedAt: str
+
+
+class SessionChanges(BaseModel):
+    """What a succeeded action changes on its session, apart from the client's result.
+
+    Only the fields an action sets are changes: shutdownInstance sets both to None, deployInstance
+    sets the preview alone and leaves the instance as it is.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    instanceId: str | None = None
+    preview: PublishedPreview | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
 class StatusEvent(BaseModel):
     """Body of a message on the status topic: one transition of one run."""
 
@@ -106,6 +127,13 @@ class StatusEvent(BaseModel):
     startedAt: datetime | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    # In their own field, so that a result spilled to Cloud Storage never takes them along.
+    session: SessionChanges | None = None
+
+    @field_serializer("session")
+    def _only_set_fields(self, session: SessionChanges | None) -> dict[str, Any] | None:
+        # A field left unset is no change: it must not travel as a null that clears it.
+        return None if session is None else session.fields()
 
     def attributes(self) -> dict[str, str]:
         return {
