@@ -13,10 +13,11 @@ from control_plane.models import CreateSession, Preview, QueueAction, Queued, Ru
 from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge
+from vibesdk_gcp.errors import Forbidden, NotFound, ServiceUnavailable, TooLarge
 from vibesdk_gcp.media import content_type
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
-from vibesdk_gcp.params import validate_params
+from vibesdk_gcp.params import Params, WriteFilesParams
+from vibesdk_gcp.registry import spec_of
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
@@ -54,13 +55,16 @@ class ControlPlane:
         self._limits = limits or Limits()
         self._quota = ActiveRunQuota(store.active_runs, self._limits.max_active_runs)
 
-    def _check_sizes(self, action: str, params: dict[str, Any]) -> None:
-        if action == "writeFiles":
-            for item in params.get("files") or []:
-                size = len(str(item.get("fileContents", "")).encode())
+    def _check(self, action: str, params: Params, egress: bool) -> None:
+        """What the caller may ask beyond the params' own checks: network, and file sizes."""
+        if spec_of(action).asks_network(params) and not egress:
+            raise Forbidden("this API key may not give commands network (allowNetwork); ask for a key with egress")
+        if isinstance(params, WriteFilesParams):
+            for item in params.files:
+                size = len(item.fileContents.encode())
                 if size > self._limits.max_file_bytes:
                     raise TooLarge(
-                        f"file {item.get('filePath')!r} is {size} bytes; the limit is {self._limits.max_file_bytes}"
+                        f"file {item.filePath!r} is {size} bytes; the limit is {self._limits.max_file_bytes}"
                     )
 
     def runs(self, owner: str, session_id: str) -> list[Run]:
@@ -77,9 +81,7 @@ class ControlPlane:
         return [Session.model_validate(jsonable(session)) for session in self._store.sessions_of(owner)]
 
     def create_session(self, owner: str, body: CreateSession, egress: bool = False) -> Queued:
-        params = dict(body.params)
-        validate_params(body.action, params)
-        self._check_sizes(body.action, params)
+        self._check(body.action, body.params, egress)
         request = SandboxRequest(
             sessionId=str(uuid.uuid4()),
             runId=str(uuid.uuid4()),
@@ -87,7 +89,7 @@ class ControlPlane:
             action=body.action,
             templateName=body.templateName,
             projectName=body.projectName,
-            params=params,
+            params=body.params,
             issuedAt=utcnow(),
             owner=owner,
             egress=egress,
@@ -95,9 +97,8 @@ class ControlPlane:
         return self._queue(request, new_session=True)
 
     def queue_action(self, owner: str, session_id: str, body: QueueAction, egress: bool = False) -> Queued:
-        validate_params(body.action, body.params)
         session = self._owned_session(owner, session_id)
-        self._check_sizes(body.action, body.params)
+        self._check(body.action, body.params, egress)
         request = SandboxRequest(
             sessionId=session_id,
             runId=str(uuid.uuid4()),

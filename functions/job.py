@@ -27,7 +27,7 @@ from vibesdk_gcp.errors import (
     exhausted,
 )
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
-from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
+from vibesdk_gcp.schemas import RunStatus, SandboxRequest, SessionChanges, StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
 
 logger = logging.getLogger("functions.job")
@@ -111,11 +111,17 @@ class Progress:
         with self._lock:
             self._finished = True
 
-    def finish(self, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def finish(
+        self,
+        status: RunStatus,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        session: SessionChanges | None = None,
+    ) -> None:
         self._timer.cancel()
         with self._lock:
             self._finished = True
-        self._publish(SEQ_TERMINAL, status, result, error)
+        self._publish(SEQ_TERMINAL, status, result, error, session)
         if self._claimed:
             # The run's status is the recorder's to write; while the recorder is down, a later
             # delivery must still find this run done, not a lapsed lease to take over and run again.
@@ -125,7 +131,12 @@ class Progress:
                 logger.warning("run %s: its claim was not marked ended (%s)", self._run_id, failure)
 
     def _publish(
-        self, seq: int, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None
+        self,
+        seq: int,
+        status: RunStatus,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        session: SessionChanges | None = None,
     ) -> None:
         event = StatusEvent(
             eventId=str(uuid.uuid4()),
@@ -138,6 +149,7 @@ class Progress:
             startedAt=self.started_at,
             result=result,
             error=error,
+            session=session,
         )
         self._ctx.bus.publish_status(event)
 
@@ -229,7 +241,7 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     progress.start()
     lease = Lease(ctx, request.sessionId, request.runId)
     try:
-        result = perform(request, ctx)
+        outcome = perform(request, ctx)
     except Exception as error:
         if shortage := exhausted(error):
             # The job ran short of descriptors, processes or disk, perhaps through another
@@ -246,7 +258,7 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     finally:
         lease.stop()
     logger.info("%s succeeded", request.action)
-    progress.finish("succeeded", _bounded(ctx, request, result))
+    progress.finish("succeeded", _bounded(ctx, request, outcome.result), session=outcome.session)
 
 
 def _fail(request: SandboxRequest, ctx: Context, progress: Progress, error: Exception) -> None:

@@ -140,7 +140,7 @@ def test_ordinary_bad_input_is_422_and_queues_nothing(
     assert len(body) < ROOMY_BODY_BYTES  # every case reaches the parameters' checks, none the body limit's
     response = client.post(f"/api/agent/{created['sessionId']}/actions", content=body.encode(), headers=JSON_BODY)
     assert response.status_code == 422, response.text
-    assert response.json()["error"] == "InvalidRequest" and why in response.json()["detail"]
+    assert response.json()["error"] == "invalid_request" and why in response.json()["detail"]
     assert len(store.runs_of(created["sessionId"])) == before  # no orphan queued run
 
 
@@ -157,7 +157,11 @@ def test_a_command_is_limited_to_128_kib(roomy_client: TestClient, topic: str, s
 
     over = execute("x" * (MAX_COMMAND_BYTES + 1))
     assert over.status_code == 422, over.text
-    assert over.json() == {"error": "InvalidRequest", "detail": "params.commands.0: Value error, is over 131072 bytes"}
+    assert over.json() == {
+        "error": "invalid_request",
+        "detail": "params.commands.0: Value error, is over 131072 bytes",
+        "field": "params.commands.0",
+    }
     # Bytes, not characters: 65,537 two-byte characters are 131,074 bytes.
     assert execute("\u00e9" * (MAX_COMMAND_BYTES // 2 + 1)).status_code == 422
     assert len(store.runs_of(created["sessionId"])) == 1  # only the createInstance run

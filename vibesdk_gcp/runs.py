@@ -460,7 +460,8 @@ class RunStore:
         update: Document = (
             {"status": event.status, "updatedAt": utcnow()} if session.get("runId") == event.runId else {}
         )
-        changes = (event.result or {}).get("session") or {}
+        # A job of the previous release sent the changes inside the result.
+        changes = event.session.fields() if event.session else (event.result or {}).get("session") or {}
         if event.status == "succeeded":
             update |= {key: changes[key] for key in SESSION_FIELDS_FROM_RESULT if key in changes}
         return update

@@ -16,8 +16,27 @@ from functions.diagnostics import Paths
 from functions.instances import Instance, load_instance, workspace_of
 from functions.sandbox import CommandResult, Egress, Limits, prepare_workspace, run_command
 from functions.workspace import Workspace
-from vibesdk_gcp.errors import ActionFailed
-from vibesdk_gcp.schemas import SandboxRequest
+from vibesdk_gcp.errors import ActionFailed, Unsupported
+from vibesdk_gcp.params import Params
+from vibesdk_gcp.schemas import SandboxRequest, SessionChanges
+
+Result = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A handler's answer when the action changes its session: the client's result, and the changes.
+
+    Two things, so that a result too big to keep inline (spilled to Cloud Storage) never takes the
+    session's changes with it.
+    """
+
+    result: Result
+    session: SessionChanges | None = None
+
+
+def unsupported(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+    raise Unsupported(f"{request.action} is unsupported on this runtime")
 
 
 def require_instance(ctx: Context, session_id: str) -> Instance:

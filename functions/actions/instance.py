@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from functions import templates
-from functions.actions.common import install_dependencies, require_instance, run_in_sandbox
+from functions.actions.common import Outcome, Result, install_dependencies, require_instance, run_in_sandbox
 from functions.actions.files import listed_files
 from functions.context import Context
 from functions.dependencies import InstallSpec
@@ -14,9 +14,7 @@ from functions.sandbox import prepare_workspace
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
-from vibesdk_gcp.schemas import SandboxRequest, utcnow
-
-Result = dict[str, Any]
+from vibesdk_gcp.schemas import SandboxRequest, SessionChanges, utcnow
 
 
 def _template_cache(ctx: Context) -> Any:
@@ -34,7 +32,7 @@ def get_template_details(request: SandboxRequest, params: TemplateDetailsParams,
     return {"templateDetails": templates.details(bundle, name, entry)}
 
 
-def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: Context) -> Result:
+def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: Context) -> Outcome:
     name = params.templateName or request.templateName
     if not name:
         raise ActionFailed("createInstance needs templateName")
@@ -68,14 +66,14 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         createdAt=utcnow().isoformat(),
     )
     save_instance(ctx, request.sessionId, instance)
-    return {
+    result = {
         "instanceId": instance.instanceId,
-        "session": {"instanceId": instance.instanceId},
         "templateName": name,
         "fileTree": templates.file_tree(written),
         "initOutput": init_output,
         "dependencies": dependencies,
     }
+    return Outcome(result, SessionChanges(instanceId=instance.instanceId))
 
 
 def get_instance_details(request: SandboxRequest, params: Params, ctx: Context) -> Result:
@@ -112,10 +110,10 @@ def list_all_instances(request: SandboxRequest, params: Params, ctx: Context) ->
     return {"instances": found, "count": len(found)}
 
 
-def shutdown_instance(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+def shutdown_instance(request: SandboxRequest, params: Params, ctx: Context) -> Outcome:
     require_instance(ctx, request.sessionId)
     workspace_of(ctx, request.sessionId).destroy()
     delete_instance(ctx, request.sessionId)
     ctx.storage.delete_prefix(PREVIEWS_BUCKET, f"{request.sessionId}/")
     ctx.storage.delete_prefix(LOGS_BUCKET, f"{request.sessionId}/")
-    return {"instanceId": request.sessionId, "shutdown": True, "session": {"instanceId": None, "preview": None}}
+    return Outcome({"instanceId": request.sessionId, "shutdown": True}, SessionChanges(instanceId=None, preview=None))
