@@ -35,6 +35,7 @@ from vibesdk_gcp.names import (
     STATUS_TOPIC,
 )
 from vibesdk_gcp.params import NoParams
+from vibesdk_gcp.registry import ACTIONS, ActionSpec
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -398,7 +399,7 @@ PATHS = st.one_of(
     st.builds(lambda n: "a" * n, st.integers(250, 300)),
     st.sampled_from(["src", "src/index.html/x", "..", "/etc/x", "a/../../b"]),
 )
-ACTIONS = st.one_of(
+ODD_REQUESTS = st.one_of(
     st.builds(lambda c: ("executeCommands", {"commands": c, "timeout": 5}), st.lists(ANY_TEXT, min_size=1, max_size=2)),
     st.builds(lambda p, t: ("writeFiles", {"files": [{"filePath": p, "fileContents": t}]}), PATHS, ANY_TEXT),
     st.builds(lambda p: ("getFiles", {"filePaths": p}), st.lists(PATHS, max_size=2)),
@@ -410,7 +411,7 @@ ACTIONS = st.one_of(
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=ACTIONS)
+@given(case=ODD_REQUESTS)
 def test_no_input_crashes_the_job(
     context: Context, session: str, status_events: Any, case: tuple[str, dict[str, Any]]
 ) -> None:
@@ -482,3 +483,20 @@ def test_a_create_instance_whose_result_is_spilled_still_makes_the_instance_read
     recorded = context.store.get_session(session_id)
     assert "resultObject" in deployed["result"] and recorded["instanceId"] == session_id
     assert recorded["preview"]["previewUrl"] == deployed["session"]["preview"]["previewUrl"]
+
+
+# Values for the params an action requires, by field name: enough for the action to reach its instance.
+REQUIRED_EXAMPLES: dict[str, Any] = {"commands": ["true"], "files": [{"filePath": "a.txt", "fileContents": ""}]}
+
+
+@pytest.mark.parametrize("spec", ACTIONS.values(), ids=list(ACTIONS))
+def test_the_registry_says_truly_which_actions_need_an_instance(
+    context: Context, status_events: Any, spec: ActionSpec
+) -> None:
+    upload_templates(context.storage)
+    required = spec.params.model_json_schema().get("required", [])
+    params = {name: REQUIRED_EXAMPLES[name] for name in required}
+    run(context, str(uuid.uuid4()), spec.name, params, new=True)
+    event = status_events()
+    refused = event["status"] == "failed" and "has no instance" in (event["error"] or "")
+    assert refused == spec.instance, event
