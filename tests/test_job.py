@@ -443,7 +443,7 @@ def test_a_job_out_of_a_resource_gives_the_run_back_for_a_retry(
     message = message_for(request)
     with pytest.raises(Busy, match=r"out of a resource \(Too many open files\); retried"):
         handle_request(message, context)
-    assert context.store.get_run(session, request.runId)["status"] == "queued"
+    assert context.store.get_run(session, request.runId).status == "queued"
     handle_request(message, context)  # the redelivery
     event = status_events()
     assert (event["runId"], event["status"]) == (request.runId, "succeeded"), event
