@@ -47,7 +47,8 @@ class FirestoreCalls:
         return self.client.collection(RUNS_COLLECTION).document(session_id)
 
     def run_ref(self, session_id: str, run_id: str) -> firestore.DocumentReference:
-        return self.session_ref(session_id).collection(RUNS_SUBCOLLECTION).document(run_id)
+        runs: firestore.CollectionReference = self.session_ref(session_id).collection(RUNS_SUBCOLLECTION)
+        return runs.document(run_id)
 
     def read(self, refs: list[firestore.DocumentReference]) -> Snapshots:
         """The documents in one call (a missing one's snapshot does not exist)."""

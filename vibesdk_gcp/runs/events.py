@@ -54,11 +54,11 @@ class StatusEvents:
         if not decision.record:
             return decision
         self._calls.update_unchanged(batch, run_snapshot, run_update(event, run, decision))
-        session_update = session_changes(event, _session(session_snapshot)) if decision.advance else {}
+        session_fields = session_update(event, _session(session_snapshot)) if decision.advance else {}
         if decision.advance and event.status in TERMINAL and session_snapshot.exists:
-            session_update["unfinished"] = firestore.Increment(-1)
-        if session_update:
-            self._calls.update_unchanged(batch, session_snapshot, session_update)
+            session_fields["unfinished"] = firestore.Increment(-1)
+        if session_fields:
+            self._calls.update_unchanged(batch, session_snapshot, session_fields)
         return decision
 
 
@@ -91,7 +91,7 @@ def run_update(event: StatusEvent, run: RunDoc, decision: Decision) -> Fields:
     return update
 
 
-def session_changes(event: StatusEvent, session: SessionDoc | None) -> Fields:
+def session_update(event: StatusEvent, session: SessionDoc | None) -> Fields:
     """The latest run's status, and what a succeeded action changed (instance, preview)."""
     update: Fields = (
         {"status": event.status, "updatedAt": utcnow()} if session is not None and session.runId == event.runId else {}
