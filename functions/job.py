@@ -27,6 +27,7 @@ from vibesdk_gcp.errors import (
     exhausted,
 )
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
+from vibesdk_gcp.runs import ClaimOutcome
 from vibesdk_gcp.schemas import RunStatus, SandboxRequest, SessionChanges, StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
 
@@ -208,13 +209,13 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
     return request.sessionId
 
 
-def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> str:
+def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> ClaimOutcome:
     """Claim the run, unless an action of its session queued before it has not ended (then Busy)."""
     claim = functools.partial(
         ctx.store.claim, request.sessionId, request.runId, message.message_id, message.delivery_attempt, LEASE_SECONDS
     )
     state = claim()
-    if state != "ordered?":
+    if state is not ClaimOutcome.CHECK_ORDER:
         return state
     # Other runs of the session are unfinished: the one query that tells whether any came first.
     waiting = ctx.order.waiting_for(request.runId, ctx.store.unfinished_in_session(request.sessionId))
@@ -226,14 +227,14 @@ def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> str
 
 def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     state = _claim(request, message, ctx)
-    if state == "unknown":
+    if state is ClaimOutcome.UNKNOWN:
         # The control plane writes the run before it publishes, so this message is not ours.
         logger.error("message %s names run %s, which does not exist", message.message_id, request.runId)
         return
-    if state == "finished":
+    if state is ClaimOutcome.FINISHED:
         logger.info("run %s already finished: duplicate delivery acknowledged", request.runId)
         return
-    if state == "busy":
+    if state is ClaimOutcome.BUSY:
         raise Busy(f"run {request.runId} is being executed by another delivery")
 
     logger.info("%s started (delivery attempt %s)", request.action, message.delivery_attempt)

@@ -453,7 +453,7 @@ def test_a_job_out_of_a_resource_gives_the_run_back_for_a_retry(
     message = message_for(request)
     with pytest.raises(Busy, match=r"out of a resource \(Too many open files\); retried"):
         handle_request(message, context)
-    assert context.store.get_run(session, request.runId)["status"] == "queued"
+    assert context.store.get_run(session, request.runId).status == "queued"
     handle_request(message, context)  # the redelivery
     event = status_events()
     assert (event["runId"], event["status"]) == (request.runId, "succeeded"), event
@@ -473,7 +473,7 @@ def test_a_create_instance_whose_result_is_spilled_still_makes_the_instance_read
     assert created["result"]["resultObject"].endswith(f"/{session_id}/results/{created['runId']}.json"), created
     assert created["session"] == {"instanceId": session_id}
     context.store.apply(StatusEvent.model_validate(created))
-    assert context.store.get_session(session_id)["instanceId"] == session_id
+    assert context.store.get_session(session_id).instanceId == session_id
 
     run(context, session_id, "deployInstance")
     deployed = status_events()
@@ -481,8 +481,8 @@ def test_a_create_instance_whose_result_is_spilled_still_makes_the_instance_read
     assert set(deployed["session"]) == {"preview"}  # the instance is left as it is, not cleared
     context.store.apply(StatusEvent.model_validate(deployed))
     recorded = context.store.get_session(session_id)
-    assert "resultObject" in deployed["result"] and recorded["instanceId"] == session_id
-    assert recorded["preview"]["previewUrl"] == deployed["session"]["preview"]["previewUrl"]
+    assert "resultObject" in deployed["result"] and recorded.instanceId == session_id
+    assert recorded.preview and recorded.preview.previewUrl == deployed["session"]["preview"]["previewUrl"]
 
 
 # Values for the params an action requires, by field name: enough for the action to reach its instance.

@@ -104,7 +104,7 @@ def list_all_instances(request: SandboxRequest, params: Params, ctx: Context) ->
     """The caller's instances: their sessions by query, never every owner's records read and filtered."""
     found = []
     for session in ctx.store.sessions_of(request.owner):
-        instance = load_instance(ctx, session["sessionId"]) if session.get("instanceId") else None
+        instance = load_instance(ctx, session.sessionId) if session.instanceId else None
         if instance is not None and instance.owner == request.owner:
             found.append(instance.model_dump(exclude={"envVars", "previewToken"}))
     return {"instances": found, "count": len(found)}

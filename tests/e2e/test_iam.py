@@ -117,7 +117,7 @@ def drive_every_action(api: httpx.Client, stack: Stack) -> None:
     }
     script = "from functions.context import context; from functions.sweeper import sweep; sweep(context())"
     subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, timeout=60)
-    assert store.get_run(orphan.sessionId, orphan.runId)["status"] == "failed"
+    assert store.get_run(orphan.sessionId, orphan.runId).status == "failed"
 
 
 def stack_settings(stack: Stack) -> Settings:
