@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from vibesdk_gcp import access
@@ -80,13 +81,13 @@ class RunStore:
         self._sessions = client.collection(RUNS_COLLECTION)
         # Concurrent POSTs, claims and status events share Firestore calls (vibesdk_gcp/batching.py).
         self._queue_group = GroupCall("queue-runs", self._queue_many, limit=200, linger=GROUP_LINGER_SECONDS)
-        self._claim_group = GroupCall(
+        self._claim_group: GroupCall[Claim, str] = GroupCall(
             "claim-runs",
             partial(self._read_decide_write, refs_of=self._claim_refs, plan=self._plan_claim),
             limit=200,
             linger=GROUP_LINGER_SECONDS,
         )
-        self._apply_group = GroupCall(
+        self._apply_group: GroupCall[StatusEvent, Decision] = GroupCall(
             "apply-events",
             partial(self._read_decide_write, refs_of=self._event_refs, plan=self._plan_event),
             limit=200,
@@ -97,7 +98,8 @@ class RunStore:
         return self._sessions.document(session_id)
 
     def _run_ref(self, session_id: str, run_id: str) -> firestore.DocumentReference:
-        return self._session_ref(session_id).collection(RUNS_SUBCOLLECTION).document(run_id)
+        run = self._session_ref(session_id).collection(RUNS_SUBCOLLECTION).document(run_id)
+        return cast(firestore.DocumentReference, run)  # DocumentReference.collection is unannotated
 
     def queue_run(self, request: SandboxRequest, new_session: bool) -> None:
         """Write the queued run and point the session at it (in one batch with other POSTs' runs)."""
@@ -262,7 +264,8 @@ class RunStore:
             .where(filter=FieldFilter("status", "in", ["queued", "running"]))
         )
         try:
-            result = query.count().get(**CALL_LIMITS)
+            # One list of results per response; firestore annotates it as one list of results.
+            result = cast(list[list[AggregationResult]], query.count().get(**CALL_LIMITS))
         except OUTAGES as error:
             raise _unavailable(error) from error
         work.add("firestore.reads")
@@ -310,7 +313,8 @@ class RunStore:
         work.add("firestore.reads")
         work.add("firestore.calls")
         try:
-            return [snapshot.to_dict() for snapshot in query.stream(**CALL_LIMITS)]
+            # A query yields only documents that exist: none is None.
+            return [cast(Document, snapshot.to_dict()) for snapshot in query.stream(**CALL_LIMITS)]
         except OUTAGES as error:
             raise _unavailable(error) from error
 
