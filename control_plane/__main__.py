@@ -23,6 +23,8 @@ class HeadersInTime(HttpToolsProtocol):
 
     _deadline: asyncio.TimerHandle | None = None
 
+    # uvicorn's own signature (and its own ignore): asyncio hands a stream protocol a Transport,
+    # narrower than the BaseTransport that asyncio.BaseProtocol declares.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()

@@ -11,6 +11,7 @@ timeout that kills the whole process group, and a watchdog on the workspace's an
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import select
@@ -22,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from functions import confined, egress, isolation
 from functions.isolation import IsolationUnavailable, Limits, NoIsolation, sandbox_ids, shm_of
@@ -157,10 +157,11 @@ def run_command(
                 start_new_session=True,
                 close_fds=True,
             )
-            assert process.stdout and process.stderr
+            assert isinstance(process.stdout, io.BufferedReader) and isinstance(process.stderr, io.BufferedReader)
             out, err = _Capped(process.stdout, limits.output_bytes), _Capped(process.stderr, limits.output_bytes)
             killed = _wait(process, workspace, (tmp, shm), (out, err), timeout_seconds, limits)
-            out.join(), err.join()
+            out.join()
+            err.join()
         finally:
             # On every path, a failure to wait included: nothing of the sandbox outlives its
             # command, unwatched, to race the job's next file operations.
@@ -183,7 +184,7 @@ class _Capped:
     """Reads one output of the command as it comes, keeping at most `limit` bytes: no more ever
     reaches the job's memory or disk (past it the command is stopped, and told why)."""
 
-    def __init__(self, pipe: BinaryIO, limit: int) -> None:
+    def __init__(self, pipe: io.BufferedReader, limit: int) -> None:
         self.data = bytearray()
         self.over = False
         self._pipe, self._limit = pipe, limit

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import Any, TypedDict
 
 from functions import confined
 from functions.dependencies import file_sha256, tree_index
@@ -52,6 +52,15 @@ _STATES: OrderedDict[Path, dict[str, Any]] = OrderedDict()
 MAX_CACHED_STATES = 64
 
 Entry = dict[str, Any]
+
+
+class Base(TypedDict):
+    """The installed tree given to a working copy (functions/actions/common.py)."""
+
+    key: str
+    folder: str
+    tree: str
+    stamp: int | None  # which making of the tree (DependencyCache.stamp)
 
 
 @dataclass(frozen=True)
@@ -89,15 +98,15 @@ class Workspace:
         # What giving it its dependencies did in this action (functions/actions/common.py).
         self.installed: dict[str, Any] | None = None
 
-    def base(self) -> dict[str, str] | None:
-        """The installed tree given to this working copy: key, folder and tree path; None if none."""
+    def base(self) -> Base | None:
+        """The installed tree given to this working copy; None if none."""
         try:
             base = json.loads(self._base_file.read_text())
         except (FileNotFoundError, ValueError):
             return None
         return base if Path(base["tree"]).is_dir() else None
 
-    def set_base(self, base: dict[str, str] | None) -> None:
+    def set_base(self, base: Base | None) -> None:
         if base is None:
             self._base_file.unlink(missing_ok=True)
         else:

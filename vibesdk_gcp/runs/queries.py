@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from vibesdk_gcp import access
@@ -48,7 +51,8 @@ class Queries:
             .where(filter=FieldFilter("status", "in", UNFINISHED))
         )
         try:
-            result = query.count().get(**CALL_LIMITS)
+            # Annotated as one AggregationResult; it is a list (one per aggregation) of lists.
+            result = cast(list[list[AggregationResult]], query.count().get(**CALL_LIMITS))
         except OUTAGES as error:
             raise unavailable(error) from error
         work.add("firestore.reads")
