@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions import confined
 from functions.isolation import Isolation
-from functions.local_disk import LocalDisk
+from functions.local_disk import TREE_USED, LocalDisk
 from vibesdk_gcp.errors import ActionFailed, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -321,14 +321,14 @@ class DependencyCache:
         raise AssertionError("the last choice always builds")
 
     def tree(self, key: str) -> Path | None:
-        home = self.root / key
+        home = self._disk.tree_home(key)
         return home / "tree" if (home / "complete").exists() else None
 
     def stamp(self, key: str) -> int | None:
         """Which making of the key's tree this instance holds (None: none): a workspace given
         another one is given this one anew."""
         try:
-            return (self.root / key / "complete").stat().st_mtime_ns
+            return (self._disk.tree_home(key) / "complete").stat().st_mtime_ns
         except FileNotFoundError:
             return None
 
@@ -342,7 +342,7 @@ class DependencyCache:
             with self._locked(key, fcntl.LOCK_SH):
                 found = self.tree(key)
                 if found and self._intact(key, found):
-                    (found.parent / "used").touch()  # the most recently used trees are kept
+                    (found.parent / TREE_USED).touch()  # the most recently used trees are kept
                     yield Held(found, source)
                     return
             with self._locked(key, fcntl.LOCK_EX):
@@ -451,18 +451,18 @@ class DependencyCache:
         return self._complete(key)
 
     def _fresh_home(self, key: str) -> Path:
-        home = self.root / key
+        home = self._disk.tree_home(key)
         shutil.rmtree(home, ignore_errors=True)  # a tree without its marker is partial
         home.mkdir()
         home.chmod(0o755)
         return home
 
     def _complete(self, key: str) -> Path:
-        home = self.root / key
+        home = self._disk.tree_home(key)
         (home / RECORD).write_text(json.dumps(_record_of(home / "tree")))
         (home / "complete").write_text(key)
         self._hashed.add((key, (home / "complete").stat().st_mtime_ns))  # recorded from these very contents
-        (home / "used").touch()
+        (home / TREE_USED).touch()
         return home / "tree"
 
 

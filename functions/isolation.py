@@ -11,8 +11,9 @@
   what it is, and it is refused on Google Cloud.
 
 VIBESDK_SANDBOX_BACKEND names one; by default ("auto") the job takes the first of bubblewrap and
-cloud-run that works here, probed once per process (its Isolation, functions/context.py). When none works, commands are refused (fail closed,
-../shared/DESIGN.md) with the reason, which the job's /healthz also shows.
+cloud-run that works here, probed once per process (its Isolation, in functions/context.py). When
+none works, commands are refused (fail closed, ../shared/DESIGN.md) with the reason, which the
+job's /healthz also shows.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from vibesdk_gcp.settings import SANDBOX_BACKENDS, Settings
 
 logger = logging.getLogger("functions.isolation")
 
-BACKENDS = SANDBOX_BACKENDS
 # Where Cloud Run puts the sandbox command when it is not on PATH.
 CLOUD_RUN_SANDBOX_COMMAND = "/usr/local/gcp/bin/sandbox"
 # /etc entries a toolchain needs to start; nothing with secrets.
@@ -328,8 +328,8 @@ def select(settings: Settings) -> Selection:
     """The backend settings ask for, probed, and a sentence saying why, or what is missing."""
     ids = sandbox_ids(settings)
     choice = settings.sandbox_backend
-    if choice not in BACKENDS:
-        return None, f"VIBESDK_SANDBOX_BACKEND must be one of {', '.join(BACKENDS)}, got {choice!r}"
+    if choice not in SANDBOX_BACKENDS:  # from_env() refuses it at start-up; Settings made in code may not
+        return None, f"VIBESDK_SANDBOX_BACKEND must be one of {', '.join(SANDBOX_BACKENDS)}, got {choice!r}"
     if choice == "unsafe-no-isolation":
         return _unsafe(settings, ids)
     probes = {"bubblewrap": _bubblewrap, "cloud-run": _cloud_run}

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from functions.local_disk import Home, LocalDisk
+from functions.local_disk import TREE_USED, Home, LocalDisk
 
 KEPT_UNUSED_TREES = 2
 
@@ -61,8 +61,8 @@ class LocalCopies:
         for home in homes:
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
                 used.add(Path(json.loads(home.base.read_text())["tree"]).parent.name)
-        unused = [entry for entry in self._disk.trees() if entry.name not in used and (entry / "used").exists()]
-        unused.sort(key=lambda entry: (entry / "used").stat().st_mtime, reverse=True)
+        unused = [entry for entry in self._disk.trees() if entry.name not in used and (entry / TREE_USED).exists()]
+        unused.sort(key=lambda entry: (entry / TREE_USED).stat().st_mtime, reverse=True)
         for entry in unused[KEPT_UNUSED_TREES:]:
             self._drop_unless_held(entry)
 

@@ -2,7 +2,8 @@
 
 - `{root}/{session}/`: a session's working copy (functions/workspace.py): `files/`, the working
   copy itself, `state.json`, what the job knows of it, and `base.json`, the installed tree it was given;
-- `{root}/.deps/{key}/` and `{root}/.deps/{key}.lock`: the installed trees (functions/dependencies.py);
+- `{root}/.deps/{key}/` and `{root}/.deps/{key}.lock`: an installed tree, its marks and its lock
+  (functions/dependencies.py);
 - `{root}/.templates/`: the template bundles (functions/templates.py).
 
 The root and `.deps` are traversable, not listable: the sandbox uid reaches its own workspace and
@@ -18,6 +19,8 @@ from typing import Any
 
 DEPENDENCIES_FOLDER = ".deps"
 TEMPLATES_FOLDER = ".templates"
+# In a key's folder, touched whenever its tree is given: the trim keeps the most recently given.
+TREE_USED = "used"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class LocalDisk:
         """Every folder in the dependency cache (a key's, or an install's scratch)."""
         cache = self.root / DEPENDENCIES_FOLDER
         return [entry for entry in cache.iterdir() if entry.is_dir()] if cache.is_dir() else []
+
+    def tree_home(self, key: str) -> Path:
+        """A key's folder in the dependency cache (made or not)."""
+        return self.dependencies() / key
 
     def tree_lock(self, key: str) -> Path:
         """The file whose flock guards a key's tree: shared while it is given, exclusive to change it."""

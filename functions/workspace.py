@@ -86,7 +86,7 @@ class Workspace:
         # What giving it its dependencies did in this action (functions/actions/common.py).
         self.installed: dict[str, Any] | None = None
 
-    def base(self) -> dict[str, str] | None:
+    def base(self) -> dict[str, Any] | None:
         """The installed tree given to this working copy: key, folder and tree path; None if none."""
         try:
             base = json.loads(self._base_file.read_text())
@@ -94,7 +94,7 @@ class Workspace:
             return None
         return base if Path(base["tree"]).is_dir() else None
 
-    def set_base(self, base: dict[str, str] | None) -> None:
+    def set_base(self, base: dict[str, Any] | None) -> None:
         if base is None:
             self._base_file.unlink(missing_ok=True)
         else:
