@@ -39,8 +39,8 @@ def jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Limits:
-    max_active_runs: int = 50
-    max_file_bytes: int = 4 * 1024 * 1024
+    max_active_runs: int = Settings.max_active_runs_per_owner
+    max_file_bytes: int = Settings.max_file_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

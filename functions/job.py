@@ -6,13 +6,11 @@ import contextvars
 import functools
 import json
 import logging
-import os
 import threading
 import time
 import uuid
 from typing import Any
 
-from functions import local_copies
 from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp import logs
@@ -34,8 +32,6 @@ from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
 logger = logging.getLogger("functions.job")
 
 RUNNING_AFTER_SECONDS = 0.25
-# How long a claim on a run lasts without renewal: a dead job's run can be retaken after it.
-LEASE_SECONDS = float(os.environ.get("VIBESDK_LEASE_SECONDS", "60"))
 
 # How long one delivery goes on running the session's held actions after its own (functions/ordering.py).
 CHAIN_BUDGET_SECONDS = 60.0
@@ -65,9 +61,10 @@ class Lease:
         self._thread.start()
 
     def _renew(self, ctx: Context, session_id: str, run_id: str) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 3):
+        lease = ctx.settings.lease_seconds
+        while not self._stop.wait(lease / 3):
             try:
-                ctx.store.renew(session_id, run_id, LEASE_SECONDS)
+                ctx.store.renew(session_id, run_id, lease)
             except ServiceUnavailable as error:
                 logger.warning("run %s: lease not renewed (%s)", run_id, error)
 
@@ -200,11 +197,11 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
         ctx.order.ended(run_id)
         return session_id
     try:
-        with ctx.slots.take(request.owner), local_copies.in_use(request.sessionId):
+        with ctx.slots.take(request.owner), ctx.local_copies.in_use(request.sessionId):
             _run(request, message, ctx)
     finally:
         # Whatever the run's end, a retry included: a disk that filled up is trimmed.
-        local_copies.trim(ctx.settings.workspace_root, ctx.settings.max_local_workspaces)
+        ctx.local_copies.trim(ctx.settings.max_local_workspaces)
     ctx.order.ended(request.runId)
     return request.sessionId
 
@@ -212,7 +209,12 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
 def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> ClaimOutcome:
     """Claim the run, unless an action of its session queued before it has not ended (then Busy)."""
     claim = functools.partial(
-        ctx.store.claim, request.sessionId, request.runId, message.message_id, message.delivery_attempt, LEASE_SECONDS
+        ctx.store.claim,
+        request.sessionId,
+        request.runId,
+        message.message_id,
+        message.delivery_attempt,
+        ctx.settings.lease_seconds,
     )
     state = claim()
     if state is not ClaimOutcome.CHECK_ORDER:

@@ -10,19 +10,16 @@ sees a true terminal state and may post the action again. Run it from Cloud Sche
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta
 
-from functions.context import Context, context
+from functions.context import Context
 from vibesdk_gcp import logs
 from vibesdk_gcp.runs import RunDoc
 from vibesdk_gcp.schemas import StatusEvent, utcnow
+from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.state import SEQ_TERMINAL
 
 logger = logging.getLogger("functions.sweeper")
-
-GRACE_SECONDS = float(os.environ.get("VIBESDK_SWEEP_GRACE_SECONDS", "900"))
-QUEUE_TIMEOUT_SECONDS = float(os.environ.get("VIBESDK_QUEUE_TIMEOUT_SECONDS", "3600"))
 
 
 def stale_reason(run: RunDoc, now: datetime, grace: float, queue_timeout: float) -> str | None:
@@ -38,11 +35,13 @@ def stale_reason(run: RunDoc, now: datetime, grace: float, queue_timeout: float)
 def sweep(
     ctx: Context,
     now: datetime | None = None,
-    grace: float = GRACE_SECONDS,
-    queue_timeout: float = QUEUE_TIMEOUT_SECONDS,
+    grace: float | None = None,
+    queue_timeout: float | None = None,
 ) -> list[tuple[str, str]]:
-    """End every stale run; returns (runId, reason) for each one ended."""
+    """End every stale run; returns (runId, reason) for each one ended (by default by the settings' bounds)."""
     now = now or utcnow()
+    grace = ctx.settings.sweep_grace_seconds if grace is None else grace
+    queue_timeout = ctx.settings.queue_timeout_seconds if queue_timeout is None else queue_timeout
     ended: list[tuple[str, str]] = []
     for run in ctx.store.unfinished():
         reason = stale_reason(run, now, grace, queue_timeout)
@@ -63,7 +62,12 @@ def sweep(
     return ended
 
 
-if __name__ == "__main__":
-    logs.setup("sweeper")
-    for run_id, reason in sweep(context()):
+def main() -> None:
+    settings = Settings.from_env()
+    logs.setup(settings.log_name("sweeper"))
+    for run_id, reason in sweep(Context.from_settings(settings)):
         print(f"{run_id}: {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,7 @@ def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, fi
     outcome = run_in_sandbox(ctx, str(command), workspace.path, instance.envVars)
     stdout, stderr = outcome.stdout.decode(errors="replace"), outcome.stderr.decode(errors="replace")
     # Tools that say who they are (ESLint, html-validate, ruff, tsc) are named; other lines go by kind.
-    issues = analysis_issues(stdout, stderr, paths_of(workspace), kind)
+    issues = analysis_issues(stdout, stderr, paths_of(ctx, workspace), kind)
     if outcome.killed_reason or (outcome.exit_code != 0 and not issues):
         # The checker itself broke: that is no analysis, and must not pass for a clean one.
         reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
@@ -92,7 +92,7 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Ou
         build_result = {"command": build, "exitCode": outcome.exit_code, "output": output, "error": errors}
         if outcome.exit_code != 0 or outcome.killed_reason:
             reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
-            found = command_errors(errors + "\n" + output, str(build), paths_of(workspace))
+            found = command_errors(errors + "\n" + output, str(build), paths_of(ctx, workspace))
             if found:
                 instance.errors = (instance.errors + found)[-MAX_KEPT_ERRORS:]
                 save_instance(ctx, request.sessionId, instance)

@@ -67,7 +67,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
         outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, min(timeout, left), egress_for)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
-        errors = command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(workspace))
+        errors = command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(ctx, workspace))
         if errors:
             instance.errors = (instance.errors + errors)[-MAX_KEPT_ERRORS:]
         if not entry["success"]:

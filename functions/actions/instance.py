@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from functions import templates
-from functions.actions.common import Outcome, Result, install_dependencies, require_instance, run_in_sandbox
+from functions.actions.common import Outcome, Result, install, require_instance, run_in_sandbox
 from functions.actions.files import listed_files
 from functions.context import Context
 from functions.dependencies import InstallSpec
@@ -17,17 +15,11 @@ from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsPara
 from vibesdk_gcp.schemas import SandboxRequest, SessionChanges, utcnow
 
 
-def _template_cache(ctx: Context) -> Any:
-    cache = ctx.settings.workspace_root / ".templates"
-    cache.mkdir(parents=True, exist_ok=True)
-    return cache
-
-
 def get_template_details(request: SandboxRequest, params: TemplateDetailsParams, ctx: Context) -> Result:
     name = params.templateName or request.templateName
     if not name:
         raise ActionFailed("getTemplateDetails needs templateName")
-    bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
+    bundle = templates.bundle(ctx.storage, name, ctx.disk.templates())
     entry = next((e for e in templates.catalog(ctx.storage) if e.get("name") == name), None)
     return {"templateDetails": templates.details(bundle, name, entry)}
 
@@ -38,15 +30,15 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         raise ActionFailed("createInstance needs templateName")
     if load_instance(ctx, request.sessionId) is not None:
         raise ActionFailed(f"session {request.sessionId} already has an instance")
-    bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
+    bundle = templates.bundle(ctx.storage, name, ctx.disk.templates())
     entry = next((e for e in templates.catalog(ctx.storage) if e.get("name") == name), {})
     workspace = workspace_of(ctx, request.sessionId)
     workspace.start_empty()
     written = templates.extract(bundle, workspace.path)
     spec = InstallSpec.of(entry.get("install"))
     # Ready to build when the run succeeds: the dependencies are installed first.
-    dependencies = install_dependencies(ctx, request, spec, workspace) if spec else None
-    prepare_workspace(workspace.path, spec.folder if spec else None)
+    dependencies = install(ctx, request, spec, workspace).as_result() if spec else None
+    prepare_workspace(workspace.path, ctx.isolation.ids, spec.folder if spec else None)
     init_output = None
     if params.initCommand:
         outcome = run_in_sandbox(ctx, params.initCommand, workspace.path, params.envVars)
