@@ -26,6 +26,7 @@ import httpx
 from devstack.stack import Stack
 from eventarc.definitions import SANDBOX_JOB_TRIGGER
 from eventarc.router import delivery_mode
+from functions.fairness import default_share
 from functions.isolation import Limits
 from vibesdk_cli.progress import TERMINAL, wait_for_run
 from vibesdk_gcp import clients
@@ -210,7 +211,7 @@ def attacks(stack: Stack, token: str) -> dict[str, Any]:
     job = stack.supervisor.child("sandbox-job")
     job_settings = Settings.from_env(job.env)
     tmp_quota = Limits.of(job_settings).tmp_bytes
-    share = job_settings.max_actions_per_owner or max(1, int(job.env.get("THREADS") or (os.cpu_count() or 1) * 4) // 2)
+    share = job_settings.max_actions_per_owner or default_share(job_settings.threads)
     retry = SANDBOX_JOB_TRIGGER.subscription(delivery_mode(stack.env)).retry
     session = driver.session()
     # Each attack: its runs, and a check that it did what the red team meant (its commands ran).

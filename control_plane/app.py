@@ -285,10 +285,6 @@ def create_app(
     def owner_of(request: Request) -> str:
         return str(request.state.caller.owner)
 
-    def check_network(request: Request, params: dict[str, Any]) -> None:
-        if params.get("allowNetwork") and not request.state.caller.egress:
-            raise Forbidden("this API key may not give commands network (allowNetwork); ask for a key with egress")
-
     def api(handler: Handler) -> Handler:
         """Authenticate, run, and turn our exceptions into JSON errors."""
 
@@ -319,14 +315,14 @@ def create_app(
                 if status == 500:
                     logger.exception("unexpected error")
                 retry_after = error.retry_after if isinstance(error, TooMany) else None
-                return error_response(status, type(error).__name__, str(error), retry_after=retry_after)
+                code = "invalid_request" if isinstance(error, InvalidRequest) else type(error).__name__
+                return error_response(status, code, str(error), retry_after=retry_after)
 
         return wrapped
 
     @api
     async def create_session(request: Request) -> Response:
         payload = _model(CreateSession, await body(request))
-        check_network(request, payload.params)
         queued = await run_in_threadpool(
             plane.create_session, owner_of(request), payload, egress=request.state.caller.egress
         )
@@ -349,7 +345,6 @@ def create_app(
     @api
     async def queue_action(request: Request) -> Response:
         payload = _model(QueueAction, await body(request))
-        check_network(request, payload.params)
         queued = await run_in_threadpool(
             plane.queue_action,
             owner_of(request),

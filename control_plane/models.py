@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
-from vibesdk_gcp.schemas import Action, RunStatus
+from vibesdk_gcp.params import Params
+from vibesdk_gcp.registry import ActionName, typed_params
+from vibesdk_gcp.schemas import RunStatus
 
 
 class Body(BaseModel):
@@ -19,21 +21,26 @@ class CreateSession(Body):
     templateName: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     projectName: str | None = Field(default=None, max_length=200)
     agentId: str | None = Field(default=None, max_length=200)
-    action: Action = "createInstance"
-    params: dict[str, Any] = Field(default_factory=dict)
+    action: ActionName = "createInstance"
+    # Checked here, once, against the action's params model (vibesdk_gcp/registry.py), and kept typed.
+    params: SerializeAsAny[Params] = Field(default_factory=dict, validate_default=True)
+
+    _typed_params = field_validator("params", mode="before")(typed_params)
 
 
 class QueueAction(Body):
     """POST /api/agent/{sessionId}/actions: one more action on a session."""
 
-    action: Action
-    params: dict[str, Any] = Field(default_factory=dict)
+    action: ActionName
+    params: SerializeAsAny[Params] = Field(default_factory=dict, validate_default=True)
+
+    _typed_params = field_validator("params", mode="before")(typed_params)
 
 
 class Queued(BaseModel):
     sessionId: str
     runId: str
-    action: Action
+    action: ActionName
     status: RunStatus
     statusUrl: str
     runUrl: str
@@ -50,7 +57,7 @@ class Transition(BaseModel):
 class Run(BaseModel):
     runId: str
     sessionId: str
-    action: Action
+    action: ActionName
     status: RunStatus
     transitions: list[Transition]
     result: dict[str, Any] | None = None
@@ -65,7 +72,7 @@ class Session(BaseModel):
     projectName: str | None = None
     agentId: str | None = None
     status: RunStatus
-    action: Action
+    action: ActionName
     runId: str
     instanceId: str | None = None
     preview: dict[str, Any] | None = None

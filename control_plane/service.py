@@ -13,11 +13,12 @@ from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.catalog import template_catalog
-from vibesdk_gcp.errors import NotFound, ServiceUnavailable, TooLarge
+from vibesdk_gcp.errors import Forbidden, NotFound, ServiceUnavailable, TooLarge
 from vibesdk_gcp.media import content_type
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
-from vibesdk_gcp.params import validate_params
-from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.params import Params, WriteFilesParams
+from vibesdk_gcp.registry import spec_of
+from vibesdk_gcp.runs import RunStore, SessionDoc
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
@@ -38,8 +39,8 @@ def jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Limits:
-    max_active_runs: int = 50
-    max_file_bytes: int = 4 * 1024 * 1024
+    max_active_runs: int = Settings.max_active_runs_per_owner
+    max_file_bytes: int = Settings.max_file_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -54,29 +55,30 @@ class ControlPlane:
         self._limits = limits or Limits()
         self._quota = ActiveRunQuota(store.active_runs, self._limits.max_active_runs)
 
-    def _check_sizes(self, action: str, params: dict[str, Any]) -> None:
-        if action == "writeFiles":
-            for item in params.get("files") or []:
-                size = len(str(item.get("fileContents", "")).encode())
+    def _check(self, action: str, params: Params, egress: bool) -> None:
+        """What the caller may ask beyond the params' own checks: network, and file sizes."""
+        if spec_of(action).asks_network(params) and not egress:
+            raise Forbidden("this API key may not give commands network (allowNetwork); ask for a key with egress")
+        if isinstance(params, WriteFilesParams):
+            for item in params.files:
+                size = len(item.fileContents.encode())
                 if size > self._limits.max_file_bytes:
                     raise TooLarge(
-                        f"file {item.get('filePath')!r} is {size} bytes; the limit is {self._limits.max_file_bytes}"
+                        f"file {item.filePath!r} is {size} bytes; the limit is {self._limits.max_file_bytes}"
                     )
 
     def runs(self, owner: str, session_id: str) -> list[Run]:
         self._owned_session(owner, session_id)
-        return [Run.model_validate(jsonable(run)) for run in self._store.runs_of(session_id)]
+        return [Run.model_validate(jsonable(run.model_dump())) for run in self._store.runs_of(session_id)]
 
     def templates(self) -> list[dict[str, Any]]:
         return template_catalog(self._storage)
 
     def sessions(self, owner: str) -> list[Session]:
-        return [Session.model_validate(jsonable(session)) for session in self._store.sessions_of(owner)]
+        return [Session.model_validate(jsonable(session.model_dump())) for session in self._store.sessions_of(owner)]
 
     def create_session(self, owner: str, body: CreateSession, egress: bool = False) -> Queued:
-        params = dict(body.params)
-        validate_params(body.action, params)
-        self._check_sizes(body.action, params)
+        self._check(body.action, body.params, egress)
         request = SandboxRequest(
             sessionId=str(uuid.uuid4()),
             runId=str(uuid.uuid4()),
@@ -84,7 +86,7 @@ class ControlPlane:
             action=body.action,
             templateName=body.templateName,
             projectName=body.projectName,
-            params=params,
+            params=body.params,
             issuedAt=utcnow(),
             owner=owner,
             egress=egress,
@@ -92,16 +94,15 @@ class ControlPlane:
         return self._queue(request, new_session=True)
 
     def queue_action(self, owner: str, session_id: str, body: QueueAction, egress: bool = False) -> Queued:
-        validate_params(body.action, body.params)
         session = self._owned_session(owner, session_id)
-        self._check_sizes(body.action, body.params)
+        self._check(body.action, body.params, egress)
         request = SandboxRequest(
             sessionId=session_id,
             runId=str(uuid.uuid4()),
-            agentId=session.get("agentId"),
+            agentId=session.agentId,
             action=body.action,
-            templateName=session.get("templateName"),
-            projectName=session.get("projectName"),
+            templateName=session.templateName,
+            projectName=session.projectName,
             params=body.params,
             issuedAt=utcnow(),
             owner=owner,
@@ -133,21 +134,21 @@ class ControlPlane:
             runUrl=f"{base}/runs/{request.runId}",
         )
 
-    def _owned_session(self, owner: str, session_id: str) -> dict[str, Any]:
+    def _owned_session(self, owner: str, session_id: str) -> SessionDoc:
         session = self._store.get_session(session_id)
-        if session.get("owner") != owner:
+        if session.owner != owner:
             # Someone else's session is answered exactly like a missing one.
             raise NotFound(f"session {session_id!r} does not exist")
         return session
 
     def session(self, owner: str, session_id: str) -> Session:
         session = self._owned_session(owner, session_id)
-        latest = self._store.get_run(session_id, session["runId"])
-        return Session.model_validate(jsonable(session) | {"latestRun": jsonable(latest)})
+        latest = self._store.get_run(session_id, session.runId)
+        return Session.model_validate(jsonable(session.model_dump() | {"latestRun": latest.model_dump()}))
 
     def run(self, owner: str, session_id: str, run_id: str) -> Run:
         self._owned_session(owner, session_id)
-        return Run.model_validate(jsonable(self._store.get_run(session_id, run_id)))
+        return Run.model_validate(jsonable(self._store.get_run(session_id, run_id).model_dump()))
 
     def full_log(self, owner: str, session_id: str, log: str, stream: str) -> bytes:
         """A command's whole stdout or stderr, by the `log` name its run result gives."""
@@ -161,20 +162,19 @@ class ControlPlane:
     def preview(self, owner: str, session_id: str) -> tuple[int, Preview]:
         """200 once the instance is ready, 202 while it is being made, 409 when that failed."""
         session = self._owned_session(owner, session_id)
-        preview = session.get("preview") or {}
         details = Preview(
             sessionId=session_id,
-            instanceId=session.get("instanceId"),
-            status=session["status"],
-            previewUrl=preview.get("previewUrl"),
+            instanceId=session.instanceId,
+            status=session.status,
+            previewUrl=session.preview.previewUrl if session.preview else None,
         )
-        if session.get("instanceId"):
+        if session.instanceId:
             if not details.previewUrl:
                 details.message = "instance ready; queue deployInstance to publish a preview"
             return 200, details
-        if session["status"] == "failed":
-            run = self._store.get_run(session_id, session["runId"])
-            details.message = run.get("error") or "the instance could not be created"
+        if session.status == "failed":
+            run = self._store.get_run(session_id, session.runId)
+            details.message = run.error or "the instance could not be created"
             return 409, details
         details.message = "the instance is being created"
         return 202, details

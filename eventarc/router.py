@@ -54,6 +54,17 @@ def delivery_mode(env: dict[str, str]) -> str:
     return mode
 
 
+def shuffle_seconds(env: dict[str, str]) -> float:
+    raw = env.get("VIBESDK_EVENTARC_SHUFFLE_SECONDS") or str(SHUFFLE_SECONDS)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigurationError(f"VIBESDK_EVENTARC_SHUFFLE_SECONDS must be a number of seconds, got {raw!r}")
+    return seconds
+
+
 def destination_env_key(service: str) -> str:
     """The variable holding a destination's URL: vibesdk-sandbox-job -> VIBESDK_SANDBOX_JOB_URL."""
     return service.upper().replace("-", "_") + "_URL"
@@ -72,6 +83,7 @@ class DeliveryAttempts:
 
 
 def create_app(settings: Settings | None = None, env: dict[str, str] | None = None) -> Starlette:
+    """The router, its settings and its own variables (the destinations' URLs) read and checked here, at start-up."""
     settings = settings or Settings.from_env()
     env = dict(os.environ if env is None else env)
     triggers = {trigger.name: trigger for trigger in TRIGGERS}
@@ -83,7 +95,7 @@ def create_app(settings: Settings | None = None, env: dict[str, str] | None = No
         destinations[trigger.name] = env[key]
     mode = delivery_mode(env)
     subscriptions: dict[str, PushSubscription] = {t.name: t.subscription(mode) for t in TRIGGERS}
-    shuffle = float(env.get("VIBESDK_EVENTARC_SHUFFLE_SECONDS") or SHUFFLE_SECONDS)
+    shuffle = shuffle_seconds(env)
     attempts = DeliveryAttempts()
     http = httpx.AsyncClient()
 

@@ -534,11 +534,9 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-@functools.cache
-def proxy() -> EgressProxy:
-    """This process's proxy, made on first use with the allow-list of its settings."""
-    settings = Settings.from_env()
+def proxy_for(settings: Settings) -> EgressProxy:
+    """A proxy with the allow-list of the settings (one per job process: functions/context.py)."""
     allow = allow_list(settings.egress_allow)
     logger.info("egress allow-list: %s", ", ".join(allow) or "(empty)")
-    # Cloud Run names every service's instances with K_SERVICE: there, global addresses only.
-    return EgressProxy(allow, documentation=not os.environ.get("K_SERVICE"))
+    # On Cloud Run, global addresses only.
+    return EgressProxy(allow, documentation=not settings.on_cloud_run)

@@ -6,13 +6,11 @@ import contextvars
 import functools
 import json
 import logging
-import os
 import threading
 import time
 import uuid
 from typing import Any
 
-from functions import local_copies
 from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp import logs
@@ -27,14 +25,13 @@ from vibesdk_gcp.errors import (
     exhausted,
 )
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
-from vibesdk_gcp.schemas import RunStatus, SandboxRequest, StatusEvent, utcnow
+from vibesdk_gcp.runs import ClaimOutcome
+from vibesdk_gcp.schemas import RunStatus, SandboxRequest, SessionChanges, StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
 
 logger = logging.getLogger("functions.job")
 
 RUNNING_AFTER_SECONDS = 0.25
-# How long a claim on a run lasts without renewal: a dead job's run can be retaken after it.
-LEASE_SECONDS = float(os.environ.get("VIBESDK_LEASE_SECONDS", "60"))
 
 # How long one delivery goes on running the session's held actions after its own (functions/ordering.py).
 CHAIN_BUDGET_SECONDS = 60.0
@@ -64,9 +61,10 @@ class Lease:
         self._thread.start()
 
     def _renew(self, ctx: Context, session_id: str, run_id: str) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 3):
+        lease = ctx.settings.lease_seconds
+        while not self._stop.wait(lease / 3):
             try:
-                ctx.store.renew(session_id, run_id, LEASE_SECONDS)
+                ctx.store.renew(session_id, run_id, lease)
             except ServiceUnavailable as error:
                 logger.warning("run %s: lease not renewed (%s)", run_id, error)
 
@@ -111,11 +109,17 @@ class Progress:
         with self._lock:
             self._finished = True
 
-    def finish(self, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def finish(
+        self,
+        status: RunStatus,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        session: SessionChanges | None = None,
+    ) -> None:
         self._timer.cancel()
         with self._lock:
             self._finished = True
-        self._publish(SEQ_TERMINAL, status, result, error)
+        self._publish(SEQ_TERMINAL, status, result, error, session)
         if self._claimed:
             # The run's status is the recorder's to write; while the recorder is down, a later
             # delivery must still find this run done, not a lapsed lease to take over and run again.
@@ -125,7 +129,12 @@ class Progress:
                 logger.warning("run %s: its claim was not marked ended (%s)", self._run_id, failure)
 
     def _publish(
-        self, seq: int, status: RunStatus, result: dict[str, Any] | None = None, error: str | None = None
+        self,
+        seq: int,
+        status: RunStatus,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        session: SessionChanges | None = None,
     ) -> None:
         event = StatusEvent(
             eventId=str(uuid.uuid4()),
@@ -138,6 +147,7 @@ class Progress:
             startedAt=self.started_at,
             result=result,
             error=error,
+            session=session,
         )
         self._ctx.bus.publish_status(event)
 
@@ -187,22 +197,27 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
         ctx.order.ended(run_id)
         return session_id
     try:
-        with ctx.slots.take(request.owner), local_copies.in_use(request.sessionId):
+        with ctx.slots.take(request.owner), ctx.local_copies.in_use(request.sessionId):
             _run(request, message, ctx)
     finally:
         # Whatever the run's end, a retry included: a disk that filled up is trimmed.
-        local_copies.trim(ctx.settings.workspace_root, ctx.settings.max_local_workspaces)
+        ctx.local_copies.trim(ctx.settings.max_local_workspaces)
     ctx.order.ended(request.runId)
     return request.sessionId
 
 
-def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> str:
+def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> ClaimOutcome:
     """Claim the run, unless an action of its session queued before it has not ended (then Busy)."""
     claim = functools.partial(
-        ctx.store.claim, request.sessionId, request.runId, message.message_id, message.delivery_attempt, LEASE_SECONDS
+        ctx.store.claim,
+        request.sessionId,
+        request.runId,
+        message.message_id,
+        message.delivery_attempt,
+        ctx.settings.lease_seconds,
     )
     state = claim()
-    if state != "ordered?":
+    if state is not ClaimOutcome.CHECK_ORDER:
         return state
     # Other runs of the session are unfinished: the one query that tells whether any came first.
     waiting = ctx.order.waiting_for(request.runId, ctx.store.unfinished_in_session(request.sessionId))
@@ -214,14 +229,14 @@ def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> str
 
 def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     state = _claim(request, message, ctx)
-    if state == "unknown":
+    if state is ClaimOutcome.UNKNOWN:
         # The control plane writes the run before it publishes, so this message is not ours.
         logger.error("message %s names run %s, which does not exist", message.message_id, request.runId)
         return
-    if state == "finished":
+    if state is ClaimOutcome.FINISHED:
         logger.info("run %s already finished: duplicate delivery acknowledged", request.runId)
         return
-    if state == "busy":
+    if state is ClaimOutcome.BUSY:
         raise Busy(f"run {request.runId} is being executed by another delivery")
 
     logger.info("%s started (delivery attempt %s)", request.action, message.delivery_attempt)
@@ -229,7 +244,7 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     progress.start()
     lease = Lease(ctx, request.sessionId, request.runId)
     try:
-        result = perform(request, ctx)
+        outcome = perform(request, ctx)
     except Exception as error:
         if shortage := exhausted(error):
             # The job ran short of descriptors, processes or disk, perhaps through another
@@ -246,7 +261,7 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     finally:
         lease.stop()
     logger.info("%s succeeded", request.action)
-    progress.finish("succeeded", _bounded(ctx, request, result))
+    progress.finish("succeeded", _bounded(ctx, request, outcome.result), session=outcome.session)
 
 
 def _fail(request: SandboxRequest, ctx: Context, progress: Progress, error: Exception) -> None:

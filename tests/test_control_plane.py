@@ -15,10 +15,10 @@ from control_plane.app import create_app
 from control_plane.service import ControlPlane
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.names import REQUESTS_TOPIC, RUNS_COLLECTION
 from vibesdk_gcp.params import MAX_COMMAND_BYTES
 from vibesdk_gcp.runs import RunStore
-from vibesdk_gcp.schemas import StatusEvent, utcnow
+from vibesdk_gcp.schemas import SessionChanges, StatusEvent, utcnow
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
 
@@ -140,7 +140,7 @@ def test_ordinary_bad_input_is_422_and_queues_nothing(
     assert len(body) < ROOMY_BODY_BYTES  # every case reaches the parameters' checks, none the body limit's
     response = client.post(f"/api/agent/{created['sessionId']}/actions", content=body.encode(), headers=JSON_BODY)
     assert response.status_code == 422, response.text
-    assert response.json()["error"] == "InvalidRequest" and why in response.json()["detail"]
+    assert response.json()["error"] == "invalid_request" and why in response.json()["detail"]
     assert len(store.runs_of(created["sessionId"])) == before  # no orphan queued run
 
 
@@ -157,7 +157,11 @@ def test_a_command_is_limited_to_128_kib(roomy_client: TestClient, topic: str, s
 
     over = execute("x" * (MAX_COMMAND_BYTES + 1))
     assert over.status_code == 422, over.text
-    assert over.json() == {"error": "InvalidRequest", "detail": "params.commands.0: Value error, is over 131072 bytes"}
+    assert over.json() == {
+        "error": "invalid_request",
+        "detail": "params.commands.0: Value error, is over 131072 bytes",
+        "field": "params.commands.0",
+    }
     # Bytes, not characters: 65,537 two-byte characters are 131,074 bytes.
     assert execute("\u00e9" * (MAX_COMMAND_BYTES // 2 + 1)).status_code == 422
     assert len(store.runs_of(created["sessionId"])) == 1  # only the createInstance run
@@ -206,14 +210,12 @@ def test_publish_failure_answers_503_and_ends_the_run(client: TestClient, store:
     response = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH)
     assert response.status_code == 503
     assert "could not publish" in response.json()["detail"]
-    sessions = list(store._sessions.stream())
+    sessions = list(store._client.collection(RUNS_COLLECTION).stream())
     assert len(sessions) == 1
     assert sessions[0].to_dict()["status"] == "failed"
 
 
-def _finish(
-    store: RunStore, session_id: str, run_id: str, status: str, result: dict[str, object] | None = None
-) -> None:
+def _finish(store: RunStore, session_id: str, run_id: str, status: str, session: SessionChanges | None = None) -> None:
     store.apply(
         StatusEvent(
             eventId="e",
@@ -222,7 +224,7 @@ def _finish(
             seq=2,
             status=status,
             time=utcnow(),
-            result=result,
+            session=session,
             error="template missing" if status == "failed" else None,
         )
     )
@@ -232,7 +234,7 @@ def test_preview_follows_the_instance(client: TestClient, topic: str, store: Run
     created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
     preview = f"/api/agent/{created['sessionId']}/preview"
     assert client.get(preview, headers=AUTH).status_code == 202
-    _finish(store, created["sessionId"], created["runId"], "succeeded", {"session": {"instanceId": "i-1"}})
+    _finish(store, created["sessionId"], created["runId"], "succeeded", SessionChanges(instanceId="i-1"))
     response = client.get(preview, headers=AUTH)
     assert response.status_code == 200
     assert response.json()["instanceId"] == "i-1"

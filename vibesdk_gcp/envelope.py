@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from vibesdk_gcp.errors import PoisonMessage
+from vibesdk_gcp.errors import PoisonMessage, first_error
 from vibesdk_gcp.names import SCHEMA_VERSION
 
 # Real deliveries carry both spellings; the emulator only the camelCase one.
@@ -48,7 +48,9 @@ class PubsubMessage:
         try:
             return model.model_validate(self.json())
         except ValidationError as error:
-            raise PoisonMessage(f"message {self.message_id} is not a valid {model.__name__}: {error}") from None
+            raise PoisonMessage(
+                f"message {self.message_id} is not a valid {model.__name__}: {first_error(error)}"
+            ) from None
 
 
 def _first(mapping: dict[str, Any], keys: tuple[str, ...]) -> Any:

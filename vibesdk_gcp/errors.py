@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import errno
 
+from pydantic import ValidationError
+
 # What the job itself ran out of (descriptors, processes, memory, disk): no fault of the run's.
 EXHAUSTION_ERRNOS = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM, errno.ENOBUFS, errno.ENOSPC, errno.EDQUOT}
 )
+
+
+def first_error(error: ValidationError, *prefix: str) -> str:
+    """The first thing pydantic refused, as one line: where it is (dotted), and why."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in (*prefix, *first["loc"])) or "body"
+    return f"{where}: {first['msg']}"
 
 
 class VibsdkError(Exception):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-
-from vibesdk_gcp.errors import InvalidRequest
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_COMMAND_BYTES = 128 * 1024
 MAX_NAME_BYTES = 255  # one file name, as Linux allows
@@ -94,37 +92,3 @@ class GetLogsParams(Params):
 
 class StaticAnalysisParams(Params):
     lintFiles: list[FilePath] | None = None
-
-
-PARAMS: dict[str, type[Params]] = {
-    "getTemplateDetails": TemplateDetailsParams,
-    "createInstance": CreateInstanceParams,
-    "listAllInstances": NoParams,
-    "getInstanceDetails": NoParams,
-    "getInstanceStatus": NoParams,
-    "shutdownInstance": NoParams,
-    "writeFiles": WriteFilesParams,
-    "getFiles": GetFilesParams,
-    "executeCommands": ExecuteCommandsParams,
-    "getInstanceErrors": NoParams,
-    "clearInstanceErrors": NoParams,
-    "runStaticAnalysisCode": StaticAnalysisParams,
-    "deployInstance": NoParams,
-    "getLogs": GetLogsParams,
-    "clearLogs": NoParams,
-    "deployToCloudflareWorkers": AnyParams,
-    "pushToGitHub": AnyParams,
-}
-
-
-def validate_params(action: str, params: dict[str, Any]) -> Params:
-    """The action's params as their model; InvalidRequest names the bad field."""
-    model = PARAMS.get(action)
-    if model is None:
-        raise InvalidRequest(f"unknown action {action!r}")
-    try:
-        return model.model_validate(params)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in ("params", *first["loc"]))
-        raise InvalidRequest(f"{where}: {first['msg']}") from None

@@ -7,49 +7,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_serializer, field_validator
 
 from vibesdk_gcp.names import SCHEMA_VERSION
+from vibesdk_gcp.params import Params
+from vibesdk_gcp.registry import ActionName, typed_params, wire
 
-# VibSDK's sandbox service actions (DESIGN.md, "Sandbox actions").
-ACTIONS = (
-    "getTemplateDetails",
-    "createInstance",
-    "listAllInstances",
-    "getInstanceDetails",
-    "getInstanceStatus",
-    "shutdownInstance",
-    "writeFiles",
-    "getFiles",
-    "executeCommands",
-    "getInstanceErrors",
-    "clearInstanceErrors",
-    "runStaticAnalysisCode",
-    "deployInstance",
-    "getLogs",
-    "clearLogs",
-    "deployToCloudflareWorkers",
-    "pushToGitHub",
-)
-Action = Literal[
-    "getTemplateDetails",
-    "createInstance",
-    "listAllInstances",
-    "getInstanceDetails",
-    "getInstanceStatus",
-    "shutdownInstance",
-    "writeFiles",
-    "getFiles",
-    "executeCommands",
-    "getInstanceErrors",
-    "clearInstanceErrors",
-    "runStaticAnalysisCode",
-    "deployInstance",
-    "getLogs",
-    "clearLogs",
-    "deployToCloudflareWorkers",
-    "pushToGitHub",
-]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
@@ -57,8 +20,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def params_digest(params: dict[str, Any]) -> str:
-    canonical = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+def params_digest(params: Params) -> str:
+    canonical = json.dumps(wire(params), sort_keys=True, separators=(",", ":")).encode()
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
@@ -70,16 +33,23 @@ class SandboxRequest(BaseModel):
     sessionId: str
     runId: str
     agentId: str | None = None
-    action: Action
+    action: ActionName
     templateName: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     projectName: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    # The action's params model (vibesdk_gcp/registry.py): the job parses a message once, params included.
+    params: SerializeAsAny[Params] = Field(default_factory=dict, validate_default=True)
     issuedAt: datetime
     owner: str
     # Whether the caller's key may reach the egress allow-list. Without it, no code the tenant
     # controls runs with network: dependency installs run with scripts off (functions/actions/common.py).
     egress: bool = False
     schemaVersion: str = SCHEMA_VERSION
+
+    _typed_params = field_validator("params", mode="before")(typed_params)
+
+    @field_serializer("params")
+    def _params_as_sent(self, params: Params) -> dict[str, Any]:
+        return wire(params)
 
     def attributes(self) -> dict[str, str]:
         return {
@@ -88,6 +58,27 @@ class SandboxRequest(BaseModel):
             "action": self.action,
             "schemaVersion": self.schemaVersion,
         }
+
+
+class PublishedPreview(BaseModel):
+    previewUrl: str
+    deployedAt: str
+
+
+class SessionChanges(BaseModel):
+    """What a succeeded action changes on its session, apart from the client's result.
+
+    Only the fields an action sets are changes: shutdownInstance sets both to None, deployInstance
+    sets the preview alone and leaves the instance as it is.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    instanceId: str | None = None
+    preview: PublishedPreview | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class StatusEvent(BaseModel):
@@ -106,6 +97,13 @@ class StatusEvent(BaseModel):
     startedAt: datetime | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    # In their own field, so that a result spilled to Cloud Storage never takes them along.
+    session: SessionChanges | None = None
+
+    @field_serializer("session")
+    def _only_set_fields(self, session: SessionChanges | None) -> dict[str, Any] | None:
+        # A field left unset is no change: it must not travel as a null that clears it.
+        return None if session is None else session.fields()
 
     def attributes(self) -> dict[str, str]:
         return {

@@ -2,7 +2,7 @@
 // its files (through getFiles), its static-analysis issues and its latest preview, all live.
 "use strict";
 
-const state = { token: "", session: null, timer: null, file: null };
+const state = { token: "", session: null, timer: null, file: null, files: [] };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -14,6 +14,35 @@ function el(tag, attrs = {}, ...children) {
   }
   for (const child of children) node.append(child);
   return node;
+}
+
+// What each list node was drawn from: its item's key and signature.
+const drawn = new WeakMap();
+
+// Make `list`'s children the nodes of `items`, in order. A node whose item (found by `key`) has the
+// signature it was drawn with is kept as it is, so its focus, an opened log and scroll survive a
+// refresh; only new or changed items are drawn, by `render`.
+function reconcile(list, items, key, signature, render) {
+  const old = new Map([...list.children].filter((node) => drawn.has(node)).map((node) => [drawn.get(node).key, node]));
+  const nodes = items.map((item, index) => {
+    const mark = { key: key(item, index), signature: signature(item) };
+    const node = old.get(mark.key);
+    if (node && drawn.get(node).signature === mark.signature) return node;
+    const fresh = render(item);
+    drawn.set(fresh, mark);
+    return fresh;
+  });
+  const kept = new Set(nodes);
+  for (const node of [...list.children]) if (!kept.has(node)) node.remove();
+  // Only the new nodes are inserted: a kept node is not moved (moving it would drop its focus).
+  nodes.forEach((node, index) => {
+    if (list.children[index] !== node) list.insertBefore(node, list.children[index] || null);
+  });
+}
+
+// Write a text only when it changed: rewriting it resets its scroll and selection.
+function setText(node, value) {
+  if (node.textContent !== value) node.textContent = value;
 }
 
 async function api(method, path, body) {
@@ -73,15 +102,19 @@ function latest(runs, action) {
 
 function renderFiles(runs) {
   const listing = latest(runs, "getFiles");
-  const files = (listing && listing.result.files) || [];
-  $("files").replaceChildren(...files.map((file) => {
+  state.files = (listing && listing.result.files) || [];
+  reconcile($("files"), state.files, (file) => file.filePath, () => "", (file) => {
     const button = el("button", { type: "button", class: "file", "data-file": file.filePath }, file.filePath);
-    button.addEventListener("click", () => { state.file = file.filePath; renderFiles(runs); });
+    button.addEventListener("click", () => { state.file = file.filePath; showFile(); });
     return el("li", {}, button);
-  }));
-  const shown = files.find((file) => file.filePath === state.file);
+  });
+  showFile();
+}
+
+function showFile() {
+  const shown = state.files.find((file) => file.filePath === state.file);
   $("file-view").hidden = !shown;
-  $("file-view").textContent = shown ? shown.fileContents : "";
+  setText($("file-view"), shown ? shown.fileContents : "");
 }
 
 function renderAnalysis(runs) {
@@ -89,16 +122,20 @@ function renderAnalysis(runs) {
   const rows = [];
   for (const kind of ["lint", "typecheck"]) {
     for (const issue of (analysis && analysis.result[kind] && analysis.result[kind].issues) || []) {
-      rows.push(el("tr", { "data-kind": kind }, ...[kind, issue.filePath, `${issue.line}:${issue.column ?? ""}`, issue.message, issue.ruleId || ""]
-        .map((cell) => el("td", {}, String(cell)))));
+      rows.push([kind, issue.filePath, `${issue.line}:${issue.column ?? ""}`, issue.message, issue.ruleId || ""].map(String));
     }
   }
-  $("analysis").tBodies[0].replaceChildren(...rows);
-  $("analysis-summary").textContent = analysis ? `${rows.length} issue(s) in the latest check` : "No check yet";
+  // Issues have no id: a row is known by its place, and drawn again when its cells change.
+  reconcile($("analysis").tBodies[0], rows, (_, index) => index, (cells) => cells.join("\t"),
+    (cells) => el("tr", { "data-kind": cells[0] }, ...cells.map((cell) => el("td", {}, cell))));
+  setText($("analysis-summary"), analysis ? `${rows.length} issue(s) in the latest check` : "No check yet");
 }
 
 function renderPreview(url) {
-  $("preview").replaceChildren(url ? el("a", { href: url, target: "_blank", rel: "noopener", id: "preview-link" }, "Open preview") : "No preview yet");
+  if ($("preview").dataset.url !== (url || "")) {
+    $("preview").dataset.url = url || "";
+    $("preview").replaceChildren(url ? el("a", { href: url, target: "_blank", rel: "noopener", id: "preview-link" }, "Open preview") : "No preview yet");
+  }
   const frame = $("preview-frame");
   frame.hidden = !url;
   if (url && frame.getAttribute("src") !== url) frame.setAttribute("src", url);
@@ -106,16 +143,17 @@ function renderPreview(url) {
 
 async function refreshSessions() {
   const { sessions } = await api("GET", "/api/agent");
-  $("sessions").replaceChildren(...sessions.map((s) => {
+  const drawnFrom = (s) => [s.projectName, s.templateName, s.action, s.status].join("|");
+  reconcile($("sessions"), sessions, (s) => s.sessionId, drawnFrom, (s) => {
     // A button: reachable and usable from the keyboard.
     const button = el("button", { type: "button", class: "session" },
       el("div", {}, s.projectName || s.templateName || s.sessionId.slice(0, 8)),
       el("span", { class: `status ${s.status}` }, `${s.action} · ${s.status}`));
     button.addEventListener("click", () => select(s.sessionId));
-    const item = el("li", { "data-session": s.sessionId, "data-status": s.status }, button);
-    if (s.sessionId === state.session) item.classList.add("selected");
-    return item;
-  }));
+    return el("li", { "data-session": s.sessionId, "data-status": s.status }, button);
+  });
+  // Selecting a session marks its item without drawing it again: the key that selected it keeps the focus.
+  for (const item of $("sessions").children) item.classList.toggle("selected", item.dataset.session === state.session);
 }
 
 async function refreshDetail() {
@@ -123,9 +161,11 @@ async function refreshDetail() {
   const [session, { runs }] = await Promise.all([
     api("GET", `/api/agent/${state.session}`), api("GET", `/api/agent/${state.session}/runs`)]);
   $("detail").hidden = false;
-  $("detail-title").textContent = `${session.templateName} · ${session.sessionId}`;
+  setText($("detail-title"), `${session.templateName} · ${session.sessionId}`);
   renderPreview(session.preview && session.preview.previewUrl);
-  $("runs").replaceChildren(...runs.map(renderRun));
+  // A run is drawn again only when it moved on: a new status, transition or result.
+  const movedOn = (run) => [run.status, run.transitions.length, run.updatedAt].join("|");
+  reconcile($("runs"), runs, (run) => run.runId, movedOn, renderRun);
   renderFiles(runs);
   renderAnalysis(runs);
 }

@@ -1,74 +1,42 @@
-"""Sandbox actions by VibSDK name; each takes the request and returns its result."""
+"""The job's dispatch: each action's handler, as vibesdk_gcp/registry.py names it."""
 
 from __future__ import annotations
 
-import threading
-import weakref
+import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
-from functions.actions import build, commands, files, instance
+from pydantic import ValidationError
+
+from functions.actions.common import Outcome, Result
 from functions.context import Context
-from vibesdk_gcp.errors import ActionFailed, InvalidRequest, NotFound, Unsupported
-from vibesdk_gcp.params import Params, validate_params
+from vibesdk_gcp.errors import ActionFailed, InvalidRequest, NotFound
+from vibesdk_gcp.registry import ACTIONS, ActionSpec
 from vibesdk_gcp.schemas import SandboxRequest
 
-Result = dict[str, Any]
-Handler = Callable[[SandboxRequest, Any, Context], Result]
+Handler = Callable[[SandboxRequest, Any, Context], Result | Outcome]
 
 
-def _unsupported(request: SandboxRequest, params: Params, ctx: Context) -> Result:
-    raise Unsupported(f"{request.action} is unsupported on this runtime")
+@functools.cache
+def handler_of(spec: ActionSpec) -> Handler:
+    module, name = spec.handler.split(":")
+    handler: Handler = getattr(importlib.import_module(module), name)
+    return handler
 
 
-HANDLERS: dict[str, Handler] = {
-    "getTemplateDetails": instance.get_template_details,
-    "createInstance": instance.create_instance,
-    "listAllInstances": instance.list_all_instances,
-    "getInstanceDetails": instance.get_instance_details,
-    "getInstanceStatus": instance.get_instance_status,
-    "shutdownInstance": instance.shutdown_instance,
-    "writeFiles": files.write_files,
-    "getFiles": files.get_files,
-    "executeCommands": commands.execute_commands,
-    "getLogs": commands.get_logs,
-    "clearLogs": commands.clear_logs,
-    "runStaticAnalysisCode": build.run_static_analysis,
-    "deployInstance": build.deploy_instance,
-    "getInstanceErrors": commands.get_instance_errors,
-    "clearInstanceErrors": commands.clear_instance_errors,
-    "deployToCloudflareWorkers": _unsupported,
-    "pushToGitHub": _unsupported,
-}
-
-
-class SessionLocks:
-    """One action at a time per session in this process: they share the session's working copy.
-
-    (Across processes each has its own copy, and the workspace's generation preconditions decide.)
-    """
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
-
-    def of(self, session_id: str) -> threading.Lock:
-        with self._guard:
-            lock = self._locks.get(session_id)
-            if lock is None:
-                lock = threading.Lock()
-                self._locks[session_id] = lock
-            return lock
-
-
-SESSION_LOCKS = SessionLocks()
-
-
-def perform(request: SandboxRequest, ctx: Context) -> Result:
-    """Run the action; every failure a user can cause comes out as ActionFailed."""
+def perform(request: SandboxRequest, ctx: Context) -> Outcome:
+    """Run the action: its result and session changes; every failure a user can cause is ActionFailed."""
+    spec = ACTIONS[request.action]
     try:
-        params = validate_params(request.action, request.params)
-        with SESSION_LOCKS.of(request.sessionId):
-            return HANDLERS[request.action](request, params, ctx)
+        with ctx.session_locks.of(request.sessionId):
+            answer = handler_of(spec)(request, request.params, ctx)
     except (InvalidRequest, NotFound) as error:
         raise ActionFailed(str(error)) from None
+    outcome = answer if isinstance(answer, Outcome) else Outcome(answer)
+    try:
+        # What the client relies on is there: a handler that leaves it out is our defect, caught here.
+        spec.result.model_validate(outcome.result)
+    except ValidationError as error:
+        raise RuntimeError(f"{spec.name} returned a result its model refuses: {error}") from None
+    return outcome

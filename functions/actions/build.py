@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from functions.actions.commands import MAX_KEPT_ERRORS
-from functions.actions.common import excerpt, paths_of, ready_workspace, require_instance, run_in_sandbox
+from functions.actions.common import (
+    Outcome,
+    Result,
+    excerpt,
+    paths_of,
+    ready_workspace,
+    require_instance,
+    run_in_sandbox,
+)
 from functions.actions.files import inside
 from functions.context import Context
 from functions.diagnostics import analysis_issues, command_errors, runtime_error, summary
@@ -16,9 +23,8 @@ from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.media import content_type
 from vibesdk_gcp.names import PREVIEWS_BUCKET
 from vibesdk_gcp.params import Params, StaticAnalysisParams
-from vibesdk_gcp.schemas import SandboxRequest, utcnow
+from vibesdk_gcp.schemas import PublishedPreview, SandboxRequest, SessionChanges, utcnow
 
-Result = dict[str, Any]
 MAX_PREVIEW_FILES = 5_000
 
 
@@ -34,7 +40,7 @@ def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, fi
     outcome = run_in_sandbox(ctx, str(command), workspace.path, instance.envVars)
     stdout, stderr = outcome.stdout.decode(errors="replace"), outcome.stderr.decode(errors="replace")
     # Tools that say who they are (ESLint, html-validate, ruff, tsc) are named; other lines go by kind.
-    issues = analysis_issues(stdout, stderr, paths_of(workspace), kind)
+    issues = analysis_issues(stdout, stderr, paths_of(ctx, workspace), kind)
     if outcome.killed_reason or (outcome.exit_code != 0 and not issues):
         # The checker itself broke: that is no analysis, and must not pass for a clean one.
         detail = excerpt(outcome.stderr, 1000)[0].strip() or excerpt(outcome.stdout, 1000)[0].strip()
@@ -71,7 +77,7 @@ def run_static_analysis(request: SandboxRequest, params: StaticAnalysisParams, c
     return {"success": True, "lint": lint, "typecheck": typecheck}
 
 
-def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Outcome:
     instance = require_instance(ctx, request.sessionId)
     build = instance.commands.get("build")
     output_dir = str(instance.commands.get("outputDir") or ".")
@@ -84,7 +90,7 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Re
         errors, _ = excerpt(outcome.stderr, ctx.settings.output_excerpt_bytes)
         build_result = {"command": build, "exitCode": outcome.exit_code, "output": output, "error": errors}
         if outcome.exit_code != 0 or outcome.killed_reason:
-            found = command_errors(errors + "\n" + output, str(build), paths_of(workspace))
+            found = command_errors(errors + "\n" + output, str(build), paths_of(ctx, workspace))
             if found:
                 instance.errors = (instance.errors + found)[-MAX_KEPT_ERRORS:]
                 save_instance(ctx, request.sessionId, instance)
@@ -110,9 +116,7 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Re
     instance.previewToken, instance.previewUrl = token, preview_url
     save_instance(ctx, request.sessionId, instance)
     deployed_at = utcnow().isoformat()
-    return {
-        "previewUrl": preview_url,
-        "files": len(files),
-        "build": build_result,
-        "session": {"preview": {"previewUrl": preview_url, "deployedAt": deployed_at}},
-    }
+    published = PublishedPreview(previewUrl=preview_url, deployedAt=deployed_at)
+    return Outcome(
+        {"previewUrl": preview_url, "files": len(files), "build": build_result}, SessionChanges(preview=published)
+    )

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from functions.actions.common import excerpt, paths_of, ready_workspace, require_instance, run_in_sandbox
+from functions.actions.common import Result, excerpt, paths_of, ready_workspace, require_instance, run_in_sandbox
 from functions.context import Context
 from functions.diagnostics import command_errors
 from functions.instances import save_instance
@@ -15,7 +14,6 @@ from vibesdk_gcp.names import LOGS_BUCKET
 from vibesdk_gcp.params import ExecuteCommandsParams, GetLogsParams, Params
 from vibesdk_gcp.schemas import SandboxRequest
 
-Result = dict[str, Any]
 MAX_KEPT_ERRORS = 100
 
 
@@ -70,7 +68,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
         outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, min(timeout, left), egress_for)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
-        errors = command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(workspace))
+        errors = command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(ctx, workspace))
         if errors:
             instance.errors = (instance.errors + errors)[-MAX_KEPT_ERRORS:]
         if not entry["success"]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from functions import confined
-from functions.actions.common import require_instance
+from functions.actions.common import Result, require_instance
 from functions.context import Context
 from functions.instances import workspace_of
 from functions.workspace import Workspace
@@ -15,7 +14,6 @@ from vibesdk_gcp.errors import ActionFailed, InvalidRequest
 from vibesdk_gcp.params import GetFilesParams, WriteFilesParams
 from vibesdk_gcp.schemas import SandboxRequest
 
-Result = dict[str, Any]
 MAX_FILE_BYTES = 4 << 20
 
 

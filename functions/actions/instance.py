@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from functions import templates
-from functions.actions.common import install_dependencies, require_instance, run_in_sandbox
+from functions.actions.common import Outcome, Result, install, require_instance, run_in_sandbox
 from functions.actions.files import listed_files
 from functions.context import Context
 from functions.dependencies import InstallSpec
@@ -15,41 +13,33 @@ from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
-from vibesdk_gcp.schemas import SandboxRequest, utcnow
-
-Result = dict[str, Any]
-
-
-def _template_cache(ctx: Context) -> Any:
-    cache = ctx.settings.workspace_root / ".templates"
-    cache.mkdir(parents=True, exist_ok=True)
-    return cache
+from vibesdk_gcp.schemas import SandboxRequest, SessionChanges, utcnow
 
 
 def get_template_details(request: SandboxRequest, params: TemplateDetailsParams, ctx: Context) -> Result:
     name = params.templateName or request.templateName
     if not name:
         raise ActionFailed("getTemplateDetails needs templateName")
-    bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
+    bundle = templates.bundle(ctx.storage, name, ctx.disk.templates())
     entry = next((e for e in template_catalog(ctx.storage) if e.get("name") == name), None)
     return {"templateDetails": templates.details(bundle, name, entry)}
 
 
-def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: Context) -> Result:
+def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: Context) -> Outcome:
     name = params.templateName or request.templateName
     if not name:
         raise ActionFailed("createInstance needs templateName")
     if load_instance(ctx, request.sessionId) is not None:
         raise ActionFailed(f"session {request.sessionId} already has an instance")
-    bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
+    bundle = templates.bundle(ctx.storage, name, ctx.disk.templates())
     entry = next((e for e in template_catalog(ctx.storage) if e.get("name") == name), {})
     workspace = workspace_of(ctx, request.sessionId)
     workspace.start_empty()
     written = templates.extract(bundle, workspace.path)
     spec = InstallSpec.of(entry.get("install"))
     # Ready to build when the run succeeds: the dependencies are installed first.
-    dependencies = install_dependencies(ctx, request, spec, workspace) if spec else None
-    prepare_workspace(workspace.path, spec.folder if spec else None)
+    dependencies = install(ctx, request, spec, workspace).as_result() if spec else None
+    prepare_workspace(workspace.path, ctx.isolation.ids, spec.folder if spec else None)
     init_output = None
     if params.initCommand:
         outcome = run_in_sandbox(ctx, params.initCommand, workspace.path, params.envVars)
@@ -69,14 +59,14 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         createdAt=utcnow().isoformat(),
     )
     save_instance(ctx, request.sessionId, instance)
-    return {
+    result = {
         "instanceId": instance.instanceId,
-        "session": {"instanceId": instance.instanceId},
         "templateName": name,
         "fileTree": templates.file_tree(written),
         "initOutput": init_output,
         "dependencies": dependencies,
     }
+    return Outcome(result, SessionChanges(instanceId=instance.instanceId))
 
 
 def get_instance_details(request: SandboxRequest, params: Params, ctx: Context) -> Result:
@@ -107,16 +97,16 @@ def list_all_instances(request: SandboxRequest, params: Params, ctx: Context) ->
     """The caller's instances: their sessions by query, never every owner's records read and filtered."""
     found = []
     for session in ctx.store.sessions_of(request.owner):
-        instance = load_instance(ctx, session["sessionId"]) if session.get("instanceId") else None
+        instance = load_instance(ctx, session.sessionId) if session.instanceId else None
         if instance is not None and instance.owner == request.owner:
             found.append(instance.model_dump(exclude={"envVars", "previewToken"}))
     return {"instances": found, "count": len(found)}
 
 
-def shutdown_instance(request: SandboxRequest, params: Params, ctx: Context) -> Result:
+def shutdown_instance(request: SandboxRequest, params: Params, ctx: Context) -> Outcome:
     require_instance(ctx, request.sessionId)
     workspace_of(ctx, request.sessionId).destroy()
     delete_instance(ctx, request.sessionId)
     ctx.storage.delete_prefix(PREVIEWS_BUCKET, f"{request.sessionId}/")
     ctx.storage.delete_prefix(LOGS_BUCKET, f"{request.sessionId}/")
-    return {"instanceId": request.sessionId, "shutdown": True, "session": {"instanceId": None, "preview": None}}
+    return Outcome({"instanceId": request.sessionId, "shutdown": True}, SessionChanges(instanceId=None, preview=None))

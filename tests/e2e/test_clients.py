@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -127,22 +128,30 @@ def test_trace_header_of_the_request_is_kept(stack: Stack, api: httpx.Client) ->
     assert {line.get("traceId") for line in recorded_lines(stack, created["runId"])} == {trace}
 
 
-@pytest.mark.skipif(not shutil.which("chromedriver"), reason="chromium-driver is not installed (make test installs it)")
-def test_dashboard_shows_a_run_reaching_succeeded(stack: Stack) -> None:
+def chromium(width: int, height: int) -> Any:
+    """A headless Chromium driven by chromedriver, its window `width` x `height`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS + (f"--window-size={width},{height}",):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="chromium-driver is not installed (make test installs it)")
+def test_dashboard_shows_a_run_reaching_succeeded(stack: Stack) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in CHROMIUM_FLAGS + ("--window-size=1280,900",):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = chromium(1280, 900)
     try:
         driver.get(f"{stack.api_url}/dashboard#token={TOKEN}")
-        wait = WebDriverWait(driver, 60)
+        # Elements are read inside waits: one redrawn while it was read is read again.
+        wait = WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#template option"))
         Select(driver.find_element(By.ID, "template")).select_by_value("static-site")
         driver.find_element(By.ID, "project").send_keys("from the dashboard")
@@ -150,12 +159,16 @@ def test_dashboard_shows_a_run_reaching_succeeded(stack: Stack) -> None:
         wait.until(
             expected_conditions.presence_of_element_located((By.CSS_SELECTOR, '#runs li.run[data-status="succeeded"]'))
         )
-        steps = [step.text.split()[0] for step in driver.find_elements(By.CSS_SELECTOR, "#runs li.run .timeline .step")]
+        steps = wait.until(
+            lambda d: [
+                step.text.split()[0] for step in d.find_elements(By.CSS_SELECTOR, "#runs li.run .timeline .step")
+            ]
+        )
         assert steps == ["queued", "running", "succeeded"]
         driver.find_element(By.ID, "command-line").send_keys("npm run build --silent && ls dist")
         driver.find_element(By.CSS_SELECTOR, "#command button[type=submit]").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#runs li.run[data-status="succeeded"]')) == 2)
-        assert "index.html" in driver.find_element(By.CSS_SELECTOR, "#runs li.run pre").text
+        assert "index.html" in wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#runs li.run pre").text)
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
     finally:
@@ -172,8 +185,8 @@ return item ? item.dataset.session : null;
 
 def tab_to_session(driver: Any, session: str, presses: int = 200) -> None:
     """Tab from where the focus is until the session's button has it, then Enter, until the session
-    opens. The page redraws its list every second: an Enter that met a redrawn list opens nothing,
-    and the tabbing goes on."""
+    opens. The page redraws a session's item when its status changes: an Enter that met a redrawn
+    item opens nothing, and the tabbing goes on."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -195,9 +208,9 @@ def tab_to_session(driver: Any, session: str, presses: int = 200) -> None:
 
 
 def press_enter(driver: Any, css: str, until: Callable[[Any], object], what: str, tries: int = 6) -> None:
-    """Enter on the element `css` names until `until` holds. The page redraws its lists every second:
-    the element may be replaced under the key (stale), or what it showed redrawn away before it was
-    read; it is pressed again then."""
+    """Enter on the element `css` names until `until` holds. The page redraws what changed as it
+    refreshes (every second): the element may be replaced under the key (stale), or what it showed
+    redrawn away before it was read; it is pressed again then."""
     from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -219,9 +232,7 @@ def press_enter(driver: Any, css: str, until: Callable[[Any], object], what: str
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)], ids=["desktop", "phone"])
 def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, width: int, height: int) -> None:
     """One page per session: runs with their output, files, static-analysis issues and the preview, live."""
-    from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -240,35 +251,37 @@ def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, wid
         queued = api.post(f"/api/agent/{session}/actions", json={"action": action, "params": params}).json()
         assert wait_for_run(api, queued["runUrl"], timeout=120)["status"] == "succeeded", action
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in CHROMIUM_FLAGS + (f"--window-size={width},{height}",):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = chromium(width, height)
     try:
         driver.get(f"{stack.api_url}/dashboard#token={TOKEN}")
-        # An element read while the page redraws its lists (every second) is stale: read again.
+        # The page redraws what changed as it refreshes: every element is found afresh inside a
+        # wait, and one that went stale while it was read is read again.
         wait = WebDriverWait(driver, 60, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
         # The keyboard alone: from the top of the page, tab to the session's button, Enter.
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'li[data-session="{session}"] button'))
         tab_to_session(driver, session)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs li.run")) == 5)
         timelines = wait.until(
-            lambda d: [
-                [s.text.split()[0] for s in run.find_elements(By.CSS_SELECTOR, ".timeline .step")]
-                for run in d.find_elements(By.CSS_SELECTOR, "#runs li.run")
-            ]
+            lambda d: (
+                [
+                    [s.text.split()[0] for s in run.find_elements(By.CSS_SELECTOR, ".timeline .step")]
+                    for run in d.find_elements(By.CSS_SELECTOR, "#runs li.run")
+                ]
+                if len(d.find_elements(By.CSS_SELECTOR, "#runs li.run")) == 5
+                else None
+            )
         )
         assert timelines == [["queued", "running", "succeeded"]] * 5
-        assert "built-by-the-test" in driver.find_element(By.ID, "runs").text
+        assert "built-by-the-test" in wait.until(lambda d: d.find_element(By.ID, "runs").text)
         press_enter(  # the whole output, through the API
             driver,
             "#runs button.show-log",
             lambda d: "built-by-the-test" in d.find_element(By.CSS_SELECTOR, "#runs pre.full-log").text,
             "the command's whole output",
         )
-        rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#analysis tbody tr[data-kind="lint"]'))
-        assert 'missing required "alt" attribute' in rows[0].text and "src/index.html" in rows[0].text
+        rows = wait.until(
+            lambda d: [row.text for row in d.find_elements(By.CSS_SELECTOR, '#analysis tbody tr[data-kind="lint"]')]
+        )
+        assert 'missing required "alt" attribute' in rows[0] and "src/index.html" in rows[0]
         frame = wait.until(
             lambda d: (
                 d.find_element(By.ID, "preview-frame")
@@ -289,5 +302,64 @@ def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, wid
         )
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / f"dashboard-session-{width}x{height}.png"))
+    finally:
+        driver.quit()
+
+
+# Focus and open the full log of a run's command, the way a keyboard user's Enter does, in one step
+# that no refresh can come between; the run's item and the button, for later comparison.
+OPEN_LOG = """
+const button = document.querySelector(arguments[0] + " button.show-log");
+if (!button) return null;
+button.focus();
+button.click();
+return [button.closest("li.run"), button];
+"""
+CLICK = "const node = document.querySelector(arguments[0]); if (node) node.click(); return Boolean(node);"
+
+
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="chromium-driver is not installed (make test installs it)")
+def test_dashboard_keeps_what_did_not_change(stack: Stack, api: httpx.Client) -> None:
+    """A refresh draws again only what changed: a finished run keeps its node, the focus on its
+    button and its opened full log while refreshes go by, a new run's arrival among them."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    created = api.post("/api/agent", json={"templateName": "static-site", "projectName": "kept"}).json()
+    session = created["sessionId"]
+    assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
+
+    def run_command(line: str) -> str:
+        queued = api.post(
+            f"/api/agent/{session}/actions", json={"action": "executeCommands", "params": {"commands": [line]}}
+        ).json()
+        assert wait_for_run(api, queued["runUrl"], timeout=120)["status"] == "succeeded", line
+        return str(queued["runId"])
+
+    finished = f'#runs li.run[data-run="{run_command("echo kept-by-the-dashboard")}"]'
+    driver = chromium(1280, 800)
+    try:
+        driver.get(f"{stack.api_url}/dashboard#token={TOKEN}")
+        wait = WebDriverWait(driver, 60, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+        wait.until(lambda d: d.execute_script(CLICK, f'li[data-session="{session}"] button'))
+        item, button = wait.until(lambda d: d.execute_script(OPEN_LOG, finished))
+        focused_at = time.monotonic()
+        wait.until(
+            lambda d: "kept-by-the-dashboard" in d.find_element(By.CSS_SELECTOR, f"{finished} pre.full-log").text
+        )
+
+        # Refreshes go by: a new run, which the page learns of only by refreshing, then more than two
+        # refresh periods since the focus.
+        newer = run_command("echo a-newer-run")
+        wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'#runs li.run[data-run="{newer}"][data-status="succeeded"]')
+        )
+        time.sleep(max(0.0, focused_at + 2.5 - time.monotonic()))
+
+        assert driver.find_element(By.CSS_SELECTOR, finished) == item, "the finished run's node was drawn again"
+        assert driver.execute_script("return document.activeElement") == button, "the focus was lost"
+        assert button.text == "Full log of echo kept-by-the-dashboard"  # not stale: still in the page
+        assert "kept-by-the-dashboard" in item.find_element(By.CSS_SELECTOR, "pre.full-log").text
     finally:
         driver.quit()

@@ -1,0 +1,184 @@
+"""Every sandbox action, once: its params, its result, its handler and what it needs.
+
+Everything else derives from this table: the action names the API accepts, the params it validates,
+the OpenAPI document, the job's dispatch (DESIGN.md, "Sandbox actions"). tests/test_registry.py
+fails when another module lists actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ValidationError, ValidationInfo, WithJsonSchema
+
+from vibesdk_gcp import params as p
+from vibesdk_gcp import results as r
+from vibesdk_gcp.errors import InvalidRequest, first_error
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    summary: str
+    params: type[p.Params]
+    result: type[r.Result]
+    # "module:function" under functions/actions, resolved by the job alone: the control plane's
+    # image carries no handler code.
+    handler: str
+    # Its params may give commands network (allowNetwork): only a caller whose key has egress may ask.
+    network: bool = False
+    # It acts on the instance createInstance made, and fails saying so when there is none.
+    instance: bool = True
+
+    def asks_network(self, params: p.Params) -> bool:
+        return self.network and bool(getattr(params, "allowNetwork", False))
+
+
+def _spec(
+    name: str,
+    summary: str,
+    params: type[p.Params],
+    result: type[r.Result],
+    handler: str,
+    network: bool = False,
+    instance: bool = True,
+) -> ActionSpec:
+    return ActionSpec(name, summary, params, result, f"functions.actions.{handler}", network, instance)
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec(
+            "getTemplateDetails",
+            "A template's files and commands",
+            p.TemplateDetailsParams,
+            r.TemplateDetailsResult,
+            "instance:get_template_details",
+            instance=False,
+        ),
+        _spec(
+            "createInstance",
+            "Make the session's instance from its template",
+            p.CreateInstanceParams,
+            r.CreateInstanceResult,
+            "instance:create_instance",
+            instance=False,
+        ),
+        _spec(
+            "listAllInstances",
+            "The caller's instances",
+            p.NoParams,
+            r.InstancesResult,
+            "instance:list_all_instances",
+            instance=False,
+        ),
+        _spec(
+            "getInstanceDetails",
+            "The instance and its file tree",
+            p.NoParams,
+            r.InstanceDetailsResult,
+            "instance:get_instance_details",
+        ),
+        _spec(
+            "getInstanceStatus",
+            "Whether the instance exists and is deployed",
+            p.NoParams,
+            r.InstanceStatusResult,
+            "instance:get_instance_status",
+            instance=False,
+        ),
+        _spec("shutdownInstance", "End the instance", p.NoParams, r.ShutdownResult, "instance:shutdown_instance"),
+        _spec("writeFiles", "Write files", p.WriteFilesParams, r.WriteFilesResult, "files:write_files"),
+        _spec(
+            "getFiles", "Read files (all when none are named)", p.GetFilesParams, r.GetFilesResult, "files:get_files"
+        ),
+        _spec(
+            "executeCommands",
+            "Run commands in the sandbox, one after another",
+            p.ExecuteCommandsParams,
+            r.ExecuteCommandsResult,
+            "commands:execute_commands",
+            network=True,
+        ),
+        _spec(
+            "getInstanceErrors",
+            "Errors the instance's commands reported",
+            p.NoParams,
+            r.InstanceErrorsResult,
+            "commands:get_instance_errors",
+        ),
+        _spec(
+            "clearInstanceErrors",
+            "Forget the instance's errors",
+            p.NoParams,
+            r.ClearedErrorsResult,
+            "commands:clear_instance_errors",
+        ),
+        _spec(
+            "runStaticAnalysisCode",
+            "Lint and type-check",
+            p.StaticAnalysisParams,
+            r.StaticAnalysisResult,
+            "build:run_static_analysis",
+        ),
+        _spec("deployInstance", "Build and publish the preview", p.NoParams, r.DeployResult, "build:deploy_instance"),
+        _spec("getLogs", "The instance's command output", p.GetLogsParams, r.LogsResult, "commands:get_logs"),
+        _spec(
+            "clearLogs", "Forget the instance's command output", p.NoParams, r.ClearedLogsResult, "commands:clear_logs"
+        ),
+        _spec(
+            "deployToCloudflareWorkers",
+            "Unsupported on this runtime",
+            p.AnyParams,
+            r.NoResult,
+            "common:unsupported",
+            instance=False,
+        ),
+        _spec(
+            "pushToGitHub", "Unsupported on this runtime", p.AnyParams, r.NoResult, "common:unsupported", instance=False
+        ),
+    )
+}
+
+
+def _known(name: str) -> str:
+    if name not in ACTIONS:
+        raise ValueError(f"unknown action {name!r}; the actions are {', '.join(ACTIONS)}")
+    return name
+
+
+# An action's name, checked against the table; its JSON schema lists them.
+ActionName = Annotated[str, AfterValidator(_known), WithJsonSchema({"type": "string", "enum": list(ACTIONS)})]
+
+
+def spec_of(name: str) -> ActionSpec:
+    try:
+        return ACTIONS[name]
+    except KeyError:
+        raise InvalidRequest(f"unknown action {name!r}") from None
+
+
+def parse_params(action: str, raw: Any) -> p.Params:
+    """The action's params as their model; InvalidRequest names the bad field."""
+    model = spec_of(action).params
+    if isinstance(raw, model):
+        return raw
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidRequest(first_error(error, "params")) from None
+
+
+def typed_params(value: Any, info: ValidationInfo) -> Any:
+    """A before-validator for a model's `params` beside its `action`: the action's params model."""
+    if "action" not in info.data:
+        return value  # the action itself is invalid: that is the error to report
+    model = spec_of(info.data["action"]).params
+    return value if isinstance(value, model) else model.model_validate(value)
+
+
+def wire(model: BaseModel) -> dict[str, Any]:
+    """Params as sent: only the fields the caller set, so a message reads as its request did."""
+    return model.model_dump(mode="json", exclude_unset=True)
