@@ -413,7 +413,7 @@ def test_sparse_files_count_whole_in_the_disk_quota(workspace: Path, run_command
 
 
 def test_a_hostile_command_leaves_no_scratch_behind(
-    workspace: Path, sandbox_root: Path, monkeypatch: pytest.MonkeyPatch
+    run_command: RunCommand, workspace: Path, sandbox_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scratch_root = Path(tempfile.mkdtemp(dir=sandbox_root))
     scratch_root.chmod(0o711)
