@@ -58,11 +58,12 @@ def action_variants(model: type[Body]) -> dict[str, type[Body]]:
     for name, spec in ACTIONS.items():
         # Left out, params are {}: required where the action's model refuses that.
         params = Field(default_factory=spec.params) if accepts_no_params(spec.params) else ...
+        tag: Any = Literal[name]  # a Literal of a name known at run time: a type mypy cannot see
         variants[name] = create_model(
             f"{model.__name__}_{name}",
             __base__=Body,
             __doc__=f"{name}: {spec.summary}",
-            action=(Literal[name], name if default == name else ...),  # type: ignore[valid-type]
+            action=(tag, name if default == name else ...),
             params=(spec.params, params),
             **shared,
         )

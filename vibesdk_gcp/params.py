@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -47,6 +47,13 @@ class Documented:
         return handler(schema) | {"pattern": self.pattern}
 
 
+def _integral(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# JSON Schema's integer, which 5.0 is too (strict models refuse a float for an int); after the
+# bounds in an Annotated, so that the JSON schema keeps them.
+INTEGRAL = BeforeValidator(_integral)
 # No NUL; a path's names at most MAX_NAME_BYTES characters (the bytes rule, for ASCII names).
 TEXT_PATTERN = "^[^\\x00]*$"
 PATH_PATTERN = f"^[^/\\x00]{{0,{MAX_NAME_BYTES}}}(/[^/\\x00]{{0,{MAX_NAME_BYTES}}})*$"
@@ -100,13 +107,15 @@ class GetFilesParams(Params):
 
 class ExecuteCommandsParams(Params):
     commands: list[CommandLine] = Field(min_length=1)
-    timeout: int | None = Field(default=None, ge=1, le=3600, description="seconds, per command")
+    timeout: Annotated[int, Field(ge=1, le=3600), INTEGRAL] | None = Field(
+        default=None, description="seconds, per command"
+    )
     allowNetwork: bool = False
 
 
 class GetLogsParams(Params):
     onlyRecent: bool = False
-    durationSeconds: int | None = Field(default=None, ge=1)
+    durationSeconds: Annotated[int, Field(ge=1), INTEGRAL] | None = None
 
 
 class StaticAnalysisParams(Params):
