@@ -57,6 +57,14 @@ class Transition(BaseModel):
     deliveryAttempt: int | None = None
 
 
+class SpilledResult(BaseModel):
+    """A succeeded run's result too big for Firestore, kept in Cloud Storage instead (functions/job.py)."""
+
+    resultObject: str
+    resultBytes: int
+    keys: list[str]
+
+
 class Run(BaseModel):
     runId: str
     sessionId: str

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.routing import BaseRoute, compile_path
 
-from control_plane.models import Body, Error
+from control_plane.models import Body, Error, Run, SpilledResult
 from control_plane.routing import Doc, Operation, flat_routes
 from vibesdk_gcp.registry import ACTIONS
 
@@ -130,16 +130,51 @@ def operation(path: str, route: Operation, refs: Refs) -> dict[str, Any]:
     return described
 
 
+def links_from(model: type[BaseModel], operations: Sequence[tuple[str, Operation]]) -> dict[str, Any]:
+    """OpenAPI links from an answer to each operation whose path parameters its fields give (a
+    queued run's session and run, say): clients, and schemathesis's stateful tests, follow them."""
+    links = {}
+    for path, route in operations:
+        names = list(compile_path(path)[2])
+        if names and set(names) <= model.model_fields.keys():
+            parameters = {name: f"$response.body#/{name}" for name in names}
+            links[route.name] = {"operationId": route.name, "parameters": parameters}
+    return links
+
+
+def typed_results(run: dict[str, Any], refs: Refs) -> dict[str, Any]:
+    """Run's schema, where a succeeded run's result is its action's result model, or where it was spilled."""
+    cases = [
+        {
+            "if": {
+                "properties": {"action": {"const": name}, "status": {"const": "succeeded"}},
+                "required": ["action", "status"],
+            },
+            "then": {"properties": {"result": {"anyOf": [refs[spec.result], refs[SpilledResult]]}}},
+        }
+        for name, spec in ACTIONS.items()
+    ]
+    return run | {"allOf": cases}
+
+
 def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     operations = [(path, route) for path, route in flat_routes(routes) if isinstance(route, Operation)]
-    bodies = {route.doc.body for _, route in operations if route.doc.body}
+    # Ordered sets (dicts), so that the document reads the same every time.
+    bodies = dict.fromkeys(route.doc.body for _, route in operations if route.doc.body)
     variants = {
         body: action_variants(body) for body in bodies if issubclass(body, Body) and "action" in body.model_fields
     }
-    answers = {model for _, route in operations for model in route.doc.answers.values()} | {Error}
+    answers = dict.fromkeys(
+        [
+            *(model for _, route in operations for model in route.doc.answers.values()),
+            Error,
+            SpilledResult,
+            *(spec.result for spec in ACTIONS.values()),
+        ]
+    )
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         *((variant, "validation") for group in variants.values() for variant in group.values()),
-        *((body, "validation") for body in bodies - variants.keys()),
+        *((body, "validation") for body in bodies if body not in variants),
         *((model, "serialization") for model in answers),
     ]
     found, schemas = models_json_schema(wanted, ref_template=REF)
@@ -148,9 +183,15 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     for body, group in variants.items():
         components[body.__name__] = union(body, group, refs)
         refs[body] = {"$ref": REF.format(model=body.__name__)}
+    run = refs[Run]["$ref"].rsplit("/", 1)[1]
+    components[run] = typed_results(components[run], refs)
     paths: dict[str, dict[str, Any]] = {}
     for path, route in operations:
         paths.setdefault(path, {})[route.method.lower()] = operation(path, route, refs)
+    for path, route in operations:
+        for status, model in route.doc.answers.items():
+            if links := links_from(model, operations):
+                paths[path][route.method.lower()]["responses"][str(status)]["links"] = links
     return {
         "openapi": "3.1.0",
         "info": {"title": "VibSDK sandbox control plane", "version": "1.0.0"},

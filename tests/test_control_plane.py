@@ -295,6 +295,20 @@ def test_the_document_gives_each_action_its_params(client: TestClient) -> None:
     assert [name for name in sorted(create) if "action" not in schemas[name]["required"]] == [
         "CreateSession_createInstance"
     ]
+    # A succeeded run's result is its action's result model (or where it was spilled).
+    results = {
+        case["if"]["properties"]["action"]["const"]: case["then"]["properties"]["result"]["anyOf"][0]["$ref"]
+        for case in schemas["Run"]["allOf"]
+    }
+    assert results == {name: f"#/components/schemas/{spec.result.__name__}" for name, spec in ACTIONS.items()}
+
+
+def test_a_queued_answer_links_to_its_run(client: TestClient) -> None:
+    created = client.get("/openapi.json").json()["paths"]["/api/agent"]["post"]["responses"]["202"]
+    assert created["links"]["get_run"]["parameters"] == {
+        "sessionId": "$response.body#/sessionId",
+        "runId": "$response.body#/runId",
+    }
 
 
 def test_every_error_code_is_in_the_api_doc() -> None:
