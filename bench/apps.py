@@ -27,8 +27,10 @@ import httpx
 
 from bench.goals import goal, other
 from devstack.stack import PROJECT_ROOT, Stack
-from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX
+from functions.dependencies import DEPS_PREFIX
+from functions.local_disk import DEPENDENCIES_FOLDER, LocalDisk
 from functions.workspace import Workspace
+from vibesdk_cli.progress import TERMINAL, wait_for_run
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage, storage_for
@@ -49,14 +51,11 @@ class _Api:
         self.client = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
     def wait(self, run_url: str, timeout: float = 600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.client.get(run_url).json()
-            if run["status"] in ("succeeded", "failed"):
-                assert run["status"] == "succeeded", run
-                return dict(run)
-            time.sleep(0.05)
-        raise TimeoutError(run_url)
+        run = wait_for_run(lambda: self.client.get(run_url).json(), timeout, every=0.05)
+        if run["status"] not in TERMINAL:
+            raise TimeoutError(run_url)
+        assert run["status"] == "succeeded", run
+        return run
 
     def create(self) -> tuple[float, str, dict[str, Any]]:
         began = time.perf_counter()
@@ -100,7 +99,7 @@ def bare_npm_ci(repeats: int) -> dict[str, list[float]]:
 def _new_job_process(stack: Stack, workspace_root: Path) -> None:
     """A new job instance: the process restarted, its disk without the installed trees."""
     stack.supervisor.kill("sandbox-job", signal.SIGTERM)
-    shutil.rmtree(workspace_root / CACHE_FOLDER, ignore_errors=True)
+    shutil.rmtree(workspace_root / DEPENDENCIES_FOLDER, ignore_errors=True)
     child = stack.supervisor.restart("sandbox-job")
     stack.supervisor.wait_for_port(child, "127.0.0.1", stack.ports.sandbox_job)
 
@@ -210,7 +209,7 @@ def save_costs(stack: Stack, token: str) -> dict[str, Any]:
     _, session, _ = api.create()
     root = Path(stack.env["VIBESDK_WORKSPACE_ROOT"])
     storage = _Counting(storage_for(Settings.from_env(stack.env)))
-    edited = Workspace(storage, root, session)
+    edited = Workspace(storage, LocalDisk(root), session)
     edited.restore()
     app = edited.path / "src" / "App.tsx"
     app.write_text(app.read_text().replace("clicked", "pressed"))
@@ -218,18 +217,20 @@ def save_costs(stack: Stack, token: str) -> dict[str, Any]:
     elsewhere = Path(tempfile.mkdtemp(prefix="vibesdk-bench-restore-"))
     try:
         # Restored on another instance that holds the tree: only the session's own files move.
-        again = Workspace(storage, elsewhere, session)
+        again = Workspace(storage, LocalDisk(elsewhere), session)
         shutil.copytree(root / session / "files", again.path, symlinks=True)
         (elsewhere / session / "base.json").write_text((root / session / "base.json").read_text())
         app_again = again.path / "src" / "App.tsx"
         app_again.write_text("stale")
         one_restore, one_restore_bytes = _timed_moved(storage, again.restore)
 
-        whole = Workspace(storage, elsewhere, f"{session}-whole")
+        whole = Workspace(storage, LocalDisk(elsewhere), f"{session}-whole")
         whole.start_empty()
         shutil.copytree(edited.path, whole.path, dirs_exist_ok=True)
         full_save, full_save_bytes = _timed_moved(storage, whole.save)
-        fresh = Workspace(storage, Path(tempfile.mkdtemp(prefix="vibesdk-bench-restore-")), f"{session}-whole")
+        fresh = Workspace(
+            storage, LocalDisk(Path(tempfile.mkdtemp(prefix="vibesdk-bench-restore-"))), f"{session}-whole"
+        )
         full_restore, full_restore_bytes = _timed_moved(storage, fresh.restore)
         whole.destroy()
         shutil.rmtree(fresh.path.parent.parent, ignore_errors=True)

@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functions import isolation, sandbox
+from functions import egress, sandbox
+from functions.isolation import Isolation
+from functions.local_disk import LocalDisk
 from functions.workspace import MAX_DELTAS, Workspace
+from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
 
 
@@ -38,20 +41,21 @@ def _runnable_standin() -> str:
     return str(copy)
 
 
-def use_backend(name: str) -> None:
+def use_backend(name: str) -> Isolation:
+    """The isolation a job process with this backend has (probed on first use)."""
     os.environ["VIBESDK_SANDBOX_BACKEND"] = name
     os.environ.setdefault("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", _runnable_standin())
-    isolation.selected.cache_clear()
+    return Isolation(Settings.from_env())
 
 
 def sandbox_overhead(repeats: int, backend: str) -> dict[str, Any]:
     """`true` through one isolation backend against a bare /bin/sh subprocess."""
-    use_backend(backend)
+    chosen = use_backend(backend)
     root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-"))
     root.chmod(0o711)
     workspace = root / "ws"
     workspace.mkdir()
-    sandbox.prepare_workspace(workspace)
+    sandbox.prepare_workspace(workspace, chosen.ids)
     bare, isolated = [], []
     try:
         for _ in range(repeats):
@@ -59,7 +63,7 @@ def sandbox_overhead(repeats: int, backend: str) -> dict[str, Any]:
             subprocess.run(["/bin/sh", "-c", "true"], cwd=workspace, check=True)
             bare.append(time.perf_counter() - began)
             began = time.perf_counter()
-            result = sandbox.run_command("true", workspace, 10)
+            result = sandbox.run_command("true", workspace, 10, backend=chosen.backend())
             isolated.append(time.perf_counter() - began)
             assert result.exit_code == 0, result
     finally:
@@ -87,7 +91,8 @@ def egress_cost(repeats: int) -> dict[str, Any]:
 
     Both with an empty npm cache of their own each time, so both fetch from the registry.
     """
-    use_backend("bubblewrap")
+    chosen = use_backend("bubblewrap")
+    proxy = egress.proxy_for(Settings.from_env())
     bare, proxied = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="vibesdk-bench-npm-") as scratch:
@@ -98,9 +103,10 @@ def egress_cost(repeats: int) -> dict[str, Any]:
         root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-"))
         root.chmod(0o711)
         try:
-            sandbox.prepare_workspace(root)
+            sandbox.prepare_workspace(root, chosen.ids)
             began = time.perf_counter()
-            result = sandbox.run_command(NPM_INSTALL, root, 120, egress_for=sandbox.Egress("bench", "bench", "bench"))
+            run = sandbox.Egress("bench", "bench", "bench")
+            result = sandbox.run_command(NPM_INSTALL, root, 120, egress_for=run, backend=chosen.backend(), proxy=proxy)
             proxied.append(time.perf_counter() - began)
             assert result.exit_code == 0, result.stderr[-2000:]
         finally:
@@ -135,11 +141,11 @@ def workspace_costs(storage: Storage, cases: list[tuple[int, int]]) -> list[dict
     try:
         for files, total in cases:
             session = f"bench-{files}-{total}-{time.time_ns()}"
-            origin = Workspace(storage, root / "origin", session)
+            origin = Workspace(storage, LocalDisk(root / "origin"), session)
             origin.start_empty()
             _fill(origin.path, files, total)
             save = _timed(origin.save)
-            fresh = Workspace(storage, root / "fresh", session)
+            fresh = Workspace(storage, LocalDisk(root / "fresh"), session)
             restore = _timed(fresh.restore)
             current = _timed(fresh.restore)
             rows.append(
@@ -169,7 +175,7 @@ def incremental_save(
     full, one = [], []
     try:
         for attempt in range(full_saves):
-            workspace = Workspace(storage, root, f"bench-inc-{attempt}-{time.time_ns()}")
+            workspace = Workspace(storage, LocalDisk(root), f"bench-inc-{attempt}-{time.time_ns()}")
             workspace.start_empty()
             _fill(workspace.path, files, total)
             full.append(_timed(workspace.save))

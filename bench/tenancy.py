@@ -26,7 +26,9 @@ import httpx
 from devstack.stack import Stack
 from eventarc.definitions import SANDBOX_JOB_TRIGGER
 from eventarc.router import delivery_mode
+from functions.fairness import default_share
 from functions.isolation import Limits
+from vibesdk_cli.progress import TERMINAL, wait_for_run
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.names import RUNS_COLLECTION, RUNS_SUBCOLLECTION
@@ -46,7 +48,6 @@ FLOOD_COMMAND = "sleep 25"
 SAMPLE_SECONDS = 0.05
 ERROR_CHARS = 300  # of a run's error kept in the results (its printable characters)
 WATCH_SECONDS = 0.2
-TERMINAL = ("succeeded", "failed")
 # A command's scratch folder, as the job hands it to bubblewrap (--bind) or to Cloud Run's sandbox (--mount).
 SCRATCH = re.compile(r"(/[^\s,=]*/vibesdk-run-[^/\s,]+)")
 
@@ -144,14 +145,10 @@ class _Driver:
         self.bus = Bus(clients.publisher_client(settings), settings.project)
 
     def wait(self, run_url: str, timeout: float = 300) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        run: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            run = self.api.get(run_url).json()
-            if run["status"] in TERMINAL:
-                return dict(run)
-            time.sleep(0.2)
-        raise TimeoutError(f"{run_url} did not end within {timeout:g} s (last status {run.get('status')!r})")
+        run = wait_for_run(lambda: self.api.get(run_url).json(), timeout, every=WATCH_SECONDS)
+        if run["status"] not in TERMINAL:
+            raise TimeoutError(f"{run_url} did not end within {timeout:g} s (last status {run.get('status')!r})")
+        return run
 
     def session(self) -> str:
         created = self.api.post("/api/agent", json={"templateName": "static-site"}).json()
@@ -214,7 +211,7 @@ def attacks(stack: Stack, token: str) -> dict[str, Any]:
     job = stack.supervisor.child("sandbox-job")
     job_settings = Settings.from_env(job.env)
     tmp_quota = Limits.of(job_settings).tmp_bytes
-    share = job_settings.max_actions_per_owner or max(1, int(job.env.get("THREADS") or (os.cpu_count() or 1) * 4) // 2)
+    share = job_settings.max_actions_per_owner or default_share(job_settings.threads)
     retry = SANDBOX_JOB_TRIGGER.subscription(delivery_mode(stack.env)).retry
     session = driver.session()
     # Each attack: its runs, and a check that it did what the red team meant (its commands ran).

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from control_plane.app import create_app
 from vibesdk_gcp import logs
-
-# What a client may take to send a request's headers (a body has its own bound in the app).
-HEADER_SECONDS = float(os.environ.get("VIBESDK_HEADER_TIMEOUT_SECONDS") or 10)
+from vibesdk_gcp.settings import Settings
 
 
 class HeadersInTime(HttpToolsProtocol):
@@ -21,14 +19,18 @@ class HeadersInTime(HttpToolsProtocol):
     those would hold every connection the API can take.
     """
 
+    # What a client may take to send a request's headers (a body has its own bound in the app).
+    header_seconds: float = Settings.header_timeout_seconds
     _deadline: asyncio.TimerHandle | None = None
 
+    # uvicorn's own signature (and its own ignore): asyncio hands a stream protocol a Transport,
+    # narrower than the BaseTransport that asyncio.BaseProtocol declares.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
     def _arm(self) -> None:
-        self._deadline = self.loop.call_later(HEADER_SECONDS, self._too_slow)
+        self._deadline = self.loop.call_later(self.header_seconds, self._too_slow)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -55,16 +57,22 @@ class HeadersInTime(HttpToolsProtocol):
             self.transport.close()
 
 
+def headers_within(seconds: float) -> type[HeadersInTime]:
+    """The protocol, cutting off headers that take longer than `seconds`."""
+    return type("HeadersInTime", (HeadersInTime,), {"header_seconds": seconds})
+
+
 def main() -> None:
-    logs.setup(os.environ.get("K_SERVICE") or os.environ.get("VIBESDK_UNIT") or "control-plane")
+    # Read and checked once, at start-up: a bad setting stops the process here, naming its variable.
+    settings = Settings.from_env()
+    logs.setup(settings.log_name("control-plane"))
     uvicorn.run(
-        "control_plane.app:create_app",
-        factory=True,
-        host=os.environ.get("HOST", "0.0.0.0"),
-        port=int(os.environ.get("PORT", "8080")),
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
         log_config=None,  # keep the JSON lines set up above
         access_log=False,
-        http=HeadersInTime,
+        http=headers_within(settings.header_timeout_seconds),
     )
 
 

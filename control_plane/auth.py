@@ -8,6 +8,7 @@ import threading
 import time
 
 from control_plane.keys import PREFIX, Caller, KeyStore
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.errors import Forbidden, TooMany, Unauthenticated
 from vibesdk_gcp.identity import IAP_ISSUERS, audiences, bearer, looks_like_jwt, verify_google_token
 from vibesdk_gcp.settings import Settings
@@ -75,17 +76,15 @@ class RateLimiter:
     def __init__(self, per_minute: int) -> None:
         self._rate = per_minute / 60.0
         self._capacity = float(per_minute)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: BoundedDict[str, tuple[float, float]] = BoundedDict(MAX_BUCKETS)
         self._lock = threading.Lock()
 
     def take(self, owner: str, cost: int = 1) -> None:
         """Spend `cost` tokens of the owner's bucket (0: only check there is one left)."""
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.pop(owner, (self._capacity, now))
+            tokens, last = self._buckets.get(owner, (self._capacity, now))
             tokens = min(self._capacity, tokens + (now - last) * self._rate)
             self._buckets[owner] = (tokens if tokens < 1 else tokens - cost, now)
-            while len(self._buckets) > MAX_BUCKETS:
-                del self._buckets[next(iter(self._buckets))]
             if tokens < 1:
                 raise TooMany("request rate over the limit", retry_after=max(1, round((1 - tokens) / self._rate)))

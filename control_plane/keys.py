@@ -23,6 +23,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
 
 from vibesdk_gcp import access, clients
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.errors import ServiceUnavailable, Unauthenticated
 from vibesdk_gcp.names import API_KEYS_COLLECTION
 from vibesdk_gcp.schemas import utcnow
@@ -51,7 +52,7 @@ def _digest(secret: str) -> str:
 class KeyStore:
     def __init__(self, client: firestore.Client) -> None:
         self._keys = client.collection(API_KEYS_COLLECTION)
-        self._cache: dict[str, tuple[float, dict[str, object] | None]] = {}
+        self._cache: BoundedDict[str, tuple[float, dict[str, object] | None]] = BoundedDict(MAX_CACHED_KEYS)
         self._lock = threading.Lock()
 
     def issue(self, owner: str, egress: bool = True) -> tuple[str, str]:
@@ -109,10 +110,7 @@ class KeyStore:
             raise ServiceUnavailable(f"Firestore is unavailable: {error}") from error
         record = snapshot.to_dict() if snapshot.exists else None
         with self._lock:
-            self._cache.pop(key_id, None)
             self._cache[key_id] = (time.monotonic(), record)
-            while len(self._cache) > MAX_CACHED_KEYS:
-                del self._cache[next(iter(self._cache))]
         return record
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.errors import TooMany
 
 REFRESH_SECONDS = 1.0
@@ -38,7 +39,7 @@ class ActiveRunQuota:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._count, self._limit, self._refresh, self._clock = count, limit, refresh, clock
-        self._tallies: dict[str, _Tally] = {}
+        self._tallies: BoundedDict[str, _Tally] = BoundedDict(MAX_OWNERS)
         self._lock = threading.Lock()
         self._owner_locks: dict[str, threading.Lock] = {}
         # Runs admitted but not written yet: no count can see them.
@@ -94,7 +95,4 @@ class ActiveRunQuota:
             return lock
 
     def _remember(self, owner: str, tally: _Tally) -> None:
-        self._tallies.pop(owner, None)
-        if len(self._tallies) >= MAX_OWNERS:
-            del self._tallies[next(iter(self._tallies))]
         self._tallies[owner] = tally

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -13,12 +12,13 @@ from control_plane.models import CreateSession, Preview, PreviewState, QueueActi
 from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import Forbidden, NotFound, ServiceUnavailable, TooLarge
 from vibesdk_gcp.media import content_type
-from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET, TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
+from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import Params, WriteFilesParams
 from vibesdk_gcp.registry import spec_of
-from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.runs import RunStore, SessionDoc
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
@@ -39,8 +39,8 @@ def jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Limits:
-    max_active_runs: int = 50
-    max_file_bytes: int = 4 * 1024 * 1024
+    max_active_runs: int = Settings.max_active_runs_per_owner
+    max_file_bytes: int = Settings.max_file_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -69,16 +69,13 @@ class ControlPlane:
 
     def runs(self, owner: str, session_id: str) -> list[Run]:
         self._owned_session(owner, session_id)
-        return [Run.model_validate(jsonable(run)) for run in self._store.runs_of(session_id)]
+        return [Run.model_validate(jsonable(run.model_dump())) for run in self._store.runs_of(session_id)]
 
     def templates(self) -> list[dict[str, Any]]:
-        try:
-            return list(json.loads(self._storage.read(TEMPLATES_BUCKET, TEMPLATE_CATALOG_OBJECT)))
-        except NotFound:
-            return []
+        return template_catalog(self._storage)
 
     def sessions(self, owner: str) -> list[Session]:
-        return [Session.model_validate(jsonable(session)) for session in self._store.sessions_of(owner)]
+        return [Session.model_validate(jsonable(session.model_dump())) for session in self._store.sessions_of(owner)]
 
     def create_session(self, owner: str, body: CreateSession, egress: bool = False) -> Queued:
         self._check(body.action, body.params, egress)
@@ -102,10 +99,10 @@ class ControlPlane:
         request = SandboxRequest(
             sessionId=session_id,
             runId=str(uuid.uuid4()),
-            agentId=session.get("agentId"),
+            agentId=session.agentId,
             action=body.action,
-            templateName=session.get("templateName"),
-            projectName=session.get("projectName"),
+            templateName=session.templateName,
+            projectName=session.projectName,
             params=body.params,
             issuedAt=utcnow(),
             owner=owner,
@@ -137,21 +134,21 @@ class ControlPlane:
             runUrl=f"{base}/runs/{request.runId}",
         )
 
-    def _owned_session(self, owner: str, session_id: str) -> dict[str, Any]:
+    def _owned_session(self, owner: str, session_id: str) -> SessionDoc:
         session = self._store.get_session(session_id)
-        if session.get("owner") != owner:
+        if session.owner != owner:
             # Someone else's session is answered exactly like a missing one.
             raise NotFound(f"session {session_id!r} does not exist")
         return session
 
     def session(self, owner: str, session_id: str) -> Session:
         session = self._owned_session(owner, session_id)
-        latest = self._store.get_run(session_id, session["runId"])
-        return Session.model_validate(jsonable(session) | {"latestRun": jsonable(latest)})
+        latest = self._store.get_run(session_id, session.runId)
+        return Session.model_validate(jsonable(session.model_dump() | {"latestRun": latest.model_dump()}))
 
     def run(self, owner: str, session_id: str, run_id: str) -> Run:
         self._owned_session(owner, session_id)
-        return Run.model_validate(jsonable(self._store.get_run(session_id, run_id)))
+        return Run.model_validate(jsonable(self._store.get_run(session_id, run_id).model_dump()))
 
     def full_log(self, owner: str, session_id: str, log: str, stream: str) -> bytes:
         """A command's whole stdout or stderr, by the `log` name its run result gives."""
@@ -165,22 +162,21 @@ class ControlPlane:
     def preview(self, owner: str, session_id: str) -> Preview:
         """The preview's details; their state: the instance is ready, being made, or failed."""
         session = self._owned_session(owner, session_id)
-        preview = session.get("preview") or {}
         details = Preview(
             sessionId=session_id,
-            instanceId=session.get("instanceId"),
+            instanceId=session.instanceId,
             state=PreviewState.CREATING,
-            status=session["status"],
-            previewUrl=preview.get("previewUrl"),
+            status=session.status,
+            previewUrl=session.preview.previewUrl if session.preview else None,
         )
-        if session.get("instanceId"):
+        if session.instanceId:
             if not details.previewUrl:
                 details.message = "instance ready; queue deployInstance to publish a preview"
             details.state = PreviewState.READY
             return details
-        if session["status"] == "failed":
-            run = self._store.get_run(session_id, session["runId"])
-            details.message = run.get("error") or "the instance could not be created"
+        if session.status == "failed":
+            run = self._store.get_run(session_id, session.runId)
+            details.message = run.error or "the instance could not be created"
             details.state = PreviewState.FAILED
             return details
         details.message = "the instance is being created"

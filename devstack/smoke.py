@@ -14,16 +14,12 @@ from typing import Any
 
 import httpx
 
-TERMINAL = ("succeeded", "failed")
+from vibesdk_cli.progress import wait_for_run
 
 
 def wait(client: httpx.Client, run_url: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        run: dict[str, Any] = client.get(run_url).raise_for_status().json()
-        if run["status"] in TERMINAL or time.monotonic() > deadline:
-            return run
-        time.sleep(0.5)
+    """The run once it has ended, or as it is after `timeout` s."""
+    return wait_for_run(lambda: client.get(run_url).raise_for_status().json(), timeout)
 
 
 def smoke(url: str, token: str | None, template: str, timeout: float) -> bool:

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import random
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -35,6 +34,7 @@ from starlette.routing import Route
 
 from eventarc.cloudevent import message_published
 from eventarc.definitions import DELIVERY_MODES, TRIGGERS, PushSubscription, Trigger
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.envelope import from_push_body
 from vibesdk_gcp.errors import ConfigurationError, PoisonMessage
 from vibesdk_gcp.metrics import work
@@ -54,6 +54,17 @@ def delivery_mode(env: dict[str, str]) -> str:
     return mode
 
 
+def shuffle_seconds(env: dict[str, str]) -> float:
+    raw = env.get("VIBESDK_EVENTARC_SHUFFLE_SECONDS") or str(SHUFFLE_SECONDS)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigurationError(f"VIBESDK_EVENTARC_SHUFFLE_SECONDS must be a number of seconds, got {raw!r}")
+    return seconds
+
+
 def destination_env_key(service: str) -> str:
     """The variable holding a destination's URL: vibesdk-sandbox-job -> VIBESDK_SANDBOX_JOB_URL."""
     return service.upper().replace("-", "_") + "_URL"
@@ -63,17 +74,16 @@ class DeliveryAttempts:
     """Counts deliveries per message: the emulator leaves deliveryAttempt out."""
 
     def __init__(self) -> None:
-        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._counts: BoundedDict[str, int] = BoundedDict(MAX_TRACKED_MESSAGES)
 
     def next(self, message_id: str) -> int:
-        count = self._counts.pop(message_id, 0) + 1
+        count = self._counts.get(message_id, 0) + 1
         self._counts[message_id] = count
-        while len(self._counts) > MAX_TRACKED_MESSAGES:
-            self._counts.popitem(last=False)
         return count
 
 
 def create_app(settings: Settings | None = None, env: dict[str, str] | None = None) -> Starlette:
+    """The router, its settings and its own variables (the destinations' URLs) read and checked here, at start-up."""
     settings = settings or Settings.from_env()
     env = dict(os.environ if env is None else env)
     triggers = {trigger.name: trigger for trigger in TRIGGERS}
@@ -85,7 +95,7 @@ def create_app(settings: Settings | None = None, env: dict[str, str] | None = No
         destinations[trigger.name] = env[key]
     mode = delivery_mode(env)
     subscriptions: dict[str, PushSubscription] = {t.name: t.subscription(mode) for t in TRIGGERS}
-    shuffle = float(env.get("VIBESDK_EVENTARC_SHUFFLE_SECONDS") or SHUFFLE_SECONDS)
+    shuffle = shuffle_seconds(env)
     attempts = DeliveryAttempts()
     http = httpx.AsyncClient()
 

@@ -108,7 +108,8 @@ class DeadLetterBox:
                 if k not in OUR_ATTRIBUTES and not k.startswith("CloudPubSubDeadLetter")
             }
             topic = self._publisher.topic_path(self._project, _source_topic(attributes))
-            self._publisher.publish(topic, received.message.data, **clean).result(timeout=30)
+            # The attributes are ours (camelCase): none takes publish's retry or timeout keywords.
+            self._publisher.publish(topic, received.message.data, **clean).result(timeout=30)  # type: ignore[arg-type]
             self._subscriber.acknowledge(subscription=self._subscription, ack_ids=[received.ack_id])
             replayed.append(original)
         return replayed

@@ -33,22 +33,26 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from functions import confined, isolation
-from functions.isolation import sandbox_ids
+from functions import confined
+from functions.isolation import Isolation
+from functions.local_disk import TREE_USED, LocalDisk
 from vibesdk_gcp.errors import ActionFailed, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
 
+if TYPE_CHECKING:
+    from functions.workspace import Workspace
+
 logger = logging.getLogger("functions.dependencies")
 
 DEPS_PREFIX = "deps/"
-CACHE_FOLDER = ".deps"
 MAX_INPUT_BYTES = 16 << 20
 # File stat that tells a workspace file is still the tree's: size, mtime, mode.
 Stat = tuple[int, int, int]
@@ -230,55 +234,116 @@ def _altered(tree: Path, record: dict[str, Record], hashes: bool) -> str | None:
     return None if seen == len(record) else "files of the tree are missing"
 
 
-# Trees whose every content was read against the record by this process: a restart reads them
-# again (a poisoned tree once outlived a restart of `make dev`).
-_hashed: set[tuple[str, int]] = set()
+@dataclass(frozen=True)
+class InstallReport:
+    """What giving a workspace its dependencies did: the action's `dependencies` result."""
+
+    source: str  # none, workspace (it had them), instance, storage or install (where the tree came from)
+    key: str | None = None
+    scripts: str | None = None  # whether the packages' scripts ran
+    files: int | None = None  # files given to the workspace
+    seconds: float | None = None
+    reason: str | None = None  # why nothing was installed
+
+    def as_result(self) -> dict[str, Any]:
+        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
 
 
-def lock_of(cache: Path, key: str) -> Path:
-    """The file whose flock guards a key's tree: shared while it is given, exclusive to change it."""
-    return cache / f"{key}.lock"
+@dataclass(frozen=True)
+class Held:
+    """A key's tree, held while it is given, and where it was found."""
+
+    tree: Path
+    source: str  # instance, storage or install
+
+
+# Runs an install command in a folder holding its inputs (in the sandbox); ActionFailed if it fails.
+RunInstall = Callable[[str, Path], None]
 
 
 class DependencyCache:
-    """The installed trees this job instance holds, backed by Cloud Storage.
+    """The installed trees this job instance holds, backed by Cloud Storage (one per process:
+    functions/context.py).
 
     A tree is given out under a shared lock on its key, and made, checked or dropped under an
     exclusive one (functions/local_copies.py trims only what it can lock): no tree goes away
     between the check and the giving.
     """
 
-    def __init__(self, storage: Storage, workspace_root: Path) -> None:
+    def __init__(self, storage: Storage, disk: LocalDisk, isolation: Isolation) -> None:
         self._storage = storage
-        self.root = workspace_root / CACHE_FOLDER
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o711)  # whatever the umask
-        self.last_source = ""  # where the last holding() found its tree: instance, storage or install
+        self._disk = disk
+        self._isolation = isolation
+        # Trees whose every content was read against the record by this process: a restart reads
+        # them again (a poisoned tree once outlived a restart of `make dev`).
+        self._hashed: set[tuple[str, int]] = set()
+
+    @property
+    def root(self) -> Path:
+        return self._disk.dependencies()
+
+    def install(self, spec: InstallSpec, workspace: Workspace, network: bool, run: RunInstall) -> InstallReport:
+        """Give the workspace the installed tree of its current lockfile, building it on a first use.
+
+        The install reaches the package registries through the egress proxy. Its packages' scripts
+        (and the project's own lifecycle scripts, which the tenant writes) run only with `network`:
+        without, a tree from the cache, else an install with scripts off.
+        """
+        started = time.monotonic()
+        inputs = read_inputs(spec, workspace.path)
+        if inputs is None:
+            # Nothing to install from; what was given stays, still not the workspace's own files.
+            return InstallReport("none", reason=f"no {' or '.join(spec.inputs)} in the workspace")
+        if network:
+            choices = [(spec, "on")]
+        else:
+            choices = [(spec, "none run: the tree was in the cache"), (spec.without_scripts(inputs), "off")]
+        for number, (chosen, scripts) in enumerate(choices, 1):
+            key = chosen.key(inputs)
+            base = workspace.base()
+            if base and base["key"] == key and base.get("stamp") == self.stamp(key):
+                return InstallReport("workspace", key, scripts, seconds=_since(started))
+            build = _builder(chosen, inputs, run) if number == len(choices) else None
+            with self.holding(key, build) as held:
+                if held is None:
+                    continue  # not in any cache: installed with scripts off
+                remade = bool(base and base["key"] == key)  # the tree was made again since it was given
+                if base:
+                    # A new lockfile (or a tree made again): the new tree replaces the old one, and
+                    # what was changed in it.
+                    shutil.rmtree(workspace.path / chosen.folder, ignore_errors=True)
+                given = give(held.tree, workspace.path, chosen.folder, self._isolation)
+                stamp = self.stamp(key)
+                workspace.set_base({"key": key, "folder": chosen.folder, "tree": str(held.tree), "stamp": stamp})
+            if remade:
+                workspace.restore()  # the session's own changes in the folder come back
+            return InstallReport(held.source, key, scripts, given, _since(started))
+        raise AssertionError("the last choice always builds")
 
     def tree(self, key: str) -> Path | None:
-        home = self.root / key
+        home = self._disk.tree_home(key)
         return home / "tree" if (home / "complete").exists() else None
 
     def stamp(self, key: str) -> int | None:
         """Which making of the key's tree this instance holds (None: none): a workspace given
         another one is given this one anew."""
         try:
-            return (self.root / key / "complete").stat().st_mtime_ns
+            return (self._disk.tree_home(key) / "complete").stat().st_mtime_ns
         except FileNotFoundError:
             return None
 
     @contextlib.contextmanager
-    def holding(self, key: str, build: Callable[[Path], Path] | None) -> Iterator[Path | None]:
+    def holding(self, key: str, build: Callable[[Path], Path] | None) -> Iterator[Held | None]:
         """The tree for key, checked, held for the block: on this instance, else unpacked from
         Cloud Storage, else built (build(scratch) runs the install in scratch, where the inputs
         are, and returns the folder it filled). Without build, None when no cache holds it."""
-        self.last_source = "instance"
+        source = "instance"
         while True:
             with self._locked(key, fcntl.LOCK_SH):
                 found = self.tree(key)
                 if found and self._intact(key, found):
-                    (found.parent / "used").touch()  # the most recently used trees are kept
-                    yield found
+                    (found.parent / TREE_USED).touch()  # the most recently used trees are kept
+                    yield Held(found, source)
                     return
             with self._locked(key, fcntl.LOCK_EX):
                 found = self.tree(key)
@@ -286,41 +351,41 @@ class DependencyCache:
                     continue  # made meanwhile: held shared on the next turn
                 if found:
                     shutil.rmtree(found.parent, ignore_errors=True)
-                if not self._fetch(key, build):
+                made = self._fetch(key, build)
+                if made is None:
                     yield None
                     return
+                source = made
 
-    def _fetch(self, key: str, build: Callable[[Path], Path] | None) -> bool:
-        """Make the tree from Cloud Storage, else by build; False when neither can."""
+    def _fetch(self, key: str, build: Callable[[Path], Path] | None) -> str | None:
+        """Make the tree from Cloud Storage, else by build: where it came from; None when neither can."""
         archive = self._download(key)
         if archive is not None:
-            self.last_source = "storage"
             try:
                 self._unpack(key, archive)
             finally:
                 archive.unlink(missing_ok=True)
-            return True
+            return "storage"
         if build is None:
-            return False
-        self.last_source = "install"
+            return None
         self._build(key, build)
-        return True
+        return "install"
 
     def _intact(self, key: str, tree: Path) -> bool:
         """The tree is as recorded: by stat on every use, by content on a first use in this process."""
         stamp = (tree.parent / "complete").stat().st_mtime_ns
         record = _recorded(str(tree), stamp)
-        hashes = (key, stamp) not in _hashed
+        hashes = (key, stamp) not in self._hashed
         problem = _altered(tree, record, hashes) if record else "it has no record of its files"
         if problem is None:
-            _hashed.add((key, stamp))
+            self._hashed.add((key, stamp))
             return True
         logger.error("installed tree %s is dropped and made again: %s", key, problem)
         return False
 
     @contextlib.contextmanager
     def _locked(self, key: str, mode: int) -> Iterator[None]:
-        with open(lock_of(self.root, key), "a") as handle:
+        with open(self._disk.tree_lock(key), "a") as handle:
             fcntl.flock(handle, mode)
             try:
                 yield
@@ -386,19 +451,39 @@ class DependencyCache:
         return self._complete(key)
 
     def _fresh_home(self, key: str) -> Path:
-        home = self.root / key
+        home = self._disk.tree_home(key)
         shutil.rmtree(home, ignore_errors=True)  # a tree without its marker is partial
         home.mkdir()
         home.chmod(0o755)
         return home
 
     def _complete(self, key: str) -> Path:
-        home = self.root / key
+        home = self._disk.tree_home(key)
         (home / RECORD).write_text(json.dumps(_record_of(home / "tree")))
         (home / "complete").write_text(key)
-        _hashed.add((key, (home / "complete").stat().st_mtime_ns))  # recorded from these very contents
-        (home / "used").touch()
+        self._hashed.add((key, (home / "complete").stat().st_mtime_ns))  # recorded from these very contents
+        (home / TREE_USED).touch()
         return home / "tree"
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+def _builder(spec: InstallSpec, inputs: dict[str, bytes], run: RunInstall) -> Callable[[Path], Path]:
+    """What builds the tree on a cache miss: the install run in a scratch folder holding its inputs."""
+
+    def build(scratch: Path) -> Path:
+        for name, data in inputs.items():
+            (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+            (scratch / name).write_bytes(data)
+        run(spec.command, scratch)
+        folder = scratch / spec.folder
+        if folder.is_symlink() or not folder.is_dir():
+            raise ActionFailed(f"installing dependencies ({spec.command!r}) left no {spec.folder}/ folder")
+        return folder
+
+    return build
 
 
 def _archive_name(key: str, digest: str) -> str:
@@ -450,7 +535,7 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def give(tree: Path, workspace: Path, folder: str) -> int:
+def give(tree: Path, workspace: Path, folder: str, isolation: Isolation) -> int:
     """Put the tree's files in the workspace's `folder`, keeping what it already holds (a session's
     own changes). Returns the files given.
 
@@ -461,9 +546,9 @@ def give(tree: Path, workspace: Path, folder: str) -> int:
     (https://docs.cloud.google.com/run/docs/code-execution). Every step is made relative to an
     open folder, so a folder a command swapped for a link leads nowhere outside.
     """
-    ids = sandbox_ids()
+    ids = isolation.ids
     backend, _ = isolation.selected()
-    link = ids is not None and not isinstance(backend, isolation.CloudRunSandbox)
+    link = ids is not None and (backend is None or backend.hard_links_allowed)
     given = 0
     with confined.folder(workspace, [folder], make=True, clear=True) as top:
         folders = [(str(tree), os.dup(top))]

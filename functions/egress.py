@@ -45,6 +45,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from vibesdk_gcp import logs
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("functions.egress")
@@ -393,7 +394,8 @@ class EgressProxy:
         self._loop = asyncio.new_event_loop()
         self._commands: dict[str, _Command] = {}
         self._by_owner: Counter[str] = Counter()
-        self._logged_runs: dict[str, None] = {}  # runs whose turned-away connections were logged
+        # Runs whose turned-away connections were logged.
+        self._logged_runs: BoundedDict[str, None] = BoundedDict(REMEMBERED_RUNS)
         self._lock = threading.Lock()  # the counts are changed in the proxy's thread, read anywhere
         threading.Thread(target=self._loop.run_forever, name="egress-proxy", daemon=True).start()
 
@@ -498,8 +500,6 @@ class EgressProxy:
         """Close a connection over a bound at once; logged once a run, so a flood floods no log."""
         if command.run_id not in self._logged_runs:
             self._logged_runs[command.run_id] = None
-            if len(self._logged_runs) > REMEMBERED_RUNS:
-                del self._logged_runs[next(iter(self._logged_runs))]
             self._log(command, f"egress turned a connection away: {reason} (not logged again for this run)")
         writer.write(
             f"HTTP/1.1 503 egress refused: {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
@@ -534,11 +534,9 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-@functools.cache
-def proxy() -> EgressProxy:
-    """This process's proxy, made on first use with the allow-list of its settings."""
-    settings = Settings.from_env()
+def proxy_for(settings: Settings) -> EgressProxy:
+    """A proxy with the allow-list of the settings (one per job process: functions/context.py)."""
     allow = allow_list(settings.egress_allow)
     logger.info("egress allow-list: %s", ", ".join(allow) or "(empty)")
-    # Cloud Run names every service's instances with K_SERVICE: there, global addresses only.
-    return EgressProxy(allow, documentation=not os.environ.get("K_SERVICE"))
+    # On Cloud Run, global addresses only.
+    return EgressProxy(allow, documentation=not settings.on_cloud_run)

@@ -8,16 +8,14 @@ acknowledged at once, holding no worker: Pub/Sub brings it back after the backof
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 
 from vibesdk_gcp.errors import Busy
 
 
-def default_share() -> int:
-    """Half the instance's workers: functions-framework runs THREADS (by default 4 per core)."""
-    workers = int(os.environ.get("THREADS") or (os.cpu_count() or 1) * 4)
+def default_share(workers: int) -> int:
+    """Half the instance's workers (functions-framework's THREADS: Settings.threads)."""
     return max(1, workers // 2)
 
 

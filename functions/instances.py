@@ -47,4 +47,4 @@ def delete_instance(ctx: Context, session_id: str) -> None:
 
 
 def workspace_of(ctx: Context, session_id: str) -> Workspace:
-    return Workspace(ctx.storage, ctx.settings.workspace_root, session_id)
+    return Workspace(ctx.storage, ctx.disk, session_id)

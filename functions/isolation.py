@@ -11,8 +11,9 @@
   what it is, and it is refused on Google Cloud.
 
 VIBESDK_SANDBOX_BACKEND names one; by default ("auto") the job takes the first of bubblewrap and
-cloud-run that works here, probed once. When none works, commands are refused (fail closed,
-../shared/DESIGN.md) with the reason, which the job's /healthz also shows.
+cloud-run that works here, probed once per process (its Isolation, in functions/context.py). When
+none works, commands are refused (fail closed, ../shared/DESIGN.md) with the reason, which the
+job's /healthz also shows.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ import os
 import platform
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from vibesdk_gcp.errors import ActionFailed
-from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.settings import SANDBOX_BACKENDS, Settings
 
 logger = logging.getLogger("functions.isolation")
 
-BACKENDS = ("auto", "bubblewrap", "cloud-run", "unsafe-no-isolation")
 # Where Cloud Run puts the sandbox command when it is not on PATH.
 CLOUD_RUN_SANDBOX_COMMAND = "/usr/local/gcp/bin/sandbox"
 # /etc entries a toolchain needs to start; nothing with secrets.
@@ -59,6 +61,9 @@ class IsolationUnavailable(ActionFailed):
     """No isolation backend works here: the command is refused, never run without one."""
 
 
+Ids = tuple[int, int]  # the uid and gid commands run as
+
+
 @dataclass(frozen=True)
 class Limits:
     # Address space of each process: generous, because V8 reserves about 10 GiB of it (not memory)
@@ -67,12 +72,12 @@ class Limits:
     memory_bytes: int = 64 << 30
     processes: int = 256
     file_bytes: int = 256 << 20
-    workspace_bytes: int = 1 << 30
-    tmp_bytes: int = 256 << 20  # /tmp and /dev/shm together
+    workspace_bytes: int = Settings.workspace_bytes
+    tmp_bytes: int = Settings.sandbox_tmp_bytes  # /tmp and /dev/shm together
     output_bytes: int = 16 << 20  # each of stdout and stderr: the job keeps them until they are stored
     # All the command's processes together (memory_bytes bounds each one's address space); infra/gcp
     # sizes the instance for its concurrency x (this + the disks) + the job.
-    total_memory_bytes: int = 2 << 30
+    total_memory_bytes: int = Settings.command_memory_bytes
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
@@ -96,16 +101,14 @@ def shm_of(tmp: Path) -> Path:
     return tmp.parent / "shm"
 
 
-def sandbox_ids() -> tuple[int, int] | None:
-    """The unprivileged uid and gid commands run as when the job itself is root."""
+def sandbox_ids(settings: Settings) -> Ids | None:
+    """The unprivileged uid and gid commands run as when the job itself is root (None: the job's own)."""
     if os.geteuid() != 0:
         return None
-    uid = int(os.environ.get("VIBESDK_SANDBOX_UID", "65534"))
-    return uid, int(os.environ.get("VIBESDK_SANDBOX_GID", str(uid)))
+    return settings.sandbox_uid, settings.sandbox_gid
 
 
-def _drop_privileges() -> list[str]:
-    ids = sandbox_ids()
+def _drop_privileges(ids: Ids | None) -> list[str]:
     return ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"] if ids else []
 
 
@@ -150,12 +153,45 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
+class IsolationBackend(Protocol):
+    """How a command is started cut off from the job; what it allows is in its capability flags."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ids(self) -> Ids | None:
+        """Whom the command's files are given to (None: the job's own uid)."""
+
+    @property
+    def workspace_inside(self) -> str | None:
+        """Where the command sees its workspace (None: at its real path)."""
+
+    @property
+    def tmp_inside(self) -> str | None: ...
+
+    @property
+    def isolated(self) -> bool:
+        """The command is cut off from the job's network and files: it may be given the egress proxy."""
+
+    @property
+    def hard_links_allowed(self) -> bool:
+        """A command cannot write a file the job hard-links into its workspace (no root inside)."""
+
+    def launch(
+        self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
+    ) -> Launch: ...
+
+
 @dataclass(frozen=True)
 class Bubblewrap:
     path: str
+    ids: Ids | None
     name: str = "bubblewrap"
     workspace_inside: str | None = BWRAP_WORKSPACE
     tmp_inside: str | None = INSIDE_TMP
+    isolated: bool = True
+    hard_links_allowed: bool = True
 
     def launch(
         self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
@@ -183,17 +219,22 @@ class Bubblewrap:
             # Limits set inside bwrap's user namespace: the process limit counts this sandbox's
             # tasks only, so no scan of /proc for the uid's other commands is needed.
             inner = _limits(limits, cpu, limits.processes) + shell
-            return Launch(_drop_privileges() + argv + ["--", *inner], env)
-        outer = _drop_privileges() + _limits(limits, cpu, _process_budget(limits))
+            return Launch(_drop_privileges(self.ids) + argv + ["--", *inner], env)
+        outer = _drop_privileges(self.ids) + _limits(limits, cpu, _process_budget(limits, self.ids))
         return Launch(outer + argv + ["--", *shell], env)
 
 
 @dataclass(frozen=True)
 class CloudRunSandbox:
     path: str
+    ids: Ids | None
+    search_path: str  # the sandbox command's own PATH
     name: str = "cloud-run"
     workspace_inside: str | None = CLOUD_RUN_WORKSPACE
     tmp_inside: str | None = INSIDE_TMP
+    isolated: bool = True
+    # Its user has sudo (https://docs.cloud.google.com/run/docs/code-execution): copies only.
+    hard_links_allowed: bool = False
 
     def launch(
         self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
@@ -209,33 +250,32 @@ class CloudRunSandbox:
         argv += ["--mount", f"type=bind,source={shm_of(tmp)},destination=/dev/shm"]
         inner = ["/bin/sh", "-c", f'cd {CLOUD_RUN_WORKSPACE} && exec "$@"', "sh"]
         inner += _limits(limits, cpu, limits.processes) + shell
-        host_env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}
+        host_env = {"PATH": self.search_path}
         return Launch(argv + ["--", *inner], host_env)
 
 
 @dataclass(frozen=True)
 class NoIsolation:
+    ids: Ids | None
     name: str = "unsafe-no-isolation"
     workspace_inside: str | None = None  # the real paths
     tmp_inside: str | None = None
+    isolated: bool = False
+    hard_links_allowed: bool = True
 
     def launch(
         self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
     ) -> Launch:
-        argv = _drop_privileges() + _limits(limits, cpu, _process_budget(limits)) + shell
+        argv = _drop_privileges(self.ids) + _limits(limits, cpu, _process_budget(limits, self.ids)) + shell
         return Launch(argv, env)
 
 
-Backend = Bubblewrap | CloudRunSandbox | NoIsolation
-
-
-def _process_budget(limits: Limits) -> int:
+def _process_budget(limits: Limits, ids: Ids | None) -> int:
     """RLIMIT_NPROC for a command limited outside a user namespace: the uid's tasks elsewhere count too."""
-    ids = sandbox_ids()
     return limits.processes + _tasks_of(ids[0] if ids else os.getuid())
 
 
-def _probe(argv: list[str]) -> str | None:
+def _probe(argv: list[str], ids: Ids | None) -> str | None:
     """None when the probe command succeeds, else why it did not.
 
     As the sandbox's uid, through setpriv as a command is launched: subprocess's own user= and
@@ -244,52 +284,58 @@ def _probe(argv: list[str]) -> str | None:
     child), which left the job refusing every command for the rest of its life.
     """
     try:
-        done = subprocess.run(_drop_privileges() + argv, capture_output=True, timeout=30)
+        done = subprocess.run(_drop_privileges(ids) + argv, capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
         return str(error)
     return None if done.returncode == 0 else (done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}")
 
 
-def _bubblewrap(settings: Settings) -> tuple[Backend | None, str]:
-    path = shutil.which("bwrap")
+Selection = tuple[IsolationBackend | None, str]
+
+
+def _bubblewrap(settings: Settings, ids: Ids | None) -> Selection:
+    path = shutil.which("bwrap", path=settings.search_path)
     if path is None:
         return None, "bubblewrap is not installed"
-    failure = _probe([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"])
+    failure = _probe([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"], ids)
     if failure:
         return None, f"bubblewrap cannot create namespaces here ({failure})"
-    return Bubblewrap(path), "bubblewrap works"
+    return Bubblewrap(path, ids), "bubblewrap works"
 
 
-def _cloud_run(settings: Settings) -> tuple[Backend | None, str]:
-    path = settings.cloud_run_sandbox_command or shutil.which("sandbox") or CLOUD_RUN_SANDBOX_COMMAND
+def _cloud_run(settings: Settings, ids: Ids | None) -> Selection:
+    path = (
+        settings.cloud_run_sandbox_command
+        or shutil.which("sandbox", path=settings.search_path)
+        or CLOUD_RUN_SANDBOX_COMMAND
+    )
     if not Path(path).exists():
         return None, f"the Cloud Run sandbox command is not here ({path}: enable sandboxes on the service)"
-    failure = _probe([path, "do", "--stdin=false", "--", "/bin/true"])
+    failure = _probe([path, "do", "--stdin=false", "--", "/bin/true"], ids)
     if failure:
         return None, f"the Cloud Run sandbox command does not run ({failure})"
-    return CloudRunSandbox(path), "Cloud Run sandboxes work"
+    return CloudRunSandbox(path, ids, settings.search_path), "Cloud Run sandboxes work"
 
 
-def _unsafe(settings: Settings) -> tuple[Backend | None, str]:
-    if settings.on_google_cloud or os.environ.get("K_SERVICE"):
+def _unsafe(settings: Settings, ids: Ids | None) -> Selection:
+    if settings.on_google_cloud or settings.on_cloud_run:
         return None, "unsafe-no-isolation is refused on Google Cloud"
     logger.warning("VIBESDK_SANDBOX_BACKEND=unsafe-no-isolation: commands run with resource limits only")
-    return NoIsolation(), "no isolation (unsafe, local only)"
+    return NoIsolation(ids), "no isolation (unsafe, local only)"
 
 
-@functools.cache
-def selected() -> tuple[Backend | None, str]:
-    """The backend this process uses (probed once) and a sentence saying why, or what is missing."""
-    settings = Settings.from_env()
+def select(settings: Settings) -> Selection:
+    """The backend settings ask for, probed, and a sentence saying why, or what is missing."""
+    ids = sandbox_ids(settings)
     choice = settings.sandbox_backend
-    if choice not in BACKENDS:
-        return None, f"VIBESDK_SANDBOX_BACKEND must be one of {', '.join(BACKENDS)}, got {choice!r}"
+    if choice not in SANDBOX_BACKENDS:  # from_env() refuses it at start-up; Settings made in code may not
+        return None, f"VIBESDK_SANDBOX_BACKEND must be one of {', '.join(SANDBOX_BACKENDS)}, got {choice!r}"
     if choice == "unsafe-no-isolation":
-        return _unsafe(settings)
+        return _unsafe(settings, ids)
     probes = {"bubblewrap": _bubblewrap, "cloud-run": _cloud_run}
     reasons = []
     for name in probes if choice == "auto" else (choice,):
-        backend, reason = probes[name](settings)
+        backend, reason = probes[name](settings, ids)
         if backend is not None:
             return backend, reason
         reasons.append(reason)
@@ -298,16 +344,31 @@ def selected() -> tuple[Backend | None, str]:
     return None, why
 
 
-def backend() -> Backend:
-    """The backend to run a command with; IsolationUnavailable when there is none."""
-    found, why = selected()
-    if found is None:
-        raise IsolationUnavailable(
-            f"sandboxed commands are refused: no isolation backend works here ({why}); nothing was run"
-        )
-    return found
+class Isolation:
+    """The isolation of one job process (functions/context.py): selected on first use, probed once."""
 
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.ids = sandbox_ids(settings)
+        self._lock = threading.Lock()
+        self._selected: Selection | None = None
 
-def status() -> dict[str, object]:
-    found, why = selected()
-    return {"backend": found.name if found else None, "detail": why}
+    def selected(self) -> Selection:
+        """The backend (None when none works) and a sentence saying why, or what is missing."""
+        with self._lock:
+            if self._selected is None:
+                self._selected = select(self._settings)
+            return self._selected
+
+    def backend(self) -> IsolationBackend:
+        """The backend to run a command with; IsolationUnavailable when there is none."""
+        found, why = self.selected()
+        if found is None:
+            raise IsolationUnavailable(
+                f"sandboxed commands are refused: no isolation backend works here ({why}); nothing was run"
+            )
+        return found
+
+    def status(self) -> dict[str, object]:
+        found, why = self.selected()
+        return {"backend": found.name if found else None, "detail": why}

@@ -6,13 +6,11 @@ import contextvars
 import functools
 import json
 import logging
-import os
 import threading
 import time
 import uuid
 from typing import Any
 
-from functions import local_copies
 from functions.actions import perform
 from functions.context import Context
 from vibesdk_gcp import logs
@@ -27,14 +25,13 @@ from vibesdk_gcp.errors import (
     exhausted,
 )
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
+from vibesdk_gcp.runs import ClaimOutcome
 from vibesdk_gcp.schemas import RunStatus, SandboxRequest, SessionChanges, StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_RUNNING, SEQ_TERMINAL
 
 logger = logging.getLogger("functions.job")
 
 RUNNING_AFTER_SECONDS = 0.25
-# How long a claim on a run lasts without renewal: a dead job's run can be retaken after it.
-LEASE_SECONDS = float(os.environ.get("VIBESDK_LEASE_SECONDS", "60"))
 
 # How long one delivery goes on running the session's held actions after its own (functions/ordering.py).
 CHAIN_BUDGET_SECONDS = 60.0
@@ -64,9 +61,10 @@ class Lease:
         self._thread.start()
 
     def _renew(self, ctx: Context, session_id: str, run_id: str) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 3):
+        lease = ctx.settings.lease_seconds
+        while not self._stop.wait(lease / 3):
             try:
-                ctx.store.renew(session_id, run_id, LEASE_SECONDS)
+                ctx.store.renew(session_id, run_id, lease)
             except ServiceUnavailable as error:
                 logger.warning("run %s: lease not renewed (%s)", run_id, error)
 
@@ -199,22 +197,27 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
         ctx.order.ended(run_id)
         return session_id
     try:
-        with ctx.slots.take(request.owner), local_copies.in_use(request.sessionId):
+        with ctx.slots.take(request.owner), ctx.local_copies.in_use(request.sessionId):
             _run(request, message, ctx)
     finally:
         # Whatever the run's end, a retry included: a disk that filled up is trimmed.
-        local_copies.trim(ctx.settings.workspace_root, ctx.settings.max_local_workspaces)
+        ctx.local_copies.trim(ctx.settings.max_local_workspaces)
     ctx.order.ended(request.runId)
     return request.sessionId
 
 
-def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> str:
+def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> ClaimOutcome:
     """Claim the run, unless an action of its session queued before it has not ended (then Busy)."""
     claim = functools.partial(
-        ctx.store.claim, request.sessionId, request.runId, message.message_id, message.delivery_attempt, LEASE_SECONDS
+        ctx.store.claim,
+        request.sessionId,
+        request.runId,
+        message.message_id,
+        message.delivery_attempt,
+        ctx.settings.lease_seconds,
     )
     state = claim()
-    if state != "ordered?":
+    if state is not ClaimOutcome.CHECK_ORDER:
         return state
     # Other runs of the session are unfinished: the one query that tells whether any came first.
     waiting = ctx.order.waiting_for(request.runId, ctx.store.unfinished_in_session(request.sessionId))
@@ -226,14 +229,14 @@ def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> str
 
 def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     state = _claim(request, message, ctx)
-    if state == "unknown":
+    if state is ClaimOutcome.UNKNOWN:
         # The control plane writes the run before it publishes, so this message is not ours.
         logger.error("message %s names run %s, which does not exist", message.message_id, request.runId)
         return
-    if state == "finished":
+    if state is ClaimOutcome.FINISHED:
         logger.info("run %s already finished: duplicate delivery acknowledged", request.runId)
         return
-    if state == "busy":
+    if state is ClaimOutcome.BUSY:
         raise Busy(f"run {request.runId} is being executed by another delivery")
 
     logger.info("%s started (delivery attempt %s)", request.action, message.delivery_attempt)

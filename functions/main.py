@@ -7,14 +7,13 @@ functions-framework --source functions/main.py --target status_recorder
 from __future__ import annotations
 
 import logging
-import os
+import threading
 
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from functions import isolation
-from functions.context import context
+from functions.context import Context
 from functions.job import handle_request
 from functions.recorder import record
 from functions.sweeper import sweep
@@ -23,10 +22,26 @@ from vibesdk_gcp.envelope import from_push_body, from_push_bytes
 from vibesdk_gcp.errors import Busy, Forbidden, PoisonMessage, Unauthenticated
 from vibesdk_gcp.identity import audiences, bearer, verify_google_token
 from vibesdk_gcp.metrics import work
+from vibesdk_gcp.settings import Settings
 
-# Cloud Run names the service in K_SERVICE; `make dev` names the unit.
-logs.setup(os.environ.get("K_SERVICE") or os.environ.get("VIBESDK_UNIT") or "functions")
+# Read and checked once, as functions-framework imports this module: a bad setting stops the
+# process here, naming its variable.
+SETTINGS = Settings.from_env()
+logs.setup(SETTINGS.log_name("functions"))
 logger = logging.getLogger("functions")
+
+_context: Context | None = None
+_making = threading.Lock()
+
+
+def context() -> Context:
+    """This process's one Context, made on first use: gunicorn forks its worker after importing
+    this module, and the clients' gRPC channels must not cross a fork."""
+    global _context
+    with _making:
+        if _context is None:
+            _context = Context.from_settings(SETTINGS)
+        return _context
 
 
 def verify_caller(request: flask.Request) -> None:
@@ -34,9 +49,9 @@ def verify_caller(request: flask.Request) -> None:
 
     Checked before the delivery is decoded; off only where VIBESDK_VERIFY_PUSH=false (make dev).
     """
-    settings = context().settings
+    settings = SETTINGS
     if not settings.verify_push:
-        if settings.on_google_cloud or os.environ.get("K_SERVICE"):
+        if settings.on_google_cloud or settings.on_cloud_run:
             flask.abort(403, description="VIBESDK_VERIFY_PUSH=false is refused on Google Cloud")
         return
     try:
@@ -50,7 +65,7 @@ def verify_caller(request: flask.Request) -> None:
             audiences(settings.push_audience),
             settings.google_certs_url,
             settings.push_service_account,
-            service=os.environ.get("K_SERVICE"),
+            service=settings.service,
         )
     except Unauthenticated as error:
         flask.abort(401, description=str(error))
@@ -60,7 +75,7 @@ def verify_caller(request: flask.Request) -> None:
 
 def healthz() -> flask.typing.ResponseReturnValue:
     """Whether this instance can run sandboxed commands, and with which isolation backend."""
-    state = isolation.status()
+    state = context().isolation.status()
     return {"status": "ok" if state["backend"] else "isolation unavailable", "isolation": state}, (
         200 if state["backend"] else 503
     )

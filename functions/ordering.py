@@ -12,9 +12,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from datetime import datetime
-from typing import Any
 
+from vibesdk_gcp.bounded import BoundedDict
 from vibesdk_gcp.envelope import PubsubMessage
+from vibesdk_gcp.runs import UnfinishedRun
 
 # Runs this process has ended recently: the recorder may not have written them yet.
 MAX_REMEMBERED_RUNS = 10_000
@@ -22,33 +23,30 @@ MAX_HELD_MESSAGES = 1_000
 MAX_HELD_BYTES = 64 << 20
 
 
-def runs_before(run_id: str, unfinished: list[dict[str, Any]]) -> list[str]:
+def runs_before(run_id: str, unfinished: list[UnfinishedRun]) -> list[str]:
     """Ids of the unfinished runs queued before run_id (by queue time, then id), oldest first."""
-    mine = next((run for run in unfinished if run.get("runId") == run_id), None)
+    mine = next((run for run in unfinished if run.runId == run_id), None)
     if mine is None:
         return []
 
-    def key(run: dict[str, Any]) -> tuple[datetime, str]:
-        return (run["createdAt"], str(run["runId"]))
+    def key(run: UnfinishedRun) -> tuple[datetime, str]:
+        return (run.createdAt, run.runId)
 
-    return [str(run["runId"]) for run in sorted(unfinished, key=key) if key(run) < key(mine)]
+    return [run.runId for run in sorted(unfinished, key=key) if key(run) < key(mine)]
 
 
 class SessionOrder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended: BoundedDict[str, None] = BoundedDict(MAX_REMEMBERED_RUNS)
         self._held: OrderedDict[tuple[str, str], PubsubMessage] = OrderedDict()
         self._held_bytes = 0
 
     def ended(self, run_id: str) -> None:
         with self._lock:
             self._ended[run_id] = None
-            self._ended.move_to_end(run_id)
-            while len(self._ended) > MAX_REMEMBERED_RUNS:
-                self._ended.popitem(last=False)
 
-    def waiting_for(self, run_id: str, unfinished: list[dict[str, Any]]) -> list[str]:
+    def waiting_for(self, run_id: str, unfinished: list[UnfinishedRun]) -> list[str]:
         """The runs queued before run_id that have not ended, as far as this process knows."""
         with self._lock:
             return [earlier for earlier in runs_before(run_id, unfinished) if earlier not in self._ended]

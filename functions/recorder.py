@@ -1,4 +1,4 @@
-"""The status recorder's logic: one status event, one Firestore transaction."""
+"""The status recorder's logic: one status event applied to its run and session (vibesdk_gcp/runs/events.py)."""
 
 from __future__ import annotations
 

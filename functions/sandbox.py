@@ -11,21 +11,22 @@ timeout that kills the whole process group, and a watchdog on the workspace's an
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import select
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from functions import confined, egress, isolation
-from functions.isolation import IsolationUnavailable, Limits, NoIsolation, sandbox_ids, shm_of
+from functions import confined
+from functions.egress import EgressProxy
+from functions.isolation import Ids, IsolationBackend, IsolationUnavailable, Limits, shm_of
+from functions.scratch import scratch_folder
 
 logger = logging.getLogger("functions.sandbox")
 
@@ -54,6 +55,15 @@ class CommandResult:
     duration_seconds: float
     killed_reason: str | None = None  # "timeout", "workspace over quota", "output over N MiB", "memory over N MiB"
 
+    @property
+    def ended(self) -> str:
+        """How the command ended, for a message: "timed out", "killed: <reason>" or "exited with code N"."""
+        if self.killed_reason == "timeout":
+            return "timed out"
+        if self.killed_reason:
+            return f"killed: {self.killed_reason}"
+        return f"exited with code {self.exit_code}"
+
 
 @dataclass(frozen=True)
 class Egress:
@@ -64,13 +74,13 @@ class Egress:
     owner: str
 
 
-def prepare_workspace(path: Path, given: str | None = None) -> None:
-    """Hand the workspace to the sandbox uid so commands can write it, and nothing else.
+def prepare_workspace(path: Path, ids: Ids | None, given: str | None = None) -> None:
+    """Hand the workspace to the sandbox uid (`ids`, None: the job's own) so commands can write
+    it, and nothing else.
 
     `given` is the folder of an installed tree linked in (functions/dependencies.py): its files
     are the job's, shared with other workspaces, and stay so, wherever a command moved them.
     """
-    ids = sandbox_ids()
     if ids is not None:
         confined.give_away(path, ids, given)
 
@@ -108,21 +118,23 @@ def run_command(
     env: dict[str, str] | None = None,
     limits: Limits = Limits(),
     egress_for: Egress | None = None,
+    *,
+    backend: IsolationBackend,
+    proxy: EgressProxy | None = None,
 ) -> CommandResult:
-    """Run `/bin/sh -c command` in the workspace and wait for it, within every bound."""
-    backend = isolation.backend()
-    if egress_for and isinstance(backend, NoIsolation):
+    """Run `/bin/sh -c command` in the workspace and wait for it, within every bound (with egress:
+    through the proxy)."""
+    if egress_for and not backend.isolated:
         raise IsolationUnavailable("network for a command needs an isolation backend; nothing was run")
-    with tempfile.TemporaryDirectory(prefix="vibesdk-run-") as scratch:
-        scratch_path = Path(scratch)
+    with scratch_folder() as scratch_path:
         scratch_path.chmod(0o711)  # the sandbox uid must reach its /tmp, and list nothing here
         tmp = scratch_path / "tmp"
         tmp.mkdir()
-        prepare_workspace(tmp)
+        prepare_workspace(tmp, backend.ids)
         shm = shm_of(tmp)
         shm.mkdir()
         shm.chmod(0o1777)  # whatever the umask
-        prepare_workspace(shm)
+        prepare_workspace(shm, backend.ids)
         # What the command sees: the sandbox's own paths, or the real ones without isolation.
         seen_tmp = backend.tmp_inside or str(tmp)
         base_env = {
@@ -138,8 +150,9 @@ def run_command(
         }
         shell = ["/bin/sh", "-c", command]
         if egress_for:
+            assert proxy is not None, "a command given egress needs the proxy"
             socket_path = tmp / EGRESS_SOCKET
-            egress.proxy().open(socket_path, egress_for.session_id, egress_for.run_id, egress_for.owner)
+            proxy.open(socket_path, egress_for.session_id, egress_for.run_id, egress_for.owner)
             base_env |= _proxy_env(EGRESS_PORT)
             inside_socket = f"{seen_tmp}/{EGRESS_SOCKET}"
             shell = ["/bin/sh", "-c", WITH_BRIDGE, "sh", BRIDGE_SOURCE, inside_socket, str(EGRESS_PORT), command]
@@ -157,17 +170,18 @@ def run_command(
                 start_new_session=True,
                 close_fds=True,
             )
-            assert process.stdout and process.stderr
+            assert isinstance(process.stdout, io.BufferedReader) and isinstance(process.stderr, io.BufferedReader)
             out, err = _Capped(process.stdout, limits.output_bytes), _Capped(process.stderr, limits.output_bytes)
             killed = _wait(process, workspace, (tmp, shm), (out, err), timeout_seconds, limits)
-            out.join(), err.join()
+            out.join()
+            err.join()
         finally:
             # On every path, a failure to wait included: nothing of the sandbox outlives its
             # command, unwatched, to race the job's next file operations.
             if process is not None and process.returncode is None:
                 _end(process)
-            if egress_for:
-                egress.proxy().close(tmp / EGRESS_SOCKET)
+            if egress_for and proxy is not None:
+                proxy.close(tmp / EGRESS_SOCKET)
         duration = time.monotonic() - started
         return CommandResult(
             command=command,
@@ -183,7 +197,7 @@ class _Capped:
     """Reads one output of the command as it comes, keeping at most `limit` bytes: no more ever
     reaches the job's memory or disk (past it the command is stopped, and told why)."""
 
-    def __init__(self, pipe: BinaryIO, limit: int) -> None:
+    def __init__(self, pipe: io.BufferedReader, limit: int) -> None:
         self.data = bytearray()
         self.over = False
         self._pipe, self._limit = pipe, limit

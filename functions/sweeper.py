@@ -10,33 +10,24 @@ sees a true terminal state and may post the action again. Run it from Cloud Sche
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta
 
-from functions.context import Context, context
+from functions.context import Context
 from vibesdk_gcp import logs
+from vibesdk_gcp.runs import RunDoc
 from vibesdk_gcp.schemas import StatusEvent, utcnow
+from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.state import SEQ_TERMINAL
 
 logger = logging.getLogger("functions.sweeper")
 
-GRACE_SECONDS = float(os.environ.get("VIBESDK_SWEEP_GRACE_SECONDS", "900"))
-QUEUE_TIMEOUT_SECONDS = float(os.environ.get("VIBESDK_QUEUE_TIMEOUT_SECONDS", "3600"))
 
-
-def stale_reason(run: dict[str, object], now: datetime, grace: float, queue_timeout: float) -> str | None:
-    claim = run.get("claim")
-    if isinstance(claim, dict):
-        if claim.get("endedAt"):
+def stale_reason(run: RunDoc, now: datetime, grace: float, queue_timeout: float) -> str | None:
+    if run.claim is not None:
+        if run.claim.endedAt:
             return None  # its holder ended it: the terminal event is the recorder's to write
-        lapsed = claim["leaseUntil"]
-        return "lease expired" if isinstance(lapsed, datetime) and lapsed < now - timedelta(seconds=grace) else None
-    created = run.get("createdAt")
-    if (
-        run.get("status") == "queued"
-        and isinstance(created, datetime)
-        and created < now - timedelta(seconds=queue_timeout)
-    ):
+        return "lease expired" if run.claim.leaseUntil < now - timedelta(seconds=grace) else None
+    if run.status == "queued" and run.createdAt < now - timedelta(seconds=queue_timeout):
         return "expired in queue"
     return None
 
@@ -44,32 +35,39 @@ def stale_reason(run: dict[str, object], now: datetime, grace: float, queue_time
 def sweep(
     ctx: Context,
     now: datetime | None = None,
-    grace: float = GRACE_SECONDS,
-    queue_timeout: float = QUEUE_TIMEOUT_SECONDS,
+    grace: float | None = None,
+    queue_timeout: float | None = None,
 ) -> list[tuple[str, str]]:
-    """End every stale run; returns (runId, reason) for each one ended."""
+    """End every stale run; returns (runId, reason) for each one ended (by default by the settings' bounds)."""
     now = now or utcnow()
-    ended = []
+    grace = ctx.settings.sweep_grace_seconds if grace is None else grace
+    queue_timeout = ctx.settings.queue_timeout_seconds if queue_timeout is None else queue_timeout
+    ended: list[tuple[str, str]] = []
     for run in ctx.store.unfinished():
         reason = stale_reason(run, now, grace, queue_timeout)
         if reason is None:
             continue
         event = StatusEvent(
-            eventId=f"sweeper-{run['runId']}",
-            sessionId=str(run["sessionId"]),
-            runId=str(run["runId"]),
+            eventId=f"sweeper-{run.runId}",
+            sessionId=run.sessionId,
+            runId=run.runId,
             seq=SEQ_TERMINAL,
             status="failed",
             time=now,
             error=reason,
         )
         if ctx.store.apply(event).advance:
-            logger.warning("run %s/%s ended: %s", run["sessionId"], run["runId"], reason)
-            ended.append((str(run["runId"]), reason))
+            logger.warning("run %s/%s ended: %s", run.sessionId, run.runId, reason)
+            ended.append((run.runId, reason))
     return ended
 
 
-if __name__ == "__main__":
-    logs.setup("sweeper")
-    for run_id, reason in sweep(context()):
+def main() -> None:
+    settings = Settings.from_env()
+    logs.setup(settings.log_name("sweeper"))
+    for run_id, reason in sweep(Context.from_settings(settings)):
         print(f"{run_id}: {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Template bundles (VibSDK's format) read from the templates bucket.
 
-A bundle is `<name>.zip` beside `template_catalog.json`; the zip may carry
+A bundle is `<name>.zip` beside `template_catalog.json` (vibesdk_gcp/catalog.py); the zip may carry
 `.important_files.json`, `.donttouch_files.json` and `.redacted_files.json`.
 Bundles are untrusted: extraction refuses entries that leave the target,
 links, absurd compression ratios and oversize contents.
@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vibesdk_gcp.errors import ActionFailed, NotFound
-from vibesdk_gcp.names import TEMPLATE_CATALOG_OBJECT, TEMPLATES_BUCKET
+from vibesdk_gcp.names import TEMPLATES_BUCKET
 from vibesdk_gcp.storage import Storage
 
 MAX_BUNDLE_BYTES = 64 << 20
@@ -44,14 +44,6 @@ def bundle(storage: Storage, name: str, cache_dir: Path) -> Path:
         storage.download(TEMPLATES_BUCKET, object_name, partial, generation=info.generation)
         partial.replace(cached)
     return cached
-
-
-def catalog(storage: Storage) -> list[dict[str, Any]]:
-    try:
-        entries = json.loads(storage.read(TEMPLATES_BUCKET, TEMPLATE_CATALOG_OBJECT))
-    except NotFound:
-        return []
-    return list(entries)
 
 
 def _checked_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:

@@ -24,14 +24,14 @@ import os
 import shutil
 import uuid
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import Any, TypedDict
 
 from functions import confined
 from functions.dependencies import file_sha256, tree_index
+from functions.local_disk import LocalDisk
 from vibesdk_gcp.errors import ActionFailed, Conflict, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -46,12 +46,17 @@ MAX_PACKS = 32
 RESTORE_ATTEMPTS = 3
 # Deeper paths cannot be opened by name (PATH_MAX is 4096 with the workspace's own path): not kept.
 MAX_PATH_CHARS = 3000
-# Working-copy states by state file, for the next action of the session in this process
-# (the most recently used few; the others are read back from their files).
-_STATES: OrderedDict[Path, dict[str, Any]] = OrderedDict()
-MAX_CACHED_STATES = 64
 
 Entry = dict[str, Any]
+
+
+class Base(TypedDict):
+    """The installed tree given to a working copy (functions/actions/common.py)."""
+
+    key: str
+    folder: str
+    tree: str
+    stamp: int | None  # which making of the tree (DependencyCache.stamp)
 
 
 @dataclass(frozen=True)
@@ -67,19 +72,18 @@ def _delta_name(base: int, number: int) -> str:
 
 
 class Workspace:
-    def __init__(self, storage: Storage, root: Path, session_id: str) -> None:
+    def __init__(self, storage: Storage, disk: LocalDisk, session_id: str) -> None:
         self._storage = storage
-        # Traversable, not listable: the sandbox uid reaches its own workspace and sees no others.
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o711)  # whatever the umask
         self._session_id = session_id
         self._prefix = f"sessions/{session_id}/"
-        self._home = root / session_id
-        self.path = self._home / "files"
-        self._state_file = self._home / "state.json"
+        home = disk.home(session_id)
+        self._home = home.path
+        self.path = home.files
+        self._state_file = home.state
+        self._states = disk.states
         # The installed tree the working copy was given (functions/dependencies.py): its files,
         # unchanged, are neither saved nor removed by a restore.
-        self._base_file = self._home / "base.json"
+        self._base_file = home.base
         # What the working copy holds: the base generation, how many of its deltas, its files
         # (with stat) and which object holds each content (sha256 -> name under the prefix).
         self._generation = 0
@@ -89,7 +93,7 @@ class Workspace:
         # What giving it its dependencies did in this action (functions/actions/common.py).
         self.installed: dict[str, Any] | None = None
 
-    def base(self) -> dict[str, str] | None:
+    def base(self) -> Base | None:
         """The installed tree given to this working copy: key, folder and tree path; None if none."""
         try:
             base = json.loads(self._base_file.read_text())
@@ -97,7 +101,7 @@ class Workspace:
             return None
         return base if Path(base["tree"]).is_dir() else None
 
-    def set_base(self, base: dict[str, str] | None) -> None:
+    def set_base(self, base: Base | None) -> None:
         if base is None:
             self._base_file.unlink(missing_ok=True)
         else:
@@ -117,7 +121,7 @@ class Workspace:
         self._home.chmod(0o711)
         self.path.mkdir()
         self._generation, self._applied, self._files, self._packs = 0, 0, {}, {}
-        _STATES.pop(self._state_file, None)
+        self._states.pop(self._state_file, None)
 
     def restore(self) -> None:
         """Bring the working copy to the stored state, fetching only the contents that differ."""
@@ -266,7 +270,7 @@ class Workspace:
     def destroy(self) -> None:
         self._storage.delete_prefix(WORKSPACES_BUCKET, self._prefix)
         shutil.rmtree(self._home, ignore_errors=True)
-        _STATES.pop(self._state_file, None)
+        self._states.pop(self._state_file, None)
 
     def _fetch(self, name: str) -> zipfile.ZipFile:
         return zipfile.ZipFile(io.BytesIO(self._storage.read(WORKSPACES_BUCKET, self._prefix + name)))
@@ -326,7 +330,7 @@ class Workspace:
         return found
 
     def _load_state(self) -> None:
-        state = _STATES.get(self._state_file)
+        state = self._states.get(self._state_file)
         try:
             if state is None:
                 state = json.loads(self._state_file.read_text())
@@ -350,10 +354,7 @@ class Workspace:
             "files": self._files,
             "packs": self._packs,
         }
-        _STATES[self._state_file] = state
-        _STATES.move_to_end(self._state_file)
-        while len(_STATES) > MAX_CACHED_STATES:
-            _STATES.popitem(last=False)
+        self._states[self._state_file] = state
         if to_disk:
             self._state_file.write_text(json.dumps(state))
 

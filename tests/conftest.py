@@ -16,8 +16,10 @@ from devstack.config import HOST, Ports
 from devstack.processes import Supervisor
 from devstack.provision import provision_buckets
 from devstack.stack import check_ports_free, emulator_env, start_emulators
-from functions import isolation
 from functions.context import Context
+from functions.egress import EgressProxy, proxy_for
+from functions.isolation import Isolation
+from functions.sandbox import CommandResult, Egress, Limits, prepare_workspace, run_command
 from tests import PORT_SHIFT
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
@@ -82,30 +84,52 @@ def cloud_run_standin() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-def isolation_probed_afresh() -> Iterator[None]:
-    """isolation.selected() is probed once per process and cached: cleared before and after each
-    test, so that no test's choice of backend (monkeypatched, or a probe that failed) reaches another."""
-    isolation.selected.cache_clear()
-    yield
-    isolation.selected.cache_clear()
+class Commands:
+    """Commands run as the job runs them, with the isolation and the egress proxy of one set of
+    settings: each test makes its own (use_backend), as each job process does."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.isolation = Isolation(settings)
+        self._proxy: EgressProxy | None = None
+
+    def proxy(self) -> EgressProxy:
+        if self._proxy is None:
+            self._proxy = proxy_for(self.settings)
+        return self._proxy
+
+    def prepare(self, path: Path, given: str | None = None) -> None:
+        prepare_workspace(path, self.isolation.ids, given)
+
+    def run(
+        self,
+        command: str,
+        workspace: Path,
+        timeout_seconds: float,
+        env: dict[str, str] | None = None,
+        limits: Limits = Limits(),
+        egress_for: Egress | None = None,
+    ) -> CommandResult:
+        backend = self.isolation.backend()
+        proxy = self.proxy() if egress_for else None
+        return run_command(command, workspace, timeout_seconds, env, limits, egress_for, backend=backend, proxy=proxy)
 
 
 @pytest.fixture
-def use_backend(monkeypatch: pytest.MonkeyPatch, cloud_run_standin: Path) -> Callable[[str], None]:
-    """Choose the isolation backend by name for this test (cloud-run: the stand-in); probed on first use."""
+def use_backend(monkeypatch: pytest.MonkeyPatch, cloud_run_standin: Path) -> Callable[[str], Commands]:
+    """Choose the isolation backend by name (cloud-run: the stand-in): commands with it, probed on first use."""
 
-    def use(name: str) -> None:
+    def use(name: str) -> Commands:
         monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", name)
         monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", str(cloud_run_standin))
-        isolation.selected.cache_clear()
+        return Commands(Settings.from_env())
 
     return use
 
 
-def require_backend(name: str) -> None:
+def require_backend(commands: Commands, name: str) -> None:
     """Fail, never skip, when the backend a security test runs against does not work here."""
-    found, why = isolation.selected()
+    found, why = commands.isolation.selected()
     if found is None or found.name != name:
         pytest.fail(f"the {name} isolation backend does not work here, so this test cannot run: {why}", pytrace=False)
 
@@ -139,4 +163,5 @@ def store(settings: Settings) -> RunStore:
 
 @pytest.fixture
 def context(settings: Settings, store: RunStore, storage: Storage) -> Context:
+    """A job process's context of its own: its isolation, proxy, locks and disk, fresh."""
     return Context(settings, store, Bus(clients.publisher_client(settings), settings.project), storage)

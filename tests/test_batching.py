@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from google.cloud import firestore
+from pydantic import ValidationError
 
 from tests.test_recorder import event, new_request, queue
 from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.errors import ServiceUnavailable
-from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.runs import ClaimOutcome, RunStore
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 
@@ -84,7 +85,7 @@ def test_one_bad_run_in_a_shared_batch_fails_alone(store: RunStore, monkeypatch:
     batches: dict[int, list[str]] = {}  # each Firestore batch by id: the runs queued in it
     commits: list[tuple[list[str], str]] = []  # each commit: its runs, and "ok" or the error
     plug_committing, release_plug = threading.Event(), threading.Event()
-    add, commit = store._add_queued_run, store._commit
+    add, commit = store._queue.add, store._calls.commit
 
     def add_queued_run(batch: Any, request: SandboxRequest, new_session: bool) -> None:
         batches.setdefault(id(batch), []).append(request.runId)
@@ -102,14 +103,14 @@ def test_one_bad_run_in_a_shared_batch_fails_alone(store: RunStore, monkeypatch:
             raise
         commits.append((runs, "ok"))
 
-    monkeypatch.setattr(store, "_add_queued_run", add_queued_run)
-    monkeypatch.setattr(store, "_commit", observed_commit)
+    monkeypatch.setattr(store._queue, "add", add_queued_run)
+    monkeypatch.setattr(store._calls, "commit", observed_commit)
     with ThreadPoolExecutor(max_workers=14) as pool:
         plugged = pool.submit(store.queue_run, plug, True)
         assert plug_committing.wait(30), "the plug's batch was never committed"
         futures = [pool.submit(store.queue_run, request, True) for request in good]
         bad = pool.submit(store.queue_run, gone, False)
-        wait_until(lambda: waiting(store._queue_group) == 13, "13 POSTs waiting for the next batch")
+        wait_until(lambda: waiting(store._queue.group) == 13, "13 POSTs waiting for the next batch")
         release_plug.set()
         plugged.result()
         for future in futures:
@@ -123,7 +124,7 @@ def test_one_bad_run_in_a_shared_batch_fails_alone(store: RunStore, monkeypatch:
     assert set(shared) == good_runs | {gone.runId} and len(shared) == 13 and outcome == "NotFound"
     alone = {runs[0]: outcome for runs, outcome in commits[2:] if len(runs) == 1}
     assert len(commits) == 2 + 13 and alone == dict.fromkeys(good_runs, "ok") | {gone.runId: "NotFound"}
-    assert all(store.get_run(r.sessionId, r.runId)["status"] == "queued" for r in good)
+    assert all(store.get_run(r.sessionId, r.runId).status == "queued" for r in good)
 
 
 def test_many_runs_events_at_once_each_land_once(store: RunStore) -> None:
@@ -134,32 +135,35 @@ def test_many_runs_events_at_once_each_land_once(store: RunStore) -> None:
     assert all(decision.advance for decision in decisions)
     for request in requests:
         run = store.get_run(request.sessionId, request.runId)
-        assert [t["status"] for t in run["transitions"]] == ["queued", "running", "succeeded"]
-        assert store.get_session(request.sessionId)["status"] == "succeeded"
+        assert [t.status for t in run.transitions] == ["queued", "running", "succeeded"]
+        assert store.get_session(request.sessionId).status == "succeeded"
 
 
 def test_claims_count_executions(store: RunStore) -> None:
     request = queue(store)
-    assert store.claim(request.sessionId, request.runId, "m1", 1, lease_seconds=60) == "claimed"
-    assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) == "busy"
-    assert store.get_run(request.sessionId, request.runId)["claims"] == 1
+    assert store.claim(request.sessionId, request.runId, "m1", 1, lease_seconds=60) is ClaimOutcome.CLAIMED
+    assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) is ClaimOutcome.BUSY
+    assert store.get_run(request.sessionId, request.runId).claims == 1
     # The holder's last renewal is a short one, and then it stops: its lease lapses.
     store.renew(request.sessionId, request.runId, 0.2)
-    lease_until = store.get_run(request.sessionId, request.runId)["claim"]["leaseUntil"]
+    claim = store.get_run(request.sessionId, request.runId).claim
+    assert claim is not None
+    lease_until = claim.leaseUntil
     wait_until(lambda: utcnow() > lease_until, "the holder's lease lapsing")
-    assert store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60) == "claimed"  # a takeover
+    takeover = store.claim(request.sessionId, request.runId, "m2", 1, lease_seconds=60)
+    assert takeover is ClaimOutcome.CLAIMED
     run = store.get_run(request.sessionId, request.runId)
-    assert run["claims"] == 2 and run["claim"]["messageId"] == "m2"
+    assert run.claims == 2 and run.claim is not None and run.claim.messageId == "m2"
 
 
 def test_a_malformed_run_fails_only_its_own_event(store: RunStore) -> None:
     good = [queue(store) for _ in range(10)]
     bad = queue(store)
-    store._run_ref(bad.sessionId, bad.runId).update({"transitions": firestore.DELETE_FIELD})
+    store._calls.run_ref(bad.sessionId, bad.runId).update({"transitions": firestore.DELETE_FIELD})
     events = [event(r, 2, "succeeded", startedAt=utcnow()) for r in [*good, bad]]
     with ThreadPoolExecutor(max_workers=11) as pool:
         futures = [pool.submit(store.apply, e) for e in events]
-        with pytest.raises(KeyError):
+        with pytest.raises(ValidationError, match="transitions"):  # the document names what it lacks
             futures[-1].result()
         assert all(future.result().advance for future in futures[:-1])
-    assert all(store.get_run(r.sessionId, r.runId)["status"] == "succeeded" for r in good)
+    assert all(store.get_run(r.sessionId, r.runId).status == "succeeded" for r in good)

@@ -18,7 +18,11 @@ from pathlib import Path
 import pytest
 
 from functions import confined
+from functions.isolation import sandbox_ids
 from functions.sandbox import prepare_workspace
+from vibesdk_gcp.settings import Settings
+
+IDS = sandbox_ids(Settings())  # whom the job gives a workspace to
 
 ROUNDS_SECONDS = 1.5
 
@@ -98,7 +102,7 @@ def test_giving_the_workspace_away_never_follows_a_swapped_link(
     layout: tuple[Path, Path], swapping: Callable[[], int]
 ) -> None:
     workspace, outside = layout
-    rounds = repeatedly(lambda: prepare_workspace(workspace))
+    rounds = repeatedly(lambda: prepare_workspace(workspace, IDS))
     assert swapping() > 100 and rounds > 10
     assert owners(outside) == {0}, "root gave away a folder outside the workspace"
 
@@ -129,7 +133,7 @@ def test_a_file_shared_with_a_tree_is_never_given_away_or_changed_in_place(tmp_p
     (workspace / "src").mkdir(parents=True)
     # What `mv node_modules/somepkg/lib/tool.js src/t.js` leaves: the tree's inode, outside node_modules.
     os.link(tree_file, workspace / "src" / "t.js")
-    prepare_workspace(workspace)
+    prepare_workspace(workspace, IDS)
     assert (workspace / "src").stat().st_uid != 0  # the workspace's own folders are given away
     assert tree_file.stat().st_uid == 0 and tree_file.stat().st_nlink == 2
 

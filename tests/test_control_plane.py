@@ -18,11 +18,11 @@ from control_plane.models import Preview
 from control_plane.service import ControlPlane
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.names import REQUESTS_TOPIC, RUNS_COLLECTION
 from vibesdk_gcp.params import MAX_COMMAND_BYTES
 from vibesdk_gcp.registry import ACTIONS
 from vibesdk_gcp.runs import RunStore
-from vibesdk_gcp.schemas import StatusEvent, utcnow
+from vibesdk_gcp.schemas import SessionChanges, StatusEvent, utcnow
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
 
@@ -214,14 +214,12 @@ def test_publish_failure_answers_503_and_ends_the_run(client: TestClient, store:
     response = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH)
     assert response.status_code == 503
     assert "could not publish" in response.json()["detail"]
-    sessions = list(store._sessions.stream())
+    sessions = list(store._client.collection(RUNS_COLLECTION).stream())
     assert len(sessions) == 1
     assert sessions[0].to_dict()["status"] == "failed"
 
 
-def _finish(
-    store: RunStore, session_id: str, run_id: str, status: str, result: dict[str, object] | None = None
-) -> None:
+def _finish(store: RunStore, session_id: str, run_id: str, status: str, session: SessionChanges | None = None) -> None:
     store.apply(
         StatusEvent(
             eventId="e",
@@ -230,7 +228,7 @@ def _finish(
             seq=2,
             status=status,
             time=utcnow(),
-            result=result,
+            session=session,
             error="template missing" if status == "failed" else None,
         )
     )
@@ -241,7 +239,7 @@ def test_preview_follows_the_instance(client: TestClient, topic: str, store: Run
     preview = f"/api/agent/{created['sessionId']}/preview"
     creating = client.get(preview, headers=AUTH)
     assert creating.status_code == 202 and creating.json()["state"] == "creating"
-    _finish(store, created["sessionId"], created["runId"], "succeeded", {"session": {"instanceId": "i-1"}})
+    _finish(store, created["sessionId"], created["runId"], "succeeded", SessionChanges(instanceId="i-1"))
     response = client.get(preview, headers=AUTH)
     assert response.status_code == 200
     assert response.json()["instanceId"] == "i-1"

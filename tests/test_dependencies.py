@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from devstack.templates import upload_templates
-from functions import dependencies
 from functions.context import Context
-from functions.dependencies import CACHE_FOLDER, DEPS_PREFIX, InstallSpec, read_inputs
+from functions.dependencies import DEPS_PREFIX, InstallSpec, read_inputs
 from functions.instances import workspace_of
+from functions.local_disk import DEPENDENCIES_FOLDER, LocalDisk
 from functions.workspace import Workspace
 from tests import test_job
 from tests.test_job import run
@@ -50,7 +50,7 @@ def act(
 
 def stored_names(context: Context, session_id: str) -> list[str]:
     """What the session's store holds: restored from scratch elsewhere, with no tree given."""
-    elsewhere = Workspace(context.storage, context.settings.workspace_root / "elsewhere", session_id)
+    elsewhere = Workspace(context.storage, LocalDisk(context.settings.workspace_root / "elsewhere"), session_id)
     elsewhere.restore()
     names = sorted(p.relative_to(elsewhere.path).as_posix() for p in elsewhere.path.rglob("*") if p.is_file())
     elsewhere.start_empty()
@@ -84,7 +84,7 @@ def test_dependencies_are_installed_once_and_shared(context: Context, events: An
     assert result["dependencies"] == result["dependencies"] | {"key": key, "source": "instance"}
 
     # A new job instance: nothing local, the tree comes from Cloud Storage.
-    shutil.rmtree(context.settings.workspace_root / CACHE_FOLDER)
+    shutil.rmtree(context.settings.workspace_root / DEPENDENCIES_FOLDER)
     third, result = create(context, events)
     assert result["dependencies"]["source"] == "storage"
 
@@ -95,17 +95,17 @@ def test_a_corrupt_or_partial_cache_entry_is_rebuilt(context: Context, events: A
     key = result["dependencies"]["key"]
     archive = stored_archive(context, key)
     context.storage.write(WORKSPACES_BUCKET, archive, b"not a tarball", "application/gzip")
-    shutil.rmtree(context.settings.workspace_root / CACHE_FOLDER)
+    shutil.rmtree(context.settings.workspace_root / DEPENDENCIES_FOLDER)
     _, result = create(context, events)
     assert result["dependencies"]["source"] == "install"  # the record's sha256 did not match
 
     context.storage.delete(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json")  # an archive without its record
-    shutil.rmtree(context.settings.workspace_root / CACHE_FOLDER)
+    shutil.rmtree(context.settings.workspace_root / DEPENDENCIES_FOLDER)
     _, result = create(context, events)
     assert result["dependencies"]["source"] == "install"
 
     # A tree unpacked half-way (no marker) on the instance is unpacked again.
-    (context.settings.workspace_root / CACHE_FOLDER / key / "complete").unlink()
+    (context.settings.workspace_root / DEPENDENCIES_FOLDER / key / "complete").unlink()
     _, result = create(context, events)
     assert result["dependencies"]["source"] == "storage"
 
@@ -115,7 +115,7 @@ def test_commands_cannot_write_the_shared_tree(context: Context, events: Any) ->
         pytest.skip("the job runs as the sandbox's uid: workspaces get copies, not links")
     upload_templates(context.storage)
     session_id, result = create(context, events)
-    tree = context.settings.workspace_root / CACHE_FOLDER / result["dependencies"]["key"] / "tree"
+    tree = context.settings.workspace_root / DEPENDENCIES_FOLDER / result["dependencies"]["key"] / "tree"
     before = (tree / "react" / "index.js").read_bytes()
     done = act(
         context,
@@ -221,14 +221,14 @@ def test_a_tree_changed_on_disk_is_dropped_and_made_again(context: Context, even
     upload_templates(context.storage)
     _, result = create(context, events)
     key = result["dependencies"]["key"]
-    tree = context.settings.workspace_root / CACHE_FOLDER / key / "tree"
+    tree = context.settings.workspace_root / DEPENDENCIES_FOLDER / key / "tree"
     target = tree / "react" / "index.js"
     original, info = target.read_bytes(), target.stat()
 
     # Other contents of the same size and time: only reading them tells, as a new process does.
     target.write_bytes(original.replace(b"production", b"PRODUCTION"))
     os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-    dependencies._hashed.clear()  # a new job process
+    context = Context(context.settings, context.store, context.bus, context.storage)  # a new job process, same disk
     session_id, result = create(context, events)
     assert result["dependencies"]["source"] == "storage"  # dropped, and unpacked from its archive
     assert target.read_bytes() == original

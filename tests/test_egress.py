@@ -23,9 +23,12 @@ from pathlib import Path
 import pytest
 
 from functions import egress
-from functions.sandbox import Egress, prepare_workspace, run_command
-from tests.conftest import require_backend
+from functions.sandbox import CommandResult, Egress
+from tests.conftest import Commands, require_backend
 from vibesdk_gcp import logs
+from vibesdk_gcp.settings import Settings
+
+RunCommand = Callable[..., CommandResult]
 
 ALLOW = ("registry.example.test", "*.mirror.example.test")
 PUBLIC = "104.16.1.34"  # globally routable (never contacted: the resolver is the test's)
@@ -156,15 +159,10 @@ def test_documentation_addresses_are_admitted_off_google_cloud_only(address: str
     assert egress.decide("registry.example.test:443", ALLOW, answers, documentation=True).allowed
 
 
-def test_the_proxy_on_google_cloud_admits_no_documentation_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        with monkeypatch.context() as on_cloud_run:
-            on_cloud_run.setenv("K_SERVICE", "vibesdk-sandbox-job")  # as Cloud Run sets it
-            egress.proxy.cache_clear()
-            assert egress.proxy()._documentation is False
-    finally:  # never leave the Cloud Run one cached for the tests after this one
-        egress.proxy.cache_clear()
-    assert egress.proxy()._documentation is True  # here, off Google Cloud
+def test_the_proxy_on_google_cloud_admits_no_documentation_address() -> None:
+    on_cloud_run = Settings.from_env({"K_SERVICE": "vibesdk-sandbox-job"})  # as Cloud Run sets it
+    assert egress.proxy_for(on_cloud_run)._documentation is False
+    assert egress.proxy_for(Settings.from_env({}))._documentation is True  # here, off Google Cloud
 
 
 def test_allow_list_comes_from_one_setting_or_the_package_managers() -> None:
@@ -177,14 +175,25 @@ def test_allow_list_comes_from_one_setting_or_the_package_managers() -> None:
 
 
 @pytest.fixture(params=["bubblewrap", "cloud-run"])
-def workspace(request: pytest.FixtureRequest, use_backend: Callable[[str], None], sandbox_root: Path) -> Path:
-    """A workspace on each backend; a backend that does not work here fails the test (never a skip)."""
-    use_backend(request.param)
-    require_backend(request.param)
+def commands(request: pytest.FixtureRequest, use_backend: Callable[[str], Commands]) -> Commands:
+    """Each backend; a backend that does not work here fails the test (never a skip)."""
+    commands = use_backend(request.param)
+    require_backend(commands, request.param)
+    return commands
+
+
+@pytest.fixture
+def workspace(commands: Commands, sandbox_root: Path) -> Path:
+    """A workspace on each backend."""
     path = Path(tempfile.mkdtemp(dir=sandbox_root))
     path.chmod(0o755)
-    prepare_workspace(path)
+    commands.prepare(path)
     return path
+
+
+@pytest.fixture
+def run_command(commands: Commands) -> RunCommand:
+    return commands.run
 
 
 @pytest.fixture
@@ -236,9 +245,11 @@ def decided_by_the_proxy(monkeypatch: pytest.MonkeyPatch) -> list[egress.Decisio
     return seen
 
 
-def test_npm_install_and_pip_download_go_through_the_proxy(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_npm_install_and_pip_download_go_through_the_proxy(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, commands: Commands, run_command: RunCommand
+) -> None:
     seen = decided_by_the_proxy(monkeypatch)
-    allow = egress.proxy().allow
+    allow = commands.proxy().allow
     # The same commands, network allowed, the proxy settings dropped: nothing gets out, the proxy saw nothing.
     npm = run_command(WITHOUT_PROXY + NPM_INSTALL + " --fetch-retries=0", workspace, 120, egress_for=RUN)
     assert npm.exit_code != 0 and not (workspace / "node_modules" / "is-number").exists(), npm.stderr[-2000:]
@@ -263,7 +274,9 @@ def test_npm_install_and_pip_download_go_through_the_proxy(workspace: Path, monk
         assert result.exit_code != 0 and b"unreachable" in result.stderr, (address, result.stderr[-800:])
 
 
-def test_no_loopback_listener_is_reachable_with_network_allowed(workspace: Path, listener: int) -> None:
+def test_no_loopback_listener_is_reachable_with_network_allowed(
+    workspace: Path, listener: int, run_command: RunCommand
+) -> None:
     direct = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {listener}), 2)\""
     assert run_command(direct, workspace, 20, egress_for=RUN).exit_code != 0
     for url in (f"http://127.0.0.1:{listener}/", f"https://127.0.0.1:{listener}/"):
@@ -273,7 +286,9 @@ def test_no_loopback_listener_is_reachable_with_network_allowed(workspace: Path,
         assert b"egress refused" in result.stderr or b"403" in result.stderr, result.stderr[-800:]
 
 
-def test_a_host_off_the_list_is_refused_and_logged(workspace: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_host_off_the_list_is_refused_and_logged(
+    workspace: Path, caplog: pytest.LogCaptureFixture, run_command: RunCommand
+) -> None:
     command = "python3 -c \"import urllib.request; urllib.request.urlopen('https://example.com/', timeout=5)\""
     with caplog.at_level(logging.WARNING, logger="functions.egress"):
         result = run_command(command, workspace, 30, egress_for=RUN)
@@ -282,7 +297,7 @@ def test_a_host_off_the_list_is_refused_and_logged(workspace: Path, caplog: pyte
     assert any("example.com is not on the egress allow-list" in r.getMessage() for r in caplog.records)
 
 
-def test_without_network_there_is_no_proxy_either(workspace: Path) -> None:
+def test_without_network_there_is_no_proxy_either(workspace: Path, run_command: RunCommand) -> None:
     result = run_command("env | grep -i proxy; ls -a /tmp", workspace, 20)
     assert b"proxy" not in result.stdout.lower() and b"vibesdk-egress" not in result.stdout
 

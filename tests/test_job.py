@@ -35,6 +35,7 @@ from vibesdk_gcp.names import (
     STATUS_TOPIC,
 )
 from vibesdk_gcp.params import NoParams
+from vibesdk_gcp.registry import ACTIONS, ActionSpec
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -398,7 +399,7 @@ PATHS = st.one_of(
     st.builds(lambda n: "a" * n, st.integers(250, 300)),
     st.sampled_from(["src", "src/index.html/x", "..", "/etc/x", "a/../../b"]),
 )
-ACTIONS = st.one_of(
+ODD_REQUESTS = st.one_of(
     st.builds(lambda c: ("executeCommands", {"commands": c, "timeout": 5}), st.lists(ANY_TEXT, min_size=1, max_size=2)),
     st.builds(lambda p, t: ("writeFiles", {"files": [{"filePath": p, "fileContents": t}]}), PATHS, ANY_TEXT),
     st.builds(lambda p: ("getFiles", {"filePaths": p}), st.lists(PATHS, max_size=2)),
@@ -410,7 +411,7 @@ ACTIONS = st.one_of(
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=ACTIONS)
+@given(case=ODD_REQUESTS)
 def test_no_input_crashes_the_job(
     context: Context, session: str, status_events: Any, case: tuple[str, dict[str, Any]]
 ) -> None:
@@ -452,7 +453,7 @@ def test_a_job_out_of_a_resource_gives_the_run_back_for_a_retry(
     message = message_for(request)
     with pytest.raises(Busy, match=r"out of a resource \(Too many open files\); retried"):
         handle_request(message, context)
-    assert context.store.get_run(session, request.runId)["status"] == "queued"
+    assert context.store.get_run(session, request.runId).status == "queued"
     handle_request(message, context)  # the redelivery
     event = status_events()
     assert (event["runId"], event["status"]) == (request.runId, "succeeded"), event
@@ -472,7 +473,7 @@ def test_a_create_instance_whose_result_is_spilled_still_makes_the_instance_read
     assert created["result"]["resultObject"].endswith(f"/{session_id}/results/{created['runId']}.json"), created
     assert created["session"] == {"instanceId": session_id}
     context.store.apply(StatusEvent.model_validate(created))
-    assert context.store.get_session(session_id)["instanceId"] == session_id
+    assert context.store.get_session(session_id).instanceId == session_id
 
     run(context, session_id, "deployInstance")
     deployed = status_events()
@@ -480,5 +481,22 @@ def test_a_create_instance_whose_result_is_spilled_still_makes_the_instance_read
     assert set(deployed["session"]) == {"preview"}  # the instance is left as it is, not cleared
     context.store.apply(StatusEvent.model_validate(deployed))
     recorded = context.store.get_session(session_id)
-    assert "resultObject" in deployed["result"] and recorded["instanceId"] == session_id
-    assert recorded["preview"]["previewUrl"] == deployed["session"]["preview"]["previewUrl"]
+    assert "resultObject" in deployed["result"] and recorded.instanceId == session_id
+    assert recorded.preview and recorded.preview.previewUrl == deployed["session"]["preview"]["previewUrl"]
+
+
+# Values for the params an action requires, by field name: enough for the action to reach its instance.
+REQUIRED_EXAMPLES: dict[str, Any] = {"commands": ["true"], "files": [{"filePath": "a.txt", "fileContents": ""}]}
+
+
+@pytest.mark.parametrize("spec", ACTIONS.values(), ids=list(ACTIONS))
+def test_the_registry_says_truly_which_actions_need_an_instance(
+    context: Context, status_events: Any, spec: ActionSpec
+) -> None:
+    upload_templates(context.storage)
+    required = spec.params.model_json_schema().get("required", [])
+    params = {name: REQUIRED_EXAMPLES[name] for name in required}
+    run(context, str(uuid.uuid4()), spec.name, params, new=True)
+    event = status_events()
+    refused = event["status"] == "failed" and "has no instance" in (event["error"] or "")
+    assert refused == spec.instance, event

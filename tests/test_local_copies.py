@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from functions import local_copies
-from functions.dependencies import CACHE_FOLDER, lock_of
+from functions.local_copies import LocalCopies
+from functions.local_disk import DEPENDENCIES_FOLDER, LocalDisk
 
 
 def _home(root: Path, session: str, age: int, tree: Path | None = None) -> Path:
@@ -25,7 +25,7 @@ def _home(root: Path, session: str, age: int, tree: Path | None = None) -> Path:
 
 
 def _tree(root: Path, key: str, age: int) -> Path:
-    home = root / CACHE_FOLDER / key
+    home = root / DEPENDENCIES_FOLDER / key
     (home / "tree").mkdir(parents=True)
     (home / "complete").write_text(key)
     (home / "used").touch()
@@ -37,8 +37,9 @@ def test_the_least_recently_used_copies_go_but_never_a_busy_one(tmp_path: Path) 
     for age in range(6):
         _home(tmp_path, f"s{age}", age)
     (tmp_path / ".templates").mkdir()
-    with local_copies.in_use("s0"):
-        dropped = local_copies.trim(tmp_path, keep=3)
+    copies = LocalCopies(LocalDisk(tmp_path))
+    with copies.in_use("s0"):
+        dropped = copies.trim(keep=3)
     assert sorted(dropped) == ["s1", "s2"]  # s0 is the oldest, but an action is using it
     assert sorted(p.name for p in tmp_path.iterdir()) == [".templates", "s0", "s3", "s4", "s5"]
 
@@ -48,12 +49,12 @@ def test_trees_in_use_stay_and_only_a_few_unused_ones(tmp_path: Path) -> None:
     for age, key in enumerate("bcde", start=1):
         _tree(tmp_path, key, age)
     _home(tmp_path, "s-new", 10, used_by_old)
-    _home(tmp_path, "s-gone", 0, tmp_path / CACHE_FOLDER / "b" / "tree")
-    partial = tmp_path / CACHE_FOLDER / "f"
+    _home(tmp_path, "s-gone", 0, tmp_path / DEPENDENCIES_FOLDER / "b" / "tree")
+    partial = tmp_path / DEPENDENCIES_FOLDER / "f"
     partial.mkdir()  # being unpacked: no marker yet
-    assert local_copies.trim(tmp_path, keep=1) == ["s-gone"]
+    assert LocalCopies(LocalDisk(tmp_path)).trim(keep=1) == ["s-gone"]
     # "a" is given to a kept copy; of the unused, the two most recently used stay.
-    assert sorted(p.name for p in (tmp_path / CACHE_FOLDER).iterdir() if p.is_dir()) == ["a", "d", "e", "f"]
+    assert sorted(p.name for p in (tmp_path / DEPENDENCIES_FOLDER).iterdir() if p.is_dir()) == ["a", "d", "e", "f"]
 
 
 def test_a_tree_held_between_its_check_and_its_giving_is_never_trimmed(tmp_path: Path) -> None:
@@ -61,10 +62,12 @@ def test_a_tree_held_between_its_check_and_its_giving_is_never_trimmed(tmp_path:
     held = _tree(tmp_path, "held", age=0)  # the least recently used: the first a trim would drop
     for age, key in enumerate("xyz", start=1):
         _tree(tmp_path, key, age)
-    with open(lock_of(tmp_path / CACHE_FOLDER, "held"), "a") as lock:
+    disk = LocalDisk(tmp_path)
+    copies = LocalCopies(disk)
+    with open(disk.tree_lock("held"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH)  # as DependencyCache.holding() holds it
-        local_copies.trim(tmp_path, keep=1)
+        copies.trim(keep=1)
         assert held.is_dir()
         fcntl.flock(lock, fcntl.LOCK_UN)
-    local_copies.trim(tmp_path, keep=1)
+    copies.trim(keep=1)
     assert not held.exists()

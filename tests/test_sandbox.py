@@ -16,21 +16,28 @@ from pathlib import Path
 import pytest
 
 from functions import isolation, sandbox
-from functions.sandbox import Limits, prepare_workspace, run_command
-from tests.conftest import require_backend
+from functions.sandbox import CommandResult, Limits
+from tests.conftest import Commands, require_backend
 from vibesdk_gcp import clients
+from vibesdk_gcp.errors import ConfigurationError
 from vibesdk_gcp.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-UseBackend = Callable[[str], None]
+UseBackend = Callable[[str], Commands]
+RunCommand = Callable[..., CommandResult]
 
 
 @pytest.fixture(params=["bubblewrap", "cloud-run"])
-def backend(request: pytest.FixtureRequest, use_backend: UseBackend) -> str:
+def backend(request: pytest.FixtureRequest, use_backend: UseBackend) -> Commands:
     """Every escape attempt runs against both isolation backends; one that does not work here fails them."""
-    use_backend(request.param)
-    require_backend(request.param)
-    return str(request.param)
+    commands = use_backend(request.param)
+    require_backend(commands, request.param)
+    return commands
+
+
+@pytest.fixture
+def run_command(backend: Commands) -> RunCommand:
+    return backend.run
 
 
 def wait_until(condition: Callable[[], object], what: str, seconds: float = 60) -> None:
@@ -43,10 +50,10 @@ def wait_until(condition: Callable[[], object], what: str, seconds: float = 60) 
 
 
 @pytest.fixture
-def workspace(sandbox_root: Path, backend: str) -> Path:
+def workspace(sandbox_root: Path, backend: Commands) -> Path:
     path = Path(tempfile.mkdtemp(dir=sandbox_root))
     path.chmod(0o755)
-    prepare_workspace(path)
+    backend.prepare(path)
     return path
 
 
@@ -77,43 +84,47 @@ def listener() -> Iterator[int]:
         conn.close()
 
 
-def test_command_runs_in_workspace(workspace: Path) -> None:
+def test_command_runs_in_workspace(workspace: Path, run_command: RunCommand) -> None:
     result = run_command("echo hello > greeting && cat greeting", workspace, 10)
     assert result.exit_code == 0
     assert result.stdout == b"hello\n"
     assert (workspace / "greeting").read_text() == "hello\n"
 
 
-def test_exit_code_and_stderr(workspace: Path) -> None:
+def test_exit_code_and_stderr(workspace: Path, run_command: RunCommand) -> None:
     result = run_command("echo oops >&2; exit 7", workspace, 10)
     assert (result.exit_code, result.stderr) == (7, b"oops\n")
 
 
-def test_secret_variable_is_invisible(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_variable_is_invisible(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, run_command: RunCommand
+) -> None:
     monkeypatch.setenv("VIBESDK_TEST_SECRET", "hunter2")
     result = run_command('env; echo "[$VIBESDK_TEST_SECRET]"', workspace, 10)
     assert b"hunter2" not in result.stdout
     assert b"[]" in result.stdout
 
 
-def test_requested_env_vars_are_passed(workspace: Path) -> None:
+def test_requested_env_vars_are_passed(workspace: Path, run_command: RunCommand) -> None:
     assert run_command("echo $GREETING", workspace, 10, env={"GREETING": "hi"}).stdout == b"hi\n"
 
 
-def test_host_file_is_unreadable(workspace: Path, tmp_path: Path, backend: str) -> None:
+def test_host_file_is_unreadable(workspace: Path, tmp_path: Path, backend: Commands, run_command: RunCommand) -> None:
     secret = tmp_path / "credentials.json"
     secret.write_text("private-key")
     secret.chmod(0o600)
     result = run_command(f"cat {secret}", workspace, 10)
     assert b"private-key" not in result.stdout
     assert result.exit_code != 0
-    if backend == "bubblewrap":  # Cloud Run sandboxes show the image's own root, read-only, by design
+    if (
+        backend.settings.sandbox_backend == "bubblewrap"
+    ):  # Cloud Run sandboxes show the image's own root, read-only, by design
         result = run_command(f"cat {secret}; cat {PROJECT_ROOT / 'README.md'}", workspace, 10)
         assert b"private-key" not in result.stdout
         assert result.exit_code != 0
 
 
-def test_source_tree_is_not_writable(workspace: Path) -> None:
+def test_source_tree_is_not_writable(workspace: Path, run_command: RunCommand) -> None:
     target = PROJECT_ROOT / "functions" / "escaped.txt"
     result = run_command(f"echo pwned > {target}", workspace, 10)
     assert result.exit_code != 0
@@ -121,27 +132,27 @@ def test_source_tree_is_not_writable(workspace: Path) -> None:
 
 
 @pytest.mark.parametrize("target", ["/usr/evil", "/etc/evil", "/evil", "/var/evil"])
-def test_writes_outside_workspace_and_tmp_fail(workspace: Path, target: str) -> None:
+def test_writes_outside_workspace_and_tmp_fail(workspace: Path, target: str, run_command: RunCommand) -> None:
     result = run_command(f"echo x > {target}", workspace, 10)
     assert result.exit_code != 0
     assert not Path(target).exists()
 
 
-def test_private_tmp_is_writable_and_private(workspace: Path) -> None:
+def test_private_tmp_is_writable_and_private(workspace: Path, run_command: RunCommand) -> None:
     first = run_command("echo mine > /tmp/note && cat /tmp/note", workspace, 10)
     assert first.stdout == b"mine\n"
     second = run_command("cat /tmp/note", workspace, 10)
     assert second.exit_code != 0
 
 
-def test_no_network_to_loopback_services(workspace: Path, listener: int) -> None:
+def test_no_network_to_loopback_services(workspace: Path, listener: int, run_command: RunCommand) -> None:
     probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {listener}), 2)\""
     result = run_command(probe, workspace, 10)
     assert result.exit_code != 0
     assert b"Connection refused" in result.stderr or b"unreachable" in result.stderr
 
 
-def test_timeout_kills_the_whole_group(workspace: Path) -> None:
+def test_timeout_kills_the_whole_group(workspace: Path, run_command: RunCommand) -> None:
     # Far longer than the test waits: only the kill ends them. The unique length finds them in /proc.
     nap = f"300.{uuid.uuid4().int % 10**9:09d}"
     result = run_command(f"sleep {nap} & sleep {nap}", workspace, 1)
@@ -152,7 +163,7 @@ def test_timeout_kills_the_whole_group(workspace: Path) -> None:
     wait_until(lambda: not _sandbox_processes(nap.encode()), f"the timed-out command's `sleep {nap}`s to end")
 
 
-def test_fork_bomb_is_bounded(workspace: Path) -> None:
+def test_fork_bomb_is_bounded(workspace: Path, run_command: RunCommand) -> None:
     limits = Limits(processes=64)
     marker = f"bomb-{uuid.uuid4().hex}"  # in the command line of every shell the bomb forks
     bomb = f": {marker}; bomb() {{ bomb | bomb & }}; bomb; sleep 2; echo survived"
@@ -171,7 +182,7 @@ HOLD = (
 )
 
 
-def test_process_limit_binds_each_command_alone(workspace: Path) -> None:
+def test_process_limit_binds_each_command_alone(workspace: Path, run_command: RunCommand) -> None:
     """Each command may start its own budget of processes, whatever another one runs meanwhile."""
     limits = Limits(processes=48)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -191,7 +202,7 @@ def test_process_limit_binds_each_command_alone(workspace: Path) -> None:
     assert b"fork" in over.stderr.lower()  # dash: "Cannot fork"
 
 
-def test_memory_is_bounded(workspace: Path) -> None:
+def test_memory_is_bounded(workspace: Path, run_command: RunCommand) -> None:
     """The address space stops at the limit: 64 MiB under it is granted, the limit itself is not."""
     limits = Limits(memory_bytes=256 << 20)
     allowed = run_command('python3 -c "b = bytearray(192 * 1024 * 1024)"', workspace, 10, limits=limits)
@@ -201,7 +212,7 @@ def test_memory_is_bounded(workspace: Path) -> None:
     assert b"MemoryError" in result.stderr
 
 
-def test_single_file_size_is_bounded(workspace: Path) -> None:
+def test_single_file_size_is_bounded(workspace: Path, run_command: RunCommand) -> None:
     limits = Limits(file_bytes=1 << 20)
     result = run_command("head -c 5000000 /dev/zero > big", workspace, 10, limits=limits)
     assert result.exit_code != 0
@@ -222,7 +233,7 @@ def watched_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, int]]:
     return seen
 
 
-def test_filling_the_disk_is_stopped(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_filling_the_disk_is_stopped(workspace: Path, monkeypatch: pytest.MonkeyPatch, run_command: RunCommand) -> None:
     limits = Limits(file_bytes=4 << 20, workspace_bytes=16 << 20)
     seen = watched_sizes(monkeypatch)
     script = "i=0; while true; do head -c 3000000 /dev/zero > f$i || true; i=$((i+1)); done"
@@ -234,7 +245,7 @@ def test_filling_the_disk_is_stopped(workspace: Path, monkeypatch: pytest.Monkey
     assert sizes[-1] > limits.workspace_bytes and all(size <= limits.workspace_bytes for size in sizes[:-1]), sizes
 
 
-def test_output_is_captured_beyond_pipe_size(workspace: Path) -> None:
+def test_output_is_captured_beyond_pipe_size(workspace: Path, run_command: RunCommand) -> None:
     result = run_command("head -c 300000 /dev/zero | tr '\\0' a", workspace, 10)
     assert len(result.stdout) == 300000
 
@@ -244,7 +255,7 @@ def test_unsafe_local_mode_without_namespaces_still_bounds(
 ) -> None:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # a local stack
     monkeypatch.delenv("K_SERVICE", raising=False)
-    use_backend("unsafe-no-isolation")
+    run_command = use_backend("unsafe-no-isolation").run
     monkeypatch.setenv("VIBESDK_TEST_SECRET", "hunter2")
     result = run_command('echo "[$VIBESDK_TEST_SECRET]"; pwd', workspace, 10)
     assert result.stdout.startswith(b"[]\n")
@@ -259,9 +270,8 @@ def test_commands_are_refused_without_isolation(workspace: Path, monkeypatch: py
     monkeypatch.setenv("PATH", "/nonexistent")  # neither bwrap nor the sandbox command is found
     monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", "/nonexistent/sandbox")
     monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", "auto")
-    isolation.selected.cache_clear()
     with pytest.raises(sandbox.IsolationUnavailable, match="no isolation backend works here") as refused:
-        run_command("touch ran", workspace, 10)
+        Commands(Settings.from_env()).run("touch ran", workspace, 10)
     assert "bubblewrap is not installed" in str(refused.value) and "enable sandboxes" in str(refused.value)
     assert not (workspace / "ran").exists()
 
@@ -270,19 +280,19 @@ def test_running_without_isolation_is_refused_on_google_cloud(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, use_backend: UseBackend
 ) -> None:
     monkeypatch.setenv("K_SERVICE", "vibesdk-sandbox-job")
-    use_backend("unsafe-no-isolation")
+    commands = use_backend("unsafe-no-isolation")
     with pytest.raises(sandbox.IsolationUnavailable, match="refused on Google Cloud"):
-        run_command("touch ran", workspace, 10)
+        commands.run("touch ran", workspace, 10)
     assert not (workspace / "ran").exists()
 
 
-def test_an_unknown_backend_is_refused_by_name(workspace: Path, use_backend: UseBackend) -> None:
-    use_backend("firecracker")
-    with pytest.raises(sandbox.IsolationUnavailable, match="VIBESDK_SANDBOX_BACKEND must be one of"):
-        run_command("touch ran", workspace, 10)
+def test_an_unknown_backend_is_refused_by_name(use_backend: UseBackend) -> None:
+    """At start-up: the job's settings are read once, and a bad one stops it, naming its variable."""
+    with pytest.raises(ConfigurationError, match="VIBESDK_SANDBOX_BACKEND must be one of"):
+        use_backend("firecracker")
 
 
-def test_the_probe_holds_while_the_jobs_grpc_clients_are_busy(backend: str, settings: Settings) -> None:
+def test_the_probe_holds_while_the_jobs_grpc_clients_are_busy(backend: Commands, settings: Settings) -> None:
     """The job probes its backend during its first action, while its Firestore and Pub/Sub clients
     run: a fork() of it then failed about one probe in a hundred ("epoll_wait error: Bad file
     descriptor" from gRPC's threads in the child), and the job refused every command for its life."""
@@ -303,8 +313,7 @@ def test_the_probe_holds_while_the_jobs_grpc_clients_are_busy(backend: str, sett
     failures = []
     try:
         for _ in range(200):
-            isolation.selected.cache_clear()
-            found, why = isolation.selected()
+            found, why = isolation.Isolation(backend.settings).selected()  # probed afresh
             if found is None:
                 failures.append(why)
     finally:
@@ -315,9 +324,11 @@ def test_the_probe_holds_while_the_jobs_grpc_clients_are_busy(backend: str, sett
 
 
 def test_cloud_run_backend_passes_the_documented_flags(sandbox_root: Path, use_backend: UseBackend) -> None:
-    use_backend("cloud-run")
+    commands = use_backend("cloud-run")
     workspace = sandbox_root
-    launch = isolation.backend().launch(["/bin/sh", "-c", "true"], workspace, workspace, {"K": "V"}, Limits(), 5)
+    launch = commands.isolation.backend().launch(
+        ["/bin/sh", "-c", "true"], workspace, workspace, {"K": "V"}, Limits(), 5
+    )
     assert launch.argv[1:4] == ["do", "--stdin=false", "-e"] and "K=V" in launch.argv
     assert "--allow-egress" not in launch.argv
     assert f"type=bind,source={workspace},destination=/tmp/workspace" in launch.argv
@@ -325,7 +336,7 @@ def test_cloud_run_backend_passes_the_documented_flags(sandbox_root: Path, use_b
     assert set(launch.env) == {"PATH"}  # nothing of the job's environment reaches the sandbox command
 
 
-def test_dev_shm_counts_in_the_quota(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dev_shm_counts_in_the_quota(workspace: Path, monkeypatch: pytest.MonkeyPatch, run_command: RunCommand) -> None:
     """/dev/shm was a tmpfs outside every quota (the red team kept 750 MB there)."""
     limits = Limits(tmp_bytes=16 << 20, file_bytes=64 << 20)
     seen = watched_sizes(monkeypatch)
@@ -337,7 +348,7 @@ def test_dev_shm_counts_in_the_quota(workspace: Path, monkeypatch: pytest.Monkey
     assert run_command("ls /dev/shm", workspace, 10).stdout == b""  # and it is the command's own
 
 
-def test_output_is_bounded(workspace: Path) -> None:
+def test_output_is_bounded(workspace: Path, run_command: RunCommand) -> None:
     """The job holds a command's output until it is stored: it may not grow without end."""
     limits = Limits(output_bytes=1 << 20)
     result = run_command("while true; do head -c 1000000 /dev/zero; done", workspace, 30, limits=limits)
@@ -345,7 +356,7 @@ def test_output_is_bounded(workspace: Path) -> None:
     assert len(result.stdout) == limits.output_bytes  # kept up to the cap, not a byte past it
 
 
-def test_memory_of_all_the_command_processes_is_bounded(workspace: Path) -> None:
+def test_memory_of_all_the_command_processes_is_bounded(workspace: Path, run_command: RunCommand) -> None:
     """Each process's own limit let three processes hold 3.6 GB: their total is watched too."""
     limits = Limits(total_memory_bytes=512 << 20)
     hold = "python3 -c \"import time; b = 'x' * (300 * 1024 * 1024); time.sleep(20)\""
@@ -370,7 +381,9 @@ def _sandbox_processes(marker: bytes) -> list[str]:
     return found
 
 
-def test_a_failure_while_waiting_still_ends_the_whole_sandbox(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_while_waiting_still_ends_the_whole_sandbox(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, run_command: RunCommand
+) -> None:
     """When waiting raised (descriptors ran out), a bubblewrap process went on writing the workspace
     for 90 s, watched by no limit: now every path kills and reaps the whole sandbox."""
     real = sandbox._over_quota
@@ -391,9 +404,37 @@ def test_a_failure_while_waiting_still_ends_the_whole_sandbox(workspace: Path, m
     assert _sandbox_processes(marker.encode()) == []
 
 
-def test_sparse_files_count_whole_in_the_disk_quota(workspace: Path) -> None:
+def test_sparse_files_count_whole_in_the_disk_quota(workspace: Path, run_command: RunCommand) -> None:
     """`truncate -s 200M` takes no blocks, but a save stores it whole and a restore writes it
     dense elsewhere: eight of them passed a 1 GiB quota and took 1.6 GB on the next instance."""
     limits = Limits(file_bytes=64 << 20, workspace_bytes=16 << 20)
     result = run_command("truncate -s 40M sparse && sleep 30", workspace, 60, limits=limits)
     assert result.killed_reason == "workspace over quota", result
+
+
+def test_a_hostile_command_leaves_no_scratch_behind(
+    workspace: Path, sandbox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch_root = Path(tempfile.mkdtemp(dir=sandbox_root))
+    scratch_root.chmod(0o711)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    hostile = (
+        "mkdir -p /tmp/a/b/c /dev/shm/d/e && echo x > /tmp/a/b/c/f && chmod 444 /tmp/a/b/c/f"
+        " && chmod 000 /tmp/a/b/c /tmp/a/b /tmp/a /dev/shm/d/e /dev/shm/d && chmod 500 /tmp /dev/shm"
+    )
+    result = run_command(hostile, workspace, 30)
+    assert result.exit_code == 0, result.stderr
+    assert list(scratch_root.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "killed_reason", "ended"),
+    [
+        (3, None, "exited with code 3"),
+        (-9, "timeout", "timed out"),
+        (-9, "memory over 512 MiB", "killed: memory over 512 MiB"),
+    ],
+)
+def test_how_a_command_ended_in_words(exit_code: int, killed_reason: str | None, ended: str) -> None:
+    result = sandbox.CommandResult("true", exit_code, b"", b"", 0.1, killed_reason)
+    assert result.ended == ended

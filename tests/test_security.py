@@ -30,7 +30,6 @@ from control_plane.keys import KeyStore
 from control_plane.middleware import preview_framing
 from control_plane.quota import ActiveRunQuota
 from control_plane.service import ControlPlane, Limits
-from functions import context as function_context
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import Forbidden, TooMany
@@ -399,7 +398,7 @@ def verifying_functions(
     }
     for key, value in (settings | env).items():
         monkeypatch.setenv(key, value)
-    function_context.context.cache_clear()
+    # Each app loads functions/main.py afresh: a new job process, with its own settings and context.
     return {
         target: functions_framework.create_app(target, str(ROOT / "functions" / "main.py"), signature).test_client()
         for target, signature in (("status_recorder", "http"), ("sandbox_job", "cloudevent"))
@@ -409,7 +408,6 @@ def verifying_functions(
 @pytest.fixture
 def recorder(emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield verifying_functions(monkeypatch, emulators, signing, VIBESDK_PUSH_AUDIENCE=RECORDER)
-    function_context.context.cache_clear()
 
 
 def push_token(signer: Any, **overrides: Any) -> str:
@@ -516,7 +514,6 @@ def job(emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest
         monkeypatch, emulators, signing, VIBESDK_PUSH_AUDIENCE=JOB_DETERMINISTIC, K_SERVICE=JOB_SERVICE
     )
     yield apps["sandbox_job"]
-    function_context.context.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -555,7 +552,6 @@ def test_push_audience_never_comes_from_the_host_header(
     job: Any, signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("VIBESDK_PUSH_AUDIENCE")
-    function_context.context.cache_clear()
     app = functions_framework.create_app("sandbox_job", str(ROOT / "functions" / "main.py"), "cloudevent").test_client()
     headers = bearer(token(signing[0], aud="http://localhost", email=PUSH_ACCOUNT)) | CE_HEADERS
     response = app.post("/", data=b"{}", headers=headers, content_type="application/json")
@@ -569,28 +565,23 @@ def test_unverified_pushes_are_refused_on_google_cloud(
     apps = verifying_functions(monkeypatch, emulators, signing, VIBESDK_VERIFY_PUSH="false", K_SERVICE="x")
     response = apps["status_recorder"].post("/", data=b"{}", content_type="application/json")
     assert response.status_code == 403 and "refused on Google Cloud" in response.text
-    function_context.context.cache_clear()
 
 
 def test_job_healthz_names_its_isolation_or_why_there_is_none(
     emulators: dict[str, str], signing: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from functions import isolation
-
     monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", "auto")
-    isolation.selected.cache_clear()
     job = verifying_functions(monkeypatch, emulators, signing, VIBESDK_PUSH_AUDIENCE=RECORDER)["sandbox_job"]
     healthy = job.get("/healthz")
-    assert isolation.selected()[0] is not None, f"no isolation backend works here: {isolation.selected()[1]}"
-    assert healthy.status_code == 200 and healthy.json["isolation"]["backend"] == "bubblewrap"
+    chosen = healthy.json["isolation"]
+    assert chosen["backend"] is not None, f"no isolation backend works here: {chosen['detail']}"
+    assert healthy.status_code == 200 and chosen["backend"] == "bubblewrap"
     monkeypatch.setenv("VIBESDK_SANDBOX_BACKEND", "cloud-run")
     monkeypatch.setenv("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", "/nonexistent/sandbox")
-    isolation.selected.cache_clear()
+    job = verifying_functions(monkeypatch, emulators, signing, VIBESDK_PUSH_AUDIENCE=RECORDER)["sandbox_job"]
     refused = job.get("/healthz")
     assert refused.status_code == 503
     assert "enable sandboxes on the service" in refused.json["isolation"]["detail"]
-    isolation.selected.cache_clear()
-    function_context.context.cache_clear()
 
 
 def test_concurrent_admissions_never_pass_the_limit() -> None:

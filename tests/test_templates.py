@@ -14,6 +14,7 @@ import pytest
 from devstack.templates import build_all, upload_templates
 from functions import templates
 from tests.test_workspace import storage_requests
+from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import TEMPLATES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -37,7 +38,7 @@ def test_bundles_are_reproducible() -> None:
 def test_details_follow_vibesdk(storage: Storage, tmp_path: Path) -> None:
     upload_templates(storage)
     bundle = templates.bundle(storage, "static-site", tmp_path)
-    entry = next(e for e in templates.catalog(storage) if e["name"] == "static-site")
+    entry = next(e for e in template_catalog(storage) if e["name"] == "static-site")
     details = templates.details(bundle, "static-site", entry)
     assert details["importantFiles"] == ["src/index.html", "src/style.css"]
     assert "build.mjs" in details["dontTouchFiles"]
@@ -86,14 +87,14 @@ def test_missing_template(storage: Storage, tmp_path: Path) -> None:
         templates.bundle(storage, "nope", tmp_path)
 
 
-def hostile(name: str, data: bytes = b"x", mode: int | None = None, compress: bool = False) -> Path:
+def hostile(folder: Path, name: str, data: bytes = b"x", mode: int | None = None, compress: bool = False) -> Path:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as archive:
         info = zipfile.ZipInfo(name)
         if mode is not None:
             info.external_attr = mode << 16
         archive.writestr(info, data, zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
-    path = Path(f"/tmp/vibesdk-hostile-{abs(hash((name, len(data))))}.zip")
+    path = folder / "hostile.zip"
     path.write_bytes(buffer.getvalue())
     return path
 
@@ -101,16 +102,18 @@ def hostile(name: str, data: bytes = b"x", mode: int | None = None, compress: bo
 @pytest.mark.parametrize(
     ("zip_path", "reason"),
     [
-        (lambda: hostile("../escape.txt"), "leaves the target"),
-        (lambda: hostile("/etc/passwd"), "leaves the target"),
-        (lambda: hostile("link", b"/etc/passwd", stat.S_IFLNK | 0o777), "is a link"),
-        (lambda: hostile("bomb.txt", b"\0" * (4 << 20), compress=True), "compression ratio"),
+        (lambda folder: hostile(folder, "../escape.txt"), "leaves the target"),
+        (lambda folder: hostile(folder, "/etc/passwd"), "leaves the target"),
+        (lambda folder: hostile(folder, "link", b"/etc/passwd", stat.S_IFLNK | 0o777), "is a link"),
+        (lambda folder: hostile(folder, "bomb.txt", b"\0" * (4 << 20), compress=True), "compression ratio"),
     ],
 )
 def test_hostile_bundles_are_refused(zip_path, reason: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bundle, target = zip_path(tmp_path), tmp_path / "target"
+    target.mkdir()
     with pytest.raises(ActionFailed, match=reason):
-        templates.extract(zip_path(), tmp_path)
-    assert list(tmp_path.iterdir()) == []
+        templates.extract(bundle, target)
+    assert list(target.iterdir()) == []
 
 
 def test_upload_writes_catalog(storage: Storage) -> None:

@@ -6,7 +6,6 @@ import io
 import json
 import shutil
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from functions import workspace as workspace_module
+from functions.local_disk import LocalDisk
 from functions.workspace import CHANGES, DELTAS, MAX_DELTAS, MAX_PACKS, SaveReport, Workspace
 from vibesdk_gcp.errors import Conflict
 from vibesdk_gcp.names import WORKSPACES_BUCKET
@@ -72,7 +71,7 @@ def fill(path: Path, files: dict[str, str]) -> None:
 
 def new_workspace(storage: Storage, root: Path, session: str, files: dict[str, str]) -> Workspace:
     """A session's first working copy, holding `files` (not saved yet)."""
-    workspace = Workspace(storage, root, session)
+    workspace = Workspace(storage, LocalDisk(root), session)
     workspace.start_empty()
     fill(workspace.path, files)
     return workspace
@@ -80,7 +79,7 @@ def new_workspace(storage: Storage, root: Path, session: str, files: dict[str, s
 
 def restored(storage: Storage, root: Path, session: str) -> Workspace:
     """Another job instance's copy of the session, brought up to date."""
-    workspace = Workspace(storage, root, session)
+    workspace = Workspace(storage, LocalDisk(root), session)
     workspace.restore()
     return workspace
 
@@ -124,7 +123,7 @@ def test_save_uploads_only_what_changed(storage: Storage, settings: Settings, tm
 
 
 def test_sealed_chain_rewrites_the_base_and_stays_bounded(storage: Storage, settings: Settings, tmp_path: Path) -> None:
-    workspace = Workspace(storage, settings.workspace_root, "s7")
+    workspace = Workspace(storage, LocalDisk(settings.workspace_root), "s7")
     workspace.start_empty()
     for index in range(3 * MAX_DELTAS + 5):
         fill(workspace.path, {"counter.txt": str(index), f"f{index}": "x" * index})
@@ -216,14 +215,13 @@ def test_destroy_removes_every_object(storage: Storage, settings: Settings) -> N
 
 
 def test_a_new_process_on_the_same_disk_restores_from_a_stale_state_file(
-    storage: Storage, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    storage: Storage, settings: Settings, tmp_path: Path
 ) -> None:
     workspace = new_workspace(storage, settings.workspace_root, "s9", {"a": "1", "b": "2"})
     workspace.save()  # the state file is written here
     fill(workspace.path, {"a": "changed"})
     workspace.save()  # a delta: this process remembers it, the state file does not
-    monkeypatch.setattr(workspace_module, "_STATES", OrderedDict())  # a new process
-    again = restored(storage, settings.workspace_root, "s9")
+    again = restored(storage, settings.workspace_root, "s9")  # a new process: a disk of its own, nothing remembered
     assert (again.path / "a").read_text() == "changed"
     fill(again.path, {"b": "3"})
     again.save()

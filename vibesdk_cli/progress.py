@@ -1,10 +1,11 @@
-"""Watching a run: each transition as it happens, the time since the start, then the result."""
+"""Waiting for a run to end, or watching it: each transition as it happens, its time since the start, the result."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
 
@@ -18,6 +19,27 @@ def _at(transition: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(transition["at"])
 
 
+def wait_for_run(
+    fetch: Callable[[], dict[str, Any]],
+    timeout: float,
+    every: float = POLL_SECONDS,
+    seen: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Fetch the run every `every` s until it has ended or `timeout` s have passed.
+
+    Returns the last run fetched: its status says which, and each caller reports a run that did
+    not end its own way. `seen`, if given, is shown every run fetched.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        run = fetch()
+        if seen:
+            seen(run)
+        if run["status"] in TERMINAL or time.monotonic() > deadline:
+            return run
+        time.sleep(every)
+
+
 def watch(
     client: Client, session: str, run_id: str, out: IO[str] = sys.stdout, timeout: float = 1800
 ) -> dict[str, Any]:
@@ -25,8 +47,9 @@ def watch(
     shown = 0
     started = time.monotonic()
     live = out.isatty()
-    while True:
-        run = client.run(session, run_id)
+
+    def show(run: dict[str, Any]) -> None:
+        nonlocal shown
         transitions = run["transitions"]
         if live and shown:
             out.write("\r\033[K")
@@ -34,16 +57,15 @@ def watch(
             since = (_at(transition) - _at(transitions[0])).total_seconds()
             out.write(f"  +{since:6.2f} s  {transition['status']}\n")
         shown = len(transitions)
-        if run["status"] in TERMINAL:
-            out.flush()
-            return run
-        if time.monotonic() - started > timeout:
-            out.write(f"  still {run['status']} after {timeout:.0f} s; stopped watching\n")
-            return run
-        if live:
+        if live and run["status"] not in TERMINAL:
             out.write(f"  {run['status']}… {time.monotonic() - started:.1f} s")
         out.flush()
-        time.sleep(POLL_SECONDS)
+
+    run = wait_for_run(lambda: client.run(session, run_id), timeout, seen=show)
+    if run["status"] not in TERMINAL:
+        out.write(("\r\033[K" if live else "") + f"  still {run['status']} after {timeout:.0f} s; stopped watching\n")
+        out.flush()
+    return run
 
 
 def describe(run: dict[str, Any], out: IO[str] = sys.stdout) -> None:

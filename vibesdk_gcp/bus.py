@@ -58,7 +58,8 @@ class Bus:
         if trace:
             attributes = attributes | {logs.TRACE_ATTRIBUTE: trace}
         try:
-            future = self._publisher.publish(topic, data, ordering_key=ordering_key, **attributes)
+            # Our attribute names (camelCase) never take publish's retry or timeout keywords.
+            future = self._publisher.publish(topic, data, ordering_key=ordering_key, **attributes)  # type: ignore[arg-type]
             return str(future.result(timeout=PUBLISH_TIMEOUT_SECONDS))
         except Exception as error:  # the client raises several unrelated types
             # A failed ordered publish pauses its key until resumed (a timed-out one does not).

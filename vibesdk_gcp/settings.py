@@ -13,16 +13,35 @@ LOCAL_PROJECT = "vibesdk-local"
 # Where Google publishes the certificates that sign its ID tokens.
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
+# The isolation backends functions/isolation.py knows; "auto": the first that works.
+SANDBOX_BACKENDS = ("auto", "bubblewrap", "cloud-run", "unsafe-no-isolation")
 
 
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
+def _int(env: Mapping[str, str], key: str, default: int, minimum: int | None = None) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{key} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f"{key} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    """A positive number of seconds."""
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{key} must be a number of seconds, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigurationError(f"{key} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
@@ -36,16 +55,45 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     raise ConfigurationError(f"{key} must be true or false, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(key) or default
+    if value not in choices:
+        raise ConfigurationError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _names(env: Mapping[str, str], key: str, lower: bool = False) -> tuple[str, ...]:
+    """A comma-separated list."""
+    names = (name.strip() for name in (env.get(key) or "").split(","))
+    return tuple(name.lower() if lower else name for name in names if name)
+
+
+def default_threads() -> int:
+    """functions-framework's default worker threads: 4 per core."""
+    return (os.cpu_count() or 1) * 4
+
+
 @dataclass(frozen=True)
 class Settings:
-    project: str
+    """Every setting of every process, with its one default; Settings.from_env() reads and checks them."""
+
+    project: str = LOCAL_PROJECT
     api_token: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout_seconds: float = 30.0
+    # What a client may take to send a request's headers (control_plane/__main__.py).
+    header_timeout_seconds: float = 10.0
+    host: str = "0.0.0.0"
+    port: int = 8080
     workspace_root: Path = field(default_factory=lambda: Path("/tmp/vibesdk-workspaces"))
     command_timeout_seconds: int = 120
     # What one action may take in all: less than the tuned ack deadline and Cloud Run's timeout (600 s).
     max_action_seconds: int = 540
+    # How long a claim on a run lasts without renewal: a dead job's run can be retaken after it.
+    lease_seconds: float = 60.0
+    # The stale-run sweep (functions/sweeper.py): a lapsed claim's grace, a queued run's timeout.
+    sweep_grace_seconds: float = 900.0
+    queue_timeout_seconds: float = 3600.0
     # Working copies a job instance keeps on its disk (in memory on Cloud Run); older ones are
     # dropped, and restored from Cloud Storage when their session acts again.
     max_local_workspaces: int = 16
@@ -57,6 +105,9 @@ class Settings:
     pubsub_emulator_host: str | None = None
     firestore_emulator_host: str | None = None
     storage_emulator_host: str | None = None
+    # Cloud Run names every service's instances in K_SERVICE; `make dev` names its unit.
+    service: str | None = None
+    unit: str | None = None
     # Security (docs/SECURITY.md).
     verify_push: bool = True
     push_service_account: str | None = None
@@ -72,7 +123,9 @@ class Settings:
     # Who may be an owner by a Google ID token: emails, or @domain for a whole domain. Empty: none on
     # Google Cloud (API keys an operator issued still work), anyone on a local stack.
     allowed_owners: tuple[str, ...] = ()
-    # Actions one owner may run at once in a job instance; 0: half its workers (functions/fairness.py).
+    # The job's worker threads (functions-framework's THREADS), and the actions one owner may run
+    # at once in a job instance; 0: half its workers (functions/fairness.py).
+    threads: int = field(default_factory=default_threads)
     max_actions_per_owner: int = 0
     # A sandbox's disk: on Cloud Run both live in the instance's memory (infra/gcp sizes for them).
     workspace_bytes: int = 1 << 30
@@ -81,6 +134,11 @@ class Settings:
     # Which isolation backend runs commands (functions/isolation.py); "auto": the first that works.
     sandbox_backend: str = "auto"
     cloud_run_sandbox_command: str | None = None  # where Cloud Run's `sandbox` is, when not on PATH
+    # The unprivileged uid and gid commands run as when the job is root.
+    sandbox_uid: int = 65534
+    sandbox_gid: int = 65534
+    # Where the job finds bwrap and Cloud Run's `sandbox` command (PATH).
+    search_path: str = "/usr/local/bin:/usr/bin:/bin"
     # Hosts a command may reach through the egress proxy (comma-separated); None: the registries.
     egress_allow: str | None = None
 
@@ -89,44 +147,65 @@ class Settings:
         """Running against real Google services, not the emulators: the development token is refused."""
         return not (self.firestore_emulator_host or self.pubsub_emulator_host)
 
+    @property
+    def on_cloud_run(self) -> bool:
+        return self.service is not None
+
+    def log_name(self, default: str) -> str:
+        """What this process's log lines are named after: its Cloud Run service, its `make dev` unit."""
+        return self.service or self.unit or default
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of this process, checked: a bad value fails here, naming its variable."""
         env = os.environ if env is None else env
+        base = cls()  # the defaults, written once above
+        uid = _int(env, "VIBESDK_SANDBOX_UID", base.sandbox_uid, minimum=1)
         return cls(
-            project=env.get("GOOGLE_CLOUD_PROJECT") or LOCAL_PROJECT,
+            project=env.get("GOOGLE_CLOUD_PROJECT") or base.project,
             api_token=env.get("VIBESDK_API_TOKEN") or None,
-            max_body_bytes=_int(env, "VIBESDK_MAX_BODY_BYTES", 8 * 1024 * 1024),
-            body_timeout_seconds=_int(env, "VIBESDK_BODY_TIMEOUT_SECONDS", 30),
-            workspace_root=Path(env.get("VIBESDK_WORKSPACE_ROOT") or "/tmp/vibesdk-workspaces"),
-            command_timeout_seconds=_int(env, "VIBESDK_COMMAND_TIMEOUT_SECONDS", 120),
-            max_action_seconds=_int(env, "VIBESDK_MAX_ACTION_SECONDS", 540),
-            max_local_workspaces=_int(env, "VIBESDK_MAX_LOCAL_WORKSPACES", 16),
-            output_excerpt_bytes=_int(env, "VIBESDK_OUTPUT_EXCERPT_BYTES", 16 * 1024),
-            public_url=(env.get("VIBESDK_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            max_body_bytes=_int(env, "VIBESDK_MAX_BODY_BYTES", base.max_body_bytes, minimum=1),
+            body_timeout_seconds=_seconds(env, "VIBESDK_BODY_TIMEOUT_SECONDS", base.body_timeout_seconds),
+            header_timeout_seconds=_seconds(env, "VIBESDK_HEADER_TIMEOUT_SECONDS", base.header_timeout_seconds),
+            host=env.get("HOST") or base.host,
+            port=_int(env, "PORT", base.port, minimum=1),
+            workspace_root=Path(env.get("VIBESDK_WORKSPACE_ROOT") or base.workspace_root),
+            command_timeout_seconds=_int(env, "VIBESDK_COMMAND_TIMEOUT_SECONDS", base.command_timeout_seconds, 1),
+            max_action_seconds=_int(env, "VIBESDK_MAX_ACTION_SECONDS", base.max_action_seconds, minimum=1),
+            lease_seconds=_seconds(env, "VIBESDK_LEASE_SECONDS", base.lease_seconds),
+            sweep_grace_seconds=_seconds(env, "VIBESDK_SWEEP_GRACE_SECONDS", base.sweep_grace_seconds),
+            queue_timeout_seconds=_seconds(env, "VIBESDK_QUEUE_TIMEOUT_SECONDS", base.queue_timeout_seconds),
+            max_local_workspaces=_int(env, "VIBESDK_MAX_LOCAL_WORKSPACES", base.max_local_workspaces, minimum=1),
+            output_excerpt_bytes=_int(env, "VIBESDK_OUTPUT_EXCERPT_BYTES", base.output_excerpt_bytes, minimum=1),
+            public_url=(env.get("VIBESDK_PUBLIC_URL") or base.public_url).rstrip("/"),
             preview_origin=(env.get("VIBESDK_PREVIEW_ORIGIN") or "").rstrip("/") or None,
             bucket_prefix=env.get("VIBESDK_BUCKET_PREFIX") or "",
             pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
             firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST") or None,
             storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
-            verify_push=_bool(env, "VIBESDK_VERIFY_PUSH", True),
+            service=env.get("K_SERVICE") or None,
+            unit=env.get("VIBESDK_UNIT") or None,
+            verify_push=_bool(env, "VIBESDK_VERIFY_PUSH", base.verify_push),
             push_service_account=env.get("VIBESDK_PUSH_SERVICE_ACCOUNT") or None,
             push_audience=env.get("VIBESDK_PUSH_AUDIENCE") or None,
             api_audience=env.get("VIBESDK_API_AUDIENCE") or None,
-            google_certs_url=env.get("VIBESDK_GOOGLE_CERTS_URL") or GOOGLE_CERTS_URL,
+            google_certs_url=env.get("VIBESDK_GOOGLE_CERTS_URL") or base.google_certs_url,
             iap_audience=env.get("VIBESDK_IAP_AUDIENCE") or None,
-            iap_certs_url=env.get("VIBESDK_IAP_CERTS_URL") or IAP_CERTS_URL,
-            max_active_runs_per_owner=_int(env, "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER", 50),
-            requests_per_minute=_int(env, "VIBESDK_REQUESTS_PER_MINUTE", 600),
-            max_file_bytes=_int(env, "VIBESDK_MAX_FILE_BYTES", 4 * 1024 * 1024),
-            workspace_bytes=_int(env, "VIBESDK_WORKSPACE_BYTES", 1 << 30),
-            sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", 256 << 20),
-            command_memory_bytes=_int(env, "VIBESDK_COMMAND_MEMORY_BYTES", 2 << 30),
-            sandbox_backend=env.get("VIBESDK_SANDBOX_BACKEND") or "auto",
+            iap_certs_url=env.get("VIBESDK_IAP_CERTS_URL") or base.iap_certs_url,
+            max_active_runs_per_owner=_int(env, "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER", base.max_active_runs_per_owner, 1),
+            requests_per_minute=_int(env, "VIBESDK_REQUESTS_PER_MINUTE", base.requests_per_minute, minimum=1),
+            max_file_bytes=_int(env, "VIBESDK_MAX_FILE_BYTES", base.max_file_bytes, minimum=1),
+            cors_origins=_names(env, "VIBESDK_CORS_ORIGINS"),
+            allowed_owners=_names(env, "VIBESDK_ALLOWED_OWNERS", lower=True),
+            threads=_int(env, "THREADS", base.threads, minimum=1),
+            max_actions_per_owner=_int(env, "VIBESDK_MAX_ACTIONS_PER_OWNER", base.max_actions_per_owner, minimum=0),
+            workspace_bytes=_int(env, "VIBESDK_WORKSPACE_BYTES", base.workspace_bytes, minimum=1),
+            sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", base.sandbox_tmp_bytes, minimum=1),
+            command_memory_bytes=_int(env, "VIBESDK_COMMAND_MEMORY_BYTES", base.command_memory_bytes, minimum=1),
+            sandbox_backend=_choice(env, "VIBESDK_SANDBOX_BACKEND", base.sandbox_backend, SANDBOX_BACKENDS),
             cloud_run_sandbox_command=env.get("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND") or None,
+            sandbox_uid=uid,
+            sandbox_gid=_int(env, "VIBESDK_SANDBOX_GID", uid, minimum=1),
+            search_path=env.get("PATH") or base.search_path,
             egress_allow=env.get("VIBESDK_EGRESS_ALLOW") or None,
-            cors_origins=tuple(o.strip() for o in (env.get("VIBESDK_CORS_ORIGINS") or "").split(",") if o.strip()),
-            max_actions_per_owner=_int(env, "VIBESDK_MAX_ACTIONS_PER_OWNER", 0),
-            allowed_owners=tuple(
-                o.strip().lower() for o in (env.get("VIBESDK_ALLOWED_OWNERS") or "").split(",") if o.strip()
-            ),
         )

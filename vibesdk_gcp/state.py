@@ -8,7 +8,6 @@ a late event for a lower number only fills its place in the transition list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from vibesdk_gcp.schemas import RunStatus
 
@@ -62,7 +61,3 @@ def decide(current_status: str, current_seq: int, seen_seqs: set[int], status: R
     if status in TERMINAL or not reachable(status, current_status):
         return Decision(False, False, f"late {status} does not fit a {current_status} run")
     return Decision(False, True, "late event recorded")
-
-
-def insert_transition(transitions: list[dict[str, Any]], transition: dict[str, Any]) -> list[dict[str, Any]]:
-    return sorted([*transitions, transition], key=lambda item: int(item["seq"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import storage
@@ -38,7 +39,7 @@ class Storage:
         self._prefix = prefix
 
     def _bucket(self, bucket: str) -> storage.Bucket:
-        return self._client.bucket(self._prefix + bucket)
+        return cast(storage.Bucket, self._client.bucket(self._prefix + bucket))  # unannotated in the client
 
     def create_bucket(self, bucket: str) -> None:
         try:

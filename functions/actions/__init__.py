@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,33 +25,11 @@ def handler_of(spec: ActionSpec) -> Handler:
     return handler
 
 
-class SessionLocks:
-    """One action at a time per session in this process: they share the session's working copy.
-
-    (Across processes each has its own copy, and the workspace's generation preconditions decide.)
-    """
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
-
-    def of(self, session_id: str) -> threading.Lock:
-        with self._guard:
-            lock = self._locks.get(session_id)
-            if lock is None:
-                lock = threading.Lock()
-                self._locks[session_id] = lock
-            return lock
-
-
-SESSION_LOCKS = SessionLocks()
-
-
 def perform(request: SandboxRequest, ctx: Context) -> Outcome:
     """Run the action: its result and session changes; every failure a user can cause is ActionFailed."""
     spec = ACTIONS[request.action]
     try:
-        with SESSION_LOCKS.of(request.sessionId):
+        with ctx.session_locks.of(request.sessionId):
             answer = handler_of(spec)(request, request.params, ctx)
     except (InvalidRequest, NotFound) as error:
         raise ActionFailed(str(error)) from None

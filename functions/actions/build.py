@@ -40,12 +40,11 @@ def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, fi
     outcome = run_in_sandbox(ctx, str(command), workspace.path, instance.envVars)
     stdout, stderr = outcome.stdout.decode(errors="replace"), outcome.stderr.decode(errors="replace")
     # Tools that say who they are (ESLint, html-validate, ruff, tsc) are named; other lines go by kind.
-    issues = analysis_issues(stdout, stderr, paths_of(workspace), kind)
+    issues = analysis_issues(stdout, stderr, paths_of(ctx, workspace), kind)
     if outcome.killed_reason or (outcome.exit_code != 0 and not issues):
         # The checker itself broke: that is no analysis, and must not pass for a clean one.
-        reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
         detail = excerpt(outcome.stderr, 1000)[0].strip() or excerpt(outcome.stdout, 1000)[0].strip()
-        raise ActionFailed(f"{kind} command {command!r} {reason}: {detail}")
+        raise ActionFailed(f"{kind} command {command!r} {outcome.ended}: {detail}")
     raw = f"STDOUT: {excerpt(outcome.stdout, 8000)[0]}\nSTDERR: {excerpt(outcome.stderr, 8000)[0]}"
     return {"issues": issues, "summary": summary(issues), "rawOutput": raw, "exitCode": outcome.exit_code}
 
@@ -91,15 +90,14 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Ou
         errors, _ = excerpt(outcome.stderr, ctx.settings.output_excerpt_bytes)
         build_result = {"command": build, "exitCode": outcome.exit_code, "output": output, "error": errors}
         if outcome.exit_code != 0 or outcome.killed_reason:
-            reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
-            found = command_errors(errors + "\n" + output, str(build), paths_of(workspace))
+            found = command_errors(errors + "\n" + output, str(build), paths_of(ctx, workspace))
             if found:
                 instance.errors = (instance.errors + found)[-MAX_KEPT_ERRORS:]
                 save_instance(ctx, request.sessionId, instance)
             build_result["errors"] = found
             summary_line = found[0]["message"] if found else errors[-1000:].strip()
             raise ActionFailed(
-                f"build {build!r} {reason}: {summary_line}\n{errors[-1000:].strip()}", {"build": build_result}
+                f"build {build!r} {outcome.ended}: {summary_line}\n{errors[-1000:].strip()}", {"build": build_result}
             )
     site = inside(workspace.path, output_dir) if output_dir != "." else workspace.path
     files = sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink()) if site.is_dir() else []

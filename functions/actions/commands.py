@@ -57,6 +57,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
     workspace = ready_workspace(ctx, request, instance)
     timeout = params.timeout or ctx.settings.command_timeout_seconds
     results: list[Result] = []
+    ended: str | None = None  # how the command that failed ended: the commands after it are not run
     for index, command in enumerate(params.commands):
         left = ends - time.monotonic()
         if left < 1:
@@ -67,18 +68,18 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
         outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, min(timeout, left), egress_for)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
-        errors = command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(workspace))
+        errors = command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(ctx, workspace))
         if errors:
             instance.errors = (instance.errors + errors)[-MAX_KEPT_ERRORS:]
         if not entry["success"]:
+            ended = outcome.ended
             break
     workspace.save()  # what the commands changed is kept even when one failed
     save_instance(ctx, request.sessionId, instance)
-    failed = next((entry for entry in results if not entry["success"]), None)
-    if failed:
-        reason = "timed out" if "[killed: timeout]" in failed["error"] else f"exited with code {failed['exitCode']}"
+    if ended:
+        failed = results[-1]
         raise ActionFailed(
-            f"command {failed['command']!r} {reason}: {failed['error'][-1000:].strip()}", {"results": results}
+            f"command {failed['command']!r} {ended}: {failed['error'][-1000:].strip()}", {"results": results}
         )
     installed = workspace.installed
     if installed and installed.get("source") not in ("workspace", "none"):

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from functions import isolation
 from functions.context import Context
-from functions.dependencies import DependencyCache, InstallSpec, give, read_inputs
+from functions.dependencies import InstallReport, InstallSpec, RunInstall
 from functions.diagnostics import Paths
 from functions.instances import Instance, load_instance, workspace_of
 from functions.sandbox import CommandResult, Egress, Limits, prepare_workspace, run_command
@@ -53,9 +49,9 @@ def excerpt(data: bytes, limit: int) -> tuple[str, bool]:
     return "[...cut...]\n" + data[-limit:].decode("utf-8", errors="replace"), True
 
 
-def paths_of(workspace: Workspace) -> Paths:
+def paths_of(ctx: Context, workspace: Workspace) -> Paths:
     """What turns the paths a tool printed in the sandbox into the workspace's own."""
-    backend, _ = isolation.selected()
+    backend, _ = ctx.isolation.selected()
     return Paths(workspace.path, (backend.workspace_inside if backend else None,))
 
 
@@ -65,81 +61,30 @@ def ready_workspace(ctx: Context, request: SandboxRequest, instance: Instance) -
     workspace.restore()
     spec = InstallSpec.of(instance.install)
     if spec:
-        workspace.installed = install_dependencies(ctx, request, spec, workspace)
-    prepare_workspace(workspace.path, spec.folder if spec else None)
+        workspace.installed = install(ctx, request, spec, workspace).as_result()
+    prepare_workspace(workspace.path, ctx.isolation.ids, spec.folder if spec else None)
     return workspace
 
 
-def install_dependencies(
-    ctx: Context, request: SandboxRequest, spec: InstallSpec, workspace: Workspace
-) -> dict[str, Any]:
-    """Give the workspace the installed tree of its current lockfile, building it on a first use.
-
-    The install reaches the package registries through the egress proxy. Its packages' scripts
-    (and the project's own lifecycle scripts, which the tenant writes) run only for a key with
-    network: for one without, a tree from the cache, else an install with scripts off.
-    """
-    started = time.monotonic()
-    inputs = read_inputs(spec, workspace.path)
-    if inputs is None:
-        # Nothing to install from; what was given stays, still not the workspace's own files.
-        return {"source": "none", "reason": f"no {' or '.join(spec.inputs)} in the workspace"}
-    cache = DependencyCache(ctx.storage, ctx.settings.workspace_root)
-    if request.egress:
-        choices = [(spec, "on")]
-    else:
-        choices = [(spec, "none run: the tree was in the cache"), (spec.without_scripts(inputs), "off")]
-    for number, (chosen, scripts) in enumerate(choices, 1):
-        key = chosen.key(inputs)
-        base = workspace.base()
-        if base and base["key"] == key and base.get("stamp") == cache.stamp(key):
-            return {"key": key, "source": "workspace", "scripts": scripts, "seconds": _since(started)}
-        build = _installer(ctx, request, chosen, inputs) if number == len(choices) else None
-        with cache.holding(key, build) as tree:
-            if tree is None:
-                continue  # not in any cache: installed with scripts off
-            remade = bool(base and base["key"] == key)  # the tree was made again since it was given
-            if base:
-                # A new lockfile (or a tree made again): the new tree replaces the old one, and
-                # what was changed in it.
-                shutil.rmtree(workspace.path / chosen.folder, ignore_errors=True)
-            given = give(tree, workspace.path, chosen.folder)
-            stamp = cache.stamp(key)
-            workspace.set_base({"key": key, "folder": chosen.folder, "tree": str(tree), "stamp": stamp})
-        if remade:
-            workspace.restore()  # the session's own changes in the folder come back
-        source = cache.last_source
-        return {"key": key, "source": source, "scripts": scripts, "files": given, "seconds": _since(started)}
-    raise AssertionError("the last choice always builds")
+def install(ctx: Context, request: SandboxRequest, spec: InstallSpec, workspace: Workspace) -> InstallReport:
+    """The workspace given the installed tree of its lockfile (functions/dependencies.py); the
+    packages' scripts run only for a key with network."""
+    return ctx.dependencies.install(spec, workspace, bool(request.egress), _installer(ctx, request))
 
 
-def _since(started: float) -> float:
-    return round(time.monotonic() - started, 3)
+def _installer(ctx: Context, request: SandboxRequest) -> RunInstall:
+    """What runs the install on a cache miss: in the sandbox, through the egress proxy."""
 
-
-def _installer(
-    ctx: Context, request: SandboxRequest, spec: InstallSpec, inputs: dict[str, bytes]
-) -> Callable[[Path], Path]:
-    """What builds the tree on a cache miss: the install, in the sandbox, in a scratch folder."""
-
-    def build(scratch: Path) -> Path:
-        for name, data in inputs.items():
-            (scratch / name).parent.mkdir(parents=True, exist_ok=True)
-            (scratch / name).write_bytes(data)
-        prepare_workspace(scratch)
+    def run(command: str, scratch: Path) -> None:
+        prepare_workspace(scratch, ctx.isolation.ids)
         egress_for = Egress(request.sessionId, request.runId, request.owner)
-        outcome = run_in_sandbox(ctx, spec.command, scratch, None, egress_for=egress_for)
+        outcome = run_in_sandbox(ctx, command, scratch, None, egress_for=egress_for)
         if outcome.exit_code != 0 or outcome.killed_reason:
-            reason = outcome.killed_reason or f"exited with code {outcome.exit_code}"
             # npm and pip say why first, then print their usage or a log's name: the head, not the tail.
             detail = (outcome.stderr.strip() or outcome.stdout.strip())[:2000].decode(errors="replace")
-            raise ActionFailed(f"installing dependencies ({spec.command!r}) {reason}: {detail}")
-        folder = scratch / spec.folder
-        if folder.is_symlink() or not folder.is_dir():
-            raise ActionFailed(f"installing dependencies ({spec.command!r}) left no {spec.folder}/ folder")
-        return folder
+            raise ActionFailed(f"installing dependencies ({command!r}) {outcome.ended}: {detail}")
 
-    return build
+    return run
 
 
 def run_in_sandbox(
@@ -152,7 +97,12 @@ def run_in_sandbox(
 ) -> CommandResult:
     """One command in the sandbox, with the job's timeout (unless given) and disk quotas."""
     seconds = timeout or ctx.settings.command_timeout_seconds
-    return redacted(run_command(command, workspace, seconds, env, Limits.of(ctx.settings), egress_for), env)
+    backend = ctx.isolation.backend()
+    proxy = ctx.egress_proxy() if egress_for else None
+    limits = Limits.of(ctx.settings)
+    return redacted(
+        run_command(command, workspace, seconds, env, limits, egress_for, backend=backend, proxy=proxy), env
+    )
 
 
 # Shorter values would blank out ordinary words.

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from functions import templates
-from functions.actions.common import Outcome, Result, install_dependencies, require_instance, run_in_sandbox
+from functions.actions.common import Outcome, Result, install, require_instance, run_in_sandbox
 from functions.actions.files import listed_files
 from functions.context import Context
 from functions.dependencies import InstallSpec
 from functions.instances import Instance, delete_instance, load_instance, save_instance, workspace_of
 from functions.sandbox import prepare_workspace
+from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
 from vibesdk_gcp.schemas import SandboxRequest, SessionChanges, utcnow
 
 
-def _template_cache(ctx: Context) -> Any:
-    cache = ctx.settings.workspace_root / ".templates"
-    cache.mkdir(parents=True, exist_ok=True)
-    return cache
-
-
 def get_template_details(request: SandboxRequest, params: TemplateDetailsParams, ctx: Context) -> Result:
     name = params.templateName or request.templateName
     if not name:
         raise ActionFailed("getTemplateDetails needs templateName")
-    bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
-    entry = next((e for e in templates.catalog(ctx.storage) if e.get("name") == name), None)
+    bundle = templates.bundle(ctx.storage, name, ctx.disk.templates())
+    entry = next((e for e in template_catalog(ctx.storage) if e.get("name") == name), None)
     return {"templateDetails": templates.details(bundle, name, entry)}
 
 
@@ -38,22 +31,22 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         raise ActionFailed("createInstance needs templateName")
     if load_instance(ctx, request.sessionId) is not None:
         raise ActionFailed(f"session {request.sessionId} already has an instance")
-    bundle = templates.bundle(ctx.storage, name, _template_cache(ctx))
-    entry = next((e for e in templates.catalog(ctx.storage) if e.get("name") == name), {})
+    bundle = templates.bundle(ctx.storage, name, ctx.disk.templates())
+    entry = next((e for e in template_catalog(ctx.storage) if e.get("name") == name), {})
     workspace = workspace_of(ctx, request.sessionId)
     workspace.start_empty()
     written = templates.extract(bundle, workspace.path)
     spec = InstallSpec.of(entry.get("install"))
     # Ready to build when the run succeeds: the dependencies are installed first.
-    dependencies = install_dependencies(ctx, request, spec, workspace) if spec else None
-    prepare_workspace(workspace.path, spec.folder if spec else None)
+    dependencies = install(ctx, request, spec, workspace).as_result() if spec else None
+    prepare_workspace(workspace.path, ctx.isolation.ids, spec.folder if spec else None)
     init_output = None
     if params.initCommand:
         outcome = run_in_sandbox(ctx, params.initCommand, workspace.path, params.envVars)
         init_output = outcome.stdout.decode(errors="replace")[-4096:]
         if outcome.exit_code != 0:
             stderr = outcome.stderr.decode(errors="replace")[-2048:]
-            raise ActionFailed(f"initCommand exited with code {outcome.exit_code}: {stderr}")
+            raise ActionFailed(f"initCommand {outcome.ended}: {stderr}")
     workspace.save()
     instance = Instance(
         instanceId=request.sessionId,
@@ -104,7 +97,7 @@ def list_all_instances(request: SandboxRequest, params: Params, ctx: Context) ->
     """The caller's instances: their sessions by query, never every owner's records read and filtered."""
     found = []
     for session in ctx.store.sessions_of(request.owner):
-        instance = load_instance(ctx, session["sessionId"]) if session.get("instanceId") else None
+        instance = load_instance(ctx, session.sessionId) if session.instanceId else None
         if instance is not None and instance.owner == request.owner:
             found.append(instance.model_dump(exclude={"envVars", "previewToken"}))
     return {"instances": found, "count": len(found)}

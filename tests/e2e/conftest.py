@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +16,10 @@ import pytest
 from devstack.config import Ports
 from devstack.stack import Stack, start_stack
 from tests import PORT_SHIFT
+from vibesdk_cli import progress
 
 E2E_PORTS = Ports.shifted(20000 + PORT_SHIFT)
 TOKEN = "e2e-token"
-TERMINAL = ("succeeded", "failed")
 T = TypeVar("T")
 
 
@@ -25,16 +27,23 @@ T = TypeVar("T")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Each unit notes the Google permissions it uses (vibesdk_gcp/access.py): test_iam.py reads them.
     access = tmp_path_factory.mktemp("access")
+    # The run's own workspaces, removed after it; where the sandbox's uid reaches them (pytest's tmp is 0700).
+    workspaces = Path(tempfile.mkdtemp(prefix="vibesdk-e2e-workspaces-"))
+    workspaces.chmod(0o711)
     env = dict(os.environ) | {
         "VIBESDK_API_TOKEN": TOKEN,
         "VIBESDK_ACCESS_DIR": str(access),
         "VIBESDK_HEADER_TIMEOUT_SECONDS": "2",  # test_pipeline's slow client need not wait 10 s
+        "VIBESDK_WORKSPACE_ROOT": str(workspaces),
         # test_openapi_conformance's schemathesis sends thousands of requests a minute.
         "VIBESDK_REQUESTS_PER_MINUTE": "100000",
     }
-    stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
-    yield stack
-    stack.stop()
+    try:
+        stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
+        yield stack
+        stack.stop()
+    finally:
+        shutil.rmtree(workspaces)
 
 
 @pytest.fixture(scope="session")
@@ -44,13 +53,10 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
 
 
 def wait_for_run(api: httpx.Client, run_url: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api.get(run_url).json()
-        if run["status"] in TERMINAL:
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"{run_url} still {run['status']} after {timeout} s: {run}")
+    run = progress.wait_for_run(lambda: api.get(run_url).json(), timeout, every=0.1)
+    if run["status"] not in progress.TERMINAL:
+        raise AssertionError(f"{run_url} still {run['status']} after {timeout} s: {run}")
+    return run
 
 
 def wait_until(condition: Callable[[], T | None], what: str, timeout: float = 60, every: float = 0.1) -> T:

@@ -115,9 +115,12 @@ def drive_every_action(api: httpx.Client, stack: Stack) -> None:
         "VIBESDK_ACCESS_DIR": access_dir(stack),
         "VIBESDK_QUEUE_TIMEOUT_SECONDS": "1",
     }
-    script = "from functions.context import context; from functions.sweeper import sweep; sweep(context())"
+    script = (
+        "from functions.context import Context; from functions.sweeper import sweep; "
+        "from vibesdk_gcp.settings import Settings; sweep(Context.from_settings(Settings.from_env()))"
+    )
     subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, timeout=60)
-    assert store.get_run(orphan.sessionId, orphan.runId)["status"] == "failed"
+    assert store.get_run(orphan.sessionId, orphan.runId).status == "failed"
 
 
 def stack_settings(stack: Stack) -> Settings:

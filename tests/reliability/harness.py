@@ -333,12 +333,12 @@ class Harness:
 
     # --- inspecting
     def run(self, session_id: str, run_id: str) -> dict[str, Any]:
-        return self.store.get_run(session_id, run_id)
+        return self.store.get_run(session_id, run_id).model_dump()
 
     def runs(self, session_of: dict[str, str]) -> dict[str, dict[str, Any]]:
         """Runs (run id -> session id), read in one call."""
-        refs = [self.store._run_ref(session, run_id) for run_id, session in session_of.items()]
-        snapshots = self.store._read(refs)
+        refs = [self.store._calls.run_ref(session, run_id) for run_id, session in session_of.items()]
+        snapshots = self.store._calls.read(refs)
         return {
             run_id: snapshots[ref.path].to_dict() for (run_id, _), ref in zip(session_of.items(), refs, strict=True)
         }

@@ -383,7 +383,7 @@ def services_unavailable(h: Harness, size: int) -> Row:
                 after = utcnow()
                 # The runs this request wrote, as they are when it is answered.
                 written = [
-                    run
+                    run.model_dump()
                     for snapshot in sessions.where(filter=FieldFilter("createdAt", ">=", before))
                     .where(filter=FieldFilter("createdAt", "<=", after))
                     .stream()

@@ -1,0 +1,89 @@
+"""Sessions and runs in Firestore: sandboxRuns/{sessionId}/runs/{runId}.
+
+RunStore is what callers use. Its parts do one job each: documents.py (the documents, typed),
+calls.py (Firestore calls, counted), engine.py (a group's read-decide-write), queueing.py,
+claims.py (claims and leases), queries.py (reads) and events.py (status events).
+"""
+
+from __future__ import annotations
+
+from google.cloud import firestore
+
+from vibesdk_gcp.runs.calls import FirestoreCalls
+from vibesdk_gcp.runs.claims import Claim, ClaimOutcome, Claims
+from vibesdk_gcp.runs.documents import ClaimDoc, RunDoc, SessionDoc, Transition, UnfinishedRun
+from vibesdk_gcp.runs.events import StatusEvents
+from vibesdk_gcp.runs.queries import Queries
+from vibesdk_gcp.runs.queueing import RunQueue
+from vibesdk_gcp.schemas import SandboxRequest, StatusEvent
+from vibesdk_gcp.state import Decision
+
+__all__ = ["ClaimDoc", "ClaimOutcome", "RunDoc", "RunStore", "SessionDoc", "Transition", "UnfinishedRun"]
+
+
+class RunStore:
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+        self._calls = FirestoreCalls(client)
+        self._queue = RunQueue(self._calls)
+        self._claims = Claims(self._calls)
+        self._queries = Queries(self._calls)
+        self._events = StatusEvents(self._calls)
+
+    # Queueing
+    def queue_run(self, request: SandboxRequest, new_session: bool) -> None:
+        """Write the queued run and point the session at it (in one batch with other POSTs' runs)."""
+        self._queue.queue_run(request, new_session)
+
+    # Claims and leases (claims.py)
+    def claim(
+        self,
+        session_id: str,
+        run_id: str,
+        message_id: str,
+        attempt: int | None,
+        lease_seconds: float,
+        check_order: bool = True,
+    ) -> ClaimOutcome:
+        """Take the run for one delivery, unless the check of its session's order comes first (check_order)."""
+        return self._claims.claim(Claim(session_id, run_id, message_id, attempt, lease_seconds, check_order))
+
+    def renew(self, session_id: str, run_id: str, lease_seconds: float) -> None:
+        self._claims.renew(session_id, run_id, lease_seconds)
+
+    def release(self, session_id: str, run_id: str) -> None:
+        """End the holder's lease now, so that the next delivery takes the run at once."""
+        self._claims.renew(session_id, run_id, 0)
+
+    def end_claim(self, session_id: str, run_id: str) -> None:
+        """The holder has ended the run (its terminal event is out): no delivery takes it again."""
+        self._claims.end_claim(session_id, run_id)
+
+    # Reads (queries.py)
+    def get_session(self, session_id: str) -> SessionDoc:
+        return self._queries.get_session(session_id)
+
+    def get_run(self, session_id: str, run_id: str) -> RunDoc:
+        return self._queries.get_run(session_id, run_id)
+
+    def sessions_of(self, owner: str, limit: int = 100) -> list[SessionDoc]:
+        return self._queries.sessions_of(owner, limit)
+
+    def runs_of(self, session_id: str, limit: int = 100) -> list[RunDoc]:
+        return self._queries.runs_of(session_id, limit)
+
+    def unfinished_in_session(self, session_id: str) -> list[UnfinishedRun]:
+        return self._queries.unfinished_in_session(session_id)
+
+    def unfinished(self) -> list[RunDoc]:
+        return self._queries.unfinished()
+
+    def active_runs(self, owner: str) -> int:
+        return self._queries.active_runs(owner)
+
+    # Status events (events.py)
+    def apply(self, event: StatusEvent) -> Decision:
+        return self._events.apply(event)
+
+    def fail_queued(self, session_id: str, run_id: str, error: str) -> None:
+        self._events.fail_queued(session_id, run_id, error)

@@ -1,0 +1,100 @@
+"""Claims and leases: which delivery executes a run.
+
+A run is executed by one delivery at a time. Another delivery finds it busy while the holder's
+lease is live, unless it is a later attempt of the same message (the earlier one failed, or
+Pub/Sub would not have sent it again); once the lease has lapsed anyone may take over. The
+holder renews its lease while it works, and marks the claim ended once its terminal event is out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from google.cloud import firestore
+
+from vibesdk_gcp.batching import GroupCall
+from vibesdk_gcp.runs.calls import GROUP_LINGER_SECONDS, FirestoreCalls, Snapshot, Snapshots
+from vibesdk_gcp.runs.documents import ClaimDoc, RunDoc, SessionDoc
+from vibesdk_gcp.runs.engine import ReadDecideWrite
+from vibesdk_gcp.schemas import utcnow
+from vibesdk_gcp.state import TERMINAL
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"  # this delivery executes the run
+    FINISHED = "finished"  # the run has ended, or its holder has: a duplicate delivery
+    BUSY = "busy"  # another delivery holds a live lease
+    UNKNOWN = "unknown"  # no such run
+    # Nothing taken: the session has other unfinished runs, whose order the caller checks first
+    # (functions/ordering.py) before it claims again without the check.
+    CHECK_ORDER = "check order"
+
+
+@dataclass(frozen=True)
+class Claim:
+    session_id: str
+    run_id: str
+    message_id: str
+    attempt: int | None
+    lease_seconds: float
+    check_order: bool = True
+
+
+class Claims:
+    def __init__(self, calls: FirestoreCalls) -> None:
+        self._calls = calls
+        # Concurrent claims share Firestore calls (vibesdk_gcp/batching.py).
+        self._group = GroupCall(
+            "claim-runs", ReadDecideWrite(calls, self._refs, self._plan), limit=200, linger=GROUP_LINGER_SECONDS
+        )
+
+    def claim(self, claim: Claim) -> ClaimOutcome:
+        return self._group(claim)
+
+    def _refs(self, claim: Claim) -> list[firestore.DocumentReference]:
+        # The session too, in the same read: its count of unfinished runs spares most claims a query.
+        return [self._calls.run_ref(claim.session_id, claim.run_id), self._calls.session_ref(claim.session_id)]
+
+    def _plan(self, claim: Claim, snapshots: Snapshots, batch: firestore.WriteBatch) -> ClaimOutcome:
+        run_ref, session_ref = self._refs(claim)
+        snapshot = snapshots[run_ref.path]
+        if not snapshot.exists:
+            return ClaimOutcome.UNKNOWN
+        run = RunDoc.model_validate(snapshot.to_dict())
+        held = run.claim
+        if run.status in TERMINAL or (held is not None and held.endedAt):
+            return ClaimOutcome.FINISHED  # ended by its holder, even before the recorder has written it
+        now = utcnow()
+        if held is not None and held.leaseUntil > now and not self._retry_of_holder(claim, held):
+            return ClaimOutcome.BUSY
+        if claim.check_order and self._unfinished(snapshots[session_ref.path]) > 1:
+            return ClaimOutcome.CHECK_ORDER
+        taken = ClaimDoc(
+            messageId=claim.message_id, attempt=claim.attempt, leaseUntil=now + timedelta(seconds=claim.lease_seconds)
+        )
+        self._calls.update_unchanged(batch, snapshot, {"claim": taken.fields(), "claims": firestore.Increment(1)})
+        return ClaimOutcome.CLAIMED
+
+    @staticmethod
+    def _retry_of_holder(claim: Claim, held: ClaimDoc) -> bool:
+        return held.messageId == claim.message_id and (claim.attempt or 0) > (held.attempt or 0)
+
+    @staticmethod
+    def _unfinished(session: Snapshot) -> int:
+        # A session without the count (or without a document) may have any number: check.
+        document = session.to_dict()
+        count = SessionDoc.model_validate(document).unfinished if document else None
+        return 2 if count is None else count
+
+    def end_claim(self, session_id: str, run_id: str) -> None:
+        batch = self._calls.client.batch()
+        batch.update(self._calls.run_ref(session_id, run_id), {"claim.endedAt": utcnow()})
+        self._calls.commit_or_unavailable(batch)
+
+    def renew(self, session_id: str, run_id: str, lease_seconds: float) -> None:
+        batch = self._calls.client.batch()
+        until = utcnow() + timedelta(seconds=lease_seconds)
+        batch.update(self._calls.run_ref(session_id, run_id), {"claim.leaseUntil": until})
+        self._calls.commit_or_unavailable(batch)
