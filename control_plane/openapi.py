@@ -164,13 +164,9 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     variants = {
         body: action_variants(body) for body in bodies if issubclass(body, Body) and "action" in body.model_fields
     }
-    answers = dict.fromkeys(
-        [
-            *(model for _, route in operations for model in route.doc.answers.values()),
-            Error,
-            SpilledResult,
-            *(spec.result for spec in ACTIONS.values()),
-        ]
+    answered: list[type[BaseModel]] = [model for _, route in operations for model in route.doc.answers.values()]
+    answers: dict[type[BaseModel], None] = dict.fromkeys(
+        [*answered, Error, SpilledResult, *(spec.result for spec in ACTIONS.values())]
     )
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         *((variant, "validation") for group in variants.values() for variant in group.values()),
