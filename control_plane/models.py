@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
@@ -12,7 +13,9 @@ from vibesdk_gcp.schemas import RunStatus
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a JSON value of the declared type only (no 0 for false, no "5" for 5), as the OpenAPI
+    # document says.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateSession(Body):
@@ -54,6 +57,14 @@ class Transition(BaseModel):
     deliveryAttempt: int | None = None
 
 
+class SpilledResult(BaseModel):
+    """A succeeded run's result too big for Firestore, kept in Cloud Storage instead (functions/job.py)."""
+
+    resultObject: str
+    resultBytes: int
+    keys: list[str]
+
+
 class Run(BaseModel):
     runId: str
     sessionId: str
@@ -81,12 +92,35 @@ class Session(BaseModel):
     latestRun: Run | None = None
 
 
+class PreviewState(StrEnum):
+    READY = "ready"  # the instance exists (previewUrl once deployInstance published it)
+    CREATING = "creating"
+    FAILED = "failed"  # createInstance failed: `message` says why
+
+
 class Preview(BaseModel):
     sessionId: str
     instanceId: str | None
+    state: PreviewState
     status: RunStatus
     previewUrl: str | None = None
     message: str | None = None
+
+
+class SessionList(BaseModel):
+    sessions: list[Session]
+
+
+class RunList(BaseModel):
+    runs: list[Run]
+
+
+class TemplateList(BaseModel):
+    templates: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
 
 
 class Error(BaseModel):

@@ -1,121 +1,197 @@
-"""The OpenAPI 3.1 document, generated from the pydantic models the routes use."""
+"""The OpenAPI 3.1 document, generated from the route table and the action registry's models.
+
+A body with `action` and `params` is documented as one variant per action (vibesdk_gcp/registry.py),
+each with that action's params model, so that the document says exactly what the API accepts.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any, Literal
 
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.routing import BaseRoute, compile_path
 
-from control_plane.models import CreateSession, Error, Preview, QueueAction, Queued, Run, Session
+from control_plane.models import Body, Error, Run, SpilledResult
+from control_plane.routing import Doc, Operation, flat_routes
+from vibesdk_gcp.registry import ACTIONS
 
-MODELS: tuple[type[BaseModel], ...] = (CreateSession, QueueAction, Queued, Run, Session, Preview, Error)
 REF = "#/components/schemas/{model}"
+ERRORS = {
+    401: "missing or wrong credentials",
+    403: "a valid credential that may not do this, or a write from another origin",
+    404: "no such session, run or log",
+    408: "the body did not arrive in time",
+    413: "body over the size limit",
+    415: "a body not sent as Content-Type: application/json",
+    422: "invalid body; `field` names the culprit",
+    429: "over a per-owner or per-address limit; see Retry-After",
+    503: "a Google service is unavailable; retry after Retry-After",
+}
+BODY_ERRORS = (408, 413, 415, 422)
+# Each model's schema reference in the document.
+Refs = dict[type[BaseModel], dict[str, str]]
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": REF.format(model=model.__name__)}
+def accepts_no_params(model: type[BaseModel]) -> bool:
+    try:
+        model.model_validate({})
+    except ValidationError:
+        return False
+    return True
 
 
-def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+def action_variants(model: type[Body]) -> dict[str, type[Body]]:
+    """`model` once per action: `action` fixed to its name, `params` that action's params model.
 
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        401: "missing or wrong credentials",
-        403: "a valid credential that may not do this, or a write from another origin",
-        429: "over a per-owner limit; see Retry-After",
-        404: "no such session or run",
-        409: "the instance failed",
-        413: "body over the size limit",
-        415: "a body not sent as Content-Type: application/json",
-        422: "invalid body; `field` names the culprit",
-        503: "a Google service is unavailable; retry",
+    The action's default (CreateSession's createInstance) stays a default of its own variant alone.
+    """
+    default = model.model_fields["action"].default
+    shared: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in model.model_fields.items() if name not in ("action", "params")
     }
-    return {str(code): _json(Error, text[code]) for code in codes}
+    variants: dict[str, type[Body]] = {}
+    for name, spec in ACTIONS.items():
+        # Left out, params are {}: required where the action's model refuses that.
+        params = Field(default_factory=spec.params) if accepts_no_params(spec.params) else ...
+        tag: Any = Literal[name]  # a Literal of a name known at run time: a type mypy cannot see
+        variants[name] = create_model(
+            f"{model.__name__}_{name}",
+            __base__=Body,
+            __doc__=f"{name}: {spec.summary}",
+            action=(tag, name if default == name else ...),
+            params=(spec.params, params),
+            **shared,
+        )
+    return variants
 
 
-def _listing(summary: str, errors: tuple[int, ...]) -> dict[str, Any]:
-    ok = {"description": summary, "content": {"application/json": {"schema": {"type": "object"}}}}
-    return {"summary": summary, "responses": {"200": ok, **_errors(*errors)}}
+def union(model: type[Body], variants: dict[str, type[Body]], refs: Refs) -> dict[str, Any]:
+    """The variants as one schema: each body matches exactly one of them."""
+    schema: dict[str, Any] = {
+        "title": model.__name__,
+        "description": inspect.getdoc(model),
+        "oneOf": [refs[variant] for variant in variants.values()],
+    }
+    action = model.model_fields["action"]
+    if action.is_required():
+        mapping = {name: refs[variant]["$ref"] for name, variant in variants.items()}
+        schema["discriminator"] = {"propertyName": "action", "mapping": mapping}
+    else:
+        # OpenAPI's discriminator needs its property in every body: here oneOf alone decides.
+        schema["description"] += f" Without `action`, the action is {action.default}."
+    return schema
 
 
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def operation(path: str, route: Operation, refs: Refs) -> dict[str, Any]:
+    doc: Doc = route.doc
+    responses: dict[str, Any] = {}
+    for status, model in doc.answers.items():
+        responses[str(status)] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"schema": refs[model]}},
+        }
+        if status == 202:
+            responses[str(status)]["headers"] = {
+                "Location": {"description": "the run's URL", "schema": {"type": "string"}}
+            }
+    if doc.text:
+        responses["200"] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    errors: list[int] = []
+    if not doc.public:
+        errors += [401, 403, 429, 503]
+    if "{" in path:
+        errors.append(404)
+    if doc.body:
+        errors += BODY_ERRORS
+    for status in sorted(errors):
+        responses[str(status)] = {
+            "description": ERRORS[status],
+            "content": {"application/json": {"schema": refs[Error]}},
+        } | ({"headers": RETRY_AFTER} if status in (429, 503) else {})
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in compile_path(path)[2]
+    ]
+    described: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": (inspect.getdoc(route.endpoint) or route.name).splitlines()[0],
+        "responses": responses,
+    }
+    if parameters or doc.query:
+        described["parameters"] = [*parameters, *doc.query]
+    if doc.body:
+        described["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[doc.body]}}}
+    if doc.public:
+        described["security"] = []
+    return described
 
 
-def openapi_document() -> dict[str, Any]:
-    _, schemas = models_json_schema([(m, "validation") for m in MODELS], ref_template=REF)
-    session = [_path_param("sessionId")]
+def links_from(model: type[BaseModel], operations: Sequence[tuple[str, Operation]]) -> dict[str, Any]:
+    """OpenAPI links from an answer to each operation whose path parameters its fields give (a
+    queued run's session and run, say): clients, and schemathesis's stateful tests, follow them."""
+    links = {}
+    for path, route in operations:
+        names = list(compile_path(path)[2])
+        if names and set(names) <= model.model_fields.keys():
+            parameters = {name: f"$response.body#/{name}" for name in names}
+            links[route.name] = {"operationId": route.name, "parameters": parameters}
+    return links
+
+
+def typed_results(run: dict[str, Any], refs: Refs) -> dict[str, Any]:
+    """Run's schema, where a succeeded run's result is its action's result model, or where it was spilled."""
+    cases = [
+        {
+            "if": {
+                "properties": {"action": {"const": name}, "status": {"const": "succeeded"}},
+                "required": ["action", "status"],
+            },
+            "then": {"properties": {"result": {"anyOf": [refs[spec.result], refs[SpilledResult]]}}},
+        }
+        for name, spec in ACTIONS.items()
+    ]
+    return run | {"allOf": cases}
+
+
+def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    operations = [(path, route) for path, route in flat_routes(routes) if isinstance(route, Operation)]
+    # Ordered sets (dicts), so that the document reads the same every time.
+    bodies = dict.fromkeys(route.doc.body for _, route in operations if route.doc.body)
+    variants = {
+        body: action_variants(body) for body in bodies if issubclass(body, Body) and "action" in body.model_fields
+    }
+    answered: list[type[BaseModel]] = [model for _, route in operations for model in route.doc.answers.values()]
+    answers: dict[type[BaseModel], None] = dict.fromkeys(
+        [*answered, Error, SpilledResult, *(spec.result for spec in ACTIONS.values())]
+    )
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        *((variant, "validation") for group in variants.values() for variant in group.values()),
+        *((body, "validation") for body in bodies if body not in variants),
+        *((model, "serialization") for model in answers),
+    ]
+    found, schemas = models_json_schema(wanted, ref_template=REF)
+    refs: Refs = {model: dict(found[model, mode]) for model, mode in wanted}
+    components = dict(schemas.get("$defs", {}))
+    for body, group in variants.items():
+        components[body.__name__] = union(body, group, refs)
+        refs[body] = {"$ref": REF.format(model=body.__name__)}
+    run = refs[Run]["$ref"].rsplit("/", 1)[1]
+    components[run] = typed_results(components[run], refs)
+    paths: dict[str, dict[str, Any]] = {}
+    for path, route in operations:
+        paths.setdefault(path, {})[route.method.lower()] = operation(path, route, refs)
+    for path, route in operations:
+        for status, model in route.doc.answers.items():
+            if links := links_from(model, operations):
+                paths[path][route.method.lower()]["responses"][str(status)]["links"] = links
     return {
         "openapi": "3.1.0",
         "info": {"title": "VibSDK sandbox control plane", "version": "1.0.0"},
-        "components": {
-            "schemas": schemas["$defs"],
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
+        "components": {"schemas": components, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
-        "paths": {
-            "/api/templates": {"get": _listing("The template catalog", (401, 503))},
-            "/api/agent/{sessionId}/runs": {
-                "get": _listing("The session's runs, newest first", (401, 404, 503)) | {"parameters": session}
-            },
-            "/api/agent": {
-                "get": _listing("The caller's sessions, newest first", (401, 503)),
-                "post": {
-                    "summary": "Create a session and queue its first action (createInstance by default)",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(CreateSession)}}},
-                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 403, 413, 415, 422, 429, 503)},
-                },
-            },
-            "/api/agent/{sessionId}": {
-                "get": {
-                    "summary": "The session and its latest run",
-                    "parameters": session,
-                    "responses": {"200": _json(Session, "the session"), **_errors(401, 404, 503)},
-                }
-            },
-            "/api/agent/{sessionId}/actions": {
-                "post": {
-                    "summary": "Queue one more action on a session",
-                    "parameters": session,
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(QueueAction)}}},
-                    "responses": {"202": _json(Queued, "queued"), **_errors(401, 403, 404, 413, 415, 422, 429, 503)},
-                }
-            },
-            "/api/agent/{sessionId}/runs/{runId}": {
-                "get": {
-                    "summary": "One run with its transitions",
-                    "parameters": [*session, _path_param("runId")],
-                    "responses": {"200": _json(Run, "the run"), **_errors(401, 404, 503)},
-                }
-            },
-            "/api/agent/{sessionId}/log": {
-                "get": {
-                    "summary": "A command's whole output, by the `log` name in its run's result",
-                    "parameters": [
-                        *session,
-                        {"name": "name", "in": "query", "required": True, "schema": {"type": "string"}},
-                        {"name": "stream", "in": "query", "schema": {"type": "string", "enum": ["stdout", "stderr"]}},
-                    ],
-                    "responses": {
-                        "200": {"description": "the output", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                        **_errors(401, 404, 503),
-                    },
-                }
-            },
-            "/api/agent/{sessionId}/preview": {
-                "get": {
-                    "summary": "Preview details: 200 ready, 202 being created, 409 failed",
-                    "parameters": session,
-                    "responses": {
-                        "200": _json(Preview, "the instance is ready"),
-                        "202": _json(Preview, "the instance is being created"),
-                        **_errors(401, 404, 409, 503),
-                    },
-                }
-            },
-            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "ok"}}}},
-        },
+        "paths": paths,
     }

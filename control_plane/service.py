@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from control_plane.models import CreateSession, Preview, QueueAction, Queued, Run, Session
+from control_plane.models import CreateSession, Preview, PreviewState, QueueAction, Queued, Run, Session
 from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
 from vibesdk_gcp.bus import Bus
@@ -159,25 +159,28 @@ class ControlPlane:
             raise NotFound("no such log")
         return self._storage.read(LOGS_BUCKET, f"{session_id}/logs/{name}.{stream}")
 
-    def preview(self, owner: str, session_id: str) -> tuple[int, Preview]:
-        """200 once the instance is ready, 202 while it is being made, 409 when that failed."""
+    def preview(self, owner: str, session_id: str) -> Preview:
+        """The preview's details; their state: the instance is ready, being made, or failed."""
         session = self._owned_session(owner, session_id)
         details = Preview(
             sessionId=session_id,
             instanceId=session.instanceId,
+            state=PreviewState.CREATING,
             status=session.status,
             previewUrl=session.preview.previewUrl if session.preview else None,
         )
         if session.instanceId:
             if not details.previewUrl:
                 details.message = "instance ready; queue deployInstance to publish a preview"
-            return 200, details
+            details.state = PreviewState.READY
+            return details
         if session.status == "failed":
             run = self._store.get_run(session_id, session.runId)
             details.message = run.error or "the instance could not be created"
-            return 409, details
+            details.state = PreviewState.FAILED
+            return details
         details.message = "the instance is being created"
-        return 202, details
+        return details
 
     def preview_file(self, session_id: str, token: str, path: str) -> tuple[bytes, str]:
         """A published file; the unguessable token in the URL is the only key."""

@@ -6,17 +6,21 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from control_plane.app import create_app
+from control_plane.errors import ERRORS, INTERNAL
+from control_plane.models import Preview
 from control_plane.service import ControlPlane
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.names import REQUESTS_TOPIC, RUNS_COLLECTION
 from vibesdk_gcp.params import MAX_COMMAND_BYTES
+from vibesdk_gcp.registry import ACTIONS
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SessionChanges, StatusEvent, utcnow
 from vibesdk_gcp.settings import Settings
@@ -233,11 +237,13 @@ def _finish(store: RunStore, session_id: str, run_id: str, status: str, session:
 def test_preview_follows_the_instance(client: TestClient, topic: str, store: RunStore) -> None:
     created = client.post("/api/agent", json={"templateName": "static-site"}, headers=AUTH).json()
     preview = f"/api/agent/{created['sessionId']}/preview"
-    assert client.get(preview, headers=AUTH).status_code == 202
+    creating = client.get(preview, headers=AUTH)
+    assert creating.status_code == 202 and creating.json()["state"] == "creating"
     _finish(store, created["sessionId"], created["runId"], "succeeded", SessionChanges(instanceId="i-1"))
     response = client.get(preview, headers=AUTH)
     assert response.status_code == 200
     assert response.json()["instanceId"] == "i-1"
+    assert response.json()["state"] == "ready"
 
 
 def test_preview_of_failed_instance(client: TestClient, topic: str, store: RunStore) -> None:
@@ -246,6 +252,10 @@ def test_preview_of_failed_instance(client: TestClient, topic: str, store: RunSt
     response = client.get(f"/api/agent/{created['sessionId']}/preview", headers=AUTH)
     assert response.status_code == 409
     assert response.json()["message"] == "template missing"
+    # The body the document gives a 409: the preview, failed.
+    assert Preview.model_validate(response.json()).state == "failed"
+    documented = client.get("/openapi.json").json()["paths"]["/api/agent/{sessionId}/preview"]["get"]
+    assert documented["responses"]["409"]["content"]["application/json"]["schema"]["$ref"].endswith("/Preview")
 
 
 def test_healthz_and_openapi_need_no_token(client: TestClient) -> None:
@@ -259,6 +269,50 @@ def test_unknown_route_is_json(client: TestClient) -> None:
     response = client.get("/nothing")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+def test_a_method_not_allowed_says_which_are(client: TestClient) -> None:
+    """RFC 9110: a 405 carries Allow, listing every method of the path (two routes share this one)."""
+    response = client.request("TRACE", "/api/agent", headers=AUTH)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert response.json()["error"] == "method_not_allowed"
+    assert client.put("/healthz").headers["allow"] == "GET, HEAD"
+
+
+def test_the_document_gives_each_action_its_params(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    variants = [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["QueueAction"]["oneOf"]]
+    assert variants == [f"QueueAction_{name}" for name in ACTIONS]
+    execute = schemas["QueueAction_executeCommands"]
+    assert execute["properties"]["params"] == {"$ref": "#/components/schemas/ExecuteCommandsParams"}
+    assert execute["required"] == ["action", "params"]  # its params need commands: {} is refused
+    assert "params" not in schemas["QueueAction_getInstanceStatus"]["required"]
+    # CreateSession's action defaults to createInstance: that variant alone may leave it out.
+    create = {ref["$ref"].rsplit("/", 1)[1] for ref in schemas["CreateSession"]["oneOf"]}
+    assert [name for name in sorted(create) if "action" not in schemas[name]["required"]] == [
+        "CreateSession_createInstance"
+    ]
+    # A succeeded run's result is its action's result model (or where it was spilled).
+    results = {
+        case["if"]["properties"]["action"]["const"]: case["then"]["properties"]["result"]["anyOf"][0]["$ref"]
+        for case in schemas["Run"]["allOf"]
+    }
+    assert results == {name: f"#/components/schemas/{spec.result.__name__}" for name, spec in ACTIONS.items()}
+
+
+def test_a_queued_answer_links_to_its_run(client: TestClient) -> None:
+    created = client.get("/openapi.json").json()["paths"]["/api/agent"]["post"]["responses"]["202"]
+    assert created["links"]["get_run"]["parameters"] == {
+        "sessionId": "$response.body#/sessionId",
+        "runId": "$response.body#/runId",
+    }
+
+
+def test_every_error_code_is_in_the_api_doc() -> None:
+    table = (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text()
+    for status, code in [*ERRORS.values(), INTERNAL, (405, "method_not_allowed")]:
+        assert f"| {status} | `{code}` |" in table, code
 
 
 def test_a_body_trickled_in_times_out(api_settings: Settings, store: RunStore, storage: Storage) -> None:

@@ -24,9 +24,10 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 from starlette.testclient import TestClient
 
-from control_plane.app import create_app, preview_framing
+from control_plane.app import create_app
 from control_plane.auth import Authenticator
 from control_plane.keys import KeyStore
+from control_plane.middleware import preview_framing
 from control_plane.quota import ActiveRunQuota
 from control_plane.service import ControlPlane, Limits
 from vibesdk_gcp import clients
@@ -314,7 +315,7 @@ def test_cross_site_form_writes_are_refused(cloud: tuple[TestClient, KeyStore], 
     assert set(attack.json()) >= {"error", "detail"}
     assert client.get("/api/agent", headers=owner).json()["sessions"] == []  # nothing queued
     no_origin = client.post("/api/agent", content=CREATE, headers=owner | {"Content-Type": "text/plain"})
-    assert no_origin.status_code == 415 and no_origin.json()["error"] == "UnsupportedMediaType"
+    assert no_origin.status_code == 415 and no_origin.json()["error"] == "unsupported_media_type"
     assert "application/json" in no_origin.json()["detail"]
     undeclared = client.post("/api/agent", content=CREATE, headers=owner)  # no Content-Type at all
     assert undeclared.status_code == 415

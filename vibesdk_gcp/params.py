@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 MAX_COMMAND_BYTES = 128 * 1024
 MAX_NAME_BYTES = 255  # one file name, as Linux allows
@@ -34,16 +37,38 @@ def _path(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_text)]
-CommandLine = Annotated[str, Field(min_length=1), AfterValidator(_command)]
-FilePath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_path)]
+@dataclass(frozen=True)
+class Documented:
+    """The JSON-schema pattern of a rule a validator holds (the validator's message stays the error)."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(schema) | {"pattern": self.pattern}
+
+
+def _integral(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# JSON Schema's integer, which 5.0 is too (strict models refuse a float for an int); after the
+# bounds in an Annotated, so that the JSON schema keeps them.
+INTEGRAL = BeforeValidator(_integral)
+# No NUL; a path's names at most MAX_NAME_BYTES characters (the bytes rule, for ASCII names).
+TEXT_PATTERN = "^[^\\x00]*$"
+PATH_PATTERN = f"^[^/\\x00]{{0,{MAX_NAME_BYTES}}}(/[^/\\x00]{{0,{MAX_NAME_BYTES}}})*$"
+Text = Annotated[str, AfterValidator(_text), Documented(TEXT_PATTERN)]
+CommandLine = Annotated[str, Field(min_length=1), AfterValidator(_command), Documented(TEXT_PATTERN)]
+FilePath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_path), Documented(PATH_PATTERN)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
 # A template's name is part of object names and paths: nothing that could leave them.
 TemplateName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a JSON value of the declared type only (no 0 for false, no "5" for 5), as the OpenAPI
+    # document says.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class NoParams(Params):
@@ -61,7 +86,8 @@ class TemplateDetailsParams(Params):
 class CreateInstanceParams(Params):
     templateName: TemplateName | None = None
     projectName: Text | None = Field(default=None, max_length=200)
-    envVars: dict[EnvName, Text] = Field(default_factory=dict)
+    # JSON schema: patternProperties alone would admit any other name.
+    envVars: dict[EnvName, Text] = Field(default_factory=dict, json_schema_extra={"additionalProperties": False})
     initCommand: CommandLine | None = None
 
 
@@ -81,13 +107,15 @@ class GetFilesParams(Params):
 
 class ExecuteCommandsParams(Params):
     commands: list[CommandLine] = Field(min_length=1)
-    timeout: int | None = Field(default=None, ge=1, le=3600, description="seconds, per command")
+    timeout: Annotated[int, Field(ge=1, le=3600), INTEGRAL] | None = Field(
+        default=None, description="seconds, per command"
+    )
     allowNetwork: bool = False
 
 
 class GetLogsParams(Params):
     onlyRecent: bool = False
-    durationSeconds: int | None = Field(default=None, ge=1)
+    durationSeconds: Annotated[int, Field(ge=1), INTEGRAL] | None = None
 
 
 class StaticAnalysisParams(Params):

@@ -35,6 +35,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "VIBESDK_ACCESS_DIR": str(access),
         "VIBESDK_HEADER_TIMEOUT_SECONDS": "2",  # test_pipeline's slow client need not wait 10 s
         "VIBESDK_WORKSPACE_ROOT": str(workspaces),
+        # test_openapi_conformance's schemathesis sends thousands of requests a minute.
+        "VIBESDK_REQUESTS_PER_MINUTE": "100000",
     }
     try:
         stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
