@@ -65,7 +65,7 @@ def headers_within(seconds: float) -> type[HeadersInTime]:
 def main() -> None:
     # Read and checked once, at start-up: a bad setting stops the process here, naming its variable.
     settings = Settings.from_env()
-    logs.setup(settings.log_name("control-plane"))
+    logs.setup(settings.log_name("control-plane"), settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

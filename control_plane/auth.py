@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import os
 import threading
 import time
 
@@ -42,9 +41,7 @@ class Authenticator:
             return self._keys.owner_of(token)
         if looks_like_jwt(token):
             accepted = audiences(settings.api_audience) or (settings.public_url,)
-            claims = verify_google_token(
-                token, accepted, settings.google_certs_url, service=os.environ.get("K_SERVICE")
-            )
+            claims = verify_google_token(token, accepted, settings.google_certs_url, service=settings.service)
             return admitted(settings, str(claims["email"]))
         if settings.api_token and hmac.compare_digest(token.encode(), settings.api_token.encode()):
             if settings.on_google_cloud:

@@ -68,7 +68,7 @@ class SpilledResult(BaseModel):
 class Run(BaseModel):
     runId: str
     sessionId: str
-    action: ActionName
+    action: str  # as stored: a newer release's action reads too
     status: RunStatus
     transitions: list[Transition]
     result: dict[str, Any] | None = None
@@ -83,7 +83,7 @@ class Session(BaseModel):
     projectName: str | None = None
     agentId: str | None = None
     status: RunStatus
-    action: ActionName
+    action: str  # as stored: a newer release's action reads too
     runId: str
     instanceId: str | None = None
     preview: dict[str, Any] | None = None

@@ -94,8 +94,8 @@ class ControlPlane:
         return self._queue(request, new_session=True)
 
     def queue_action(self, owner: str, session_id: str, body: QueueAction, egress: bool = False) -> Queued:
-        session = self._owned_session(owner, session_id)
         self._check(body.action, body.params, egress)
+        session = self._owned_session(owner, session_id)
         request = SandboxRequest(
             sessionId=session_id,
             runId=str(uuid.uuid4()),

@@ -261,7 +261,12 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
     finally:
         lease.stop()
     logger.info("%s succeeded", request.action)
-    progress.finish("succeeded", _bounded(ctx, request, outcome.result), session=outcome.session)
+    result = outcome.result
+    if outcome.session is not None:
+        # Also where the previous release's clients and recorder read them (a rolling deploy); the
+        # event's own field is what this release's recorder applies, and it is never spilled.
+        result = result | {"session": outcome.session.fields()}
+    progress.finish("succeeded", _bounded(ctx, request, result), session=outcome.session)
 
 
 def _fail(request: SandboxRequest, ctx: Context, progress: Progress, error: Exception) -> None:

@@ -27,7 +27,7 @@ from vibesdk_gcp.settings import Settings
 # Read and checked once, as functions-framework imports this module: a bad setting stops the
 # process here, naming its variable.
 SETTINGS = Settings.from_env()
-logs.setup(SETTINGS.log_name("functions"))
+logs.setup(SETTINGS.log_name("functions"), SETTINGS)
 logger = logging.getLogger("functions")
 
 _context: Context | None = None

@@ -64,7 +64,7 @@ def sweep(
 
 def main() -> None:
     settings = Settings.from_env()
-    logs.setup(settings.log_name("sweeper"))
+    logs.setup(settings.log_name("sweeper"), settings)
     for run_id, reason in sweep(Context.from_settings(settings)):
         print(f"{run_id}: {reason}")
 

@@ -500,3 +500,22 @@ def test_the_registry_says_truly_which_actions_need_an_instance(
     event = status_events()
     refused = event["status"] == "failed" and "has no instance" in (event["error"] or "")
     assert refused == spec.instance, event
+
+
+def test_the_job_refuses_network_to_a_request_whose_key_has_no_egress(
+    context: Context, session: str, status_events: Any
+) -> None:
+    """The control plane refuses it; a message from elsewhere is refused by the job too, before any work."""
+    run(context, session, "executeCommands", {"commands": ["true"], "allowNetwork": True}, egress=False)
+    event = status_events()
+    assert event["status"] == "failed" and "no egress" in event["error"], event
+
+
+def test_session_changes_are_also_in_an_inline_result_as_the_previous_release_reads_them(
+    context: Context, status_events: Any
+) -> None:
+    upload_templates(context.storage)
+    session_id = str(uuid.uuid4())
+    run(context, session_id, "createInstance", new=True)
+    created = status_events()
+    assert created["session"] == created["result"]["session"] == {"instanceId": session_id}, created

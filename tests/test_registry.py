@@ -13,7 +13,9 @@ from control_plane.models import QueueAction
 from functions.actions import handler_of
 from vibesdk_gcp.params import ExecuteCommandsParams, NoParams
 from vibesdk_gcp.registry import ACTIONS
-from vibesdk_gcp.schemas import SandboxRequest, utcnow
+from vibesdk_gcp.runs import RunDoc
+from vibesdk_gcp.runs.queries import readable
+from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = ROOT / "vibesdk_gcp" / "registry.py"
@@ -84,3 +86,30 @@ def test_a_bad_body_is_refused_naming_its_field(body: dict[str, object], where: 
     with pytest.raises(ValidationError) as refused:
         QueueAction.model_validate(body)
     assert ".".join(str(part) for part in refused.value.errors()[0]["loc"]) == where
+
+
+def test_a_newer_jobs_session_changes_are_applied_as_far_as_this_release_knows_them() -> None:
+    """A field a later release adds is ignored, never the whole status event refused (and its run stranded)."""
+    event = StatusEvent.model_validate(
+        {
+            "eventId": "e",
+            "sessionId": "s",
+            "runId": "r",
+            "seq": 2,
+            "status": "succeeded",
+            "time": "2026-12-01T00:00:00Z",
+            "session": {"instanceId": "i-1", "agentState": {"later": True}},
+        }
+    )
+    assert event.session is not None and event.session.fields() == {"instanceId": "i-1"}
+
+
+def test_documents_of_a_newer_release_still_read() -> None:
+    """A run of an action this release does not know is still a run: listed, swept, recorded."""
+    now = utcnow()
+    transition = {"seq": 0, "status": "queued", "at": now}
+    document = {"runId": "r", "sessionId": "s", "action": "aLaterAction", "paramsDigest": "sha256:0"}
+    document |= {"status": "queued", "seq": 0, "transitions": [transition], "createdAt": now, "updatedAt": now}
+    assert RunDoc.model_validate(document).action == "aLaterAction"
+    # One malformed document is left out of a listing, not the whole listing failed.
+    assert readable(RunDoc, [document, {"runId": "broken"}]) == [RunDoc.model_validate(document)]

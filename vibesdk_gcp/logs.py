@@ -12,12 +12,13 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 import re
 import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+
+from vibesdk_gcp.settings import Settings
 
 TRACE_ATTRIBUTE = "traceId"
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("vibesdk_log_context", default=None)
@@ -74,10 +75,10 @@ class CloudLoggingFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup(unit: str) -> None:
+def setup(unit: str, settings: Settings) -> None:
     """Send this process's logging to stdout as JSON lines (Cloud Run ships stdout to Cloud Logging)."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(CloudLoggingFormatter(unit, os.environ.get("GOOGLE_CLOUD_PROJECT")))
+    handler.setFormatter(CloudLoggingFormatter(unit, settings.project))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    root.setLevel(settings.log_level)

@@ -70,6 +70,10 @@ class Params(BaseModel):
     # document says.
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    def asks_network(self) -> bool:
+        """Whether these params ask for the egress allow-list (only a key with egress may)."""
+        return False
+
 
 class NoParams(Params):
     pass
@@ -111,6 +115,9 @@ class ExecuteCommandsParams(Params):
         default=None, description="seconds, per command"
     )
     allowNetwork: bool = False
+
+    def asks_network(self) -> bool:
+        return self.allowNetwork
 
 
 class GetLogsParams(Params):

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ValidationError, ValidationInfo, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ValidationInfo, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from vibesdk_gcp import params as p
 from vibesdk_gcp import results as r
-from vibesdk_gcp.errors import InvalidRequest, first_error
+from vibesdk_gcp.errors import InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ActionSpec:
     instance: bool = True
 
     def asks_network(self, params: p.Params) -> bool:
-        return self.network and bool(getattr(params, "allowNetwork", False))
+        return self.network and params.asks_network()
 
 
 def _spec(
@@ -145,7 +146,10 @@ ACTIONS: dict[str, ActionSpec] = {
 
 def _known(name: str) -> str:
     if name not in ACTIONS:
-        raise ValueError(f"unknown action {name!r}; the actions are {', '.join(ACTIONS)}")
+        known = ", ".join(ACTIONS)
+        raise PydanticCustomError(
+            "unknown_action", "unknown action {name!r}; the actions are {known}", {"name": name, "known": known}
+        )
     return name
 
 
@@ -158,17 +162,6 @@ def spec_of(name: str) -> ActionSpec:
         return ACTIONS[name]
     except KeyError:
         raise InvalidRequest(f"unknown action {name!r}") from None
-
-
-def parse_params(action: str, raw: Any) -> p.Params:
-    """The action's params as their model; InvalidRequest names the bad field."""
-    model = spec_of(action).params
-    if isinstance(raw, model):
-        return raw
-    try:
-        return model.model_validate(raw)
-    except ValidationError as error:
-        raise InvalidRequest(first_error(error, "params")) from None
 
 
 def typed_params(value: Any, info: ValidationInfo) -> Any:

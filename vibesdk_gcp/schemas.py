@@ -72,7 +72,8 @@ class SessionChanges(BaseModel):
     sets the preview alone and leaves the instance as it is.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # A newer job's other changes are not this release's to apply: ignored, never the event refused.
+    model_config = ConfigDict(extra="ignore")
 
     instanceId: str | None = None
     preview: PublishedPreview | None = None

@@ -14,6 +14,7 @@ LOCAL_PROJECT = "vibesdk-local"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
 # The isolation backends functions/isolation.py knows; "auto": the first that works.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SANDBOX_BACKENDS = ("auto", "bubblewrap", "cloud-run", "unsafe-no-isolation")
 
 
@@ -57,9 +58,10 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
 
 def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(key) or default
-    if value not in choices:
+    chosen = next((choice for choice in choices if choice.lower() == value.lower()), None)
+    if chosen is None:
         raise ConfigurationError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+    return chosen
 
 
 def _names(env: Mapping[str, str], key: str, lower: bool = False) -> tuple[str, ...]:
@@ -107,6 +109,7 @@ class Settings:
     storage_emulator_host: str | None = None
     # Cloud Run names every service's instances in K_SERVICE; `make dev` names its unit.
     service: str | None = None
+    log_level: str = "INFO"
     unit: str | None = None
     # Security (docs/SECURITY.md).
     verify_push: bool = True
@@ -203,6 +206,7 @@ class Settings:
             sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", base.sandbox_tmp_bytes, minimum=1),
             command_memory_bytes=_int(env, "VIBESDK_COMMAND_MEMORY_BYTES", base.command_memory_bytes, minimum=1),
             sandbox_backend=_choice(env, "VIBESDK_SANDBOX_BACKEND", base.sandbox_backend, SANDBOX_BACKENDS),
+            log_level=_choice(env, "LOG_LEVEL", base.log_level, LOG_LEVELS),
             cloud_run_sandbox_command=env.get("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND") or None,
             sandbox_uid=uid,
             sandbox_gid=_int(env, "VIBESDK_SANDBOX_GID", uid, minimum=1),

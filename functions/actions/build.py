@@ -11,7 +11,6 @@ from functions.actions.common import (
     excerpt,
     paths_of,
     ready_workspace,
-    require_instance,
     run_in_sandbox,
 )
 from functions.actions.files import inside
@@ -53,8 +52,9 @@ def _quote(path: str) -> str:
     return "'" + path.replace("'", "'\\''") + "'"
 
 
-def run_static_analysis(request: SandboxRequest, params: StaticAnalysisParams, ctx: Context) -> Result:
-    instance = require_instance(ctx, request.sessionId)
+def run_static_analysis(
+    request: SandboxRequest, params: StaticAnalysisParams, ctx: Context, instance: Instance
+) -> Result:
     workspace = ready_workspace(ctx, request, instance)
     lint = _check(ctx, instance, workspace, "lint", params.lintFiles)
     typecheck = _check(ctx, instance, workspace, "typecheck", None)
@@ -77,8 +77,7 @@ def run_static_analysis(request: SandboxRequest, params: StaticAnalysisParams, c
     return {"success": True, "lint": lint, "typecheck": typecheck}
 
 
-def deploy_instance(request: SandboxRequest, params: Params, ctx: Context) -> Outcome:
-    instance = require_instance(ctx, request.sessionId)
+def deploy_instance(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Outcome:
     build = instance.commands.get("build")
     output_dir = str(instance.commands.get("outputDir") or ".")
     workspace = ready_workspace(ctx, request, instance)

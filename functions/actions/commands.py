@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from functions.actions.common import Result, excerpt, paths_of, ready_workspace, require_instance, run_in_sandbox
+from functions.actions.common import Result, excerpt, paths_of, ready_workspace, run_in_sandbox
 from functions.context import Context
 from functions.diagnostics import command_errors
-from functions.instances import save_instance
+from functions.instances import Instance, save_instance
 from functions.sandbox import CommandResult, Egress
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET
@@ -47,8 +47,9 @@ def _command_entry(ctx: Context, outcome: CommandResult, log: str) -> Result:
     }
 
 
-def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx: Context) -> Result:
-    instance = require_instance(ctx, request.sessionId)
+def execute_commands(
+    request: SandboxRequest, params: ExecuteCommandsParams, ctx: Context, instance: Instance
+) -> Result:
     # Network, when asked for, only through the allow-list egress proxy (functions/egress.py).
     egress_for = Egress(request.sessionId, request.runId, request.owner) if params.allowNetwork else None
     # The whole action ends within the delivery's deadline (and Cloud Run's request timeout): a
@@ -87,8 +88,7 @@ def execute_commands(request: SandboxRequest, params: ExecuteCommandsParams, ctx
     return {"results": results}
 
 
-def get_logs(request: SandboxRequest, params: GetLogsParams, ctx: Context) -> Result:
-    instance = require_instance(ctx, request.sessionId)
+def get_logs(request: SandboxRequest, params: GetLogsParams, ctx: Context, instance: Instance) -> Result:
     since_ms = 0
     if params.durationSeconds:
         since_ms = int((time.time() - params.durationSeconds) * 1000)
@@ -122,19 +122,16 @@ def _stamp(name: str) -> int:
     return int(name.rsplit("/", 1)[-1].split("-", 1)[0])
 
 
-def clear_logs(request: SandboxRequest, params: Params, ctx: Context) -> Result:
-    require_instance(ctx, request.sessionId)
+def clear_logs(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Result:
     removed = ctx.storage.delete_prefix(LOGS_BUCKET, _log_prefix(request.sessionId))
     return {"success": True, "removed": removed}
 
 
-def get_instance_errors(request: SandboxRequest, params: Params, ctx: Context) -> Result:
-    instance = require_instance(ctx, request.sessionId)
+def get_instance_errors(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Result:
     return {"errors": instance.errors, "hasErrors": bool(instance.errors)}
 
 
-def clear_instance_errors(request: SandboxRequest, params: Params, ctx: Context) -> Result:
-    instance = require_instance(ctx, request.sessionId)
+def clear_instance_errors(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Result:
     cleared = len(instance.errors)
     instance.errors = []
     save_instance(ctx, request.sessionId, instance)

@@ -6,9 +6,9 @@ import os
 from pathlib import Path, PurePosixPath
 
 from functions import confined
-from functions.actions.common import Result, require_instance
+from functions.actions.common import Result
 from functions.context import Context
-from functions.instances import workspace_of
+from functions.instances import Instance, workspace_of
 from functions.workspace import Workspace
 from vibesdk_gcp.errors import ActionFailed, InvalidRequest
 from vibesdk_gcp.params import GetFilesParams, WriteFilesParams
@@ -29,8 +29,7 @@ def inside(workspace: Path, file_path: str) -> Path:
     return target
 
 
-def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context) -> Result:
-    require_instance(ctx, request.sessionId)
+def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context, instance: Instance) -> Result:
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     targets = [(item, inside(workspace.path, item.filePath)) for item in params.files]
@@ -103,8 +102,7 @@ def _write(file_path: str, root: Path, rel: str, contents: str) -> None:
         raise ActionFailed(f"filePath {file_path!r} cannot be written: {error.strerror}") from None
 
 
-def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context) -> Result:
-    require_instance(ctx, request.sessionId)
+def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context, instance: Instance) -> Result:
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     links: list[dict[str, str]] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functions import templates
-from functions.actions.common import Outcome, Result, install, require_instance, run_in_sandbox
+from functions.actions.common import Outcome, Result, install, run_in_sandbox
 from functions.actions.files import listed_files
 from functions.context import Context
 from functions.dependencies import InstallSpec
@@ -69,8 +69,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
     return Outcome(result, SessionChanges(instanceId=instance.instanceId))
 
 
-def get_instance_details(request: SandboxRequest, params: Params, ctx: Context) -> Result:
-    instance = require_instance(ctx, request.sessionId)
+def get_instance_details(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Result:
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     files = listed_files(workspace)
@@ -103,8 +102,7 @@ def list_all_instances(request: SandboxRequest, params: Params, ctx: Context) ->
     return {"instances": found, "count": len(found)}
 
 
-def shutdown_instance(request: SandboxRequest, params: Params, ctx: Context) -> Outcome:
-    require_instance(ctx, request.sessionId)
+def shutdown_instance(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Outcome:
     workspace_of(ctx, request.sessionId).destroy()
     delete_instance(ctx, request.sessionId)
     ctx.storage.delete_prefix(PREVIEWS_BUCKET, f"{request.sessionId}/")

@@ -13,7 +13,6 @@ from typing import Any
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict
 
-from vibesdk_gcp.registry import ActionName
 from vibesdk_gcp.schemas import PublishedPreview, RunStatus, SandboxRequest, params_digest
 from vibesdk_gcp.state import SEQ_QUEUED
 
@@ -54,7 +53,8 @@ class RunDoc(Document):
     runId: str
     sessionId: str
     owner: str | None = None
-    action: ActionName
+    # Any name: a newer control plane's action must not make this release's reads fail.
+    action: str
     paramsDigest: str
     status: RunStatus
     seq: int
@@ -77,7 +77,7 @@ class SessionDoc(Document):
     projectName: str | None = None
     # Of the session's latest run:
     status: RunStatus
-    action: ActionName
+    action: str
     runId: str
     instanceId: str | None = None
     preview: PublishedPreview | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import cast
+import logging
+from typing import TypeVar, cast
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_aggregation import AggregationResult
 from google.cloud.firestore_v1.base_query import FieldFilter
+from pydantic import BaseModel, ValidationError
 
 from vibesdk_gcp import access
 from vibesdk_gcp.errors import NotFound
@@ -16,6 +18,20 @@ from vibesdk_gcp.runs.calls import CALL_LIMITS, OUTAGES, FirestoreCalls, possibl
 from vibesdk_gcp.runs.documents import Fields, RunDoc, SessionDoc, UnfinishedRun
 
 UNFINISHED = ["queued", "running"]
+
+logger = logging.getLogger("vibesdk_gcp.runs")
+Doc = TypeVar("Doc", bound=BaseModel)
+
+
+def readable(model: type[Doc], documents: list[Fields]) -> list[Doc]:
+    """The documents a listing can show: one malformed document is logged and left out, not the whole list."""
+    found = []
+    for document in documents:
+        try:
+            found.append(model.model_validate(document))
+        except ValidationError as error:
+            logger.error("%s left out of a listing: %s", document.get("runId") or document.get("sessionId"), error)
+    return found
 
 
 class Queries:
@@ -68,7 +84,7 @@ class Queries:
             .order_by("updatedAt", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        return [SessionDoc.model_validate(document) for document in self._documents(query)]
+        return readable(SessionDoc, self._documents(query))
 
     def runs_of(self, session_id: str, limit: int = 100) -> list[RunDoc]:
         """The session's runs, the latest queued first."""
@@ -78,7 +94,7 @@ class Queries:
             .order_by("createdAt", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        return [RunDoc.model_validate(document) for document in self._documents(query)]
+        return readable(RunDoc, self._documents(query))
 
     def unfinished_in_session(self, session_id: str) -> list[UnfinishedRun]:
         """The session's queued and running runs (a few, by design)."""
@@ -89,16 +105,13 @@ class Queries:
             .select(["runId", "createdAt", "status", "claim.endedAt"])
         )
         # A run its holder ended is done, whether or not the recorder has written so yet.
-        return [
-            UnfinishedRun.model_validate(document)
-            for document in self._documents(query)
-            if not (document.get("claim") or {}).get("endedAt")
-        ]
+        documents = [doc for doc in self._documents(query) if not (doc.get("claim") or {}).get("endedAt")]
+        return readable(UnfinishedRun, documents)
 
     def unfinished(self) -> list[RunDoc]:
         """Every queued or running run, for the stale-run sweep."""
         query = self._client.collection_group(RUNS_SUBCOLLECTION).where(filter=FieldFilter("status", "in", UNFINISHED))
-        return [RunDoc.model_validate(document) for document in self._documents(query)]
+        return readable(RunDoc, self._documents(query))
 
     def _documents(self, query: firestore.Query) -> list[Fields]:
         access.note(access.FIRESTORE_READ, access.DATABASE)
