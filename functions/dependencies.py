@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions import confined
 from functions.isolation import Isolation
-from functions.local_disk import TREE_USED, LocalDisk
+from functions.local_disk import LocalDisk, TreeHome
 from vibesdk_gcp.errors import ActionFailed, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -58,7 +58,6 @@ MAX_INPUT_BYTES = 16 << 20
 Stat = tuple[int, int, int]
 # What the job records of each file of a tree: size, mtime, mode and sha256.
 Record = tuple[int, int, int, str]
-RECORD = "files.json"
 
 
 @dataclass(frozen=True)
@@ -164,24 +163,24 @@ def read_inputs(spec: InstallSpec, workspace: Path) -> dict[str, bytes] | None:
     return found
 
 
-def tree_index(tree: str) -> dict[str, Stat]:
+def tree_index(home: TreeHome) -> dict[str, Stat]:
     """Every file of a complete tree by path under the tree; {} when the tree is gone or partial.
 
     A complete tree never changes, so its index is kept, by its marker's time: a tree unpacked
     again at the same path (after a corrupt entry) is indexed again.
     """
     try:
-        stamp = os.stat(Path(tree).parent / "complete").st_mtime_ns
+        stamp = home.complete.stat().st_mtime_ns
     except FileNotFoundError:
         return {}
-    return {rel: (size, mtime, mode) for rel, (size, mtime, mode, _) in _recorded(tree, stamp).items()}
+    return {rel: (size, mtime, mode) for rel, (size, mtime, mode, _) in _recorded(home, stamp).items()}
 
 
 @functools.lru_cache(maxsize=32)
-def _recorded(tree: str, stamp: int) -> dict[str, Record]:
-    """What the job recorded of the tree when it completed it (RECORD beside it)."""
+def _recorded(home: TreeHome, stamp: int) -> dict[str, Record]:
+    """What the job recorded of the tree when it completed it."""
     try:
-        return {rel: tuple(entry) for rel, entry in json.loads((Path(tree).parent / RECORD).read_text()).items()}
+        return {rel: tuple(entry) for rel, entry in json.loads(home.record.read_text()).items()}
     except (FileNotFoundError, ValueError):
         return {}
 
@@ -320,15 +319,11 @@ class DependencyCache:
             return InstallReport(held.source, key, scripts, given, _since(started))
         raise AssertionError("the last choice always builds")
 
-    def tree(self, key: str) -> Path | None:
-        home = self._disk.tree_home(key)
-        return home / "tree" if (home / "complete").exists() else None
-
     def stamp(self, key: str) -> int | None:
         """Which making of the key's tree this instance holds (None: none): a workspace given
         another one is given this one anew."""
         try:
-            return (self._disk.tree_home(key) / "complete").stat().st_mtime_ns
+            return self._disk.tree_home(key).complete.stat().st_mtime_ns
         except FileNotFoundError:
             return None
 
@@ -338,19 +333,20 @@ class DependencyCache:
         Cloud Storage, else built (build(scratch) runs the install in scratch, where the inputs
         are, and returns the folder it filled). Without build, None when no cache holds it."""
         source = "instance"
+        home = self._disk.tree_home(key)
         while True:
-            with self._locked(key, fcntl.LOCK_SH):
-                found = self.tree(key)
-                if found and self._intact(key, found):
-                    (found.parent / TREE_USED).touch()  # the most recently used trees are kept
-                    yield Held(found, source)
+            with self._locked(home, fcntl.LOCK_SH):
+                found = home.complete.exists()
+                if found and self._intact(home):
+                    home.used.touch()  # the most recently used trees are kept
+                    yield Held(home.tree, source)
                     return
-            with self._locked(key, fcntl.LOCK_EX):
-                found = self.tree(key)
-                if found and self._intact(key, found):
+            with self._locked(home, fcntl.LOCK_EX):
+                found = home.complete.exists()
+                if found and self._intact(home):
                     continue  # made meanwhile: held shared on the next turn
                 if found:
-                    shutil.rmtree(found.parent, ignore_errors=True)
+                    shutil.rmtree(home.path, ignore_errors=True)
                 made = self._fetch(key, build)
                 if made is None:
                     yield None
@@ -371,21 +367,21 @@ class DependencyCache:
         self._build(key, build)
         return "install"
 
-    def _intact(self, key: str, tree: Path) -> bool:
+    def _intact(self, home: TreeHome) -> bool:
         """The tree is as recorded: by stat on every use, by content on a first use in this process."""
-        stamp = (tree.parent / "complete").stat().st_mtime_ns
-        record = _recorded(str(tree), stamp)
-        hashes = (key, stamp) not in self._hashed
-        problem = _altered(tree, record, hashes) if record else "it has no record of its files"
+        stamp = home.complete.stat().st_mtime_ns
+        record = _recorded(home, stamp)
+        hashes = (home.key, stamp) not in self._hashed
+        problem = _altered(home.tree, record, hashes) if record else "it has no record of its files"
         if problem is None:
-            self._hashed.add((key, stamp))
+            self._hashed.add((home.key, stamp))
             return True
-        logger.error("installed tree %s is dropped and made again: %s", key, problem)
+        logger.error("installed tree %s is dropped and made again: %s", home.key, problem)
         return False
 
     @contextlib.contextmanager
-    def _locked(self, key: str, mode: int) -> Iterator[None]:
-        with open(self._disk.tree_lock(key), "a") as handle:
+    def _locked(self, home: TreeHome, mode: int) -> Iterator[None]:
+        with open(home.lock, "a") as handle:
             fcntl.flock(handle, mode)
             try:
                 yield
@@ -438,8 +434,8 @@ class DependencyCache:
             # path writes the tree once.
             home = self._fresh_home(key)
             _make_owned_by_job(folder)
-            folder.rename(home / "tree")
-            return self._complete(key)
+            folder.rename(home.tree)
+            return self._complete(home)
         finally:
             archive.unlink(missing_ok=True)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -447,23 +443,22 @@ class DependencyCache:
     def _unpack(self, key: str, archive: Path) -> Path:
         home = self._fresh_home(key)
         with tarfile.open(archive, "r:gz") as packed:
-            packed.extractall(home / "tree", filter=_owned_by_job)
-        return self._complete(key)
+            packed.extractall(home.tree, filter=_owned_by_job)
+        return self._complete(home)
 
-    def _fresh_home(self, key: str) -> Path:
+    def _fresh_home(self, key: str) -> TreeHome:
         home = self._disk.tree_home(key)
-        shutil.rmtree(home, ignore_errors=True)  # a tree without its marker is partial
-        home.mkdir()
-        home.chmod(0o755)
+        shutil.rmtree(home.path, ignore_errors=True)  # a tree without its marker is partial
+        home.path.mkdir()
+        home.path.chmod(0o755)
         return home
 
-    def _complete(self, key: str) -> Path:
-        home = self._disk.tree_home(key)
-        (home / RECORD).write_text(json.dumps(_record_of(home / "tree")))
-        (home / "complete").write_text(key)
-        self._hashed.add((key, (home / "complete").stat().st_mtime_ns))  # recorded from these very contents
-        (home / TREE_USED).touch()
-        return home / "tree"
+    def _complete(self, home: TreeHome) -> Path:
+        home.record.write_text(json.dumps(_record_of(home.tree)))
+        home.complete.write_text(home.key)
+        self._hashed.add((home.key, home.complete.stat().st_mtime_ns))  # recorded from these very contents
+        home.used.touch()
+        return home.tree
 
 
 def _since(started: float) -> float:

@@ -15,9 +15,8 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
-from functions.local_disk import TREE_USED, Home, LocalDisk
+from functions.local_disk import Home, LocalDisk, TreeHome
 
 KEPT_UNUSED_TREES = 2
 
@@ -60,22 +59,22 @@ class LocalCopies:
         used = set()
         for home in homes:
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-                used.add(Path(json.loads(home.base.read_text())["tree"]).parent.name)
-        unused = [entry for entry in self._disk.trees() if entry.name not in used and (entry / TREE_USED).exists()]
-        unused.sort(key=lambda entry: (entry / TREE_USED).stat().st_mtime, reverse=True)
-        for entry in unused[KEPT_UNUSED_TREES:]:
-            self._drop_unless_held(entry)
+                used.add(json.loads(home.base.read_text())["key"])
+        unused = [tree for tree in self._disk.trees() if tree.key not in used and tree.used.exists()]
+        unused.sort(key=lambda tree: tree.used.stat().st_mtime, reverse=True)
+        for tree in unused[KEPT_UNUSED_TREES:]:
+            self._drop_unless_held(tree)
 
-    def _drop_unless_held(self, home: Path) -> None:
+    def _drop_unless_held(self, home: TreeHome) -> None:
         """Drop a tree only when no action holds it: one may be between its check and giving it,
         before any working copy names it (functions/dependencies.py holds it under this lock)."""
-        with open(self._disk.tree_lock(home.name), "a") as handle:
+        with open(home.lock, "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return
             try:
-                shutil.rmtree(home, ignore_errors=True)
+                shutil.rmtree(home.path, ignore_errors=True)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 

@@ -2,8 +2,9 @@
 
 - `{root}/{session}/`: a session's working copy (functions/workspace.py): `files/`, the working
   copy itself, `state.json`, what the job knows of it, and `base.json`, the installed tree it was given;
-- `{root}/.deps/{key}/` and `{root}/.deps/{key}.lock`: an installed tree, its marks and its lock
-  (functions/dependencies.py);
+- `{root}/.deps/{key}/` and `{root}/.deps/{key}.lock`: an installed tree (functions/dependencies.py):
+  `tree/`, the tree itself, `files.json`, the record of its files, `complete`, its marker, written
+  last, `used`, touched whenever it is given, and its lock;
 - `{root}/.templates/`: the template bundles (functions/templates.py).
 
 The root and `.deps` are traversable, not listable: the sandbox uid reaches its own workspace and
@@ -20,8 +21,6 @@ from vibesdk_gcp.bounded import BoundedDict
 
 DEPENDENCIES_FOLDER = ".deps"
 TEMPLATES_FOLDER = ".templates"
-# In a key's folder, touched whenever its tree is given: the trim keeps the most recently given.
-TREE_USED = "used"
 # Working-copy states kept in this process: the most recently used few.
 MAX_CACHED_STATES = 64
 
@@ -47,6 +46,41 @@ class Home:
     @property
     def base(self) -> Path:
         return self.path / "base.json"
+
+
+@dataclass(frozen=True)
+class TreeHome:
+    """One key's folder in the dependency cache (or an install's scratch, which has no `used`)."""
+
+    path: Path
+
+    @property
+    def key(self) -> str:
+        return self.path.name
+
+    @property
+    def tree(self) -> Path:
+        return self.path / "tree"
+
+    @property
+    def record(self) -> Path:
+        """Size, time, mode and sha256 of every file of the tree, as the job made it."""
+        return self.path / "files.json"
+
+    @property
+    def complete(self) -> Path:
+        """Written last: a tree without it is partial."""
+        return self.path / "complete"
+
+    @property
+    def used(self) -> Path:
+        """Touched whenever the tree is given: the trim keeps the most recently given."""
+        return self.path / "used"
+
+    @property
+    def lock(self) -> Path:
+        """The file whose flock guards the tree: shared while it is given, exclusive to change it."""
+        return self.path.with_name(f"{self.path.name}.lock")
 
 
 class LocalDisk:
@@ -76,18 +110,14 @@ class LocalDisk:
         """The folder of the installed trees, made."""
         return self._made(self.root / DEPENDENCIES_FOLDER)
 
-    def trees(self) -> list[Path]:
+    def trees(self) -> list[TreeHome]:
         """Every folder in the dependency cache (a key's, or an install's scratch)."""
         cache = self.root / DEPENDENCIES_FOLDER
-        return [entry for entry in cache.iterdir() if entry.is_dir()] if cache.is_dir() else []
+        return [TreeHome(entry) for entry in cache.iterdir() if entry.is_dir()] if cache.is_dir() else []
 
-    def tree_home(self, key: str) -> Path:
-        """A key's folder in the dependency cache (made or not)."""
-        return self.dependencies() / key
-
-    def tree_lock(self, key: str) -> Path:
-        """The file whose flock guards a key's tree: shared while it is given, exclusive to change it."""
-        return self.dependencies() / f"{key}.lock"
+    def tree_home(self, key: str) -> TreeHome:
+        """A key's folder in the dependency cache (made or not), under `.deps`, which is made."""
+        return TreeHome(self.dependencies() / key)
 
     def templates(self) -> Path:
         """The folder of the template bundles, made."""

@@ -25,7 +25,6 @@ import shutil
 import uuid
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from stat import S_ISREG
 from typing import Any, TypedDict
 
@@ -76,6 +75,7 @@ class Workspace:
         self._storage = storage
         self._session_id = session_id
         self._prefix = f"sessions/{session_id}/"
+        self._disk = disk
         home = disk.home(session_id)
         self._home = home.path
         self.path = home.files
@@ -99,7 +99,7 @@ class Workspace:
             base = json.loads(self._base_file.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return base if Path(base["tree"]).is_dir() else None
+        return base if self._disk.tree_home(base["key"]).tree.is_dir() else None
 
     def set_base(self, base: Base | None) -> None:
         if base is None:
@@ -299,7 +299,7 @@ class Workspace:
         found: dict[str, Entry] = {}
         base = self.base()
         prefix = base["folder"] + "/" if base else None
-        given = tree_index(base["tree"]) if base else {}
+        given = tree_index(self._disk.tree_home(base["key"])) if base else {}
         top = str(self.path)
         # Through folders opened without following links (os.fwalk): a link a command left in
         # place of a folder leads the job's reads nowhere else.

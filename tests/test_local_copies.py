@@ -64,7 +64,7 @@ def test_a_tree_held_between_its_check_and_its_giving_is_never_trimmed(tmp_path:
         _tree(tmp_path, key, age)
     disk = LocalDisk(tmp_path)
     copies = LocalCopies(disk)
-    with open(disk.tree_lock("held"), "a") as lock:
+    with open(disk.tree_home("held").lock, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH)  # as DependencyCache.holding() holds it
         copies.trim(keep=1)
         assert held.is_dir()
