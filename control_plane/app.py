@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,9 +21,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from control_plane.auth import Authenticator, RateLimiter
-from control_plane.errors import FieldError, http_error, vibsdk_error
+from control_plane.errors import INTERNAL, FieldError, error_response, http_error, vibsdk_error
 from control_plane.keys import Caller, KeyStore
 from control_plane.middleware import (
+    API_CSP,
+    SECURITY_HEADERS,
     CallerBackend,
     CallerUser,
     SecurityHeaders,
@@ -52,7 +55,6 @@ from vibesdk_gcp.errors import InvalidRequest, NotFound, TooLarge, TooSlow, Vibs
 from vibesdk_gcp.settings import Settings
 
 STATIC = Path(__file__).resolve().parent / "static"
-UNAUTHENTICATED_PER_MINUTE = 60
 PREVIEW_STATUS = {PreviewState.READY: 200, PreviewState.CREATING: 202, PreviewState.FAILED: 409}
 M = TypeVar("M", bound=BaseModel)
 
@@ -250,6 +252,14 @@ ROUTES: list[BaseRoute] = [
 ]
 
 
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Any exception we did not mean to raise: logged, and answered in the same shape (Starlette's
+    last handler, outside every middleware: the security headers are set here)."""
+    logging.getLogger("control_plane").error("unexpected error", exc_info=exc)
+    headers = SECURITY_HEADERS | {"Content-Security-Policy": API_CSP, "Cache-Control": "no-store"}
+    return error_response(*INTERNAL, "an internal error; it is logged", headers=headers)
+
+
 def create_app(
     settings: Settings | None = None, plane: ControlPlane | None = None, authenticator: Authenticator | None = None
 ) -> Starlette:
@@ -268,13 +278,12 @@ def create_app(
     app = Starlette(
         routes=ROUTES,
         middleware=middleware,
-        exception_handlers={VibsdkError: vibsdk_error, HTTPException: http_error},
+        exception_handlers={VibsdkError: vibsdk_error, HTTPException: http_error, Exception: internal_error},
     )
     app.state.settings = settings
     app.state.plane = plane or control_plane_from(settings)
     app.state.authenticator = authenticator or Authenticator(settings, KeyStore(clients.firestore_client(settings)))
     app.state.limiter = RateLimiter(settings.requests_per_minute)
-    # Requests that fail to authenticate, per client address: each may cost a Firestore read.
-    app.state.refused = RateLimiter(UNAUTHENTICATED_PER_MINUTE)
+    app.state.refused = RateLimiter(settings.unauthenticated_per_minute)
     app.state.openapi = openapi_document(ROUTES)
     return app

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, compile_path
+from starlette.staticfiles import StaticFiles
 
 
 def flat_routes(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[tuple[str, Route]]:
@@ -27,6 +28,9 @@ def allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
     for whole, route in flat_routes(routes):
         if route.methods and compile_path(whole)[0].match(path):
             methods |= route.methods
+    for mount in routes:
+        if isinstance(mount, Mount) and isinstance(mount.app, StaticFiles) and path.startswith(mount.path + "/"):
+            methods |= {"GET", "HEAD"}  # what StaticFiles answers
     return sorted(methods)
 
 

@@ -119,6 +119,9 @@ def test_unknown_action(client: TestClient) -> None:
     response = client.post("/api/agent", json={"templateName": "x", "action": "launchRocket"}, headers=AUTH)
     assert response.status_code == 422
     assert response.json()["field"] == "action"
+    assert response.json()["detail"].startswith(
+        "action: unknown action 'launchRocket'; the actions are getTemplateDetails,"
+    )
 
 
 ORDINARY_BAD_INPUT = {
@@ -278,6 +281,24 @@ def test_a_method_not_allowed_says_which_are(client: TestClient) -> None:
     assert response.headers["allow"] == "GET, HEAD, POST"
     assert response.json()["error"] == "method_not_allowed"
     assert client.put("/healthz").headers["allow"] == "GET, HEAD"
+    assert client.put("/static/dashboard.js").headers["allow"] == "GET, HEAD"  # inside the static files' mount
+
+
+def test_an_unexpected_error_is_answered_in_the_same_shape_with_the_security_headers(
+    api_settings: Settings, store: RunStore, storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plane = ControlPlane(store, Bus(clients.publisher_client(api_settings), api_settings.project), storage)
+
+    def broken(owner: str) -> None:
+        raise KeyError("a defect")
+
+    monkeypatch.setattr(plane, "sessions", broken)
+    with TestClient(create_app(api_settings, plane), raise_server_exceptions=False) as client:
+        response = client.get("/api/agent", headers=AUTH)
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error", "detail": "an internal error; it is logged"}
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
 
 
 def test_the_document_gives_each_action_its_params(client: TestClient) -> None:

@@ -113,3 +113,12 @@ def test_documents_of_a_newer_release_still_read() -> None:
     assert RunDoc.model_validate(document).action == "aLaterAction"
     # One malformed document is left out of a listing, not the whole listing failed.
     assert readable(RunDoc, [document, {"runId": "broken"}]) == [RunDoc.model_validate(document)]
+
+
+def test_a_message_reads_params_as_laxly_as_the_previous_release_let_them_through() -> None:
+    """The API is strict now; a message the previous release's control plane queued must still run."""
+    fields = {"sessionId": "s", "runId": "r", "action": "executeCommands", "issuedAt": utcnow(), "owner": "o"}
+    request = SandboxRequest(**fields, params={"commands": ["ls"], "timeout": "5"})
+    assert isinstance(request.params, ExecuteCommandsParams) and request.params.timeout == 5
+    with pytest.raises(ValidationError):
+        QueueAction.model_validate({"action": "executeCommands", "params": {"commands": ["ls"], "timeout": "5"}})

@@ -148,7 +148,7 @@ def _known(name: str) -> str:
     if name not in ACTIONS:
         known = ", ".join(ACTIONS)
         raise PydanticCustomError(
-            "unknown_action", "unknown action {name!r}; the actions are {known}", {"name": name, "known": known}
+            "unknown_action", "unknown action {name}; the actions are {known}", {"name": repr(name), "known": known}
         )
     return name
 
@@ -165,11 +165,21 @@ def spec_of(name: str) -> ActionSpec:
 
 
 def typed_params(value: Any, info: ValidationInfo) -> Any:
-    """A before-validator for a model's `params` beside its `action`: the action's params model."""
+    """A before-validator for a body's `params` beside its `action`: the action's params model, strictly
+    (a JSON value of the declared type only, as the OpenAPI document says)."""
+    return _typed(value, info, strict=True)
+
+
+def typed_params_as_sent(value: Any, info: ValidationInfo) -> Any:
+    """The same for a message: laxly, as the previous release's control plane let through ("5" for 5)."""
+    return _typed(value, info, strict=False)
+
+
+def _typed(value: Any, info: ValidationInfo, strict: bool) -> Any:
     if "action" not in info.data:
         return value  # the action itself is invalid: that is the error to report
     model = spec_of(info.data["action"]).params
-    return value if isinstance(value, model) else model.model_validate(value)
+    return value if isinstance(value, model) else model.model_validate(value, strict=strict)
 
 
 def wire(model: BaseModel) -> dict[str, Any]:

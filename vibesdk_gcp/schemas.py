@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_seriali
 
 from vibesdk_gcp.names import SCHEMA_VERSION
 from vibesdk_gcp.params import Params
-from vibesdk_gcp.registry import ActionName, typed_params, wire
+from vibesdk_gcp.registry import ActionName, typed_params_as_sent, wire
 
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 
@@ -45,7 +45,7 @@ class SandboxRequest(BaseModel):
     egress: bool = False
     schemaVersion: str = SCHEMA_VERSION
 
-    _typed_params = field_validator("params", mode="before")(typed_params)
+    _typed_params = field_validator("params", mode="before")(typed_params_as_sent)
 
     @field_serializer("params")
     def _params_as_sent(self, params: Params) -> dict[str, Any]:

@@ -121,6 +121,8 @@ class Settings:
     iap_certs_url: str = IAP_CERTS_URL
     max_active_runs_per_owner: int = 50
     requests_per_minute: int = 600
+    # Requests that fail to authenticate, per client address: each may cost a Firestore read.
+    unauthenticated_per_minute: int = 60
     max_file_bytes: int = 4 * 1024 * 1024
     cors_origins: tuple[str, ...] = ()
     # Who may be an owner by a Google ID token: emails, or @domain for a whole domain. Empty: none on
@@ -197,6 +199,9 @@ class Settings:
             iap_certs_url=env.get("VIBESDK_IAP_CERTS_URL") or base.iap_certs_url,
             max_active_runs_per_owner=_int(env, "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER", base.max_active_runs_per_owner, 1),
             requests_per_minute=_int(env, "VIBESDK_REQUESTS_PER_MINUTE", base.requests_per_minute, minimum=1),
+            unauthenticated_per_minute=_int(
+                env, "VIBESDK_UNAUTHENTICATED_PER_MINUTE", base.unauthenticated_per_minute, minimum=1
+            ),
             max_file_bytes=_int(env, "VIBESDK_MAX_FILE_BYTES", base.max_file_bytes, minimum=1),
             cors_origins=_names(env, "VIBESDK_CORS_ORIGINS"),
             allowed_owners=_names(env, "VIBESDK_ALLOWED_OWNERS", lower=True),

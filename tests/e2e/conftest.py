@@ -37,6 +37,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "VIBESDK_WORKSPACE_ROOT": str(workspaces),
         # test_openapi_conformance's schemathesis sends thousands of requests a minute.
         "VIBESDK_REQUESTS_PER_MINUTE": "100000",
+        # schemathesis's unauthenticated checks, beside every other e2e test from 127.0.0.1.
+        "VIBESDK_UNAUTHENTICATED_PER_MINUTE": "100000",
     }
     try:
         stack = start_stack(E2E_PORTS, env, tmp_path_factory.mktemp("stack-logs"))
