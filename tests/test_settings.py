@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
     ("variable", "value", "says"),
     [
         ("VIBESDK_LEASE_SECONDS", "a minute", "a number of seconds"),
-        ("VIBESDK_SWEEP_GRACE_SECONDS", "-5", "a positive number of seconds"),
-        ("VIBESDK_QUEUE_TIMEOUT_SECONDS", "0", "a positive number of seconds"),
+        ("VIBESDK_SWEEP_GRACE_SECONDS", "-5", "zero or more seconds"),
+        ("VIBESDK_QUEUE_TIMEOUT_SECONDS", "-1", "zero or more seconds"),
         ("VIBESDK_HEADER_TIMEOUT_SECONDS", "inf", "a positive number of seconds"),
         ("THREADS", "0", "at least 1"),
         ("VIBESDK_SANDBOX_UID", "nobody", "an integer"),

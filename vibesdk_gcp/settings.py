@@ -31,8 +31,8 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int | None = N
     return value
 
 
-def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
-    """A positive number of seconds."""
+def _seconds(env: Mapping[str, str], key: str, default: float, zero: bool = False) -> float:
+    """A positive number of seconds (or zero, where zero means "at once")."""
     raw = env.get(key)
     if raw is None or raw == "":
         return default
@@ -40,8 +40,9 @@ def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{key} must be a number of seconds, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigurationError(f"{key} must be a positive number of seconds, got {raw!r}")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        least = "zero or more" if zero else "a positive number of"
+        raise ConfigurationError(f"{key} must be {least} seconds, got {raw!r}")
     return value
 
 
@@ -178,8 +179,8 @@ class Settings:
             command_timeout_seconds=_int(env, "VIBESDK_COMMAND_TIMEOUT_SECONDS", base.command_timeout_seconds, 1),
             max_action_seconds=_int(env, "VIBESDK_MAX_ACTION_SECONDS", base.max_action_seconds, minimum=1),
             lease_seconds=_seconds(env, "VIBESDK_LEASE_SECONDS", base.lease_seconds),
-            sweep_grace_seconds=_seconds(env, "VIBESDK_SWEEP_GRACE_SECONDS", base.sweep_grace_seconds),
-            queue_timeout_seconds=_seconds(env, "VIBESDK_QUEUE_TIMEOUT_SECONDS", base.queue_timeout_seconds),
+            sweep_grace_seconds=_seconds(env, "VIBESDK_SWEEP_GRACE_SECONDS", base.sweep_grace_seconds, zero=True),
+            queue_timeout_seconds=_seconds(env, "VIBESDK_QUEUE_TIMEOUT_SECONDS", base.queue_timeout_seconds, zero=True),
             max_local_workspaces=_int(env, "VIBESDK_MAX_LOCAL_WORKSPACES", base.max_local_workspaces, minimum=1),
             output_excerpt_bytes=_int(env, "VIBESDK_OUTPUT_EXCERPT_BYTES", base.output_excerpt_bytes, minimum=1),
             public_url=(env.get("VIBESDK_PUBLIC_URL") or base.public_url).rstrip("/"),
