@@ -217,9 +217,14 @@ def save_costs(stack: Stack, token: str) -> dict[str, Any]:
     elsewhere = Path(tempfile.mkdtemp(prefix="vibesdk-bench-restore-"))
     try:
         # Restored on another instance that holds the tree: only the session's own files move.
-        again = Workspace(storage, LocalDisk(elsewhere), session)
+        disk = LocalDisk(elsewhere)
+        again = Workspace(storage, disk, session)
         shutil.copytree(root / session / "files", again.path, symlinks=True)
-        (elsewhere / session / "base.json").write_text((root / session / "base.json").read_text())
+        base = (root / session / "base.json").read_text()
+        (elsewhere / session / "base.json").write_text(base)
+        # That instance's own disk holds the tree (a workspace finds its tree by key on its own disk).
+        key = json.loads(base)["key"]
+        shutil.copytree(LocalDisk(root).tree_home(key).path, disk.tree_home(key).path, symlinks=True)
         app_again = again.path / "src" / "App.tsx"
         app_again.write_text("stale")
         one_restore, one_restore_bytes = _timed_moved(storage, again.restore)
