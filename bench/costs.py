@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functions import egress, sandbox
-from functions.isolation import Isolation
+from functions import sandbox
 from functions.local_disk import LocalDisk
 from functions.workspace import MAX_DELTAS, Workspace
 from vibesdk_gcp.settings import Settings
@@ -41,11 +40,11 @@ def _runnable_standin() -> str:
     return str(copy)
 
 
-def use_backend(name: str) -> Isolation:
-    """The isolation a job process with this backend has (probed on first use)."""
+def use_backend(name: str) -> sandbox.Sandbox:
+    """Commands as a job process with this backend runs them (its isolation probed on first use)."""
     os.environ["VIBESDK_SANDBOX_BACKEND"] = name
     os.environ.setdefault("VIBESDK_CLOUD_RUN_SANDBOX_COMMAND", _runnable_standin())
-    return Isolation(Settings.from_env())
+    return sandbox.Sandbox(Settings.from_env())
 
 
 def sandbox_overhead(repeats: int, backend: str) -> dict[str, Any]:
@@ -55,7 +54,7 @@ def sandbox_overhead(repeats: int, backend: str) -> dict[str, Any]:
     root.chmod(0o711)
     workspace = root / "ws"
     workspace.mkdir()
-    sandbox.prepare_workspace(workspace, chosen.ids)
+    chosen.prepare(workspace)
     bare, isolated = [], []
     try:
         for _ in range(repeats):
@@ -63,7 +62,7 @@ def sandbox_overhead(repeats: int, backend: str) -> dict[str, Any]:
             subprocess.run(["/bin/sh", "-c", "true"], cwd=workspace, check=True)
             bare.append(time.perf_counter() - began)
             began = time.perf_counter()
-            result = sandbox.run_command("true", workspace, 10, backend=chosen.backend())
+            result = chosen.run("true", workspace, 10)
             isolated.append(time.perf_counter() - began)
             assert result.exit_code == 0, result
     finally:
@@ -92,7 +91,6 @@ def egress_cost(repeats: int) -> dict[str, Any]:
     Both with an empty npm cache of their own each time, so both fetch from the registry.
     """
     chosen = use_backend("bubblewrap")
-    proxy = egress.proxy_for(Settings.from_env())
     bare, proxied = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="vibesdk-bench-npm-") as scratch:
@@ -103,10 +101,10 @@ def egress_cost(repeats: int) -> dict[str, Any]:
         root = Path(tempfile.mkdtemp(prefix="vibesdk-bench-"))
         root.chmod(0o711)
         try:
-            sandbox.prepare_workspace(root, chosen.ids)
+            chosen.prepare(root)
             began = time.perf_counter()
             run = sandbox.Egress("bench", "bench", "bench")
-            result = sandbox.run_command(NPM_INSTALL, root, 120, egress_for=run, backend=chosen.backend(), proxy=proxy)
+            result = chosen.run(NPM_INSTALL, root, 120, egress_for=run)
             proxied.append(time.perf_counter() - began)
             assert result.exit_code == 0, result.stderr[-2000:]
         finally:

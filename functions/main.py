@@ -75,7 +75,7 @@ def verify_caller(request: flask.Request) -> None:
 
 def healthz() -> flask.typing.ResponseReturnValue:
     """Whether this instance can run sandboxed commands, and with which isolation backend."""
-    state = context().isolation.status()
+    state = context().sandbox.isolation.status()
     return {"status": "ok" if state["backend"] else "isolation unavailable", "isolation": state}, (
         200 if state["backend"] else 503
     )

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from functions import confined
-from functions.egress import EgressProxy
-from functions.isolation import Ids, IsolationBackend, IsolationUnavailable, Limits, shm_of
+from functions.egress import EgressProxy, proxy_for
+from functions.isolation import Ids, Isolation, IsolationBackend, IsolationUnavailable, Limits, shm_of
 from functions.scratch import scratch_folder
+from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("functions.sandbox")
 
@@ -109,6 +110,39 @@ def _tree_size(path: Path) -> int:
     except OSError:
         pass
     return total
+
+
+class Sandbox:
+    """Commands as one job process runs them: with its isolation backend (probed on first use) and,
+    when asked, through its egress proxy (started on first use). One per Context; tests make their own."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.isolation = Isolation(settings)
+        self._proxy: EgressProxy | None = None
+        self._lock = threading.Lock()
+
+    def proxy(self) -> EgressProxy:
+        with self._lock:
+            if self._proxy is None:
+                self._proxy = proxy_for(self.settings)
+            return self._proxy
+
+    def prepare(self, path: Path, given: str | None = None) -> None:
+        prepare_workspace(path, self.isolation.ids, given)
+
+    def run(
+        self,
+        command: str,
+        workspace: Path,
+        timeout_seconds: float,
+        env: dict[str, str] | None = None,
+        limits: Limits = Limits(),
+        egress_for: Egress | None = None,
+    ) -> CommandResult:
+        proxy = self.proxy() if egress_for else None
+        backend = self.isolation.backend()
+        return run_command(command, workspace, timeout_seconds, env, limits, egress_for, backend=backend, proxy=proxy)
 
 
 def run_command(

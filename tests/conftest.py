@@ -17,9 +17,7 @@ from devstack.processes import Supervisor
 from devstack.provision import provision_buckets
 from devstack.stack import check_ports_free, emulator_env, start_emulators
 from functions.context import Context
-from functions.egress import EgressProxy, proxy_for
-from functions.isolation import Isolation
-from functions.sandbox import CommandResult, Egress, Limits, prepare_workspace, run_command
+from functions.sandbox import Sandbox
 from tests import PORT_SHIFT
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
@@ -84,35 +82,8 @@ def cloud_run_standin() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-class Commands:
-    """Commands run as the job runs them, with the isolation and the egress proxy of one set of
-    settings: each test makes its own (use_backend), as each job process does."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.isolation = Isolation(settings)
-        self._proxy: EgressProxy | None = None
-
-    def proxy(self) -> EgressProxy:
-        if self._proxy is None:
-            self._proxy = proxy_for(self.settings)
-        return self._proxy
-
-    def prepare(self, path: Path, given: str | None = None) -> None:
-        prepare_workspace(path, self.isolation.ids, given)
-
-    def run(
-        self,
-        command: str,
-        workspace: Path,
-        timeout_seconds: float,
-        env: dict[str, str] | None = None,
-        limits: Limits = Limits(),
-        egress_for: Egress | None = None,
-    ) -> CommandResult:
-        backend = self.isolation.backend()
-        proxy = self.proxy() if egress_for else None
-        return run_command(command, workspace, timeout_seconds, env, limits, egress_for, backend=backend, proxy=proxy)
+# Commands as the job runs them, with one set of settings: each test makes its own (use_backend).
+Commands = Sandbox
 
 
 @pytest.fixture

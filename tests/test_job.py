@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from devstack.templates import upload_templates
-from functions import job
-from functions.actions import commands, common
+from functions import job, sandbox
+from functions.actions import commands
 from functions.context import Context
 from functions.deadletters import PUBSUB_SOURCE, DeadLetterBox, _source_topic, masked
 from functions.job import handle_request
@@ -432,7 +432,7 @@ def test_a_job_out_of_a_resource_gives_the_run_back_for_a_retry(
 ) -> None:
     """Running out of descriptors (another owner's flood, say) is no fault of the run: a negative
     acknowledgement, never "internal error ... not retried"."""
-    real = common.run_command
+    real = sandbox.run_command
     shortages = [OSError(errno.EMFILE, "Too many open files")]
 
     def short_once(*args: Any, **kwargs: Any) -> Any:
@@ -440,7 +440,7 @@ def test_a_job_out_of_a_resource_gives_the_run_back_for_a_retry(
             raise shortages.pop()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(common, "run_command", short_once)
+    monkeypatch.setattr(sandbox, "run_command", short_once)
     request = SandboxRequest(
         sessionId=session,
         runId=str(uuid.uuid4()),

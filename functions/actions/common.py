@@ -10,7 +10,7 @@ from functions.context import Context
 from functions.dependencies import InstallReport, InstallSpec, RunInstall
 from functions.diagnostics import Paths
 from functions.instances import Instance, load_instance, workspace_of
-from functions.sandbox import CommandResult, Egress, Limits, prepare_workspace, run_command
+from functions.sandbox import CommandResult, Egress, Limits, prepare_workspace
 from functions.workspace import Workspace
 from vibesdk_gcp.errors import ActionFailed, Unsupported
 from vibesdk_gcp.params import Params
@@ -51,7 +51,7 @@ def excerpt(data: bytes, limit: int) -> tuple[str, bool]:
 
 def paths_of(ctx: Context, workspace: Workspace) -> Paths:
     """What turns the paths a tool printed in the sandbox into the workspace's own."""
-    backend, _ = ctx.isolation.selected()
+    backend, _ = ctx.sandbox.isolation.selected()
     return Paths(workspace.path, (backend.workspace_inside if backend else None,))
 
 
@@ -62,7 +62,7 @@ def ready_workspace(ctx: Context, request: SandboxRequest, instance: Instance) -
     spec = InstallSpec.of(instance.install)
     if spec:
         workspace.installed = install(ctx, request, spec, workspace).as_result()
-    prepare_workspace(workspace.path, ctx.isolation.ids, spec.folder if spec else None)
+    prepare_workspace(workspace.path, ctx.sandbox.isolation.ids, spec.folder if spec else None)
     return workspace
 
 
@@ -76,7 +76,7 @@ def _installer(ctx: Context, request: SandboxRequest) -> RunInstall:
     """What runs the install on a cache miss: in the sandbox, through the egress proxy."""
 
     def run(command: str, scratch: Path) -> None:
-        prepare_workspace(scratch, ctx.isolation.ids)
+        prepare_workspace(scratch, ctx.sandbox.isolation.ids)
         egress_for = Egress(request.sessionId, request.runId, request.owner)
         outcome = run_in_sandbox(ctx, command, scratch, None, egress_for=egress_for)
         if outcome.exit_code != 0 or outcome.killed_reason:
@@ -97,12 +97,7 @@ def run_in_sandbox(
 ) -> CommandResult:
     """One command in the sandbox, with the job's timeout (unless given) and disk quotas."""
     seconds = timeout or ctx.settings.command_timeout_seconds
-    backend = ctx.isolation.backend()
-    proxy = ctx.egress_proxy() if egress_for else None
-    limits = Limits.of(ctx.settings)
-    return redacted(
-        run_command(command, workspace, seconds, env, limits, egress_for, backend=backend, proxy=proxy), env
-    )
+    return redacted(ctx.sandbox.run(command, workspace, seconds, env, Limits.of(ctx.settings), egress_for), env)
 
 
 # Shorter values would blank out ordinary words.

@@ -39,7 +39,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
     spec = InstallSpec.of(entry.get("install"))
     # Ready to build when the run succeeds: the dependencies are installed first.
     dependencies = install(ctx, request, spec, workspace).as_result() if spec else None
-    prepare_workspace(workspace.path, ctx.isolation.ids, spec.folder if spec else None)
+    prepare_workspace(workspace.path, ctx.sandbox.isolation.ids, spec.folder if spec else None)
     init_output = None
     if params.initCommand:
         outcome = run_in_sandbox(ctx, params.initCommand, workspace.path, params.envVars)
