@@ -333,6 +333,7 @@ class DependencyCache:
         Cloud Storage, else built (build(scratch) runs the install in scratch, where the inputs
         are, and returns the folder it filled). Without build, None when no cache holds it."""
         source = "instance"
+        self._disk.dependencies()  # made, for the key's lock beside its folder
         home = self._disk.tree_home(key)
         while True:
             with self._locked(home, fcntl.LOCK_SH):

@@ -116,8 +116,8 @@ class LocalDisk:
         return [TreeHome(entry) for entry in cache.iterdir() if entry.is_dir()] if cache.is_dir() else []
 
     def tree_home(self, key: str) -> TreeHome:
-        """A key's folder in the dependency cache (made or not), under `.deps`, which is made."""
-        return TreeHome(self.dependencies() / key)
+        """A key's folder in the dependency cache, made or not (a path only: reading it costs no call)."""
+        return TreeHome(self.root / DEPENDENCIES_FOLDER / key)
 
     def templates(self) -> Path:
         """The folder of the template bundles, made."""
