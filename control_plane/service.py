@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from control_plane.models import CreateSession, Preview, PreviewState, QueueAction, Queued, Run, Session
 from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
@@ -21,6 +23,7 @@ from vibesdk_gcp.registry import spec_of
 from vibesdk_gcp.runs import RunStore, SessionDoc
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.state import TERMINAL
 from vibesdk_gcp.storage import Storage
 
 logger = logging.getLogger("control_plane")
@@ -149,6 +152,17 @@ class ControlPlane:
     def run(self, owner: str, session_id: str, run_id: str) -> Run:
         self._owned_session(owner, session_id)
         return Run.model_validate(jsonable(self._store.get_run(session_id, run_id).model_dump()))
+
+    async def run_when_terminal(self, owner: str, session_id: str, run_id: str, seconds: float) -> Run:
+        """The run as soon as it is terminal, or as it stands after `seconds` (woken by Firestore's
+        listener, not a poll)."""
+        run = await run_in_threadpool(self.run, owner, session_id, run_id)
+        if run.status in TERMINAL or seconds <= 0:
+            return run
+        done = await self._store.until_terminal(session_id, run_id, seconds)
+        if done is None:
+            return await run_in_threadpool(self.run, owner, session_id, run_id)
+        return Run.model_validate(jsonable(done.model_dump()))
 
     def full_log(self, owner: str, session_id: str, log: str, stream: str) -> bytes:
         """A command's whole stdout or stderr, by the `log` name its run result gives."""

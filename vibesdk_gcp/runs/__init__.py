@@ -2,7 +2,7 @@
 
 RunStore is what callers use. Its parts do one job each: documents.py (the documents, typed),
 calls.py (Firestore calls, counted), engine.py (a group's read-decide-write), queueing.py,
-claims.py (claims and leases), queries.py (reads) and events.py (status events).
+claims.py (claims and leases), queries.py (reads), events.py (status events) and watches.py (waits on listeners).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from vibesdk_gcp.runs.documents import ClaimDoc, RunDoc, SessionDoc, Transition,
 from vibesdk_gcp.runs.events import StatusEvents
 from vibesdk_gcp.runs.queries import Queries
 from vibesdk_gcp.runs.queueing import RunQueue
+from vibesdk_gcp.runs.watches import Listener, Watches
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent
 from vibesdk_gcp.state import Decision
 
@@ -29,6 +30,7 @@ class RunStore:
         self._claims = Claims(self._calls)
         self._queries = Queries(self._calls)
         self._events = StatusEvents(self._calls)
+        self._watches = Watches(self._calls)
 
     # Queueing
     def queue_run(self, request: SandboxRequest, new_session: bool) -> None:
@@ -87,3 +89,12 @@ class RunStore:
 
     def fail_queued(self, session_id: str, run_id: str, error: str) -> None:
         self._events.fail_queued(session_id, run_id, error)
+
+    # Waits (watches.py): pushed by Firestore's listeners, never polled
+    async def until_terminal(self, session_id: str, run_id: str, timeout: float) -> RunDoc | None:
+        """The run once it is terminal; None when `timeout` seconds pass first."""
+        return await self._watches.until_terminal(session_id, run_id, timeout)
+
+    def session_runs(self, session_id: str) -> Listener:
+        """`async with` it: the session's runs, each time one changes."""
+        return self._watches.session_runs(session_id)
