@@ -135,11 +135,12 @@ def queued_session(request: SandboxRequest, now: datetime, new: bool, preview_to
         runId=request.runId,
         instanceId=None,
         preview=None,
-        previewToken=preview_token,
         createdAt=now,
         updatedAt=now,
     )
-    return session.fields() | count
+    # Written only when made: a session queued without one keeps the fields it always had.
+    token: Fields = {"previewToken": preview_token} if preview_token else {}
+    return session.fields() | token | count
 
 
 def insert_transition(transitions: list[Transition], transition: Transition) -> list[Transition]:
