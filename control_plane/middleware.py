@@ -42,16 +42,20 @@ DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def preview_framing(settings: Settings) -> tuple[str, dict[str, str]]:
-    """The previews' CSP and headers, for where previews are served.
+    """The path previews' CSP and headers (VibSDK's tunnelURL).
 
     Served by this origin (the default), `'self'` may frame them. Served from a separate origin
     (VIBESDK_PREVIEW_ORIGIN, the usual practice for user content and the recommended one on
-    Google Cloud), only the control plane's origin may.
+    Google Cloud), only the control plane's origin may. VIBESDK_PREVIEW_FRAME_ANCESTORS (VibSDK's
+    own origin, whose page frames its previews) may as well, either way.
     """
-    # X-Frame-Options cannot name another origin: with a separate one, frame-ancestors alone decides.
+    # X-Frame-Options cannot name another origin: where another may frame, frame-ancestors alone decides.
     headers = {name: value for name, value in SECURITY_HEADERS.items() if name != "X-Frame-Options"}
+    others = " ".join(settings.preview_frame_ancestors)
     if settings.preview_origin:
-        return f"{PREVIEW_SANDBOX}; frame-ancestors {settings.public_url}", headers
+        return f"{PREVIEW_SANDBOX}; frame-ancestors {' '.join(filter(None, [settings.public_url, others]))}", headers
+    if others:
+        return f"{PREVIEW_SANDBOX}; frame-ancestors 'self' {others}", headers
     return f"{PREVIEW_SANDBOX}; frame-ancestors 'self'", headers | {"X-Frame-Options": "SAMEORIGIN"}
 
 
