@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from control_plane.models import TransitionEvent
 from control_plane.sse import Message
 from vibesdk_gcp.runs import RunDoc
-from vibesdk_gcp.runs.calls import Snapshot
 from vibesdk_gcp.runs.watches import Listener
 from vibesdk_gcp.state import TERMINAL
 
@@ -57,10 +56,11 @@ class TransitionFeed:
         # A fresh iterator each time: cut short by a timeout, the wait loses nothing (the
         # listener's queue keeps its snapshots).
         snapshots = await anext(aiter(self._listener))
-        return [message_of(event) for event in self.new(snapshots)]
-
-    def new(self, snapshots: Iterable[Snapshot]) -> list[TransitionEvent]:
         runs = [RunDoc.model_validate(snapshot.to_dict()) for snapshot in snapshots if snapshot.exists]
+        return [message_of(event) for event in self.new(runs)]
+
+    def new(self, runs: Iterable[RunDoc]) -> list[TransitionEvent]:
+        """The transitions of the runs (all of the session's, as they stand) not sent yet."""
         events = transitions_of(runs)
         if self._sent is None:
             self._sent = set()

@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,14 +25,14 @@ from tests.test_control_plane import AUTH, api_settings, topic  # noqa: F401 (fi
 from tests.test_recorder import event, new_request
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.runs import RunDoc, RunStore
 from vibesdk_gcp.schemas import SandboxRequest
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
 
 # The thread each Firestore listener's stream runs in (google.api_core.bidi).
 LISTENER_THREAD = "Thread-ConsumeBidirectionalStream"
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def test_a_frame_has_id_event_and_data() -> None:
@@ -106,16 +106,7 @@ def test_a_cancelled_stream_leaves_its_source() -> None:
     assert source.exited
 
 
-class Snap:
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.exists = True
-        self._document = document
-
-    def to_dict(self) -> dict[str, Any]:
-        return self._document
-
-
-def run_doc(run_id: str, created: datetime, statuses: list[str], error: str | None = None) -> Snap:
+def run_doc(run_id: str, created: datetime, statuses: list[str], error: str | None = None) -> RunDoc:
     transitions = [
         {"seq": seq, "status": status, "at": created + timedelta(seconds=seq)} for seq, status in enumerate(statuses)
     ]
@@ -131,7 +122,7 @@ def run_doc(run_id: str, created: datetime, statuses: list[str], error: str | No
         "createdAt": created,
         "updatedAt": created,
     }
-    return Snap(document)
+    return RunDoc.model_validate(document)
 
 
 def ids(events: Sequence[Any]) -> list[str]:
@@ -203,18 +194,18 @@ def test_the_stream_sends_transitions_and_its_listener_closes_when_the_client_go
 ) -> None:
     request = queue(store)
     before = listener_threads()
-    with httpx.Client(base_url=served, headers=AUTH, timeout=10) as client:
-        with client.stream("GET", f"/api/agent/{request.sessionId}/events") as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            lines = response.iter_lines()
-            first = next_event(lines)
-            assert first["id"] == f"{request.runId}:0" and first["event"] == "transition"
-            data = json.loads(first["data"])
-            assert data["status"] == "queued" and data["runId"] == request.runId
-            assert listener_threads() == before + 1
-            store.apply(event(request, 1, "running"))
-            assert next_event(lines)["id"] == f"{request.runId}:1"
+    client = httpx.Client(base_url=served, headers=AUTH, timeout=10)
+    with client, client.stream("GET", f"/api/agent/{request.sessionId}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        first = next_event(lines)
+        assert first["id"] == f"{request.runId}:0" and first["event"] == "transition"
+        data = json.loads(first["data"])
+        assert data["status"] == "queued" and data["runId"] == request.runId
+        assert listener_threads() == before + 1
+        store.apply(event(request, 1, "running"))
+        assert next_event(lines)["id"] == f"{request.runId}:1"
     # The client went: the server's listener closes with the request, not at the stream's end.
     wait_until(lambda: listener_threads() == before, "the listener to close", timeout=10)
 
