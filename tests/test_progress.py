@@ -56,7 +56,7 @@ def test_until_ended_waits_on_the_server_rather_than_polling() -> None:
 
 def test_until_ended_past_its_timeout_answers_the_run_as_it_stands() -> None:
     server = Server([{"status": "running"}])
-    assert until_ended(server, "s", "r", timeout=0) == {"status": "running"}
+    assert until_ended(server, "s", "r", timeout=0) == {"status": "running"}  # type: ignore[arg-type]
     assert server.waits == [0]
 
 
@@ -66,8 +66,12 @@ def transition(run_id: str, seq: int, status: str, second: int) -> dict[str, Any
 
 
 def test_watch_shows_each_transition_of_its_run_and_resumes_a_stream_that_ended() -> None:
-    first_stream = [transition("other", 0, "queued", 0), transition("r", 0, "queued", 1), None]
-    second_stream = [transition("r", 1, "running", 2), transition("r", 2, "succeeded", 4)]
+    first_stream: list[dict[str, Any] | None] = [
+        transition("other", 0, "queued", 0),
+        transition("r", 0, "queued", 1),
+        None,
+    ]
+    second_stream: list[dict[str, Any] | None] = [transition("r", 1, "running", 2), transition("r", 2, "succeeded", 4)]
     ended = {"status": "succeeded", "transitions": []}
     server = Server([{"status": "queued"}, ended], [first_stream, second_stream])
     out = io.StringIO()
