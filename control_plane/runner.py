@@ -49,6 +49,7 @@ MAX_COMMAND_SECONDS = 3600
 
 
 def whole_action(settings: Settings, params: Params) -> float:
+    """The job ends any action within max_action_seconds."""
     return float(settings.max_action_seconds)
 
 
@@ -59,21 +60,14 @@ def commands_budget(settings: Settings, params: Params) -> float:
     return float(min(per_command * len(params.commands), settings.max_action_seconds))
 
 
-# How long a call waits for its run, by action. The job ends any action within max_action_seconds;
-# a run may also wait behind its session's earlier ones (the job keeps their order). Cloud Run's
-# request timeout of the control plane is longer than the longest (tests/test_runner.py).
-RUN_BUDGETS: dict[str, Callable[[Settings, Params], float]] = {
-    "getTemplateDetails": whole_action,
-    "writeFiles": whole_action,
-    "getFiles": whole_action,
-    "executeCommands": commands_budget,
-    "getInstanceErrors": whole_action,
-    "clearInstanceErrors": whole_action,
-    "runStaticAnalysisCode": whole_action,
-    "deployInstance": whole_action,
-    "shutdownInstance": whole_action,
-    "getLogs": whole_action,
-}
+# How long a call waits for its run, by the action's params model; any other action: the job's bound
+# on one action. A run may also wait behind its session's earlier ones (the job keeps their order).
+# The control plane's Cloud Run request timeout outlasts the longest (tests/test_runner.py).
+RUN_BUDGETS: dict[type[Params], Callable[[Settings, Params], float]] = {ExecuteCommandsParams: commands_budget}
+
+
+def run_budget(settings: Settings, params: Params) -> float:
+    return RUN_BUDGETS.get(type(params), whole_action)(settings, params)
 
 
 def plane_of(request: Request) -> ControlPlane:
@@ -130,7 +124,7 @@ async def acted(
 ) -> tuple[Run, dict[str, Any]]:
     """The run once it ended, and its whole result; 504 past the action's budget."""
     plane, caller = plane_of(request), caller_of(request)
-    budget = RUN_BUDGETS[action](settings_of(request), params)
+    budget = run_budget(settings_of(request), params)
     run = await plane.run_when_terminal(caller.owner, session_id, queued_run, budget)
     if run.status not in TERMINAL:
         raise RunStillGoing(

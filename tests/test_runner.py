@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from control_plane.app import create_app
 from control_plane.keys import KeyStore
 from control_plane.models import QueueAction
-from control_plane.runner import RUN_BUDGETS, commands_budget
+from control_plane.runner import commands_budget, run_budget
 from control_plane.service import ControlPlane
 from eventarc.definitions import SANDBOX_JOB_TRIGGER
 from tests.test_infra import module_text
@@ -220,22 +220,24 @@ def test_acting_calls_answer_when_their_run_ends(
 ) -> None:
     instance = create(client, job)
     base = f"/runner/instances/{instance}"
-    job.endings |= {
-        "writeFiles": succeeded({"files": [{"file": "a.txt", "success": True}], "uploaded": 1}),
-        "getFiles": succeeded(
-            {"files": [{"filePath": "a.txt", "fileContents": "hi"}], "missing": ["b c.txt"], "links": []}
+    endings: list[tuple[str, Ending]] = [
+        ("writeFiles", succeeded({"files": [{"file": "a.txt", "success": True}], "uploaded": 1})),
+        ("getFiles", succeeded({"files": [{"filePath": "a.txt", "fileContents": "hi"}], "missing": ["b c.txt"]})),
+        (
+            "executeCommands",
+            failed(
+                "command 'false' exited 1",
+                {"results": [{"command": "false", "success": False, "exitCode": 1, "output": "", "error": "x"}]},
+            ),
         ),
-        "executeCommands": failed(
-            "command 'false' exited 1",
-            {"results": [{"command": "false", "success": False, "exitCode": 1, "output": "", "error": "x"}]},
-        ),
-        "getInstanceErrors": succeeded({"errors": [], "hasErrors": False}),
-        "clearInstanceErrors": succeeded({"success": True, "cleared": 0}),
-        "runStaticAnalysisCode": succeeded({"success": True, "lint": {"issues": []}, "typecheck": {"issues": []}}),
-        "getLogs": succeeded({"logs": {"stdout": "o", "stderr": "e"}}),
-        "deployInstance": succeeded({"previewUrl": "https://p.example/", "files": 1}),
-        "shutdownInstance": SHUT_DOWN,
-    }
+        ("getInstanceErrors", succeeded({"errors": [], "hasErrors": False})),
+        ("clearInstanceErrors", succeeded({"success": True, "cleared": 0})),
+        ("runStaticAnalysisCode", succeeded({"success": True, "lint": {"issues": []}, "typecheck": {"issues": []}})),
+        ("getLogs", succeeded({"logs": {"stdout": "o", "stderr": "e"}})),
+        ("deployInstance", succeeded({"previewUrl": "https://p.example/", "files": 1})),
+        ("shutdownInstance", SHUT_DOWN),
+    ]
+    job.endings |= dict(endings)
     calls = [
         ("WriteFilesResponse", "POST", "/files", {"files": [{"filePath": "a.txt", "fileContents": "hi"}]}),
         # encodeURIComponent(JSON.stringify(paths)), as getFiles sends it
@@ -304,11 +306,7 @@ def test_cloud_runs_request_timeout_outlasts_the_longest_budget() -> None:
     assert bound, "the control plane must get the job's bound on an action"
     settings = Settings(max_action_seconds=deadline - int(bound.group(1)))
     longest = ExecuteCommandsParams(commands=["a"] * 1000, timeout=3600)
-    budgets = [
-        budget(settings, longest if action == "executeCommands" else NoParams())
-        for action, budget in RUN_BUDGETS.items()
-    ]
-    assert max(budgets) < deadline
+    assert max(run_budget(settings, longest), run_budget(settings, NoParams())) < deadline
 
 
 def test_errors_are_one_sentence_of_text(client: TestClient, job: JobStandIn) -> None:
