@@ -235,7 +235,8 @@ def test_the_port_creates_from_a_template_name_and_drives_it_to_a_preview(port: 
 
 
 def test_upstream_creates_from_files_and_follows_deployment_manager(upstream: Runner) -> None:
-    files = template_files("static-site")
+    # The static site's pages: an instance made from files has no template's build, so its root is published.
+    files = template_files("static-site/src")
     created = upstream.create_instance(
         {"files": files, "projectName": f"static-{uuid.uuid4().hex[:6]}", "initCommand": "bun run dev", "envVars": {}}
     )
@@ -245,21 +246,23 @@ def test_upstream_creates_from_files_and_follows_deployment_manager(upstream: Ru
     assert status["success"] is True and status["isHealthy"] is True, status
 
     # deploy(): the generated files written, then (clearLogs) logs reset and errors cleared together.
-    page = next(item for item in files if item["filePath"] == "src/index.html")
+    page = next(item for item in files if item["filePath"] == "index.html")
     marker = f"Runner {uuid.uuid4().hex[:8]}"
     edited = page["fileContents"].replace("Hello from VibSDK", marker)
-    written = upstream.write_files(instance, [{"filePath": "src/index.html", "fileContents": edited}], "edit")
+    written = upstream.write_files(instance, [{"filePath": "index.html", "fileContents": edited}], "edit")
     assert written["success"] is True, written
     assert upstream.get_logs(instance, only_recent=True)["success"] is True
     assert upstream.clear_instance_errors(instance)["success"] is True
-    # executeSetupCommands, then the agent's own commands.
-    ran = upstream.execute_commands(instance, ["ls src", "exit 3"], timeout=30000)
-    assert ran["success"] is False and [item["success"] for item in ran["results"]] == [True, False]
-    assert upstream.get_logs(instance, duration=300)["logs"]["stdout"].count("index.html") >= 1
-    read = upstream.get_files(instance, ["src/index.html"])
-    assert read["files"] == [{"filePath": "src/index.html", "fileContents": edited}]
+    # executeSetupCommands, then the agent's own commands (its timeouts are milliseconds).
+    ran = upstream.execute_commands(instance, ["ls", "exit 3"], timeout=30000)
+    assert ran["success"] is False and [item["success"] for item in ran["results"]] == [True, False], ran
+    assert "index.html" in ran["results"][0]["output"]
+    assert "index.html" in upstream.get_logs(instance, duration=300)["logs"]["stdout"]
+    read = upstream.get_files(instance, ["index.html"])
+    assert read["files"] == [{"filePath": "index.html", "fileContents": edited}]
+    assert len(upstream.get_files(instance)["files"]) == len(files)
 
-    analysis = upstream.run_static_analysis_code(instance, ["src/index.html"])
+    analysis = upstream.run_static_analysis_code(instance, ["index.html"])
     assert analysis["success"] is True and "error" not in analysis, analysis
     deployed = upstream.deploy_to_cloudflare_workers(instance)
     assert deployed["success"] is True and deployed["deployedUrl"], deployed
