@@ -111,8 +111,10 @@ def agent_of(request: Request) -> str | None:
     return agent
 
 
-def urls_of(request: Request, session: Session) -> PreviewUrls:
-    return answers.temporary_preview_urls(session, settings_of(request).public_url)
+def urls_of(plane: ControlPlane, owner: str, session_id: str) -> PreviewUrls | None:
+    """The session's previewURL (its own host, when a preview domain is set) and tunnelURL (by path)."""
+    found = plane.preview_urls(owner, session_id)
+    return PreviewUrls(*found) if found else None
 
 
 def answer(body: Any) -> Response:
@@ -143,11 +145,11 @@ async def act(request: Request, action: str, params: Params) -> tuple[Run, dict[
     return await acted(request, session_id, queued.runId, action, params)
 
 
-def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Session, Run | None]:
-    """The session, and its createInstance run when the instance is not there (yet, or any more)."""
+def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Session, Run | None, PreviewUrls | None]:
+    """The session, its createInstance run when the instance is not there (yet, or any more), its URLs."""
     session = plane.session(owner, session_id)
     if session.instanceId:
-        return session, None
+        return session, None, urls_of(plane, owner, session_id)
     if session.action == "createInstance":
         create = session.latestRun
     else:
@@ -155,14 +157,14 @@ def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Ses
     if create is not None and create.status == "succeeded":
         # Made: either its instance landed after the session was read, or it was shut down since.
         session = plane.session(owner, session_id)
-    return session, create
+    return session, create, urls_of(plane, owner, session_id)
 
 
 async def create_instance(request: Request) -> Response:
     """Queue createInstance (upstream sends files, the port a templateName) and answer at once."""
     caller = caller_of(request)
     params = await body_of(request, CreateInstanceParams)
-    if not params.templateName and not getattr(params, "files", None):
+    if not params.templateName and params.files is None:
         raise FieldError("templateName", "templateName or files: one of the two is needed")
     body = CreateSession(
         templateName=params.templateName or answers.FILES_TEMPLATE,
@@ -173,28 +175,34 @@ async def create_instance(request: Request) -> Response:
     )
     plane = plane_of(request)
     queued = await run_in_threadpool(plane.create_session, caller.owner, body, egress=caller.egress)
-    session = await run_in_threadpool(plane.session, caller.owner, queued.sessionId)
-    return answer(answers.bootstrap(queued.sessionId, urls_of(request, session)))
+    urls = await run_in_threadpool(urls_of, plane, caller.owner, queued.sessionId)
+    return answer(answers.bootstrap(queued.sessionId, urls))
+
+
+def listed(plane: ControlPlane, owner: str) -> list[tuple[Session, PreviewUrls | None]]:
+    """The owner's sessions that hold an instance, with their URLs."""
+    return [
+        (session, urls_of(plane, owner, session.sessionId)) for session in plane.sessions(owner) if session.instanceId
+    ]
 
 
 async def list_instances(request: Request) -> Response:
-    sessions = await run_in_threadpool(plane_of(request).sessions, caller_of(request).owner)
-    found = [(session, urls_of(request, session)) for session in sessions if session.instanceId]
+    found = await run_in_threadpool(listed, plane_of(request), caller_of(request).owner)
     return answer(answers.instances(found, datetime.now(UTC)))
 
 
 async def get_instance(request: Request) -> Response:
-    session, create = await run_in_threadpool(
+    session, create, urls = await run_in_threadpool(
         instance_view, plane_of(request), caller_of(request).owner, request.path_params["id"]
     )
-    return answer(answers.instance(session, create, urls_of(request, session), datetime.now(UTC)))
+    return answer(answers.instance(session, create, urls, datetime.now(UTC)))
 
 
 async def instance_status(request: Request) -> Response:
-    session, create = await run_in_threadpool(
+    session, create, urls = await run_in_threadpool(
         instance_view, plane_of(request), caller_of(request).owner, request.path_params["id"]
     )
-    return answer(answers.status(session, create, urls_of(request, session)))
+    return answer(answers.status(session, create, urls))
 
 
 async def shutdown_instance(request: Request) -> Response:

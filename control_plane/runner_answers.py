@@ -52,15 +52,6 @@ class PreviewUrls:
     tunnel: str
 
 
-# TEMPORARY, until host previews land (branch wt-previews: ControlPlane.preview_urls, a token made with
-# the session): the path-based URL of the session's published preview, or, before deployInstance
-# published one, the API's preview state of the session.
-def temporary_preview_urls(session: Session, public_url: str) -> PreviewUrls:
-    published = session.preview.get("previewUrl") if session.preview else None
-    url = published if isinstance(published, str) else f"{public_url}/api/agent/{session.sessionId}/preview"
-    return PreviewUrls(url, url)
-
-
 class InstanceState(StrEnum):
     READY = "ready"  # createInstance succeeded and the instance exists
     PENDING = "pending"  # createInstance is queued or running

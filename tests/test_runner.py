@@ -109,6 +109,7 @@ def api_settings(settings: Settings) -> Settings:
             "GOOGLE_CLOUD_PROJECT": settings.project,
             "VIBESDK_API_TOKEN": TOKEN,
             "VIBESDK_PUBLIC_URL": "https://cp.example",
+            "VIBESDK_PREVIEW_DOMAIN": "previews.example",
             "PUBSUB_EMULATOR_HOST": settings.pubsub_emulator_host or "",
             "FIRESTORE_EMULATOR_HOST": settings.firestore_emulator_host or "",
             "VIBESDK_COMMAND_TIMEOUT_SECONDS": "1",  # the budget of a command sent without a timeout
@@ -121,7 +122,7 @@ def api_settings(settings: Settings) -> Settings:
 def plane(api_settings: Settings, store: RunStore, storage: Storage) -> ControlPlane:
     publisher = clients.publisher_client(api_settings)
     publisher.create_topic(name=publisher.topic_path(api_settings.project, REQUESTS_TOPIC))
-    return ControlPlane(store, Bus(publisher, api_settings.project), storage)
+    return ControlPlane(store, Bus(publisher, api_settings.project), storage, settings=api_settings)
 
 
 @pytest.fixture
@@ -174,7 +175,10 @@ def test_create_answers_at_once_and_status_follows_the_create_run(
     bootstrap = made.json()
     assert_valid("BootstrapResponse", bootstrap)
     instance = bootstrap["runId"]
-    assert bootstrap["success"] is True and bootstrap["previewURL"] and bootstrap["tunnelURL"]
+    assert bootstrap["success"] is True
+    # Known from the start: the preview's own host (VibSDK keeps it), and the path form on the control plane.
+    assert re.fullmatch(r"https://[0-9a-f]{32}-[0-9a-f]{24}\.previews\.example/", bootstrap["previewURL"])
+    assert bootstrap["tunnelURL"].startswith(f"https://cp.example/preview/{bootstrap['runId']}/")
     recorded = store.get_session(instance)
     assert (recorded.agentId, recorded.templateName, recorded.projectName) == (
         "agent-session-1",
