@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ from control_plane.models import QueueAction
 from control_plane.runner import commands_budget, run_budget
 from control_plane.service import ControlPlane
 from eventarc.definitions import SANDBOX_JOB_TRIGGER
+from functions.actions.build import worker_config
 from tests.test_infra import module_text
 from tests.vibesdk_schemas import PORT, UPSTREAM, assert_valid
 from vibesdk_gcp import clients
@@ -389,3 +391,13 @@ def test_github_push_is_refused_as_unsupported(client: TestClient, job: JobStand
     )
     assert pushed.status_code == 200 and pushed.json()["success"] is False
     assert_valid("GitHubPushResponse", pushed.json())
+
+
+def test_a_wrangler_config_naming_a_main_script_is_a_worker(tmp_path: Path) -> None:
+    assert worker_config(tmp_path) is None
+    (tmp_path / "wrangler.toml").write_text('name = "site"\ncompatibility_date = "2025-01-01"\n')
+    assert worker_config(tmp_path) is None  # static assets only
+    (tmp_path / "wrangler.toml").write_text('name = "site"\nmain = "src/index.ts"\n')
+    assert worker_config(tmp_path) == "wrangler.toml"
+    (tmp_path / "wrangler.jsonc").write_text('{\n  // the Worker\n  "main": "src/index.ts"\n}\n')
+    assert worker_config(tmp_path) == "wrangler.jsonc"

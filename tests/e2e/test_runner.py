@@ -41,6 +41,13 @@ export function Counter({ start }: { start: number }) {
   return <p>{label}{count}</p>
 }
 """
+WRANGLER = """{
+  // A Worker with static assets, as VibSDK's templates are
+  "name": "site",
+  "main": "worker/index.ts",
+  "assets": { "directory": "dist" }
+}
+"""
 
 
 class Runner:
@@ -236,7 +243,8 @@ def test_the_port_creates_from_a_template_name_and_drives_it_to_a_preview(port: 
 
 def test_upstream_creates_from_files_and_follows_deployment_manager(upstream: Runner) -> None:
     # The static site's pages: an instance made from files has no template's build, so its root is published.
-    files = template_files("static-site/src")
+    # VibSDK's own templates are Workers: their wrangler.jsonc names the script, which is not run here.
+    files = [*template_files("static-site/src"), {"filePath": "wrangler.jsonc", "fileContents": WRANGLER}]
     created = upstream.create_instance(
         {"files": files, "projectName": f"static-{uuid.uuid4().hex[:6]}", "initCommand": "bun run dev", "envVars": {}}
     )
@@ -266,6 +274,7 @@ def test_upstream_creates_from_files_and_follows_deployment_manager(upstream: Ru
     assert analysis["success"] is True and "error" not in analysis, analysis
     deployed = upstream.deploy_to_cloudflare_workers(instance)
     assert deployed["success"] is True and deployed["deployedUrl"], deployed
+    assert "wrangler.jsonc" in deployed["message"] and "does not run" in deployed["message"]
     served = httpx.get(deployed["deployedUrl"], timeout=30)
     assert served.status_code == 200 and marker in served.text
 
