@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +28,7 @@ from tests.test_infra import module_text
 from tests.vibesdk_schemas import PORT, UPSTREAM, assert_valid
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.errors import VibsdkError
+from vibesdk_gcp.errors import ServiceUnavailable, VibsdkError
 from vibesdk_gcp.names import REQUESTS_TOPIC
 from vibesdk_gcp.params import ExecuteCommandsParams, NoParams
 from vibesdk_gcp.runs import RunDoc, RunStore
@@ -381,7 +382,8 @@ def test_template_details_run_in_a_session_of_their_own(client: TestClient, job:
     assert found.status_code == 200
     assert found.json()["templateDetails"]["files"] == [{"filePath": "a", "fileContents": "b"}]
     assert_valid("TemplateDetailsResponse", found.json(), (PORT, UPSTREAM))
-    assert client.get("/runner/templates/..", headers=HEADERS).status_code in (404, 422)
+    bad = client.get("/runner/templates/not%20a%20name", headers=HEADERS)
+    assert bad.status_code == 422 and bad.text.startswith("templateName: ")
 
 
 def test_github_push_is_refused_as_unsupported(client: TestClient, job: JobStandIn) -> None:
@@ -401,3 +403,23 @@ def test_a_wrangler_config_naming_a_main_script_is_a_worker(tmp_path: Path) -> N
     assert worker_config(tmp_path) == "wrangler.toml"
     (tmp_path / "wrangler.jsonc").write_text('{\n  // the Worker\n  "main": "src/index.ts"\n}\n')
     assert worker_config(tmp_path) == "wrangler.jsonc"
+
+
+def test_limits_answer_as_text_with_their_retry_after(
+    api_settings: Settings, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with TestClient(create_app(replace(api_settings, requests_per_minute=1, max_body_bytes=100), plane)) as client:
+        big = client.post("/runner/instances", json={"templateName": "x" * 200}, headers=HEADERS)
+        assert big.status_code == 413 and big.headers["content-type"].startswith("text/plain"), big.text
+        over = client.get("/runner/instances", headers=HEADERS)
+        assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+        assert over.text == "request rate over the limit."
+
+    def unreachable(request: object) -> str:
+        raise ServiceUnavailable("Pub/Sub is unavailable: test")
+
+    monkeypatch.setattr(plane._bus, "publish_request", unreachable)
+    with TestClient(create_app(api_settings, plane)) as client:
+        down = client.post("/runner/instances", json={"templateName": "react-vite"}, headers=HEADERS)
+        assert down.status_code == 503 and down.headers["retry-after"] == "5"
+        assert down.text == "Pub/Sub is unavailable: test."
