@@ -268,10 +268,10 @@ async def get_logs(request: Request) -> Response:
     query = request.query_params
     fields: dict[str, Any] = {"onlyRecent": query.get("reset") == "true"}
     if query.get("duration"):
-        try:
-            fields["durationSeconds"] = int(query["duration"])
-        except ValueError:
-            raise FieldError("duration", "duration: not a whole number of seconds") from None
+        seconds = query["duration"]
+        if not seconds.isdigit() or int(seconds) < 1:
+            raise FieldError("duration", "duration: not a whole number of seconds above 0")
+        fields["durationSeconds"] = int(seconds)
     params = validated(GetLogsParams, fields)
     return answer(answers.logs(*await act(request, "getLogs", params)))
 

@@ -327,6 +327,8 @@ def test_errors_are_one_sentence_of_text(client: TestClient, job: JobStandIn) ->
     instance = create(client, job)
     bad_files = client.post(f"/runner/instances/{instance}/files", json={"files": [{"filePath": "a"}]}, headers=HEADERS)
     assert bad_files.status_code == 422 and bad_files.text.startswith("files.0.fileContents: ")
+    bad_duration = client.get(f"/runner/instances/{instance}/logs?duration=-5", headers=HEADERS)
+    assert bad_duration.status_code == 422 and bad_duration.text.startswith("duration: ")
     bad_paths = client.get(f"/runner/instances/{instance}/files?filePaths=not-json", headers=HEADERS)
     assert bad_paths.status_code == 422 and bad_paths.text.startswith("filePaths: ")
     neither = client.post("/runner/instances", json={"projectName": "p"}, headers=HEADERS)
