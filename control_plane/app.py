@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from control_plane.auth import Authenticator, RateLimiter
-from control_plane.errors import INTERNAL, FieldError, answer_error, http_error, vibsdk_error
+from control_plane.errors import INTERNAL, answer_error, field_error, http_error, vibsdk_error
 from control_plane.keys import Caller, KeyStore
 from control_plane.middleware import (
     API_CSP,
@@ -113,9 +113,7 @@ async def json_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise FieldError(field, f"{field}: {first['msg']}") from None
+        raise field_error(error) from None
 
 
 def queued_response(queued: Queued) -> Response:

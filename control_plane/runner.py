@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from control_plane import runner_answers as answers
-from control_plane.errors import FieldError, RunStillGoing
+from control_plane.errors import FieldError, RunStillGoing, field_error
 from control_plane.keys import Caller
 from control_plane.middleware import CallerBackend, CallerUser, WriteGuard
 from control_plane.models import CreateSession, QueueAction, Run, RunnerCommands, RunnerRename, Session
@@ -91,9 +91,7 @@ def validated(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise FieldError(field, f"{field}: {first['msg']}") from None
+        raise field_error(error) from None
 
 
 async def body_of(request: Request, model: type[M]) -> M:
