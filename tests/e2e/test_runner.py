@@ -181,6 +181,7 @@ def test_the_port_creates_from_a_template_name_and_drives_it_to_a_preview(port: 
     details = port.get_template_details("react-vite")
     assert details["success"] is True and details["templateDetails"]["name"] == "react-vite"
     assert "src/App.tsx" in {item["filePath"] for item in details["templateDetails"]["files"]}
+    assert problems(UPSTREAM, "TemplateDetailsResponse", details) == []  # upstream's fields are there too
     project = f"v1-react-{uuid.uuid4().hex[:6]}"
     created = port.create_instance(
         {
