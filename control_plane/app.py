@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from control_plane.auth import Authenticator, RateLimiter
-from control_plane.errors import INTERNAL, answer_error, field_error, http_error, vibsdk_error
+from control_plane.errors import INTERNAL, FieldError, answer_error, field_error, http_error, vibsdk_error
 from control_plane.keys import Caller, KeyStore
 from control_plane.middleware import (
     API_CSP,
