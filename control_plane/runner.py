@@ -151,6 +151,7 @@ def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Ses
     if session.action == "createInstance":
         create = session.latestRun
     else:
+        # Among the session's latest 100 runs: a runner session's first; past them, shut down long ago.
         create = next((run for run in reversed(plane.runs(owner, session_id)) if run.action == "createInstance"), None)
     if create is not None and create.status == "succeeded":
         # Made: either its instance landed after the session was read, or it was shut down since.

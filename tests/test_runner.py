@@ -333,6 +333,10 @@ def test_errors_are_one_sentence_of_text(client: TestClient, job: JobStandIn) ->
     assert bad_paths.status_code == 422 and bad_paths.text.startswith("filePaths: ")
     neither = client.post("/runner/instances", json={"projectName": "p"}, headers=HEADERS)
     assert neither.status_code == 422 and "templateName or files" in neither.text
+    endless = client.post(
+        f"/runner/instances/{instance}/commands", content='{"commands": ["ls"], "timeout": Infinity}', headers=HEADERS
+    )
+    assert endless.status_code == 422 and endless.text.startswith("timeout: ")
     text_body = client.post(
         f"/runner/instances/{instance}/deploy", content="{}", headers=HEADERS | {"Content-Type": "text/plain"}
     )
