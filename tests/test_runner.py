@@ -29,7 +29,7 @@ from tests.vibesdk_schemas import PORT, UPSTREAM, assert_valid
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import ServiceUnavailable, VibsdkError
-from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
 from vibesdk_gcp.params import ExecuteCommandsParams, NoParams
 from vibesdk_gcp.runs import RunDoc, RunStore
 from vibesdk_gcp.schemas import SessionChanges, StatusEvent, utcnow
@@ -429,3 +429,26 @@ def test_limits_answer_as_text_with_their_retry_after(
         down = client.post("/runner/instances", json={"templateName": "react-vite"}, headers=HEADERS)
         assert down.status_code == 503 and down.headers["retry-after"] == "5"
         assert down.text == "Pub/Sub is unavailable: test."
+
+
+def test_a_result_too_big_for_firestore_is_read_back_whole(
+    client: TestClient, job: JobStandIn, storage: Storage
+) -> None:
+    instance = create(client, job)
+    whole = {"files": [{"filePath": f"f{n}.txt", "fileContents": "x" * 1000} for n in range(300)], "missing": []}
+
+    def spilled(run: RunDoc) -> tuple[str, dict[str, Any] | None, str | None, SessionChanges | None]:
+        # As functions/job.py keeps a result over 256 KiB: in the logs bucket, and a pointer in the run.
+        name = f"{run.sessionId}/results/{run.runId}.json"
+        storage.write(LOGS_BUCKET, name, json.dumps(whole).encode(), "application/json")
+        return (
+            "succeeded",
+            {"resultObject": f"gs://{LOGS_BUCKET}/{name}", "resultBytes": 1, "keys": ["files"]},
+            None,
+            None,
+        )
+
+    job.endings["getFiles"] = spilled
+    found = client.get(f"/runner/instances/{instance}/files", headers=HEADERS).json()
+    assert len(found["files"]) == 300 and found["files"][0] == {"filePath": "f0.txt", "fileContents": "x" * 1000}
+    assert_valid("GetFilesResponse", found)
