@@ -22,6 +22,7 @@ from functions.dependencies import InstallSpec
 from functions.instances import load_instance, workspace_of
 from functions.job import handle_request
 from functions.lockfiles import install_for
+from functions.project_commands import commands_for
 from functions.sandbox import CommandResult
 from tests import test_job
 from tests.test_job import message_for
@@ -258,3 +259,51 @@ def test_env_values_are_redacted_from_what_clients_read(context: Context, events
     assert "key=[REDACTED]" in logs["result"]["logs"]["stdout"]
     failed = act(context, events, session_id, "executeCommands", {"commands": ['echo "$API_KEY" >&2; exit 3']})
     assert failed["status"] == "failed" and secret not in json.dumps(failed) and "[REDACTED]" in failed["error"]
+
+
+# --- the project's own commands
+
+
+def test_a_projects_scripts_and_tsconfig_name_its_commands(tmp_path: Path) -> None:
+    package = {"scripts": {"lint": "eslint -f json .", "build": "vite build"}, "devDependencies": {"typescript": "5"}}
+    (tmp_path / "package.json").write_text(json.dumps(package))
+    assert commands_for(tmp_path, "bun") == {"lint": "bun run lint", "build": "bun run build", "outputDir": "dist"}
+    (tmp_path / "tsconfig.json").write_text("{}")
+    assert commands_for(tmp_path, "npm") == {
+        "lint": "npm run lint --silent",
+        "build": "npm run build --silent",
+        "outputDir": "dist",
+        "typecheck": "./node_modules/.bin/tsc -b --noEmit --pretty false",
+    }
+    (tmp_path / "package.json").write_text("{not json")
+    assert commands_for(tmp_path, "npm") == {}  # and no typecheck: TypeScript is not among its packages
+
+
+def test_an_instance_from_files_builds_with_its_build_script_and_publishes_its_output(
+    context: Context, events: Any
+) -> None:
+    build = "mkdir -p dist && echo '<p>built</p>' > dist/index.html && echo SECRET=1 > dist/.env"
+    files = [
+        {"filePath": "package.json", "fileContents": json.dumps({"scripts": {"build": build}})},
+        {"filePath": "index.html", "fileContents": "<p>source</p>"},
+    ]
+    session_id, _ = create(context, events, files)
+    deployed = act(context, events, session_id, "deployInstance", {})
+    assert deployed["status"] == "succeeded", deployed
+    assert deployed["result"]["build"]["command"] == "npm run build --silent"
+    assert deployed["result"]["files"] == 1  # dist/index.html: never a hidden file such as .env
+
+
+def test_a_project_without_a_build_publishes_its_files_but_no_hidden_file_nor_packages(
+    context: Context, events: Any
+) -> None:
+    files = [
+        {"filePath": "index.html", "fileContents": "<p>hi</p>"},
+        {"filePath": ".env", "fileContents": "TOKEN=secret"},
+        {"filePath": ".well-known/security.txt", "fileContents": "Contact: a@example.test"},
+        {"filePath": "node_modules/x/index.js", "fileContents": "module.exports = 1"},
+    ]
+    session_id, _ = create(context, events, files)
+    deployed = act(context, events, session_id, "deployInstance", {})
+    assert deployed["status"] == "succeeded", deployed
+    assert deployed["result"]["files"] == 2  # index.html and .well-known/security.txt

@@ -91,6 +91,15 @@ def run_static_analysis(
     return {"success": True, "lint": lint, "typecheck": typecheck}
 
 
+def _published(path: Path, site: Path) -> bool:
+    """A file the preview serves: never installed packages, nor a hidden file (.env, .git, the lists)
+    but .well-known's."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    parts = path.relative_to(site).parts
+    return not any((part.startswith(".") and part != ".well-known") or part == "node_modules" for part in parts)
+
+
 def _preview_token(ctx: Context, request: SandboxRequest, instance: Instance) -> str:
     """The instance's token, else the one its session was made with (the URL createInstance gave), else a
     new one: a session made before sessions had tokens."""
@@ -119,7 +128,7 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context, insta
                 f"build {build!r} {outcome.ended}: {summary_line}\n{errors[-1000:].strip()}", {"build": build_result}
             )
     site = inside(workspace.path, output_dir) if output_dir != "." else workspace.path
-    files = sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink()) if site.is_dir() else []
+    files = sorted(p for p in site.rglob("*") if _published(p, site)) if site.is_dir() else []
     if not files:
         raise ActionFailed(f"the build left nothing in {output_dir}/ to publish", {"build": build_result})
     if len(files) > MAX_PREVIEW_FILES:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functions import lockfiles, templates
+from functions import lockfiles, project_commands, templates
 from functions.actions.common import Outcome, Result, install, run_in_sandbox
 from functions.actions.files import listed_files, placed, write_placed
 from functions.context import Context
@@ -44,9 +44,10 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         spec = InstallSpec.of(entry.get("install"))
     else:
         name = params.templateName or request.templateName or FILES_SOURCE
-        entry = {}
         written = _write_project(workspace, params.files)
         spec = lockfiles.install_for(written)
+        tool = "bun" if spec and spec.command.startswith("bun ") else "npm"
+        entry = {"commands": project_commands.commands_for(workspace.path, tool)}
     # Ready to build when the run succeeds: the dependencies are installed first.
     dependencies = install(ctx, request, spec, workspace).as_result() if spec else None
     prepare_workspace(workspace.path, ctx.sandbox.isolation.ids, spec.folder if spec else None)
