@@ -108,8 +108,18 @@ def sandbox_ids(settings: Settings) -> Ids | None:
     return settings.sandbox_uid, settings.sandbox_gid
 
 
+# The tools a launch runs, by absolute path, and the environment the job's side of it runs with: never
+# a command's own variables, which are a tenant's (a PATH or LD_PRELOAD of theirs would choose what
+# setpriv, prlimit and bwrap run as root, or let a command skip its limits).
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+SETPRIV = shutil.which("setpriv", path=SYSTEM_PATH) or "/usr/bin/setpriv"
+PRLIMIT = shutil.which("prlimit", path=SYSTEM_PATH) or "/usr/bin/prlimit"
+ENV = shutil.which("env", path=SYSTEM_PATH) or "/usr/bin/env"
+HOST_ENV = {"PATH": SYSTEM_PATH}
+
+
 def _drop_privileges(ids: Ids | None) -> list[str]:
-    return ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"] if ids else []
+    return [SETPRIV, f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"] if ids else []
 
 
 def _limits(limits: Limits, cpu_seconds: int, processes: int) -> list[str]:
@@ -120,7 +130,7 @@ def _limits(limits: Limits, cpu_seconds: int, processes: int) -> list[str]:
     megabytes costs tens of milliseconds per command.
     """
     return [
-        "prlimit",
+        PRLIMIT,
         f"--cpu={cpu_seconds}",
         f"--as={limits.memory_bytes}",
         f"--fsize={limits.file_bytes}",
@@ -215,13 +225,15 @@ class Bubblewrap:
         argv += ["--bind", str(shm_of(tmp)), "/dev/shm"]
         # The root bwrap builds is a tmpfs outside every quota: freeze it.
         argv += ["--chdir", BWRAP_WORKSPACE, "--remount-ro", "/"]
+        # The command's variables are set inside only: the job's side runs with HOST_ENV.
+        argv += ["--clearenv"] + [part for key, value in env.items() for part in ("--setenv", key, value)]
         if _per_namespace_process_count():
             # Limits set inside bwrap's user namespace: the process limit counts this sandbox's
             # tasks only, so no scan of /proc for the uid's other commands is needed.
             inner = _limits(limits, cpu, limits.processes) + shell
-            return Launch(_drop_privileges(self.ids) + argv + ["--", *inner], env)
+            return Launch(_drop_privileges(self.ids) + argv + ["--", *inner], HOST_ENV)
         outer = _drop_privileges(self.ids) + _limits(limits, cpu, _process_budget(limits, self.ids))
-        return Launch(outer + argv + ["--", *shell], env)
+        return Launch(outer + argv + ["--", *shell], HOST_ENV)
 
 
 @dataclass(frozen=True)
@@ -266,8 +278,10 @@ class NoIsolation:
     def launch(
         self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
     ) -> Launch:
-        argv = _drop_privileges(self.ids) + _limits(limits, cpu, _process_budget(limits, self.ids)) + shell
-        return Launch(argv, env)
+        argv = _drop_privileges(self.ids) + _limits(limits, cpu, _process_budget(limits, self.ids))
+        # The command's variables reach the command only (`env -i`), never setpriv and prlimit.
+        argv += [ENV, "-i", *(f"{key}={value}" for key, value in env.items()), *shell]
+        return Launch(argv, HOST_ENV)
 
 
 def _process_budget(limits: Limits, ids: Ids | None) -> int:

@@ -109,6 +109,29 @@ def test_requested_env_vars_are_passed(workspace: Path, run_command: RunCommand)
     assert run_command("echo $GREETING", workspace, 10, env={"GREETING": "hi"}).stdout == b"hi\n"
 
 
+def test_a_commands_variables_never_choose_what_the_job_runs(
+    workspace: Path, tmp_path: Path, run_command: RunCommand
+) -> None:
+    """A tenant's PATH or LD_PRELOAD (VibSDK's envVars) reach the command only: never setpriv, prlimit
+    or bwrap, which the job starts as root, nor the limits the command runs under."""
+    marker = tmp_path / "ran-as-the-job"
+    planted = workspace / "bin"
+    planted.mkdir()
+    for tool in ("setpriv", "prlimit", "bwrap", "sandbox", "env"):
+        # Outside the sandbox it would leave the marker; inside, it skips the limits and says so.
+        (planted / tool).write_text(f'#!/bin/sh\ntouch {marker}; echo planted {tool} ran >&2; shift 99; exec "$@"\n')
+        (planted / tool).chmod(0o755)
+    inside = ":".join(f"{root}/bin" for root in (isolation.BWRAP_WORKSPACE, isolation.CLOUD_RUN_WORKSPACE))
+    env = {"PATH": f"{planted}:{inside}:/usr/bin:/bin", "LD_PRELOAD": str(workspace / "absent.so")}
+    result = run_command(
+        "echo $PATH; grep 'Max processes' /proc/self/limits", workspace, 10, env=env, limits=Limits(processes=64)
+    )
+    assert result.exit_code == 0, result.stderr
+    assert not marker.exists() and b"planted" not in result.stderr
+    assert result.stdout.split(b"\n")[0].startswith(str(planted).encode())  # the command has its PATH
+    assert b"unlimited" not in result.stdout.split(b"\n")[1]  # and its limits
+
+
 def test_host_file_is_unreadable(workspace: Path, tmp_path: Path, backend: Commands, run_command: RunCommand) -> None:
     secret = tmp_path / "credentials.json"
     secret.write_text("private-key")
@@ -332,7 +355,7 @@ def test_cloud_run_backend_passes_the_documented_flags(sandbox_root: Path, use_b
     assert launch.argv[1:4] == ["do", "--stdin=false", "-e"] and "K=V" in launch.argv
     assert "--allow-egress" not in launch.argv
     assert f"type=bind,source={workspace},destination=/tmp/workspace" in launch.argv
-    assert launch.argv.index("--") < launch.argv.index("prlimit")
+    assert launch.argv.index("--") < launch.argv.index(isolation.PRLIMIT)  # by absolute path, inside
     assert set(launch.env) == {"PATH"}  # nothing of the job's environment reaches the sandbox command
 
 
