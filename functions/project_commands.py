@@ -36,7 +36,8 @@ def _package(project: Path) -> dict[str, Any]:
 def commands_for(project: Path, tool: str) -> dict[str, str]:
     """The commands the project's top-level files call for; `tool` runs its scripts (npm or bun)."""
     package = _package(project)
-    scripts = package.get("scripts") if isinstance(package.get("scripts"), dict) else {}
+    found = package.get("scripts")
+    scripts: dict[str, Any] = found if isinstance(found, dict) else {}
     quiet = " --silent" if tool == "npm" else ""
     commands = {kind: f"{tool} run {kind}{quiet}" for kind in ("lint", "build") if isinstance(scripts.get(kind), str)}
     if "build" in commands:
