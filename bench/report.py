@@ -151,17 +151,21 @@ def _conditions(conditions: dict[str, Any] | None) -> list[str]:
 def _floor(results: dict[str, Any]) -> list[str]:
     fl = results["floor"]
     e2e = results["end_to_end"]
-    loops = {"pipeline": e2e["pipeline"], "floor loop": fl["loop"], "one-hop loop (reference)": e2e["baseline"]}
+    names = {"floor": "floor loop, pushed straight", "floor_routed": "floor loop, through the router"}
+    loops = {
+        "pipeline": e2e["pipeline"],
+        **{names[name]: loop for name, loop in fl["loops"].items()},
+        "one-hop loop (reference)": e2e["baseline"],
+    }
     c1 = fl["concurrency_1"]
     cpu = fl["cpu_ms_per_run"]
-    units = sorted(set(cpu["pipeline"]) | set(cpu["floor"]))
-    heaviest = max(fl["extra_cpu_ms_per_run"].items(), key=lambda item: item[1])
-    waits = round(c1["pipeline"]["p50_ms"] - c1["floor"]["p50_ms"], 1)
+    units = sorted({unit for per_unit in cpu.values() for unit in per_unit})
     delivery = fl["delivery"]
     shuffled, unshuffled = c1["pipeline"], c1["pipeline_unshuffled"]
     c1_rows = (
         ("pipeline", "pipeline"),
-        ("floor", "floor loop"),
+        ("floor", names["floor"]),
+        ("floor_routed", names["floor_routed"]),
         ("one_hop", "one-hop loop"),
         ("pipeline_unshuffled", "pipeline, the router's shuffle hold off"),
     )
@@ -177,7 +181,10 @@ def _floor(results: dict[str, Any]) -> list[str]:
         "same N, C and completion rule, in the same alternated rounds. The pipeline's requests are delivered as "
         f"Eventarc's own subscription delivers them (`{delivery['mode']}`: unordered, each push held a random "
         f"moment up to {delivery['shuffle_hold_max_ms']:g} ms by the local router to shuffle; "
-        f"{delivery['ack_deadline_s']} s ack deadline).",
+        f"{delivery['ack_deadline_s']} s ack deadline). The floor loop runs two ways: its requests pushed by the "
+        "emulator straight to its CloudEvent function, as before, and through a local Eventarc router of its own "
+        "(the same code, the same delivery settings: a trigger of its own, `bench/floor.py`), as the pipeline's "
+        "requests travel; against the routed floor the emulation's hop and the shuffle weigh on both sides.",
         "",
         _table(
             ["loop", "runs/s", "p50 ms", "mean ms", "p95 ms", "p99 ms", "failed"],
@@ -187,8 +194,11 @@ def _floor(results: dict[str, Any]) -> list[str]:
             ],
         ),
         "",
-        f"Throughput against the floor loop: {fl['ratios']['throughput_ratio']} over all rounds (per round: "
-        f"{', '.join(str(x) for x in fl['ratios']['round_throughput_ratios'])}).",
+        *(
+            f"Throughput against the {names[name]}: {ratios['throughput_ratio']} over all rounds (per round: "
+            f"{', '.join(str(x) for x in ratios['round_throughput_ratios'])})."
+            for name, ratios in fl["ratios"].items()
+        ),
         "",
         f"Concurrency 1 (an agent's step-by-step loop), {c1['pipeline']['runs']} runs each, POST to the terminal "
         f"write, in {c1['rounds']} alternated rounds after {fl['c1_warmup_runs']} unmeasured runs each; the pipeline "
@@ -203,12 +213,17 @@ def _floor(results: dict[str, Any]) -> list[str]:
             ],
         ),
         "",
-        f"Concurrency-1 p50 against the floor loop: {fl['ratios']['c1_p50_ratio']} ({waits} ms more per run); "
-        f"mean {fl['ratios']['c1_mean_ratio']}, p95 {fl['ratios']['c1_p95_ratio']}; p50 per round: "
-        f"{', '.join(str(x) for x in fl['ratios']['round_c1_p50_ratios'])}. The shuffle's hold, as this run "
-        f"measured it (the pipeline with the hold and without): {round(shuffled['mean_ms'] - unshuffled['mean_ms'], 1)}"
-        f" ms a run on the mean, {round(shuffled['p50_ms'] - unshuffled['p50_ms'], 1)} ms on the p50. How the "
-        f"runs spread ({width} ms bins; runs in each):",
+        *(
+            f"Concurrency-1 p50 against the {names[name]}: {ratios['c1_p50_ratio']} "
+            f"({round(c1['pipeline']['p50_ms'] - c1[name]['p50_ms'], 1)} ms more per run); mean "
+            f"{ratios['c1_mean_ratio']}, p95 {ratios['c1_p95_ratio']}; p50 per round: "
+            f"{', '.join(str(x) for x in ratios['round_c1_p50_ratios'])}."
+            for name, ratios in fl["ratios"].items()
+        ),
+        f"The shuffle's hold, as this run measured it (the pipeline with the hold and without): "
+        f"{round(shuffled['mean_ms'] - unshuffled['mean_ms'], 1)} ms a run on the mean, "
+        f"{round(shuffled['p50_ms'] - unshuffled['p50_ms'], 1)} ms on the p50. How the runs spread ({width} ms bins; "
+        "runs in each):",
         "",
         _table(
             ["ms from", *(name for _, name in c1_rows)],
@@ -219,14 +234,21 @@ def _floor(results: dict[str, Any]) -> list[str]:
         "over the loop's measured rounds:",
         "",
         _table(
-            ["unit", "pipeline ms/run", "floor ms/run"],
-            [[unit, cpu["pipeline"].get(unit, ""), cpu["floor"].get(unit, "")] for unit in units],
+            ["unit", "pipeline ms/run", *(f"{names[name]} ms/run" for name in fl["loops"])],
+            [[unit, *(cpu[loop].get(unit, "") for loop in ("pipeline", *fl["loops"]))] for unit in units],
         ),
         "",
-        f"Where the pipeline spends beyond the floor: most in `{heaviest[0]}` (+{heaviest[1]} ms of CPU a run); "
-        "the pipeline's extra hop (the local Eventarc router, which Google Cloud does not have: "
-        f"{cpu['pipeline'].get('eventarc-router', '')} ms of CPU a run) and the shuffle's hold (above) are waits "
-        "the floor loop does not have.",
+        *(
+            f"Where the pipeline spends beyond the {names[name]}: most in `{unit}` (+{extra} ms of CPU a run)."
+            for name, (unit, extra) in (
+                (name, max(extra.items(), key=lambda item: item[1]))
+                for name, extra in fl["extra_cpu_ms_per_run"].items()
+            )
+        ),
+        "The local Eventarc router is a hop Google Cloud does not have "
+        f"({cpu['pipeline'].get('eventarc-router', '')} ms of CPU a run in the pipeline, "
+        f"{cpu.get('floor_routed', {}).get('floor-router', '')} in the routed floor loop's): the straight floor has "
+        "neither it nor the shuffle's hold, the routed floor both.",
         "",
     ]
 
