@@ -2,7 +2,8 @@
 
 Prints a table and writes bench/results.json and docs/BENCHMARKS.md. Sizes: BENCH_RUNS (500),
 BENCH_CONCURRENCY (32), BENCH_C1_RUNS (200), BENCH_ROUNDS (4), BENCH_SANDBOX_REPEATS (200),
-BENCH_WORKSPACE_FILES (10,1000,10000).
+BENCH_WORKSPACE_FILES (10,1000,10000), BENCH_RUNNER_REPEATS (20 of each runner call each way),
+BENCH_MANAGER_REPEATS (2 DeploymentManager sequences of each version).
 
 Loops that are compared are measured in alternated rounds (A B C, then C B A, ...) on the same
 emulators, so the emulators' growth over the run favours none of them.
@@ -29,6 +30,7 @@ from bench.conditions import Conditions
 from bench.costs import egress_cost, incremental_save, sandbox_overhead, workspace_costs
 from bench.goals import goal, other
 from bench.load import POLLS_PER_LATENCY, LoadResult, combined
+from bench.manager import manager_sequence
 from bench.pipeline import (
     WARMUP_RUNS,
     add_up,
@@ -44,6 +46,7 @@ from bench.pipeline import (
     work_per_run,
     work_totals,
 )
+from bench.runner import runner_wait
 from bench.tenancy import attacks
 from devstack.config import Ports
 from devstack.stack import PROJECT_ROOT, Stack, start_stack
@@ -249,6 +252,14 @@ def main() -> None:
         conditions.phase("react-vite")
         print("react-vite: createInstance cold and warm, a build, a one-file save", flush=True)
         apps = app_costs(stack, env["VIBESDK_API_TOKEN"], int(os.environ.get("BENCH_APP_REPEATS", "3")))
+        conditions.phase("runner wait")
+        runner_repeats = int(os.environ.get("BENCH_RUNNER_REPEATS", "20"))
+        print(f"runner: {runner_repeats} of each call through /runner and through /api with ?wait=", flush=True)
+        runner = runner_wait(stack, env["VIBESDK_API_TOKEN"], runner_repeats)
+        conditions.phase("deployment manager")
+        manager_repeats = int(os.environ.get("BENCH_MANAGER_REPEATS", "2"))
+        print(f"DeploymentManager's sequence on react-vite, {manager_repeats} of each version", flush=True)
+        manager = manager_sequence(stack, env["VIBESDK_API_TOKEN"], manager_repeats)
         conditions.phase("tenancy")
         print("one owner against the shared job: memory under attack, another owner's wait", flush=True)
         tenancy = attacks(stack, env["VIBESDK_API_TOKEN"])
@@ -297,6 +308,8 @@ def main() -> None:
         "workspaces": workspaces,
         "incremental_save": incremental,
         "apps": apps,
+        "runner_wait": runner,
+        "deployment_manager": manager,
     }
     results["goals"] = goals(results, apps["goals"])
     from bench.report import markdown
@@ -340,6 +353,7 @@ def goals(results: dict[str, Any], app_goals: list[dict[str, Any]]) -> list[dict
     c1 = fl["concurrency_1"]
     bwrap, inc, tenancy = results["sandbox"][0], results["incremental_save"], results["tenancy"]
     flood, attacks_run = tenancy["flood"], tenancy["memory"]
+    runner = results["runner_wait"]
     throughput_min, c1_max = GOALS["throughput_vs_floor_min"], GOALS["c1_p50_vs_floor_max"]
     not_run = [row["attack"] for row in attacks_run if not row["ran"]]
     shm = next(row for row in attacks_run if "/dev/shm" in row["attack"])
@@ -380,6 +394,21 @@ def goals(results: dict[str, Any], app_goals: list[dict[str, Any]]) -> list[dict
         ]
     return [
         *floor_goals,
+        goal(
+            f"runner call's wait adds <= {runner['goal_ms']:g} ms at p50",
+            f"p50 over {runner['repeats']} of each of {len(runner['actions'])} calls: the answer's arrival minus the "
+            "run's terminal write (its commit time in Firestore)",
+            runner["runner"]["all"]["commit"],
+            runner["goal_ms"],
+            others=[
+                *(
+                    other(f"{call} alone", row["commit"], runner["goal_ms"])
+                    for call, row in runner["runner"]["calls"].items()
+                ),
+                other("from the recorder's updatedAt", runner["runner"]["all"]["updated_at"], runner["goal_ms"]),
+                other("the same through /api with ?wait=", runner["api"]["all"]["commit"], runner["goal_ms"]),
+            ],
+        ),
         goal(
             f"isolation overhead <= {GOALS['isolation_overhead_ms_max']:g} ms (bubblewrap)",
             f"median of {bwrap['repeats']} sandboxed minus median of {bwrap['repeats']} bare",

@@ -113,6 +113,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"one-file save is {inc['one_file_save_mean_s']} s, ratio {inc['mean_ratio']}.",
         "",
         *_apps(results.get("apps")),
+        *_runner_wait(results.get("runner_wait")),
+        *_deployment_manager(results.get("deployment_manager")),
         *_goals(results["goals"]),
     ]
     return "\n".join(parts)
@@ -399,6 +401,71 @@ def _apps(apps: dict[str, Any] | None) -> list[str]:
                     save["restore_bytes_ratio"],
                 ],
             ],
+        ),
+        "",
+    ]
+
+
+def _runner_wait(runner: dict[str, Any] | None) -> list[str]:
+    """What the runner protocol's synchronous answer adds to the run it waits for, beside /api's wait."""
+    if not runner:
+        return []
+    ways = (("runner", "through /runner (synchronous)"), ("api", f"through /api, then ?wait={runner['api_wait_s']}"))
+    return [
+        "## The runner protocol's wait",
+        "",
+        f"Each call at concurrency 1 on one `{runner['template']}` instance, {runner['repeats']} times each way, "
+        "alternated after one unmeasured of each: VibSDK's runner request ("
+        + ", ".join(f"`{request}`" for request in runner["requests"].values())
+        + "), which answers when its run is terminal, against the same action queued through `POST "
+        "/api/agent/{s}/actions` and awaited with `GET /api/agent/{s}/runs/{r}?wait=`. Each figure is the p50 of "
+        "the answer's arrival (wall clock, `time.time()`, as soon as it is read) minus a moment of the run's end, "
+        "all on this machine's one clock: the commit of the run's terminal write in Firestore (the emulator's "
+        "update time: what the goal is judged on), the status recorder's `updatedAt` as it made that write, and "
+        "the terminal transition's `at` (the job's time when it sent the event: the status topic's delivery "
+        "counts in). `call` is the whole call, request to answer.",
+        "",
+        _table(
+            [
+                "way",
+                "call",
+                "answer − terminal commit ms",
+                "answer − updatedAt ms",
+                "answer − transition at ms",
+                "call ms",
+            ],
+            [
+                [label, call, row["commit"], row["updated_at"], row["transition_at"], row["call"]]
+                for way, label in ways
+                for call, row in (*runner[way]["calls"].items(), ("all calls", runner[way]["all"]))
+            ],
+        ),
+        "",
+    ]
+
+
+def _deployment_manager(manager: dict[str, Any] | None) -> list[str]:
+    """VibSDK's DeploymentManager sequence through /runner, call by call, for both versions of the client."""
+    if not manager:
+        return []
+    versions = manager["versions"]
+    calls = list(next(iter(versions.values()))["calls_ms"])
+    return [
+        "## VibSDK's DeploymentManager sequence",
+        "",
+        f"The calls DeploymentManager makes of the runner, in its order, on `{manager['template']}` with the "
+        "dependencies' tree already in Cloud Storage (a warm cache: one unmeasured createInstance first), each "
+        "from its request to its answer; created from the template's files (upstream's body, "
+        f"{manager['files_sent']} files) and from its name (the Google Cloud port's body), {manager['repeats']} "
+        f"sequences of each, alternated: medians. Status is polled every {manager['status_poll_ms']:g} ms until "
+        "healthy (polls per sequence: "
+        + "; ".join(f"{name}: {', '.join(map(str, v['status_polls']))}" for name, v in versions.items())
+        + ").",
+        "",
+        _table(
+            ["call", *(f"{name} ms" for name in versions)],
+            [[call, *(v["calls_ms"][call] for v in versions.values())] for call in calls]
+            + [["total (median of the sequences' totals)", *(v["total_ms"] for v in versions.values())]],
         ),
         "",
     ]

@@ -1,0 +1,144 @@
+"""VibSDK's DeploymentManager sequence on the react-vite template, through /runner, with a warm cache.
+
+The calls the agent makes of RemoteSandboxServiceClient (cloudflare/vibesdk
+worker/agents/services/implementations/DeploymentManager.ts), each timed from its request to its
+answer: createInstance, its status until healthy (polled), writeFiles of the root component,
+getFiles of it back, executeCommands, runStaticAnalysisCode, getInstanceErrors,
+clearInstanceErrors, getLogs, deployToCloudflareWorkers, the deployed preview fetched,
+updateProjectName, listAllInstances, shutdownInstance. Twice over: created from the template's files
+(upstream's body) and from its name (the Google Cloud port's body). The dependencies' tree is in
+Cloud Storage beforehand (one unmeasured createInstance), as a warm cache has it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from bench.runner import RunnerClient
+from devstack.config import HOST
+from devstack.stack import PROJECT_ROOT, Stack
+
+TEMPLATE = "react-vite"
+TEMPLATE_DIR = PROJECT_ROOT / "templates" / TEMPLATE
+STATUS_POLL_SECONDS = 0.1
+EDITED = "src/App.tsx"
+
+
+def template_files() -> list[dict[str, str]]:
+    """The template's files as the agent's file manager hands them over, its own metadata left out."""
+    redacted = set(json.loads((TEMPLATE_DIR / ".redacted_files.json").read_text()))
+    return [
+        {"filePath": str(path.relative_to(TEMPLATE_DIR)), "fileContents": path.read_text()}
+        for path in sorted(TEMPLATE_DIR.rglob("*"))
+        if path.is_file() and str(path.relative_to(TEMPLATE_DIR)) not in redacted
+    ]
+
+
+def create_bodies(project: str) -> dict[str, dict[str, Any]]:
+    """createInstance's body in each version: upstream sends the files, the port the template's name."""
+    return {
+        "from files (upstream)": {"files": template_files(), "projectName": project, "envVars": {}},
+        "from name (port)": {"templateName": TEMPLATE, "projectName": project},
+    }
+
+
+def _fetch(url: str) -> httpx.Response:
+    """GET a preview; a `*.localhost` host (previews served by host, locally) is reached on loopback."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if host.endswith(".localhost"):
+        loopback = parts._replace(netloc=f"{HOST}:{parts.port or 80}")
+        return httpx.get(urllib.parse.urlunsplit(loopback), headers={"Host": parts.netloc}, timeout=60)
+    return httpx.get(url, timeout=60)
+
+
+def _succeeded(answer: Any) -> Any:
+    if isinstance(answer, dict) and answer.get("success") is False:
+        raise RuntimeError(f"answered a failure: {str(answer)[:300]}")
+    return answer
+
+
+def sequence(runner: RunnerClient, body: dict[str, Any]) -> dict[str, Any]:
+    """One DeploymentManager sequence: milliseconds per call, in the agent's order."""
+    timings: dict[str, float] = {}
+
+    def timed(name: str, call: Callable[[], Any]) -> Any:
+        began = time.perf_counter()
+        answer = call()
+        timings[name] = round((time.perf_counter() - began) * 1000, 1)
+        return answer
+
+    created = timed("createInstance", lambda: _succeeded(runner.call("POST", "/instances", body)))
+    instance = created["runId"]
+    at = f"/instances/{instance}"
+    polls = 0
+
+    def until_healthy() -> None:
+        nonlocal polls
+        while True:
+            status = runner.call("GET", f"{at}/status")
+            polls += 1
+            if status.get("isHealthy"):
+                return
+            if not status.get("pending", True):
+                raise RuntimeError(f"instance {instance} failed: {status}")
+            time.sleep(STATUS_POLL_SECONDS)
+
+    timed("status until healthy", until_healthy)
+    app = (TEMPLATE_DIR / EDITED).read_text().replace("clicked", "pressed")
+    files = [{"filePath": EDITED, "fileContents": app}]
+    timed(
+        "writeFiles", lambda: _succeeded(runner.call("POST", f"{at}/files", {"files": files, "commitMessage": "edit"}))
+    )
+    paths = urllib.parse.quote(json.dumps([EDITED], separators=(",", ":")), safe="!'()*-._~")
+    read = timed("getFiles", lambda: _succeeded(runner.call("GET", f"{at}/files?filePaths={paths}")))
+    assert [f["fileContents"] for f in read["files"] if f["filePath"] == EDITED] == [app], (
+        "getFiles read back other text"
+    )
+    timed("executeCommands", lambda: _succeeded(runner.call("POST", f"{at}/commands", {"commands": ["ls src"]})))
+    timed("runStaticAnalysisCode", lambda: _succeeded(runner.call("GET", f"{at}/analysis?files={EDITED}")))
+    timed("getInstanceErrors", lambda: _succeeded(runner.call("GET", f"{at}/errors")))
+    timed("clearInstanceErrors", lambda: _succeeded(runner.call("DELETE", f"{at}/errors")))
+    timed("getLogs", lambda: _succeeded(runner.call("GET", f"{at}/logs?reset=true")))
+    deployed = timed("deployToCloudflareWorkers", lambda: _succeeded(runner.call("POST", f"{at}/deploy")))
+    page = timed("fetch the preview", lambda: _fetch(deployed["deployedUrl"]))
+    assert page.status_code == 200 and "<html" in page.text.lower(), f"preview: {page.status_code}"
+    timed("updateProjectName", lambda: runner.call("POST", f"{at}/name", {"projectName": "bench-renamed"}))
+    timed("listAllInstances", lambda: _succeeded(runner.call("GET", "/instances")))
+    timed("shutdownInstance", lambda: _succeeded(runner.call("DELETE", at)))
+    return {"calls": timings, "total_ms": round(sum(timings.values()), 1), "status_polls": polls}
+
+
+def manager_sequence(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
+    """Both versions' sequence `repeats` times, alternated; medians per call and of the totals."""
+    runner = RunnerClient(stack, token)
+    warm, _ = runner.create(create_bodies("bench-warm-up")["from name (port)"], STATUS_POLL_SECONDS)
+    runner.call("DELETE", f"/instances/{warm}")
+    bodies = create_bodies("bench-deployment-manager")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in bodies}
+    for index in range(repeats):
+        for name in list(bodies) if index % 2 == 0 else list(bodies)[::-1]:
+            runs[name].append(sequence(runner, bodies[name]))
+    versions = {}
+    for name, done in runs.items():
+        calls = list(done[0]["calls"])
+        versions[name] = {
+            "calls_ms": {call: round(statistics.median(run["calls"][call] for run in done), 1) for call in calls},
+            "total_ms": round(statistics.median(run["total_ms"] for run in done), 1),
+            "totals_ms": [run["total_ms"] for run in done],
+            "status_polls": [run["status_polls"] for run in done],
+        }
+    return {
+        "repeats": repeats,
+        "template": TEMPLATE,
+        "status_poll_ms": STATUS_POLL_SECONDS * 1000,
+        "files_sent": len(bodies["from files (upstream)"]["files"]),
+        "versions": versions,
+    }
