@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -49,6 +50,7 @@ from control_plane.models import (
 from control_plane.openapi import openapi_document
 from control_plane.routing import Doc, Operation
 from control_plane.service import ControlPlane
+from control_plane.sse import MEDIA_TYPE, stream
 from control_plane.wiring import control_plane_from
 from vibesdk_gcp import clients
 from vibesdk_gcp.errors import InvalidRequest, NotFound, TooLarge, TooSlow, VibsdkError
@@ -57,6 +59,11 @@ from vibesdk_gcp.settings import Settings
 STATIC = Path(__file__).resolve().parent / "static"
 PREVIEW_STATUS = {PreviewState.READY: 200, PreviewState.CREATING: 202, PreviewState.FAILED: 409}
 M = TypeVar("M", bound=BaseModel)
+# JSON's number, as the OpenAPI document's `number` means it (Python's float() takes "1_0", " 5", "nan").
+NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+# An events stream ends before Cloud Run's request timeout (300 s, infra/gcp/modules/runtime) cuts
+# it; the client reconnects with Last-Event-ID.
+EVENTS_SECONDS = 280.0
 
 
 def plane_of(request: Request) -> ControlPlane:
@@ -155,12 +162,34 @@ async def list_runs(request: Request) -> Response:
     return JSONResponse(RunList(runs=runs).model_dump(mode="json"))
 
 
+def wait_of(request: Request) -> float:
+    """The `wait` query parameter: seconds from 0 to the settings' most; absent, 0."""
+    if "wait" not in request.query_params:
+        return 0.0
+    raw = request.query_params["wait"]
+    most = request.app.state.settings.max_wait_seconds
+    if not NUMBER.fullmatch(raw) or not 0 <= float(raw) <= most:
+        raise FieldError("wait", f"wait must be a number of seconds from 0 to {most:g}, got {raw!r}")
+    return float(raw)
+
+
 async def get_run(request: Request) -> Response:
-    """One run with its transitions"""
-    run = await run_in_threadpool(
-        plane_of(request).run, caller_of(request).owner, request.path_params["sessionId"], request.path_params["runId"]
+    """One run with its transitions; with `wait`, as soon as it has ended (or when `wait` s pass)"""
+    seconds = wait_of(request)
+    run = await plane_of(request).run_when_terminal(
+        caller_of(request).owner, request.path_params["sessionId"], request.path_params["runId"], seconds
     )
     return JSONResponse(run.model_dump(mode="json"))
+
+
+async def get_events(request: Request) -> Response:
+    """The session's run transitions as Server-Sent Events, those already there first"""
+    feed = await plane_of(request).transition_feed(
+        caller_of(request).owner, request.path_params["sessionId"], request.headers.get("last-event-id")
+    )
+    # no-transform and X-Accel-Buffering: proxies pass each event on at once rather than buffer it.
+    headers = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(feed, EVENTS_SECONDS), media_type=MEDIA_TYPE, headers=headers)
 
 
 async def get_log(request: Request) -> Response:
@@ -223,6 +252,23 @@ LOG_QUERY = (
     {"name": "name", "in": "query", "required": True, "schema": {"type": "string"}},
     {"name": "stream", "in": "query", "schema": {"type": "string", "enum": ["stdout", "stderr"]}},
 )
+WAIT_QUERY = (
+    {
+        "name": "wait",
+        "in": "query",
+        "description": "answer as soon as the run has ended, or as it stands after this many seconds "
+        "(at most VIBESDK_MAX_WAIT_SECONDS; 0 or absent: at once)",
+        "schema": {"type": "number", "minimum": 0, "maximum": Settings.max_wait_seconds},
+    },
+)
+EVENTS_QUERY = (
+    {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "description": "the last event's id a client saw: the stream resumes after it",
+        "schema": {"type": "string"},
+    },
+)
 # Each request to these is checked for a cross-site write, then authenticated and rate-limited;
 # both raise into the app's exception handlers, which wrap this Mount.
 API = Mount(
@@ -233,7 +279,8 @@ API = Mount(
         Operation("/agent/{sessionId}", get_session, "GET", Doc({200: Session})),
         Operation("/agent/{sessionId}/actions", queue_action, "POST", Doc({202: Queued}, body=QueueAction)),
         Operation("/agent/{sessionId}/runs", list_runs, "GET", Doc({200: RunList})),
-        Operation("/agent/{sessionId}/runs/{runId}", get_run, "GET", Doc({200: Run})),
+        Operation("/agent/{sessionId}/runs/{runId}", get_run, "GET", Doc({200: Run}, query=WAIT_QUERY)),
+        Operation("/agent/{sessionId}/events", get_events, "GET", Doc(query=EVENTS_QUERY, stream=True)),
         Operation("/agent/{sessionId}/log", get_log, "GET", Doc(query=LOG_QUERY, text=True)),
         Operation(
             "/agent/{sessionId}/preview", get_preview, "GET", Doc(dict.fromkeys(PREVIEW_STATUS.values(), Preview))

@@ -57,6 +57,22 @@ class Transition(BaseModel):
     deliveryAttempt: int | None = None
 
 
+class TransitionEvent(BaseModel):
+    """The data of one `transition` event of GET /api/agent/{sessionId}/events: a run's transition as it
+    lands (fetch the run for its result)."""
+
+    runId: str
+    action: str  # as stored: a newer release's action reads too
+    seq: int
+    status: RunStatus
+    at: str
+    error: str | None = None  # a failed run's, on its terminal transition
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.runId}:{self.seq}"
+
+
 class SpilledResult(BaseModel):
     """A succeeded run's result too big for Firestore, kept in Cloud Storage instead (functions/job.py)."""
 

@@ -101,6 +101,9 @@ def operation(path: str, route: Operation, refs: Refs) -> dict[str, Any]:
             }
     if doc.text:
         responses["200"] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    if doc.stream:
+        events = "Server-Sent Events, until the stream's time is up (docs/API.md)"
+        responses["200"] = {"description": events, "content": {"text/event-stream": {"schema": {"type": "string"}}}}
     errors: list[int] = []
     if not doc.public:
         errors += [401, 403, 429, 503]
@@ -136,7 +139,8 @@ def links_from(model: type[BaseModel], operations: Sequence[tuple[str, Operation
     links = {}
     for path, route in operations:
         names = list(compile_path(path)[2])
-        if names and set(names) <= model.model_fields.keys():
+        # A client following a link to a stream would wait on it for minutes.
+        if names and set(names) <= model.model_fields.keys() and not route.doc.stream:
             parameters = {name: f"$response.body#/{name}" for name in names}
             links[route.name] = {"operationId": route.name, "parameters": parameters}
     return links

@@ -46,6 +46,8 @@ class Doc:
     query: tuple[dict[str, Any], ...] = ()
     # The 200 answer is text/plain rather than JSON.
     text: bool = False
+    # The 200 answer is a stream of Server-Sent Events (text/event-stream): no link leads to it.
+    stream: bool = False
     # Needs no credential.
     public: bool = False
 

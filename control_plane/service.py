@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from control_plane.feed import TransitionFeed
 from control_plane.models import CreateSession, Preview, PreviewState, QueueAction, Queued, Run, Session
 from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs
@@ -163,6 +164,11 @@ class ControlPlane:
         if done is None:
             return await run_in_threadpool(self.run, owner, session_id, run_id)
         return Run.model_validate(jsonable(done.model_dump()))
+
+    async def transition_feed(self, owner: str, session_id: str, last_event_id: str | None) -> TransitionFeed:
+        """The session's run transitions as they land (`async with` it), after `last_event_id` if given."""
+        await run_in_threadpool(self._owned_session, owner, session_id)
+        return TransitionFeed(self._store.session_runs(session_id), last_event_id)
 
     def full_log(self, owner: str, session_id: str, log: str, stream: str) -> bytes:
         """A command's whole stdout or stderr, by the `log` name its run result gives."""

@@ -84,6 +84,8 @@ class Settings:
     api_token: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout_seconds: float = 30.0
+    # The longest `?wait=` a run's GET may hold: under the control plane's Cloud Run request timeout (300 s).
+    max_wait_seconds: float = 60.0
     # What a client may take to send a request's headers (control_plane/__main__.py).
     header_timeout_seconds: float = 10.0
     host: str = "0.0.0.0"
@@ -173,6 +175,7 @@ class Settings:
             max_body_bytes=_int(env, "VIBESDK_MAX_BODY_BYTES", base.max_body_bytes, minimum=1),
             body_timeout_seconds=_seconds(env, "VIBESDK_BODY_TIMEOUT_SECONDS", base.body_timeout_seconds),
             header_timeout_seconds=_seconds(env, "VIBESDK_HEADER_TIMEOUT_SECONDS", base.header_timeout_seconds),
+            max_wait_seconds=_seconds(env, "VIBESDK_MAX_WAIT_SECONDS", base.max_wait_seconds, zero=True),
             host=env.get("HOST") or base.host,
             port=_int(env, "PORT", base.port, minimum=1),
             workspace_root=Path(env.get("VIBESDK_WORKSPACE_ROOT") or base.workspace_root),

@@ -1,0 +1,62 @@
+"""Server-Sent Events: the frames (https://html.spec.whatwg.org/multipage/server-sent-events.html), and a
+stream of them from a source, kept alive by comments and ended after a set time."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+MEDIA_TYPE = "text/event-stream"
+# Proxies and Cloud Run's front end cut a stream that sends nothing for a while.
+KEEPALIVE_SECONDS = 15.0
+KEEPALIVE = b": keep-alive\n\n"
+# The line ends the format knows; str.splitlines would also split on \x0b, \x1c and others.
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    event: str
+    data: str
+
+
+class Source(Protocol):
+    """Messages as they come, in batches; `next` may be cut short (a timeout) without losing any."""
+
+    async def __aenter__(self) -> Source: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def next(self) -> Sequence[Message]: ...
+
+
+def frame(message: Message) -> bytes:
+    assert not LINE_END.search(message.id + message.event), f"an id or event name holds a line end: {message}"
+    lines = [f"id: {message.id}", f"event: {message.event}"]
+    lines += [f"data: {line}" for line in LINE_END.split(message.data)]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+async def stream(source: Source, lifetime: float, every: float = KEEPALIVE_SECONDS) -> AsyncIterator[bytes]:
+    """The source's messages as frames, a comment when `every` s pass without one, for `lifetime` s.
+
+    The source is entered here and left when the stream ends, however it ends: when the client goes,
+    Starlette cancels the response, and the cancellation reaches the wait below.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lifetime
+    async with source:
+        while (left := deadline - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(min(every, left)):
+                    messages = await source.next()
+            except TimeoutError:
+                if deadline - loop.time() > 0:
+                    yield KEEPALIVE
+                continue
+            for message in messages:
+                yield frame(message)

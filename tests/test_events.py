@@ -1,0 +1,220 @@
+"""The events stream: its frames, keep-alives and end; the feed's order and resume; and its listener,
+closed when the client goes (a real server, the emulator)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from control_plane.app import create_app
+from control_plane.auth import LOCAL_OWNER
+from control_plane.feed import TransitionFeed
+from control_plane.service import ControlPlane
+from control_plane.sse import KEEPALIVE, Message, frame, stream
+from tests.e2e.conftest import wait_until
+from tests.test_control_plane import AUTH, api_settings, topic  # noqa: F401 (fixtures)
+from tests.test_recorder import event, new_request
+from vibesdk_gcp import clients
+from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.runs import RunDoc, RunStore
+from vibesdk_gcp.schemas import SandboxRequest
+from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.storage import Storage
+
+# The thread each Firestore listener's stream runs in (google.api_core.bidi).
+LISTENER_THREAD = "Thread-ConsumeBidirectionalStream"
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_frame_has_id_event_and_data() -> None:
+    message = Message("run-1:0", "transition", '{"status":"queued"}')
+    assert frame(message) == b'id: run-1:0\nevent: transition\ndata: {"status":"queued"}\n\n'
+
+
+def test_each_line_of_data_is_a_data_field() -> None:
+    # Every line end the format knows splits data; others (\x0b) stay inside a line.
+    message = Message("1", "note", "one\r\ntwo\rthree\nfour\x0bstill four")
+    assert frame(message) == b"id: 1\nevent: note\ndata: one\ndata: two\ndata: three\ndata: four\x0bstill four\n\n"
+
+
+def test_an_id_with_a_line_end_is_a_mistake() -> None:
+    with pytest.raises(AssertionError, match="line end"):
+        frame(Message("1\n2", "transition", "{}"))
+
+
+class Scripted:
+    """A source that gives each batch at its time (seconds after entering), then nothing; a wait cut
+    short loses nothing, as the Source protocol asks."""
+
+    def __init__(self, batches: list[tuple[float, Sequence[Message]]]) -> None:
+        self._batches = batches
+        self._start = 0.0
+        self.entered = self.exited = False
+
+    async def __aenter__(self) -> Scripted:
+        self._start = asyncio.get_running_loop().time()
+        self.entered = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.exited = True
+
+    async def next(self) -> Sequence[Message]:
+        if not self._batches:
+            await asyncio.Event().wait()
+        due, batch = self._batches[0]
+        await asyncio.sleep(self._start + due - asyncio.get_running_loop().time())
+        self._batches.pop(0)
+        return batch
+
+
+async def collect(frames: Any) -> list[bytes]:
+    return [item async for item in frames]
+
+
+def test_silence_is_filled_with_comments_and_the_stream_ends_on_time() -> None:
+    first, second = Message("a", "transition", "1"), Message("b", "transition", "2")
+    source = Scripted([(0, [first]), (0.25, [second])])
+    frames = asyncio.run(collect(stream(source, lifetime=0.5, every=0.1)))
+    assert frames[0] == frame(first)
+    assert frame(second) in frames
+    # Keep-alives between the two and after the second, none past the lifetime.
+    assert frames.count(KEEPALIVE) in (3, 4, 5)
+    assert source.entered and source.exited
+
+
+def test_a_cancelled_stream_leaves_its_source() -> None:
+    source = Scripted([])
+
+    async def cut_short() -> None:
+        task = asyncio.ensure_future(collect(stream(source, lifetime=60, every=10)))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cut_short())
+    assert source.exited
+
+
+def run_doc(run_id: str, created: datetime, statuses: list[str], error: str | None = None) -> RunDoc:
+    transitions = [
+        {"seq": seq, "status": status, "at": created + timedelta(seconds=seq)} for seq, status in enumerate(statuses)
+    ]
+    document = {
+        "runId": run_id,
+        "sessionId": "s",
+        "action": "executeCommands",
+        "paramsDigest": "d",
+        "status": statuses[-1],
+        "seq": len(statuses) - 1,
+        "transitions": transitions,
+        "error": error,
+        "createdAt": created,
+        "updatedAt": created,
+    }
+    return RunDoc.model_validate(document)
+
+
+def ids(events: Sequence[Any]) -> list[str]:
+    return [item.event_id for item in events]
+
+
+def test_the_feed_sends_what_is_there_by_time_then_each_new_transition_once() -> None:
+    feed = TransitionFeed(listener=None, after=None)  # type: ignore[arg-type]  # new() reads no listener
+    early = run_doc("early", T0, ["queued", "running", "failed"], error="boom")
+    late = run_doc("late", T0 + timedelta(seconds=1.5), ["queued"])
+    sent = feed.new([late, early])
+    assert ids(sent) == ["early:0", "early:1", "late:0", "early:2"]
+    assert sent[-1].error == "boom" and sent[0].error is None
+    again = feed.new([early, run_doc("late", T0 + timedelta(seconds=1.5), ["queued", "running"])])
+    assert ids(again) == ["late:1"]
+
+
+def test_the_feed_resumes_after_the_last_event_id() -> None:
+    runs = [run_doc("a", T0, ["queued", "running", "succeeded"]), run_doc("b", T0 + timedelta(seconds=5), ["queued"])]
+    assert ids(TransitionFeed(None, after="a:1").new(runs)) == ["a:2", "b:0"]  # type: ignore[arg-type]
+    # An id the feed does not know (a run since deleted, a garbled header): everything is sent.
+    assert len(TransitionFeed(None, after="nonsense").new(runs)) == 4  # type: ignore[arg-type]
+
+
+def queue(store: RunStore) -> SandboxRequest:
+    """A queued run of a new session of the development token's owner."""
+    request = new_request().model_copy(update={"owner": LOCAL_OWNER})
+    store.queue_run(request, new_session=True)
+    return request
+
+
+def next_event(lines: Iterator[str]) -> dict[str, str]:
+    """The fields of the next event (comments skipped)."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line and fields:
+            return fields
+        if line and not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+    raise AssertionError(f"the stream ended inside an event: {fields}")
+
+
+def listener_threads() -> int:
+    return sum(thread.name == LISTENER_THREAD for thread in threading.enumerate())
+
+
+@pytest.fixture
+def served(api_settings: Settings, store: RunStore, storage: Storage) -> Iterator[str]:  # noqa: F811
+    """The API on uvicorn, in this process (so that its threads can be counted)."""
+    plane = ControlPlane(store, Bus(clients.publisher_client(api_settings), api_settings.project), storage)
+    listening = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(api_settings, plane), log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]})
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "uvicorn to start", timeout=10)
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listening.close()
+
+
+def test_the_stream_sends_transitions_and_its_listener_closes_when_the_client_goes(
+    served: str,
+    store: RunStore,
+    topic: str,  # noqa: F811
+) -> None:
+    request = queue(store)
+    before = listener_threads()
+    client = httpx.Client(base_url=served, headers=AUTH, timeout=10)
+    with client, client.stream("GET", f"/api/agent/{request.sessionId}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        first = next_event(lines)
+        assert first["id"] == f"{request.runId}:0" and first["event"] == "transition"
+        data = json.loads(first["data"])
+        assert data["status"] == "queued" and data["runId"] == request.runId
+        assert listener_threads() == before + 1
+        store.apply(event(request, 1, "running"))
+        assert next_event(lines)["id"] == f"{request.runId}:1"
+    # The client went: the server's listener closes with the request, not at the stream's end.
+    wait_until(lambda: listener_threads() == before, "the listener to close", timeout=10)
+
+
+def test_a_bad_wait_is_refused_naming_it(served: str, store: RunStore) -> None:
+    request = queue(store)
+    url = f"/api/agent/{request.sessionId}/runs/{request.runId}"
+    with httpx.Client(base_url=served, headers=AUTH, timeout=10) as client:
+        for bad in ("-1", "61", "abc", "nan", "1_0", ""):
+            answer = client.get(url, params={"wait": bad})
+            assert answer.status_code == 422 and answer.json()["field"] == "wait", bad
+        assert client.get(url, params={"wait": "0"}).json()["status"] == "queued"
