@@ -19,6 +19,7 @@ import statistics
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +37,12 @@ BENCH_FILE = {"filePath": "bench/runner.txt", "fileContents": "measured\n"}
 TERMINAL = ("succeeded", "failed")
 # Each call: the runner's request (method, path under the instance, body) and the same action for /api.
 CALLS: dict[str, tuple[tuple[str, str, Any], str, dict[str, Any]]] = {
-    "commands": (("POST", "/commands", {"commands": ["true"]}), "executeCommands", {"commands": ["true"]}),
+    # The runner lets a key with egress (the bench's) ask for network, as VibSDK's agent installs packages.
+    "commands": (
+        ("POST", "/commands", {"commands": ["true"]}),
+        "executeCommands",
+        {"commands": ["true"], "allowNetwork": True},
+    ),
     "write files": (("POST", "/files", {"files": [BENCH_FILE]}), "writeFiles", {"files": [BENCH_FILE]}),
     "read files": (
         # getFiles: ?filePaths= + encodeURIComponent(JSON.stringify(paths))
@@ -96,14 +102,19 @@ class _Runs:
         session = self.client.collection(RUNS_COLLECTION).document(session_id).get()
         return str(session.get("runId"))
 
-    def terminal_times(self, session_id: str, run_id: str, action: str, answered: float) -> dict[str, float]:
-        snapshot = (
+    def run(self, session_id: str, run_id: str) -> Any:
+        return (
             self.client.collection(RUNS_COLLECTION)
             .document(session_id)
             .collection(RUNS_SUBCOLLECTION)
             .document(run_id)
             .get()
         )
+
+    def terminal_times(self, session_id: str, run_id: str, action: str, answered: float) -> dict[str, float]:
+        """Milliseconds from each moment of the run's end to the answer. A quick action's run gets one
+        status event (its running transition rides on the terminal one): no write follows the terminal."""
+        snapshot = self.run(session_id, run_id)
         run = snapshot.to_dict() or {}
         assert run.get("action") == action, f"run {run_id} is {run.get('action')!r}, not the {action} just made"
         if run.get("status") != "succeeded":
@@ -116,7 +127,7 @@ class _Runs:
         }
 
 
-def _through_runner(runner: RunnerClient, runs: _Runs, instance: str, call: str) -> dict[str, float]:
+def _through_runner(runner: RunnerClient, runs: _Runs, instance: str, call: str) -> dict[str, Any]:
     (method, path, body), action, _ = CALLS[call]
     before = runs.latest_run_id(instance)
     began = time.time()
@@ -126,10 +137,10 @@ def _through_runner(runner: RunnerClient, runs: _Runs, instance: str, call: str)
         raise RuntimeError(f"runner {call}: {answer}")
     run_id = runs.latest_run_id(instance)
     assert run_id != before, f"runner {call} queued no run"
-    return runs.terminal_times(instance, run_id, action, answered) | {"call": (answered - began) * 1000}
+    return runs.terminal_times(instance, run_id, action, answered) | {"call": (answered - began) * 1000, "run": run_id}
 
 
-def _through_api(api: httpx.Client, runs: _Runs, instance: str, call: str) -> dict[str, float]:
+def _through_api(api: httpx.Client, runs: _Runs, instance: str, call: str) -> dict[str, Any]:
     _, action, params = CALLS[call]
     began = time.time()
     queued = api.post(f"/api/agent/{instance}/actions", json={"action": action, "params": params})
@@ -140,11 +151,11 @@ def _through_api(api: httpx.Client, runs: _Runs, instance: str, call: str) -> di
     waited.raise_for_status()
     if waited.json()["status"] not in TERMINAL:
         raise RuntimeError(f"GET .../runs/{run_id}?wait={API_WAIT_SECONDS} answered before the run ended")
-    return runs.terminal_times(instance, run_id, action, answered) | {"call": (answered - began) * 1000}
+    return runs.terminal_times(instance, run_id, action, answered) | {"call": (answered - began) * 1000, "run": run_id}
 
 
-def _p50(samples: list[dict[str, float]], key: str) -> float:
-    return round(statistics.median(sample[key] for sample in samples), 1)
+def _p50(samples: list[dict[str, Any]], key: str) -> float:
+    return round(float(statistics.median(sample[key] for sample in samples)), 1)
 
 
 def runner_wait(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
@@ -154,14 +165,15 @@ def runner_wait(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
     runs = _Runs(stack)
     api = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
     instance, _ = runner.create({"templateName": TEMPLATE, "projectName": "bench-runner-wait"})
-    ways = {
+    ways: dict[str, Callable[[str], dict[str, Any]]] = {
         "runner": lambda call: _through_runner(runner, runs, instance, call),
         "api": lambda call: _through_api(api, runs, instance, call),
     }
-    samples: dict[str, dict[str, list[dict[str, float]]]] = {way: {call: [] for call in CALLS} for way in ways}
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {way: {call: [] for call in CALLS} for way in ways}
     for call in CALLS:
-        for way in ways.values():
-            way(call)  # unmeasured
+        unmeasured = [way(call)["run"] for way in ways.values()]
+        digests = {runs.run(instance, run_id).get("paramsDigest") for run_id in unmeasured}
+        assert len(digests) == 1, f"{call}: the runner and /api ran different parameters"
         for index in range(repeats):
             for name in ("runner", "api") if index % 2 == 0 else ("api", "runner"):
                 samples[name][call].append(ways[name](call))
