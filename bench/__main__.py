@@ -406,7 +406,6 @@ def goals(results: dict[str, Any], app_goals: list[dict[str, Any]]) -> list[dict
                     for call, row in runner["runner"]["calls"].items()
                 ),
                 other("from the recorder's updatedAt", runner["runner"]["all"]["updated_at"], runner["goal_ms"]),
-                other("the same through /api with ?wait=", runner["api"]["all"]["commit"], runner["goal_ms"]),
             ],
         ),
         goal(
