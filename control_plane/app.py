@@ -46,6 +46,7 @@ from control_plane.models import (
     Session,
     SessionList,
     TemplateList,
+    TransitionEvent,
 )
 from control_plane.openapi import openapi_document
 from control_plane.routing import Doc, Operation
@@ -280,7 +281,7 @@ API = Mount(
         Operation("/agent/{sessionId}/actions", queue_action, "POST", Doc({202: Queued}, body=QueueAction)),
         Operation("/agent/{sessionId}/runs", list_runs, "GET", Doc({200: RunList})),
         Operation("/agent/{sessionId}/runs/{runId}", get_run, "GET", Doc({200: Run}, query=WAIT_QUERY)),
-        Operation("/agent/{sessionId}/events", get_events, "GET", Doc(query=EVENTS_QUERY, stream=True)),
+        Operation("/agent/{sessionId}/events", get_events, "GET", Doc(query=EVENTS_QUERY, stream=TransitionEvent)),
         Operation("/agent/{sessionId}/log", get_log, "GET", Doc(query=LOG_QUERY, text=True)),
         Operation(
             "/agent/{sessionId}/preview", get_preview, "GET", Doc(dict.fromkeys(PREVIEW_STATUS.values(), Preview))

@@ -102,8 +102,10 @@ def operation(path: str, route: Operation, refs: Refs) -> dict[str, Any]:
     if doc.text:
         responses["200"] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
     if doc.stream:
-        events = "Server-Sent Events, until the stream's time is up (docs/API.md)"
-        responses["200"] = {"description": events, "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+        responses["200"] = {
+            "description": "Server-Sent Events, until the stream's time is up (docs/API.md)",
+            "content": {"text/event-stream": {"schema": event_schema(refs[doc.stream])}},
+        }
     errors: list[int] = []
     if not doc.public:
         errors += [401, 403, 429, 503]
@@ -111,6 +113,8 @@ def operation(path: str, route: Operation, refs: Refs) -> dict[str, Any]:
         errors.append(404)
     if doc.body:
         errors += BODY_ERRORS
+    elif any(parameter["in"] == "query" for parameter in doc.query):
+        errors.append(422)  # a query parameter out of its schema
     for status in sorted(errors):
         responses[str(status)] = {
             "description": ERRORS[status],
@@ -131,6 +135,20 @@ def operation(path: str, route: Operation, refs: Refs) -> dict[str, Any]:
     if doc.public:
         described["security"] = []
     return described
+
+
+def event_schema(data: dict[str, str]) -> dict[str, Any]:
+    """One Server-Sent Event whose data is JSON of the `data` schema: OpenAPI 3.1 has a stream's
+    `schema` describe each event (https://spec.openapis.org/oas/v3.2.0.html#sequential-media-types)."""
+    return {
+        "type": "object",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string"},
+            "event": {"type": "string"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+        },
+    }
 
 
 def links_from(model: type[BaseModel], operations: Sequence[tuple[str, Operation]]) -> dict[str, Any]:
@@ -169,6 +187,7 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
         body: action_variants(body) for body in bodies if issubclass(body, Body) and "action" in body.model_fields
     }
     answered: list[type[BaseModel]] = [model for _, route in operations for model in route.doc.answers.values()]
+    answered += [route.doc.stream for _, route in operations if route.doc.stream]
     answers: dict[type[BaseModel], None] = dict.fromkeys(
         [*answered, Error, SpilledResult, *(spec.result for spec in ACTIONS.values())]
     )

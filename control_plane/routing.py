@@ -46,8 +46,9 @@ class Doc:
     query: tuple[dict[str, Any], ...] = ()
     # The 200 answer is text/plain rather than JSON.
     text: bool = False
-    # The 200 answer is a stream of Server-Sent Events (text/event-stream): no link leads to it.
-    stream: bool = False
+    # The 200 answer is Server-Sent Events (text/event-stream), each event's data this model; no
+    # link leads to it.
+    stream: type[BaseModel] | None = None
     # Needs no credential.
     public: bool = False
 

@@ -19,7 +19,6 @@ or VIBESDK_API_TOKEN. The exit code is 0 only when the run succeeded.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 
 from vibesdk_cli.client import Client, ClientError
 from vibesdk_cli.locallogs import DEFAULT_DIR, run_lines
-from vibesdk_cli.progress import describe, watch
+from vibesdk_cli.progress import describe, until_ended, watch
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if session["status"] == "succeeded" else 1
         if args.command == "logs":
             queued = client.act(args.target, "getLogs", {})
-            run = watch(client, queued["sessionId"], queued["runId"], out=io.StringIO())
+            run = until_ended(client, queued["sessionId"], queued["runId"], timeout=1800)
             if run["status"] != "succeeded":
                 describe(run)
                 return 1

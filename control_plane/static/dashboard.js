@@ -1,8 +1,9 @@
 // The sessions dashboard: the owner's sessions; for one, its runs on a timeline with their output,
-// its files (through getFiles), its static-analysis issues and its latest preview, all live.
+// its files (through getFiles), its static-analysis issues and its latest preview, all live: the
+// session's events stream says when a run moved on, and the page then reads what changed.
 "use strict";
 
-const state = { token: "", session: null, timer: null, file: null, files: [] };
+const state = { token: "", session: null, stream: null, due: null, file: null, files: [] };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -179,8 +180,62 @@ async function refresh() {
   }
 }
 
+// One refresh for the events that come close together (a stream starts with every transition there).
+function refreshSoon() {
+  if (state.due) return;
+  state.due = setTimeout(() => { state.due = null; refresh(); }, 100);
+}
+
+function pause(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// Read the session's events stream (docs/API.md), refreshing on each transition, until another
+// session is followed. EventSource cannot send an Authorization header: the stream is read by fetch.
+async function follow(sessionId) {
+  if (state.stream) state.stream.abort();
+  const stream = new AbortController();
+  state.stream = stream;
+  let lastId = null;
+  while (!stream.signal.aborted) {
+    try {
+      const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+      if (lastId) headers["Last-Event-ID"] = lastId;
+      const response = await fetch(`/api/agent/${sessionId}/events`, { headers, signal: stream.signal });
+      if (!response.ok && response.status !== 429 && response.status < 500) {
+        const data = await response.json().catch(() => ({}));
+        say(data.detail || `events: ${response.status}`, true);
+        return;
+      }
+      if (response.ok) {
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          // Events end with a blank line; a comment (the keep-alive) has no id.
+          const blocks = (buffer + value).split("\n\n");
+          buffer = blocks.pop();
+          for (const block of blocks) {
+            const id = block.split("\n").find((line) => line.startsWith("id: "));
+            if (id) {
+              lastId = id.slice(4);
+              refreshSoon();
+            }
+          }
+        }
+      }
+    } catch (error) {
+      if (stream.signal.aborted) return;
+    }
+    // The server ends a stream after some minutes, or it broke: go on after the last event seen.
+    await pause(1000);
+  }
+}
+
 function select(sessionId) {
   state.session = sessionId;
+  follow(sessionId);
   refresh();
 }
 
@@ -201,6 +256,7 @@ async function start() {
     event.preventDefault();
     state.token = $("token").value.trim();
     localStorage.setItem("vibesdk-token", state.token);
+    if (state.session) follow(state.session);
     refresh();
   });
   $("create").addEventListener("submit", async (event) => {
@@ -228,7 +284,6 @@ async function start() {
     say(error.message, true);
   }
   refresh();
-  state.timer = setInterval(refresh, 1000);
 }
 
 start();
