@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from control_plane.auth import Authenticator, RateLimiter
-from control_plane.errors import INTERNAL, FieldError, error_response, http_error, vibsdk_error
+from control_plane.errors import INTERNAL, FieldError, answer_error, http_error, vibsdk_error
 from control_plane.keys import Caller, KeyStore
 from control_plane.middleware import (
     API_CSP,
@@ -50,6 +50,7 @@ from control_plane.models import (
 )
 from control_plane.openapi import openapi_document
 from control_plane.routing import Doc, Operation
+from control_plane.runner import RUNNER
 from control_plane.service import ControlPlane
 from control_plane.sse import MEDIA_TYPE, stream
 from control_plane.wiring import control_plane_from
@@ -292,6 +293,7 @@ API = Mount(
 )
 ROUTES: list[BaseRoute] = [
     API,
+    RUNNER,  # VibSDK's runner protocol (control_plane/runner.py)
     Route("/preview/{sessionId}/{token}/{path:path}", preview_file, methods=["GET"]),
     Operation("/healthz", healthz, "GET", Doc({200: Health}, public=True)),
     Route("/dashboard", dashboard, methods=["GET"]),
@@ -305,7 +307,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     last handler, outside every middleware: the security headers are set here)."""
     logging.getLogger("control_plane").error("unexpected error", exc_info=exc)
     headers = SECURITY_HEADERS | {"Content-Security-Policy": API_CSP, "Cache-Control": "no-store"}
-    return error_response(*INTERNAL, "an internal error; it is logged", headers=headers)
+    return answer_error(request, *INTERNAL, "an internal error; it is logged", headers=headers)
 
 
 def create_app(

@@ -1,4 +1,5 @@
-"""Every error the API answers, as one JSON shape: the status and code of each, chosen here once."""
+"""Every error the API answers, as one JSON shape (as text under /runner): the status and code of each,
+chosen here once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from control_plane.routing import allowed_methods
 from vibesdk_gcp.errors import (
@@ -29,6 +30,10 @@ logger = logging.getLogger("control_plane")
 
 class UnsupportedMediaType(VibsdkError):
     """A write whose body is not sent as application/json (415)."""
+
+
+class RunStillGoing(VibsdkError):
+    """A run that did not end within what the request waits for it (504): it goes on."""
 
 
 class FieldError(InvalidRequest):
@@ -52,10 +57,14 @@ ERRORS: dict[type[VibsdkError], tuple[int, str]] = {
     UnsupportedMediaType: (415, "unsupported_media_type"),
     TooMany: (429, "too_many_requests"),
     ServiceUnavailable: (503, "service_unavailable"),
+    RunStillGoing: (504, "gateway_timeout"),
 }
 INTERNAL = (500, "internal_error")
 # A caller may retry a 503 after this many seconds.
 RETRY_AFTER_UNAVAILABLE = 5
+# VibSDK's runner protocol (control_plane/runner.py): its client reads a failure as text, unparsed,
+# into `{success: false, error: <text>}`.
+RUNNER_PATH = "/runner"
 
 
 def error_of(error: VibsdkError) -> tuple[int, str]:
@@ -72,6 +81,31 @@ def error_response(
     return JSONResponse(body, status, headers=headers)
 
 
+def for_runner(request: Request) -> bool:
+    path = request.url.path
+    return path == RUNNER_PATH or path.startswith(RUNNER_PATH + "/")
+
+
+def sentence(detail: str) -> str:
+    """The detail as one line ending in a full stop."""
+    line = " ".join(detail.split())
+    return line if line.endswith((".", "!", "?")) else line + "."
+
+
+def answer_error(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The error in the shape its caller reads: JSON, or under /runner one sentence of text."""
+    if for_runner(request):
+        return PlainTextResponse(sentence(detail), status, headers=headers)
+    return error_response(status, code, detail, field, headers)
+
+
 async def vibsdk_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, VibsdkError), f"registered for VibsdkError, got {exc!r}"
     status, code = error_of(exc)
@@ -83,7 +117,7 @@ async def vibsdk_error(request: Request, exc: Exception) -> Response:
     elif status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
     field = exc.field if isinstance(exc, FieldError) else None
-    return error_response(status, code, str(exc), field, headers)
+    return answer_error(request, status, code, str(exc), field, headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -100,4 +134,4 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         # The route that refused knows its own methods only; others may share its path.
         headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.url.path))
-    return error_response(exc.status_code, code, detail, headers=headers)
+    return answer_error(request, exc.status_code, code, detail, headers=headers)

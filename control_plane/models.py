@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
-from vibesdk_gcp.params import Params
+from vibesdk_gcp.params import CommandLine, Params, Text
 from vibesdk_gcp.registry import ActionName, typed_params
 from vibesdk_gcp.schemas import RunStatus
 
@@ -143,3 +143,19 @@ class Error(BaseModel):
     error: str
     detail: str
     field: str | None = None
+
+
+# VibSDK's runner protocol (control_plane/runner.py): the bodies whose fields differ from our params'.
+
+
+class RunnerCommands(Body):
+    """POST /runner/instances/{id}/commands: VibSDK's ExecuteCommandsRequest (timeout in milliseconds)."""
+
+    commands: list[CommandLine] = Field(min_length=1)
+    timeout: float | None = Field(default=None, gt=0, description="milliseconds, per command")
+
+
+class RunnerRename(Body):
+    """POST /runner/instances/{id}/name: VibSDK's updateProjectName."""
+
+    projectName: Text = Field(min_length=1, max_length=200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -210,3 +211,17 @@ class ControlPlane:
             raise NotFound("no such preview file")
         data = self._storage.read(PREVIEWS_BUCKET, f"{session_id}/{token}/{path}")
         return data, content_type(path)
+
+    def rename(self, owner: str, session_id: str, project_name: str) -> None:
+        """Set the session's projectName: the runs queued from now on carry it (VibSDK's rename)."""
+        self._owned_session(owner, session_id)
+        self._store.rename_session(session_id, project_name)
+
+    def whole_result(self, run: Run) -> dict[str, Any]:
+        """A terminal run's whole result (`{}` for none): read back from where functions/job.py keeps
+        one too big for Firestore."""
+        result = run.result or {}
+        if "resultObject" not in result:
+            return result
+        whole: dict[str, Any] = json.loads(self._storage.read(LOGS_BUCKET, f"{run.sessionId}/results/{run.runId}.json"))
+        return whole

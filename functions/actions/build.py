@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from pathlib import Path
 
 from functions.actions.commands import MAX_KEPT_ERRORS
 from functions.actions.common import (
@@ -25,6 +27,18 @@ from vibesdk_gcp.params import Params, StaticAnalysisParams
 from vibesdk_gcp.schemas import PublishedPreview, SandboxRequest, SessionChanges, utcnow
 
 MAX_PREVIEW_FILES = 5_000
+# An app that is a Cloudflare Worker says so in its Wrangler config's `main` (its script): only its
+# static build is published here, and deployInstance's result names the config (`worker`).
+WRANGLER_CONFIGS = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
+WORKER_MAIN = re.compile(r'^\s*"?main"?\s*[:=]', re.M)
+
+
+def worker_config(root: Path) -> str | None:
+    for name in WRANGLER_CONFIGS:
+        path = root / name
+        if path.is_file() and not path.is_symlink() and WORKER_MAIN.search(path.read_text(errors="replace")[:65536]):
+            return name
+    return None
 
 
 def _check(ctx: Context, instance: Instance, workspace: Workspace, kind: str, files: list[str] | None) -> Result:
@@ -116,6 +130,7 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context, insta
     save_instance(ctx, request.sessionId, instance)
     deployed_at = utcnow().isoformat()
     published = PublishedPreview(previewUrl=preview_url, deployedAt=deployed_at)
-    return Outcome(
-        {"previewUrl": preview_url, "files": len(files), "build": build_result}, SessionChanges(preview=published)
-    )
+    result = {"previewUrl": preview_url, "files": len(files), "build": build_result}
+    if worker := worker_config(workspace.path):
+        result["worker"] = worker
+    return Outcome(result, SessionChanges(preview=published))

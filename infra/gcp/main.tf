@@ -180,6 +180,10 @@ module "control_plane" {
   health_path = "/healthz"
   vpc_network = var.enable_database ? { network = module.network[0].network_id, subnetwork = module.network[0].subnetwork_id } : null
   concurrency = 80
+  # /runner answers when its run ends (control_plane/runner.py RUN_BUDGETS): as long as the job's
+  # request, which bounds every run, not Cloud Run's default 300 s, past which it answers 504
+  # (https://cloud.google.com/run/docs/configuring/request-timeout; tests/test_runner.py).
+  timeout_seconds = local.definitions.trigger.tuned_subscription.ack_deadline_seconds
   env = merge(local.common_env, {
     VIBESDK_PUBLIC_URL = local.control_plane_url
     # Either URL form of the service may be what a caller asked Google to sign a token for.
@@ -187,6 +191,8 @@ module "control_plane" {
     VIBESDK_MAX_BODY_BYTES = tostring(var.max_body_bytes)
     VIBESDK_CORS_ORIGINS   = join(",", var.cors_origins)
     VIBESDK_ALLOWED_OWNERS = join(",", var.allowed_owners)
+    # The job's bound on an action: the longest /runner waits for a run.
+    VIBESDK_MAX_ACTION_SECONDS = tostring(local.definitions.trigger.tuned_subscription.ack_deadline_seconds - 60)
   })
 }
 

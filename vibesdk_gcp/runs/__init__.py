@@ -98,3 +98,10 @@ class RunStore:
     def session_runs(self, session_id: str) -> Listener:
         """`async with` it: the session's runs, each time one changes."""
         return self._watches.session_runs(session_id)
+
+    # Renames (VibSDK's updateProjectName)
+    def rename_session(self, session_id: str, project_name: str) -> None:
+        """The session's projectName, changed; its runs and their order are untouched."""
+        batch = self._client.batch()
+        batch.update(self._calls.session_ref(session_id), {"projectName": project_name})
+        self._calls.commit_or_unavailable(batch)

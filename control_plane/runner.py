@@ -1,0 +1,317 @@
+"""VibSDK's runner protocol under /runner: what its RemoteSandboxServiceClient calls, over the same runs as /api.
+
+A call that acts queues a run (ControlPlane.queue_action) and answers when Firestore says the run
+ended (run_when_terminal: a listener, not a poll), within the action's budget (RUN_BUDGETS); past it,
+504, and the run goes on. What the session document says already (status, details, the list, a
+rename) is answered without a run. The instance id is the session id. Answers are made in
+runner_answers.py; errors are one sentence of text (control_plane/errors.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from control_plane import runner_answers as answers
+from control_plane.errors import FieldError, RunStillGoing
+from control_plane.keys import Caller
+from control_plane.middleware import CallerBackend, CallerUser, WriteGuard
+from control_plane.models import CreateSession, QueueAction, Run, RunnerCommands, RunnerRename, Session
+from control_plane.runner_answers import PreviewUrls
+from control_plane.service import ControlPlane
+from vibesdk_gcp.params import (
+    CreateInstanceParams,
+    ExecuteCommandsParams,
+    GetFilesParams,
+    GetLogsParams,
+    NoParams,
+    Params,
+    StaticAnalysisParams,
+    WriteFilesParams,
+)
+from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.state import TERMINAL
+
+M = TypeVar("M", bound=BaseModel)
+# VibSDK's command timeouts are milliseconds; ours are whole seconds, at most this many.
+MAX_COMMAND_SECONDS = 3600
+
+
+def whole_action(settings: Settings, params: Params) -> float:
+    return float(settings.max_action_seconds)
+
+
+def commands_budget(settings: Settings, params: Params) -> float:
+    """Each command's timeout (or the default), summed: the job ends the action by then."""
+    assert isinstance(params, ExecuteCommandsParams), f"executeCommands' budget, given {params!r}"
+    per_command = params.timeout or settings.command_timeout_seconds
+    return float(min(per_command * len(params.commands), settings.max_action_seconds))
+
+
+# How long a call waits for its run, by action. The job ends any action within max_action_seconds;
+# a run may also wait behind its session's earlier ones (the job keeps their order). Cloud Run's
+# request timeout of the control plane is longer than the longest (tests/test_runner.py).
+RUN_BUDGETS: dict[str, Callable[[Settings, Params], float]] = {
+    "getTemplateDetails": whole_action,
+    "writeFiles": whole_action,
+    "getFiles": whole_action,
+    "executeCommands": commands_budget,
+    "getInstanceErrors": whole_action,
+    "clearInstanceErrors": whole_action,
+    "runStaticAnalysisCode": whole_action,
+    "deployInstance": whole_action,
+    "shutdownInstance": whole_action,
+    "getLogs": whole_action,
+}
+
+
+def plane_of(request: Request) -> ControlPlane:
+    plane: ControlPlane = request.app.state.plane
+    return plane
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def caller_of(request: Request) -> Caller:
+    user = request.user
+    assert isinstance(user, CallerUser), "a /runner endpoint runs behind CallerBackend"
+    return user.caller
+
+
+def validated(model: type[M], data: Any) -> M:
+    """The model, or 422 naming the field as the client sent it."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise FieldError(field, f"{field}: {first['msg']}") from None
+
+
+async def body_of(request: Request, model: type[M]) -> M:
+    # app.py mounts this module, so its body reader (limits, JSON, 422) is imported when called.
+    from control_plane.app import json_body
+
+    return await json_body(request, model)
+
+
+def agent_of(request: Request) -> str | None:
+    """The agent's own session id (x-session-id), kept as the session's agentId."""
+    agent = request.headers.get("x-session-id") or None
+    if agent is not None and len(agent) > 200:
+        raise FieldError("x-session-id", "x-session-id: at most 200 characters")
+    return agent
+
+
+def urls_of(request: Request, session: Session) -> PreviewUrls:
+    return answers.temporary_preview_urls(session, settings_of(request).public_url)
+
+
+def answer(body: Any) -> Response:
+    return JSONResponse(body)
+
+
+async def acted(
+    request: Request, session_id: str, queued_run: str, action: str, params: Params
+) -> tuple[Run, dict[str, Any]]:
+    """The run once it ended, and its whole result; 504 past the action's budget."""
+    plane, caller = plane_of(request), caller_of(request)
+    budget = RUN_BUDGETS[action](settings_of(request), params)
+    run = await plane.run_when_terminal(caller.owner, session_id, queued_run, budget)
+    if run.status not in TERMINAL:
+        raise RunStillGoing(
+            f"{action} run {queued_run} did not end within {budget:g} s; it goes on, and "
+            f"/api/agent/{session_id}/runs/{queued_run} follows it"
+        )
+    return run, await run_in_threadpool(plane.whole_result, run)
+
+
+async def act(request: Request, action: str, params: Params) -> tuple[Run, dict[str, Any]]:
+    """Queue the action on the request's instance and wait for its run to end."""
+    plane, caller = plane_of(request), caller_of(request)
+    session_id = request.path_params["id"]
+    body = QueueAction(action=action, params=params)
+    queued = await run_in_threadpool(plane.queue_action, caller.owner, session_id, body, egress=caller.egress)
+    return await acted(request, session_id, queued.runId, action, params)
+
+
+def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Session, Run | None]:
+    """The session, and its createInstance run when the instance is not there (yet, or any more)."""
+    session = plane.session(owner, session_id)
+    if session.instanceId:
+        return session, None
+    if session.action == "createInstance":
+        create = session.latestRun
+    else:
+        create = next((run for run in reversed(plane.runs(owner, session_id)) if run.action == "createInstance"), None)
+    if create is not None and create.status == "succeeded":
+        # Made: either its instance landed after the session was read, or it was shut down since.
+        session = plane.session(owner, session_id)
+    return session, create
+
+
+async def create_instance(request: Request) -> Response:
+    """Queue createInstance (upstream sends files, the port a templateName) and answer at once."""
+    caller = caller_of(request)
+    params = await body_of(request, CreateInstanceParams)
+    if not params.templateName and not getattr(params, "files", None):
+        raise FieldError("templateName", "templateName or files: one of the two is needed")
+    body = CreateSession(
+        templateName=params.templateName or answers.FILES_TEMPLATE,
+        projectName=params.projectName,
+        agentId=agent_of(request),
+        action="createInstance",
+        params=params,
+    )
+    plane = plane_of(request)
+    queued = await run_in_threadpool(plane.create_session, caller.owner, body, egress=caller.egress)
+    session = await run_in_threadpool(plane.session, caller.owner, queued.sessionId)
+    return answer(answers.bootstrap(queued.sessionId, urls_of(request, session)))
+
+
+async def list_instances(request: Request) -> Response:
+    sessions = await run_in_threadpool(plane_of(request).sessions, caller_of(request).owner)
+    found = [(session, urls_of(request, session)) for session in sessions if session.instanceId]
+    return answer(answers.instances(found, datetime.now(UTC)))
+
+
+async def get_instance(request: Request) -> Response:
+    session, create = await run_in_threadpool(
+        instance_view, plane_of(request), caller_of(request).owner, request.path_params["id"]
+    )
+    return answer(answers.instance(session, create, urls_of(request, session), datetime.now(UTC)))
+
+
+async def instance_status(request: Request) -> Response:
+    session, create = await run_in_threadpool(
+        instance_view, plane_of(request), caller_of(request).owner, request.path_params["id"]
+    )
+    return answer(answers.status(session, create, urls_of(request, session)))
+
+
+async def shutdown_instance(request: Request) -> Response:
+    return answer(answers.shutdown(*await act(request, "shutdownInstance", NoParams())))
+
+
+async def write_files(request: Request) -> Response:
+    params = await body_of(request, WriteFilesParams)
+    return answer(answers.write_files(*await act(request, "writeFiles", params)))
+
+
+async def get_files(request: Request) -> Response:
+    """`?filePaths=` a JSON array of paths (encodeURIComponent'd); none: every file."""
+    raw = request.query_params.get("filePaths")
+    paths = None
+    if raw:
+        try:
+            paths = json.loads(raw)
+        except json.JSONDecodeError:
+            raise FieldError("filePaths", "filePaths: not a JSON array of paths") from None
+    params = validated(GetFilesParams, {"filePaths": paths} if paths is not None else {})
+    return answer(answers.get_files(*await act(request, "getFiles", params)))
+
+
+async def execute_commands(request: Request) -> Response:
+    body = await body_of(request, RunnerCommands)
+    seconds = min(MAX_COMMAND_SECONDS, max(1, math.ceil(body.timeout / 1000))) if body.timeout else None
+    # VibSDK's agent installs packages with its commands: they get network when the key has egress.
+    params = ExecuteCommandsParams(commands=body.commands, timeout=seconds, allowNetwork=caller_of(request).egress)
+    return answer(answers.execute_commands(*await act(request, "executeCommands", params)))
+
+
+async def get_errors(request: Request) -> Response:
+    return answer(answers.errors(*await act(request, "getInstanceErrors", NoParams())))
+
+
+async def clear_errors(request: Request) -> Response:
+    return answer(answers.clear_errors(*await act(request, "clearInstanceErrors", NoParams())))
+
+
+async def static_analysis(request: Request) -> Response:
+    """`?files=a,b`: the files to lint (comma-joined, not encoded); none: what the template lints."""
+    files = [name for name in request.query_params.get("files", "").split(",") if name]
+    params = validated(StaticAnalysisParams, {"lintFiles": files} if files else {})
+    return answer(answers.static_analysis(*await act(request, "runStaticAnalysisCode", params)))
+
+
+async def deploy(request: Request) -> Response:
+    return answer(answers.deployment(*await act(request, "deployInstance", NoParams())))
+
+
+async def rename(request: Request) -> Response:
+    """VibSDK reads the answer as its boolean (no schema): `true`."""
+    body = await body_of(request, RunnerRename)
+    await run_in_threadpool(
+        plane_of(request).rename, caller_of(request).owner, request.path_params["id"], body.projectName
+    )
+    return answer(True)
+
+
+async def get_logs(request: Request) -> Response:
+    """`?reset=true`: only what is new since the last read so; `&duration=N`: the last N seconds."""
+    query = request.query_params
+    fields: dict[str, Any] = {"onlyRecent": query.get("reset") == "true"}
+    if query.get("duration"):
+        try:
+            fields["durationSeconds"] = int(query["duration"])
+        except ValueError:
+            raise FieldError("duration", "duration: not a whole number of seconds") from None
+    params = validated(GetLogsParams, fields)
+    return answer(answers.logs(*await act(request, "getLogs", params)))
+
+
+async def template_details(request: Request) -> Response:
+    """The port's GET /templates/{name}: getTemplateDetails, a run of a session of its own."""
+    caller, plane = caller_of(request), plane_of(request)
+    body = validated(
+        CreateSession,
+        {"templateName": request.path_params["name"], "agentId": agent_of(request), "action": "getTemplateDetails"},
+    )
+    queued = await run_in_threadpool(plane.create_session, caller.owner, body, egress=caller.egress)
+    found = await acted(request, queued.sessionId, queued.runId, "getTemplateDetails", body.params)
+    return answer(answers.template_details(*found))
+
+
+async def github_push(request: Request) -> Response:
+    await run_in_threadpool(plane_of(request).session, caller_of(request).owner, request.path_params["id"])
+    return answer(answers.GITHUB_PUSH_UNSUPPORTED)
+
+
+# Checked for a cross-site write, then authenticated and rate-limited, as /api is; not in
+# /openapi.json: VibSDK's sandboxTypes.ts is its contract (tests/vibesdk_schemas.py).
+RUNNER = Mount(
+    "/runner",
+    routes=[
+        Route("/instances", create_instance, methods=["POST"]),
+        Route("/instances", list_instances, methods=["GET"]),
+        Route("/instances/{id}", get_instance, methods=["GET"]),
+        Route("/instances/{id}", shutdown_instance, methods=["DELETE"]),
+        Route("/instances/{id}/status", instance_status, methods=["GET"]),
+        Route("/instances/{id}/files", write_files, methods=["POST"]),
+        Route("/instances/{id}/files", get_files, methods=["GET"]),
+        Route("/instances/{id}/commands", execute_commands, methods=["POST"]),
+        Route("/instances/{id}/errors", get_errors, methods=["GET"]),
+        Route("/instances/{id}/errors", clear_errors, methods=["DELETE"]),
+        Route("/instances/{id}/analysis", static_analysis, methods=["GET"]),
+        Route("/instances/{id}/deploy", deploy, methods=["POST"]),
+        Route("/instances/{id}/name", rename, methods=["POST"]),
+        Route("/instances/{id}/logs", get_logs, methods=["GET"]),
+        Route("/instances/{id}/github/push", github_push, methods=["POST"]),
+        Route("/templates/{name}", template_details, methods=["GET"]),
+    ],
+    middleware=[Middleware(WriteGuard), Middleware(AuthenticationMiddleware, backend=CallerBackend())],
+)
