@@ -61,21 +61,35 @@ def _fetch(url: str) -> httpx.Response:
 
 def _succeeded(answer: Any) -> Any:
     if isinstance(answer, dict) and answer.get("success") is False:
-        raise RuntimeError(f"answered a failure: {str(answer)[:300]}")
+        raise RuntimeError(f"answered a failure: {answer.get('error') or answer.get('message')}")
     return answer
 
 
+def _page(response: httpx.Response) -> httpx.Response:
+    if response.status_code != 200 or "<html" not in response.text.lower():
+        raise RuntimeError(f"the preview answered {response.status_code}")
+    return response
+
+
 def sequence(runner: RunnerClient, body: dict[str, Any]) -> dict[str, Any]:
-    """One DeploymentManager sequence: milliseconds per call, in the agent's order."""
+    """One DeploymentManager sequence: milliseconds per call, in the agent's order, and the calls that
+    failed (each timed all the same, its error kept: the agent would go on, or redeploy)."""
     timings: dict[str, float] = {}
+    failures: dict[str, str] = {}
 
     def timed(name: str, call: Callable[[], Any]) -> Any:
         began = time.perf_counter()
-        answer = call()
-        timings[name] = round((time.perf_counter() - began) * 1000, 1)
-        return answer
+        try:
+            return call()
+        except RuntimeError as error:
+            failures[name] = str(error)[:300]
+            return None
+        finally:
+            timings[name] = round((time.perf_counter() - began) * 1000, 1)
 
-    created = timed("createInstance", lambda: _succeeded(runner.call("POST", "/instances", body)))
+    began = time.perf_counter()
+    created = _succeeded(runner.call("POST", "/instances", body))
+    timings["createInstance"] = round((time.perf_counter() - began) * 1000, 1)
     instance = created["runId"]
     at = f"/instances/{instance}"
     polls = 0
@@ -91,29 +105,36 @@ def sequence(runner: RunnerClient, body: dict[str, Any]) -> dict[str, Any]:
                 raise RuntimeError(f"instance {instance} failed: {status}")
             time.sleep(STATUS_POLL_SECONDS)
 
-    timed("status until healthy", until_healthy)
+    began = time.perf_counter()
+    until_healthy()
+    timings["status until healthy"] = round((time.perf_counter() - began) * 1000, 1)
     app = (TEMPLATE_DIR / EDITED).read_text().replace("clicked", "pressed")
     files = [{"filePath": EDITED, "fileContents": app}]
-    timed(
-        "writeFiles", lambda: _succeeded(runner.call("POST", f"{at}/files", {"files": files, "commitMessage": "edit"}))
-    )
+    edit = {"files": files, "commitMessage": "edit"}
+    timed("writeFiles", lambda: _succeeded(runner.call("POST", f"{at}/files", edit)))
     paths = urllib.parse.quote(json.dumps([EDITED], separators=(",", ":")), safe="!'()*-._~")
-    read = timed("getFiles", lambda: _succeeded(runner.call("GET", f"{at}/files?filePaths={paths}")))
-    assert [f["fileContents"] for f in read["files"] if f["filePath"] == EDITED] == [app], (
-        "getFiles read back other text"
-    )
+
+    def read_back() -> None:
+        read = _succeeded(runner.call("GET", f"{at}/files?filePaths={paths}"))
+        if [f["fileContents"] for f in read["files"] if f["filePath"] == EDITED] != [app]:
+            raise RuntimeError("getFiles read back other text")
+
+    timed("getFiles", read_back)
     timed("executeCommands", lambda: _succeeded(runner.call("POST", f"{at}/commands", {"commands": ["ls src"]})))
     timed("runStaticAnalysisCode", lambda: _succeeded(runner.call("GET", f"{at}/analysis?files={EDITED}")))
     timed("getInstanceErrors", lambda: _succeeded(runner.call("GET", f"{at}/errors")))
     timed("clearInstanceErrors", lambda: _succeeded(runner.call("DELETE", f"{at}/errors")))
     timed("getLogs", lambda: _succeeded(runner.call("GET", f"{at}/logs?reset=true")))
     deployed = timed("deployToCloudflareWorkers", lambda: _succeeded(runner.call("POST", f"{at}/deploy")))
-    page = timed("fetch the preview", lambda: _fetch(deployed["deployedUrl"]))
-    assert page.status_code == 200 and "<html" in page.text.lower(), f"preview: {page.status_code}"
+    if deployed:
+        timed("fetch the preview", lambda: _page(_fetch(deployed["deployedUrl"])))
+    else:
+        timings["fetch the preview"] = 0.0
+        failures["fetch the preview"] = "not fetched: the deploy failed"
     timed("updateProjectName", lambda: runner.call("POST", f"{at}/name", {"projectName": "bench-renamed"}))
     timed("listAllInstances", lambda: _succeeded(runner.call("GET", "/instances")))
     timed("shutdownInstance", lambda: _succeeded(runner.call("DELETE", at)))
-    return {"calls": timings, "total_ms": round(sum(timings.values()), 1), "status_polls": polls}
+    return {"calls": timings, "failures": failures, "total_ms": round(sum(timings.values()), 1), "status_polls": polls}
 
 
 def manager_sequence(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
@@ -134,6 +155,11 @@ def manager_sequence(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
             "total_ms": round(statistics.median(run["total_ms"] for run in done), 1),
             "totals_ms": [run["total_ms"] for run in done],
             "status_polls": [run["status_polls"] for run in done],
+            # Each failed call, with its error as the last sequence that failed it had it.
+            "failures": {call: error for run in done for call, error in run["failures"].items()},
+            "failed_sequences": {
+                call: sum(call in run["failures"] for run in done) for run in done for call in run["failures"]
+            },
         }
     return {
         "repeats": repeats,

@@ -464,11 +464,22 @@ def _deployment_manager(manager: dict[str, Any] | None) -> list[str]:
         "",
         _table(
             ["call", *(f"{name} ms" for name in versions)],
-            [[call, *(v["calls_ms"][call] for v in versions.values())] for call in calls]
+            [[call, *(_timed_call(v, call, manager["repeats"]) for v in versions.values())] for call in calls]
             + [["total (median of the sequences' totals)", *(v["total_ms"] for v in versions.values())]],
         ),
         "",
+        *(
+            f"- {name}, `{call}` failed: {error}"
+            for name, v in versions.items()
+            for call, error in v.get("failures", {}).items()
+        ),
+        "",
     ]
+
+
+def _timed_call(version: dict[str, Any], call: str, repeats: int) -> str:
+    failed = version.get("failed_sequences", {}).get(call, 0)
+    return f"{version['calls_ms'][call]}" + (f" (failed in {failed} of {repeats})" if failed else "")
 
 
 def _goals(goals: list[dict[str, Any]]) -> list[str]:
