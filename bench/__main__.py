@@ -245,7 +245,7 @@ def main() -> None:
         conditions.phase("end to end")
         e2e = end_to_end(stack, floor_url, runs, concurrency, rounds, metrics_dir)
         conditions.phase("concurrency 1")
-        print(f"concurrency 1: {c1_runs} runs each, pipeline (shuffle on and off), floor, one-hop", flush=True)
+        print(f"concurrency 1: {c1_runs} runs each, pipeline (shuffle on and off), both floors, one-hop", flush=True)
         c1 = concurrency_1(stack, floor_url, c1_runs, rounds)
         delivery = delivery_mode(stack.env)
         ack_deadline = SANDBOX_JOB_TRIGGER.subscription(delivery).ack_deadline_seconds
