@@ -39,7 +39,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{p['runs']} runs of `getInstanceStatus` through `POST /api/agent` at concurrency {p['concurrency']}, from POST "
         "to the terminal state in Firestore, against the bare loop publish → emulator push → functions-framework "
         "CloudEvent function → one Firestore write, same emulators, same N and C. Each loop had "
-        f"{e2e['warmup_runs']} unmeasured runs first; then the loops (and the floor loop below) took turns in "
+        f"{e2e['warmup_runs']} unmeasured runs first; then the loops (and the two floor loops below) took turns in "
         f"{e2e['rounds']} rounds of {p['runs'] // e2e['rounds']} runs or so, each round in the reverse order of the "
         "last, so that the emulators' growth over the run weighs on each alike. A run ends at its document's "
         "terminal write (Firestore's own update time); completion is seen the same way in both loops, by one "
