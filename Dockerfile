@@ -8,6 +8,12 @@ FROM python:3.11.14-slim-bookworm
 RUN apt-get update \
     && apt-get install -y --no-install-recommends bubblewrap nodejs npm \
     && rm -rf /var/lib/apt/lists/*
+# bun installs a bun.lock: npm's `bun` package, whose optional dependency carries the binary,
+# pinned as devstack/install-system-packages.sh pins it (tests/test_create_from_files.py checks).
+ARG BUN_VERSION=1.4.4
+RUN npm install -g --no-audit --no-fund --loglevel=error "bun@${BUN_VERSION}" \
+    && npm cache clean --force \
+    && bun --version
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

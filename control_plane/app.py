@@ -22,16 +22,19 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from control_plane.auth import Authenticator, RateLimiter
-from control_plane.errors import INTERNAL, FieldError, answer_error, http_error, vibsdk_error
+from control_plane.errors import INTERNAL, FieldError, answer_error, field_error, http_error, vibsdk_error
 from control_plane.keys import Caller, KeyStore
 from control_plane.middleware import (
     API_CSP,
     SECURITY_HEADERS,
     CallerBackend,
     CallerUser,
+    FixedHeaders,
+    PreviewHosts,
     SecurityHeaders,
     TraceContext,
     WriteGuard,
+    host_preview_headers,
     require_json,
 )
 from control_plane.models import (
@@ -56,6 +59,7 @@ from control_plane.sse import MEDIA_TYPE, stream
 from control_plane.wiring import control_plane_from
 from vibesdk_gcp import clients
 from vibesdk_gcp.errors import InvalidRequest, NotFound, TooLarge, TooSlow, VibsdkError
+from vibesdk_gcp.previews import host_label
 from vibesdk_gcp.settings import Settings
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -117,9 +121,7 @@ async def json_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise FieldError(field, f"{field}: {first['msg']}") from None
+        raise field_error(error) from None
 
 
 def queued_response(queued: Queued) -> Response:
@@ -237,6 +239,17 @@ async def preview_file(request: Request) -> Response:
     return Response(data, media_type=media_type, headers=headers)
 
 
+async def preview_by_host(request: Request) -> Response:
+    """A file of the preview whose host this is: the label's token is the only key, so no credential is asked."""
+    settings: Settings = request.app.state.settings
+    label = host_label(request.headers.get("host", ""), settings.preview_domain or "") or ""
+    try:
+        data, media_type = await run_in_threadpool(plane_of(request).preview_page, label, request.path_params["path"])
+    except NotFound:
+        raise NotFound("no such preview, or it was shut down") from None
+    return Response(data, media_type=media_type)
+
+
 async def dashboard(request: Request) -> Response:
     return FileResponse(STATIC / "dashboard.html")
 
@@ -310,11 +323,32 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     return answer_error(request, *INTERNAL, "an internal error; it is logged", headers=headers)
 
 
+EXCEPTION_HANDLERS = {VibsdkError: vibsdk_error, HTTPException: http_error, Exception: internal_error}
+
+
+def preview_site(settings: Settings, plane: ControlPlane) -> Starlette:
+    """What a preview's own host answers: its files, GET and HEAD only, and nothing else of the control plane."""
+    site = Starlette(
+        routes=[Route("/{path:path}", preview_by_host, methods=["GET"])],  # Starlette answers HEAD too
+        middleware=[Middleware(FixedHeaders, headers=host_preview_headers(settings))],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    site.state.settings = settings
+    site.state.plane = plane
+    return site
+
+
 def create_app(
     settings: Settings | None = None, plane: ControlPlane | None = None, authenticator: Authenticator | None = None
 ) -> Starlette:
     settings = settings or Settings.from_env()
-    middleware = [Middleware(TraceContext), Middleware(SecurityHeaders, settings=settings)]
+    plane = plane or control_plane_from(settings)
+    middleware = [
+        Middleware(TraceContext),
+        # First of all: a preview's host reaches nothing below (CORS, the API, the dashboard).
+        Middleware(PreviewHosts, domain=settings.preview_domain, previews=preview_site(settings, plane)),
+        Middleware(SecurityHeaders, settings=settings),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -328,10 +362,10 @@ def create_app(
     app = Starlette(
         routes=ROUTES,
         middleware=middleware,
-        exception_handlers={VibsdkError: vibsdk_error, HTTPException: http_error, Exception: internal_error},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
-    app.state.plane = plane or control_plane_from(settings)
+    app.state.plane = plane
     app.state.authenticator = authenticator or Authenticator(settings, KeyStore(clients.firestore_client(settings)))
     app.state.limiter = RateLimiter(settings.requests_per_minute)
     app.state.refused = RateLimiter(settings.unauthenticated_per_minute)

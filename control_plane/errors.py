@@ -7,6 +7,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -42,6 +43,13 @@ class FieldError(InvalidRequest):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def field_error(error: ValidationError) -> FieldError:
+    """pydantic's first complaint, naming its field as the client sent it (dotted)."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    return FieldError(field, f"{field}: {first['msg']}")
 
 
 # The status and code of each error class (docs/API.md lists the codes); a subclass answers as

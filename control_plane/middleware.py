@@ -1,4 +1,5 @@
-"""Pure ASGI middleware of the API: trace context, security headers, cross-site write refusal, who calls.
+"""Pure ASGI middleware of the API: trace context, security headers, preview hosts, cross-site write
+refusal, who calls.
 
 The app's dependencies are read from `scope["app"].state` (set by create_app), so the route table
 and its middleware can be built once, at import.
@@ -20,6 +21,7 @@ from control_plane.keys import Caller
 from vibesdk_gcp import logs
 from vibesdk_gcp.errors import Forbidden, TooMany, Unauthenticated
 from vibesdk_gcp.identity import IAP_HEADER
+from vibesdk_gcp.previews import host_label, preview_scheme
 from vibesdk_gcp.settings import Settings
 
 # Sent with every answer; previews add a sandbox so a page cannot act as this origin.
@@ -40,17 +42,30 @@ DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def preview_framing(settings: Settings) -> tuple[str, dict[str, str]]:
-    """The previews' CSP and headers, for where previews are served.
+    """The path previews' CSP and headers (VibSDK's tunnelURL).
 
     Served by this origin (the default), `'self'` may frame them. Served from a separate origin
     (VIBESDK_PREVIEW_ORIGIN, the usual practice for user content and the recommended one on
-    Google Cloud), only the control plane's origin may.
+    Google Cloud), only the control plane's origin may. VIBESDK_PREVIEW_FRAME_ANCESTORS (VibSDK's
+    own origin, whose page frames its previews) may as well, either way.
     """
-    # X-Frame-Options cannot name another origin: with a separate one, frame-ancestors alone decides.
+    # X-Frame-Options cannot name another origin: where another may frame, frame-ancestors alone decides.
     headers = {name: value for name, value in SECURITY_HEADERS.items() if name != "X-Frame-Options"}
+    others = " ".join(settings.preview_frame_ancestors)
     if settings.preview_origin:
-        return f"{PREVIEW_SANDBOX}; frame-ancestors {settings.public_url}", headers
+        return f"{PREVIEW_SANDBOX}; frame-ancestors {' '.join(filter(None, [settings.public_url, others]))}", headers
+    if others:
+        return f"{PREVIEW_SANDBOX}; frame-ancestors 'self' {others}", headers
     return f"{PREVIEW_SANDBOX}; frame-ancestors 'self'", headers | {"X-Frame-Options": "SAMEORIGIN"}
+
+
+def host_preview_headers(settings: Settings) -> dict[str, str]:
+    """The headers of a preview served on its own host: no CSP sandbox (its origin is its isolation,
+    and its page keeps localStorage and cookies), framed by the control plane and
+    VIBESDK_PREVIEW_FRAME_ANCESTORS alone, never cached (a shut-down preview is gone at once)."""
+    ancestors = " ".join(dict.fromkeys([url_origin(settings.public_url), *settings.preview_frame_ancestors]))
+    headers = {name: value for name, value in SECURITY_HEADERS.items() if name != "X-Frame-Options"}
+    return headers | {"Content-Security-Policy": f"frame-ancestors {ancestors}", "Cache-Control": "no-store"}
 
 
 def origin_of(scheme: str, host: str) -> str:
@@ -108,7 +123,11 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.preview_csp, self.preview_headers = preview_framing(settings)
-        frames = f" frame-src 'self' {settings.preview_origin};" if settings.preview_origin else ""
+        # The dashboard frames previews: by path (this origin or VIBESDK_PREVIEW_ORIGIN) or by host.
+        sources = [settings.preview_origin or ""]
+        if settings.preview_domain:
+            sources.append(f"{preview_scheme(settings.preview_domain)}://*.{settings.preview_domain}")
+        frames = f" frame-src 'self' {' '.join(filter(None, sources))};" if any(sources) else ""
         self.dashboard_csp = DASHBOARD_CSP.replace("default-src 'self';", "default-src 'self';" + frames)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -134,6 +153,41 @@ class SecurityHeaders:
                 headers.setdefault("Content-Security-Policy", policy)
                 if not preview:
                     headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class PreviewHosts:
+    """A request whose Host is under VIBESDK_PREVIEW_DOMAIN goes to the previews' app alone, its
+    label valid or not: a preview's page never reaches the API, the dashboard or anything else here."""
+
+    def __init__(self, app: ASGIApp, domain: str | None, previews: ASGIApp) -> None:
+        self.app = app
+        self.domain = domain
+        self.previews = previews
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        host = Headers(scope=scope).get("host", "") if scope["type"] in ("http", "websocket") else ""
+        if self.domain and host_label(host, self.domain) is not None:
+            await self.previews(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class FixedHeaders:
+    """The same headers on every response (those the app set itself win)."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers.setdefault(name, value)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -152,7 +152,7 @@ class RunnerCommands(Body):
     """POST /runner/instances/{id}/commands: VibSDK's ExecuteCommandsRequest (timeout in milliseconds)."""
 
     commands: list[CommandLine] = Field(min_length=1)
-    timeout: float | None = Field(default=None, gt=0, description="milliseconds, per command")
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="milliseconds, per command")
 
 
 class RunnerRename(Body):

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from control_plane import runner_answers as answers
-from control_plane.errors import FieldError, RunStillGoing
+from control_plane.errors import FieldError, RunStillGoing, field_error
 from control_plane.keys import Caller
 from control_plane.middleware import CallerBackend, CallerUser, WriteGuard
 from control_plane.models import CreateSession, QueueAction, Run, RunnerCommands, RunnerRename, Session
@@ -49,6 +49,7 @@ MAX_COMMAND_SECONDS = 3600
 
 
 def whole_action(settings: Settings, params: Params) -> float:
+    """The job ends any action within max_action_seconds."""
     return float(settings.max_action_seconds)
 
 
@@ -59,21 +60,14 @@ def commands_budget(settings: Settings, params: Params) -> float:
     return float(min(per_command * len(params.commands), settings.max_action_seconds))
 
 
-# How long a call waits for its run, by action. The job ends any action within max_action_seconds;
-# a run may also wait behind its session's earlier ones (the job keeps their order). Cloud Run's
-# request timeout of the control plane is longer than the longest (tests/test_runner.py).
-RUN_BUDGETS: dict[str, Callable[[Settings, Params], float]] = {
-    "getTemplateDetails": whole_action,
-    "writeFiles": whole_action,
-    "getFiles": whole_action,
-    "executeCommands": commands_budget,
-    "getInstanceErrors": whole_action,
-    "clearInstanceErrors": whole_action,
-    "runStaticAnalysisCode": whole_action,
-    "deployInstance": whole_action,
-    "shutdownInstance": whole_action,
-    "getLogs": whole_action,
-}
+# How long a call waits for its run, by the action's params model; any other action: the job's bound
+# on one action. A run may also wait behind its session's earlier ones (the job keeps their order).
+# The control plane's Cloud Run request timeout outlasts the longest (tests/test_runner.py).
+RUN_BUDGETS: dict[type[Params], Callable[[Settings, Params], float]] = {ExecuteCommandsParams: commands_budget}
+
+
+def run_budget(settings: Settings, params: Params) -> float:
+    return RUN_BUDGETS.get(type(params), whole_action)(settings, params)
 
 
 def plane_of(request: Request) -> ControlPlane:
@@ -97,9 +91,7 @@ def validated(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise FieldError(field, f"{field}: {first['msg']}") from None
+        raise field_error(error) from None
 
 
 async def body_of(request: Request, model: type[M]) -> M:
@@ -117,8 +109,10 @@ def agent_of(request: Request) -> str | None:
     return agent
 
 
-def urls_of(request: Request, session: Session) -> PreviewUrls:
-    return answers.temporary_preview_urls(session, settings_of(request).public_url)
+def urls_of(plane: ControlPlane, owner: str, session_id: str) -> PreviewUrls | None:
+    """The session's previewURL (its own host, when a preview domain is set) and tunnelURL (by path)."""
+    found = plane.preview_urls(owner, session_id)
+    return PreviewUrls(*found) if found else None
 
 
 def answer(body: Any) -> Response:
@@ -130,7 +124,7 @@ async def acted(
 ) -> tuple[Run, dict[str, Any]]:
     """The run once it ended, and its whole result; 504 past the action's budget."""
     plane, caller = plane_of(request), caller_of(request)
-    budget = RUN_BUDGETS[action](settings_of(request), params)
+    budget = run_budget(settings_of(request), params)
     run = await plane.run_when_terminal(caller.owner, session_id, queued_run, budget)
     if run.status not in TERMINAL:
         raise RunStillGoing(
@@ -149,26 +143,27 @@ async def act(request: Request, action: str, params: Params) -> tuple[Run, dict[
     return await acted(request, session_id, queued.runId, action, params)
 
 
-def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Session, Run | None]:
-    """The session, and its createInstance run when the instance is not there (yet, or any more)."""
+def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Session, Run | None, PreviewUrls | None]:
+    """The session, its createInstance run when the instance is not there (yet, or any more), its URLs."""
     session = plane.session(owner, session_id)
     if session.instanceId:
-        return session, None
+        return session, None, urls_of(plane, owner, session_id)
     if session.action == "createInstance":
         create = session.latestRun
     else:
+        # Among the session's latest 100 runs: a runner session's first; past them, shut down long ago.
         create = next((run for run in reversed(plane.runs(owner, session_id)) if run.action == "createInstance"), None)
     if create is not None and create.status == "succeeded":
         # Made: either its instance landed after the session was read, or it was shut down since.
         session = plane.session(owner, session_id)
-    return session, create
+    return session, create, urls_of(plane, owner, session_id)
 
 
 async def create_instance(request: Request) -> Response:
     """Queue createInstance (upstream sends files, the port a templateName) and answer at once."""
     caller = caller_of(request)
     params = await body_of(request, CreateInstanceParams)
-    if not params.templateName and not getattr(params, "files", None):
+    if not params.templateName and params.files is None:
         raise FieldError("templateName", "templateName or files: one of the two is needed")
     body = CreateSession(
         templateName=params.templateName or answers.FILES_TEMPLATE,
@@ -179,28 +174,34 @@ async def create_instance(request: Request) -> Response:
     )
     plane = plane_of(request)
     queued = await run_in_threadpool(plane.create_session, caller.owner, body, egress=caller.egress)
-    session = await run_in_threadpool(plane.session, caller.owner, queued.sessionId)
-    return answer(answers.bootstrap(queued.sessionId, urls_of(request, session)))
+    urls = await run_in_threadpool(urls_of, plane, caller.owner, queued.sessionId)
+    return answer(answers.bootstrap(queued.sessionId, urls))
+
+
+def listed(plane: ControlPlane, owner: str) -> list[tuple[Session, PreviewUrls | None]]:
+    """The owner's sessions that hold an instance, with their URLs."""
+    return [
+        (session, urls_of(plane, owner, session.sessionId)) for session in plane.sessions(owner) if session.instanceId
+    ]
 
 
 async def list_instances(request: Request) -> Response:
-    sessions = await run_in_threadpool(plane_of(request).sessions, caller_of(request).owner)
-    found = [(session, urls_of(request, session)) for session in sessions if session.instanceId]
+    found = await run_in_threadpool(listed, plane_of(request), caller_of(request).owner)
     return answer(answers.instances(found, datetime.now(UTC)))
 
 
 async def get_instance(request: Request) -> Response:
-    session, create = await run_in_threadpool(
+    session, create, urls = await run_in_threadpool(
         instance_view, plane_of(request), caller_of(request).owner, request.path_params["id"]
     )
-    return answer(answers.instance(session, create, urls_of(request, session), datetime.now(UTC)))
+    return answer(answers.instance(session, create, urls, datetime.now(UTC)))
 
 
 async def instance_status(request: Request) -> Response:
-    session, create = await run_in_threadpool(
+    session, create, urls = await run_in_threadpool(
         instance_view, plane_of(request), caller_of(request).owner, request.path_params["id"]
     )
-    return answer(answers.status(session, create, urls_of(request, session)))
+    return answer(answers.status(session, create, urls))
 
 
 async def shutdown_instance(request: Request) -> Response:
@@ -266,10 +267,10 @@ async def get_logs(request: Request) -> Response:
     query = request.query_params
     fields: dict[str, Any] = {"onlyRecent": query.get("reset") == "true"}
     if query.get("duration"):
-        try:
-            fields["durationSeconds"] = int(query["duration"])
-        except ValueError:
-            raise FieldError("duration", "duration: not a whole number of seconds") from None
+        seconds = query["duration"]
+        if not seconds.isdigit() or int(seconds) < 1:
+            raise FieldError("duration", "duration: not a whole number of seconds above 0")
+        fields["durationSeconds"] = int(seconds)
     params = validated(GetLogsParams, fields)
     return answer(answers.logs(*await act(request, "getLogs", params)))
 

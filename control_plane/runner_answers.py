@@ -52,21 +52,12 @@ class PreviewUrls:
     tunnel: str
 
 
-# TEMPORARY, until host previews land (branch wt-previews: ControlPlane.preview_urls, a token made with
-# the session): the path-based URL of the session's published preview, or, before deployInstance
-# published one, the API's preview state of the session.
-def temporary_preview_urls(session: Session, public_url: str) -> PreviewUrls:
-    published = session.preview.get("previewUrl") if session.preview else None
-    url = published if isinstance(published, str) else f"{public_url}/api/agent/{session.sessionId}/preview"
-    return PreviewUrls(url, url)
-
-
 class InstanceState(StrEnum):
     READY = "ready"  # createInstance succeeded and the instance exists
     PENDING = "pending"  # createInstance is queued or running
     FAILED = "failed"  # createInstance failed
     SHUT_DOWN = "shut_down"  # it was made, and shut down since
-    NONE = "none"  # the session was not begun by createInstance (an /api session)
+    NONE = "none"  # no createInstance run seen: an /api session begun otherwise, or one long shut down
 
 
 def instance_state(session: Session, create: Run | None) -> InstanceState:
@@ -86,7 +77,7 @@ def state_error(state: InstanceState, session_id: str, create: Run | None) -> st
         return f"creating instance {session_id} failed: {(create.error if create else None) or 'no reason given'}"
     if state is InstanceState.SHUT_DOWN:
         return f"instance {session_id} was shut down"
-    return f"session {session_id} has no instance: it was not begun by createInstance"
+    return f"session {session_id} holds no instance: it was shut down, or never made by createInstance"
 
 
 def run_error(run: Run) -> str:

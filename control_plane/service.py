@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from control_plane.feed import TransitionFeed
 from control_plane.models import CreateSession, Preview, PreviewState, QueueAction, Queued, Run, Session
 from control_plane.quota import ActiveRunQuota
-from vibesdk_gcp import logs
+from vibesdk_gcp import logs, previews
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import Forbidden, NotFound, ServiceUnavailable, TooLarge
@@ -53,11 +53,19 @@ class Limits:
 
 
 class ControlPlane:
-    def __init__(self, store: RunStore, bus: Bus, storage: Storage, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        bus: Bus,
+        storage: Storage,
+        limits: Limits | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self._store = store
         self._bus = bus
         self._storage = storage
         self._limits = limits or Limits()
+        self._settings = settings or Settings()  # where previews are served (preview_urls)
         self._quota = ActiveRunQuota(store.active_runs, self._limits.max_active_runs)
 
     def _check(self, action: str, params: Params, egress: bool) -> None:
@@ -96,7 +104,8 @@ class ControlPlane:
             owner=owner,
             egress=egress,
         )
-        return self._queue(request, new_session=True)
+        # The preview's token is the session's from the start: its URL is known before anything is deployed.
+        return self._queue(request, new_session=True, preview_token=previews.new_token())
 
     def queue_action(self, owner: str, session_id: str, body: QueueAction, egress: bool = False) -> Queued:
         self._check(body.action, body.params, egress)
@@ -115,13 +124,13 @@ class ControlPlane:
         )
         return self._queue(request, new_session=False)
 
-    def _queue(self, request: SandboxRequest, new_session: bool) -> Queued:
+    def _queue(self, request: SandboxRequest, new_session: bool, preview_token: str | None = None) -> Queued:
         # Admitted under the owner's bound, and counted as in flight until the run is written.
         with logs.log_context(sessionId=request.sessionId, runId=request.runId), self._quota.admission(request.owner):
-            return self._queue_in_context(request, new_session)
+            return self._queue_in_context(request, new_session, preview_token)
 
-    def _queue_in_context(self, request: SandboxRequest, new_session: bool) -> Queued:
-        self._store.queue_run(request, new_session)
+    def _queue_in_context(self, request: SandboxRequest, new_session: bool, preview_token: str | None) -> Queued:
+        self._store.queue_run(request, new_session, preview_token)
         try:
             self._bus.publish_request(request)
         except ServiceUnavailable as error:
@@ -202,6 +211,34 @@ class ControlPlane:
             return details
         details.message = "the instance is being created"
         return details
+
+    def preview_urls(self, owner: str, session_id: str) -> tuple[str, str] | None:
+        """(previewURL, tunnelURL) of the session's preview, known from its creation on.
+
+        A session older than its token has its URL once deployInstance published it, else None.
+        """
+        session = self._owned_session(owner, session_id)
+        token = session.previewToken
+        if token:
+            return previews.preview_url(self._settings, session_id, token), previews.tunnel_url(
+                self._settings, session_id, token
+            )
+        published = session.preview.previewUrl if session.preview else None
+        return (published, published) if published else None
+
+    def preview_page(self, label: str, path: str) -> tuple[bytes, str]:
+        """A file of the preview served at `{label}.{preview domain}`; a path without an extension that
+        is no file is the page itself (index.html), so a single-page app's client routes load."""
+        named = previews.parse_label(label)
+        if named is None:
+            raise NotFound("no such preview")
+        session_id, token = named
+        try:
+            return self.preview_file(session_id, token, path)
+        except NotFound:
+            if "." in path.rsplit("/", 1)[-1]:
+                raise
+            return self.preview_file(session_id, token, "index.html")
 
     def preview_file(self, session_id: str, token: str, path: str) -> tuple[bytes, str]:
         """A published file; the unguessable token in the URL is the only key."""

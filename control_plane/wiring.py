@@ -16,4 +16,5 @@ def control_plane_from(settings: Settings) -> ControlPlane:
         Bus(clients.publisher_client(settings), settings.project),
         storage_for(settings),
         Limits.from_settings(settings),
+        settings,
     )

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages the project needs where they are missing:
 # bubblewrap (the sandbox), a Java runtime (Google's emulators), Node.js and npm (the templates'
-# scripts), and, for `make test`, Chromium and its driver (the dashboard's browser test).
+# scripts), and, for `make test`, Chromium and its driver (the dashboard's browser test); then bun.
 # With --test (`make test`), it then checks what the suite needs of this machine and stops at once,
 # saying what is missing, rather than leave a hundred tests to fail one by one.
 set -eu
@@ -28,6 +28,22 @@ if [ -n "$missing" ]; then
     apt-get update -qq >/dev/null
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+# bun (installs of a bun.lock), pinned as the Dockerfile's BUN_VERSION is: npm's `bun` package,
+# whose optional dependency carries the binary. A global install lands under /usr (or
+# /usr/local), which the sandbox sees read-only (functions/isolation.py), on its PATH.
+bun_version=1.4.4
+if [ "$(bun --version 2>/dev/null || true)" != "$bun_version" ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v npm >/dev/null 2>&1; then
+        if [ "${1:-}" = "--test" ]; then
+            echo "error: make test needs bun $bun_version (as root: npm install -g bun@$bun_version)" >&2
+            exit 1
+        fi
+        echo "warning: bun $bun_version is missing (as root: npm install -g bun@$bun_version)" >&2
+    else
+        echo "installing: bun@$bun_version"
+        npm install -g --no-audit --no-fund --loglevel=error "bun@$bun_version" >/dev/null
+    fi
 fi
 [ "${1:-}" = "--test" ] || exit 0
 

@@ -1,8 +1,9 @@
 """Installed dependencies: built once per lockfile, kept in Cloud Storage, given to workspaces by link.
 
 A template's catalog entry may name an install (`install`: the command, the folder it fills and
-the files it reads, the lockfile first). The installed folder depends on those files and on the
-platform only, so it is kept once per key (their sha256s, the command and the platform):
+the files it reads, the lockfile first), or an instance's lockfile does (functions/lockfiles.py).
+The installed folder depends on those files and on the platform only, so it is kept once per key
+(their sha256s, the command, the version of its tool and the platform):
 - in Cloud Storage, `deps/{key}.json` (written last: the archive's sha256 and size) naming
   `deps/{key}/{sha256}.tar.gz`, shared by every session and owner. Only the job writes there: a sandbox
   holds no credential. An archive without its record, or whose sha256 differs, is rebuilt;
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from functions import confined
 from functions.isolation import Isolation
 from functions.local_disk import LocalDisk, TreeHome
+from functions.sandbox import SANDBOX_PATH
 from vibesdk_gcp.errors import ActionFailed, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
@@ -72,6 +74,10 @@ class InstallSpec:
             return None
         return cls(str(entry["command"]), str(entry["folder"]), tuple(entry["inputs"]))
 
+    def as_entry(self) -> dict[str, Any]:
+        """As a catalog entry's `install` names it (and an instance records it)."""
+        return {"command": self.command, "folder": self.folder, "inputs": list(self.inputs)}
+
     def without_scripts(self, inputs: dict[str, bytes]) -> InstallSpec:
         """The same install with no tenant-controlled code run: for a caller whose key has no
         network, while the packages are fetched through the egress proxy."""
@@ -94,7 +100,7 @@ class InstallSpec:
 
     def key(self, inputs: dict[str, bytes]) -> str:
         digest = hashlib.sha256()
-        for part in (self.command, self.folder, platform_tag()):
+        for part in (self.command, self.folder, platform_tag(), tool_version(self.command)):
             digest.update(part.encode() + b"\0")
         for name in self.inputs:
             digest.update(name.encode() + b"\0" + hashlib.sha256(inputs[name]).digest())
@@ -135,6 +141,27 @@ def platform_tag() -> str:
         except OSError:
             versions.append(f"{tool}-none")
     return "-".join([platform.system(), platform.machine(), *versions])
+
+
+def tool_version(command: str) -> str:
+    """The version of the tool an install command runs (npm, bun, pip): a tree another version
+    installed may differ."""
+    words = command.split()
+    return _version_of(tuple(words[: words.index("pip") + 1] if "pip" in words[:3] else words[:1]))
+
+
+@functools.cache
+def _version_of(tool: tuple[str, ...]) -> str:
+    """`tool --version` as the sandbox's PATH finds it, read once per process."""
+    try:
+        done = subprocess.run(
+            [*tool, "--version"], capture_output=True, timeout=20, check=False, env={"PATH": SANDBOX_PATH}
+        )
+    except (OSError, subprocess.SubprocessError):
+        return f"{' '.join(tool)}-none"
+    # pip says where it lives too ("pip 24.0 from /usr/lib/..."): its version alone.
+    version = done.stdout.decode(errors="replace").strip().split(" from ")[0] if done.returncode == 0 else "none"
+    return f"{' '.join(tool)}-{version}"
 
 
 def read_inputs(spec: InstallSpec, workspace: Path) -> dict[str, bytes] | None:

@@ -19,7 +19,11 @@ class Instance(BaseModel):
     owner: str | None = None
     envVars: dict[str, str] = Field(default_factory=dict)
     commands: dict[str, str | None] = Field(default_factory=dict)  # build, lint, typecheck, outputDir
-    install: dict[str, object] | None = None  # the template's dependency install (functions/dependencies.py)
+    # The dependency install: the template's, or its lockfile's (functions/dependencies.py, lockfiles.py).
+    install: dict[str, object] | None = None
+    source: str = "template"  # what createInstance made it from: "template" or "files"
+    initCommand: str | None = None
+    webhookUrl: str | None = None
     createdAt: str
     previewToken: str | None = None
     previewUrl: str | None = None

@@ -87,9 +87,9 @@ def test_one_bad_run_in_a_shared_batch_fails_alone(store: RunStore, monkeypatch:
     plug_committing, release_plug = threading.Event(), threading.Event()
     add, commit = store._queue.add, store._calls.commit
 
-    def add_queued_run(batch: Any, request: SandboxRequest, new_session: bool) -> None:
+    def add_queued_run(batch: Any, request: SandboxRequest, new_session: bool, preview_token: str | None) -> None:
         batches.setdefault(id(batch), []).append(request.runId)
-        add(batch, request, new_session)
+        add(batch, request, new_session, preview_token)
 
     def observed_commit(batch: Any) -> None:
         runs = batches.pop(id(batch))

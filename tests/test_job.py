@@ -377,7 +377,7 @@ def test_a_secret_a_failing_command_prints_is_redacted(context: Context, status_
     failed = status_events()
     assert failed["status"] == "failed"
     text = json.dumps(failed)
-    assert secret not in text and "key=[redacted]" in text
+    assert secret not in text and "key=[REDACTED]" in text
     stored = [
         context.storage.read("vibesdk-logs", info.name)
         for info in context.storage.list("vibesdk-logs", f"{session_id}/")

@@ -9,6 +9,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -18,15 +20,16 @@ from starlette.testclient import TestClient
 from control_plane.app import create_app
 from control_plane.keys import KeyStore
 from control_plane.models import QueueAction
-from control_plane.runner import RUN_BUDGETS, commands_budget
+from control_plane.runner import commands_budget, run_budget
 from control_plane.service import ControlPlane
 from eventarc.definitions import SANDBOX_JOB_TRIGGER
+from functions.actions.build import worker_config
 from tests.test_infra import module_text
 from tests.vibesdk_schemas import PORT, UPSTREAM, assert_valid
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.errors import VibsdkError
-from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.errors import ServiceUnavailable, VibsdkError
+from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
 from vibesdk_gcp.params import ExecuteCommandsParams, NoParams
 from vibesdk_gcp.runs import RunDoc, RunStore
 from vibesdk_gcp.schemas import SessionChanges, StatusEvent, utcnow
@@ -109,6 +112,7 @@ def api_settings(settings: Settings) -> Settings:
             "GOOGLE_CLOUD_PROJECT": settings.project,
             "VIBESDK_API_TOKEN": TOKEN,
             "VIBESDK_PUBLIC_URL": "https://cp.example",
+            "VIBESDK_PREVIEW_DOMAIN": "previews.example",
             "PUBSUB_EMULATOR_HOST": settings.pubsub_emulator_host or "",
             "FIRESTORE_EMULATOR_HOST": settings.firestore_emulator_host or "",
             "VIBESDK_COMMAND_TIMEOUT_SECONDS": "1",  # the budget of a command sent without a timeout
@@ -121,7 +125,7 @@ def api_settings(settings: Settings) -> Settings:
 def plane(api_settings: Settings, store: RunStore, storage: Storage) -> ControlPlane:
     publisher = clients.publisher_client(api_settings)
     publisher.create_topic(name=publisher.topic_path(api_settings.project, REQUESTS_TOPIC))
-    return ControlPlane(store, Bus(publisher, api_settings.project), storage)
+    return ControlPlane(store, Bus(publisher, api_settings.project), storage, settings=api_settings)
 
 
 @pytest.fixture
@@ -174,7 +178,10 @@ def test_create_answers_at_once_and_status_follows_the_create_run(
     bootstrap = made.json()
     assert_valid("BootstrapResponse", bootstrap)
     instance = bootstrap["runId"]
-    assert bootstrap["success"] is True and bootstrap["previewURL"] and bootstrap["tunnelURL"]
+    assert bootstrap["success"] is True
+    # Known from the start: the preview's own host (VibSDK keeps it), and the path form on the control plane.
+    assert re.fullmatch(r"https://[0-9a-f]{32}-[0-9a-f]{24}\.previews\.example/", bootstrap["previewURL"])
+    assert bootstrap["tunnelURL"].startswith(f"https://cp.example/preview/{bootstrap['runId']}/")
     recorded = store.get_session(instance)
     assert (recorded.agentId, recorded.templateName, recorded.projectName) == (
         "agent-session-1",
@@ -220,22 +227,24 @@ def test_acting_calls_answer_when_their_run_ends(
 ) -> None:
     instance = create(client, job)
     base = f"/runner/instances/{instance}"
-    job.endings |= {
-        "writeFiles": succeeded({"files": [{"file": "a.txt", "success": True}], "uploaded": 1}),
-        "getFiles": succeeded(
-            {"files": [{"filePath": "a.txt", "fileContents": "hi"}], "missing": ["b c.txt"], "links": []}
+    endings: list[tuple[str, Ending]] = [
+        ("writeFiles", succeeded({"files": [{"file": "a.txt", "success": True}], "uploaded": 1})),
+        ("getFiles", succeeded({"files": [{"filePath": "a.txt", "fileContents": "hi"}], "missing": ["b c.txt"]})),
+        (
+            "executeCommands",
+            failed(
+                "command 'false' exited 1",
+                {"results": [{"command": "false", "success": False, "exitCode": 1, "output": "", "error": "x"}]},
+            ),
         ),
-        "executeCommands": failed(
-            "command 'false' exited 1",
-            {"results": [{"command": "false", "success": False, "exitCode": 1, "output": "", "error": "x"}]},
-        ),
-        "getInstanceErrors": succeeded({"errors": [], "hasErrors": False}),
-        "clearInstanceErrors": succeeded({"success": True, "cleared": 0}),
-        "runStaticAnalysisCode": succeeded({"success": True, "lint": {"issues": []}, "typecheck": {"issues": []}}),
-        "getLogs": succeeded({"logs": {"stdout": "o", "stderr": "e"}}),
-        "deployInstance": succeeded({"previewUrl": "https://p.example/", "files": 1}),
-        "shutdownInstance": SHUT_DOWN,
-    }
+        ("getInstanceErrors", succeeded({"errors": [], "hasErrors": False})),
+        ("clearInstanceErrors", succeeded({"success": True, "cleared": 0})),
+        ("runStaticAnalysisCode", succeeded({"success": True, "lint": {"issues": []}, "typecheck": {"issues": []}})),
+        ("getLogs", succeeded({"logs": {"stdout": "o", "stderr": "e"}})),
+        ("deployInstance", succeeded({"previewUrl": "https://p.example/", "files": 1})),
+        ("shutdownInstance", SHUT_DOWN),
+    ]
+    job.endings |= dict(endings)
     calls = [
         ("WriteFilesResponse", "POST", "/files", {"files": [{"filePath": "a.txt", "fileContents": "hi"}]}),
         # encodeURIComponent(JSON.stringify(paths)), as getFiles sends it
@@ -304,11 +313,7 @@ def test_cloud_runs_request_timeout_outlasts_the_longest_budget() -> None:
     assert bound, "the control plane must get the job's bound on an action"
     settings = Settings(max_action_seconds=deadline - int(bound.group(1)))
     longest = ExecuteCommandsParams(commands=["a"] * 1000, timeout=3600)
-    budgets = [
-        budget(settings, longest if action == "executeCommands" else NoParams())
-        for action, budget in RUN_BUDGETS.items()
-    ]
-    assert max(budgets) < deadline
+    assert max(run_budget(settings, longest), run_budget(settings, NoParams())) < deadline
 
 
 def test_errors_are_one_sentence_of_text(client: TestClient, job: JobStandIn) -> None:
@@ -322,10 +327,16 @@ def test_errors_are_one_sentence_of_text(client: TestClient, job: JobStandIn) ->
     instance = create(client, job)
     bad_files = client.post(f"/runner/instances/{instance}/files", json={"files": [{"filePath": "a"}]}, headers=HEADERS)
     assert bad_files.status_code == 422 and bad_files.text.startswith("files.0.fileContents: ")
+    bad_duration = client.get(f"/runner/instances/{instance}/logs?duration=-5", headers=HEADERS)
+    assert bad_duration.status_code == 422 and bad_duration.text.startswith("duration: ")
     bad_paths = client.get(f"/runner/instances/{instance}/files?filePaths=not-json", headers=HEADERS)
     assert bad_paths.status_code == 422 and bad_paths.text.startswith("filePaths: ")
     neither = client.post("/runner/instances", json={"projectName": "p"}, headers=HEADERS)
     assert neither.status_code == 422 and "templateName or files" in neither.text
+    endless = client.post(
+        f"/runner/instances/{instance}/commands", content='{"commands": ["ls"], "timeout": Infinity}', headers=HEADERS
+    )
+    assert endless.status_code == 422 and endless.text.startswith("timeout: ")
     text_body = client.post(
         f"/runner/instances/{instance}/deploy", content="{}", headers=HEADERS | {"Content-Type": "text/plain"}
     )
@@ -377,7 +388,8 @@ def test_template_details_run_in_a_session_of_their_own(client: TestClient, job:
     assert found.status_code == 200
     assert found.json()["templateDetails"]["files"] == [{"filePath": "a", "fileContents": "b"}]
     assert_valid("TemplateDetailsResponse", found.json(), (PORT, UPSTREAM))
-    assert client.get("/runner/templates/..", headers=HEADERS).status_code in (404, 422)
+    bad = client.get("/runner/templates/not%20a%20name", headers=HEADERS)
+    assert bad.status_code == 422 and bad.text.startswith("templateName: ")
 
 
 def test_github_push_is_refused_as_unsupported(client: TestClient, job: JobStandIn) -> None:
@@ -387,3 +399,56 @@ def test_github_push_is_refused_as_unsupported(client: TestClient, job: JobStand
     )
     assert pushed.status_code == 200 and pushed.json()["success"] is False
     assert_valid("GitHubPushResponse", pushed.json())
+
+
+def test_a_wrangler_config_naming_a_main_script_is_a_worker(tmp_path: Path) -> None:
+    assert worker_config(tmp_path) is None
+    (tmp_path / "wrangler.toml").write_text('name = "site"\ncompatibility_date = "2025-01-01"\n')
+    assert worker_config(tmp_path) is None  # static assets only
+    (tmp_path / "wrangler.toml").write_text('name = "site"\nmain = "src/index.ts"\n')
+    assert worker_config(tmp_path) == "wrangler.toml"
+    (tmp_path / "wrangler.jsonc").write_text('{\n  // the Worker\n  "main": "src/index.ts"\n}\n')
+    assert worker_config(tmp_path) == "wrangler.jsonc"
+
+
+def test_limits_answer_as_text_with_their_retry_after(
+    api_settings: Settings, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with TestClient(create_app(replace(api_settings, requests_per_minute=1, max_body_bytes=100), plane)) as client:
+        big = client.post("/runner/instances", json={"templateName": "x" * 200}, headers=HEADERS)
+        assert big.status_code == 413 and big.headers["content-type"].startswith("text/plain"), big.text
+        over = client.get("/runner/instances", headers=HEADERS)
+        assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+        assert over.text == "request rate over the limit."
+
+    def unreachable(request: object) -> str:
+        raise ServiceUnavailable("Pub/Sub is unavailable: test")
+
+    monkeypatch.setattr(plane._bus, "publish_request", unreachable)
+    with TestClient(create_app(api_settings, plane)) as client:
+        down = client.post("/runner/instances", json={"templateName": "react-vite"}, headers=HEADERS)
+        assert down.status_code == 503 and down.headers["retry-after"] == "5"
+        assert down.text == "Pub/Sub is unavailable: test."
+
+
+def test_a_result_too_big_for_firestore_is_read_back_whole(
+    client: TestClient, job: JobStandIn, storage: Storage
+) -> None:
+    instance = create(client, job)
+    whole = {"files": [{"filePath": f"f{n}.txt", "fileContents": "x" * 1000} for n in range(300)], "missing": []}
+
+    def spilled(run: RunDoc) -> tuple[str, dict[str, Any] | None, str | None, SessionChanges | None]:
+        # As functions/job.py keeps a result over 256 KiB: in the logs bucket, and a pointer in the run.
+        name = f"{run.sessionId}/results/{run.runId}.json"
+        storage.write(LOGS_BUCKET, name, json.dumps(whole).encode(), "application/json")
+        return (
+            "succeeded",
+            {"resultObject": f"gs://{LOGS_BUCKET}/{name}", "resultBytes": 1, "keys": ["files"]},
+            None,
+            None,
+        )
+
+    job.endings["getFiles"] = spilled
+    found = client.get(f"/runner/instances/{instance}/files", headers=HEADERS).json()
+    assert len(found["files"]) == 300 and found["files"][0] == {"filePath": "f0.txt", "fileContents": "x" * 1000}
+    assert_valid("GetFilesResponse", found)

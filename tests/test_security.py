@@ -380,6 +380,16 @@ def test_previews_on_a_separate_origin(settings: Settings) -> None:
     assert "X-Frame-Options" not in headers and headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_vibsdks_origin_may_frame_path_previews_when_named(settings: Settings) -> None:
+    """VibSDK frames its previews (the tunnelURL in development) on its own origin."""
+    named = replace(settings, preview_frame_ancestors=("https://build.example.test",))
+    preview_csp, headers = preview_framing(named)
+    assert preview_csp.endswith("frame-ancestors 'self' https://build.example.test")
+    assert "X-Frame-Options" not in headers  # it could only say SAMEORIGIN, which would refuse VibSDK
+    separate = replace(named, public_url="https://api.example.test", preview_origin="https://previews.example.test")
+    assert preview_framing(separate)[0].endswith("frame-ancestors https://api.example.test https://build.example.test")
+
+
 # --- push and Eventarc deliveries
 
 

@@ -30,6 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
         ("VIBESDK_MAX_LOCAL_WORKSPACES", "0", "at least 1"),
         ("VIBESDK_VERIFY_PUSH", "maybe", "true or false"),
         ("VIBESDK_SANDBOX_BACKEND", "firecracker", "one of auto, bubblewrap"),
+        ("VIBESDK_PREVIEW_DOMAIN", "https://previews.example.com", "no scheme, no path"),
+        ("VIBESDK_PREVIEW_DOMAIN", "previews.example.com/app", "no scheme, no path"),
+        ("VIBESDK_PREVIEW_DOMAIN", "-previews.example.com", "a host name"),
+        ("VIBESDK_PREVIEW_DOMAIN", "previews..example.com", "a host name"),
+        ("VIBESDK_PREVIEW_DOMAIN", "previews_example.com", "a host name"),
+        ("VIBESDK_PREVIEW_DOMAIN", "localhost:0", "an optional port"),
+        ("VIBESDK_PREVIEW_DOMAIN", "localhost:70000", "an optional port"),
+        ("VIBESDK_PREVIEW_DOMAIN", ".".join(["a" * 60] * 4), "at most 195 characters"),
+        ("VIBESDK_PREVIEW_FRAME_ANCESTORS", "build.example.com", "origins like"),
+        ("VIBESDK_PREVIEW_FRAME_ANCESTORS", "https://build.example.com/app", "origins like"),
+        ("VIBESDK_PREVIEW_FRAME_ANCESTORS", "https://a.example.com;script-src", "origins like"),
+        ("VIBESDK_PREVIEW_FRAME_ANCESTORS", "'self'", "origins like"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(variable: str, value: str, says: str) -> None:
@@ -59,6 +71,19 @@ def test_values_read_elsewhere_before_are_settings_now() -> None:
     assert (settings.sandbox_uid, settings.sandbox_gid) == (1234, 1234)  # the gid follows the uid
     assert settings.on_cloud_run and settings.log_name("functions") == "vibesdk-sandbox-job"
     assert settings.search_path == "/opt/bin"
+
+
+def test_preview_domain_and_frame_ancestors() -> None:
+    settings = Settings.from_env(
+        {
+            "VIBESDK_PREVIEW_DOMAIN": "Previews.Example.com.",
+            "VIBESDK_PREVIEW_FRAME_ANCESTORS": " https://build.example.com/  http://localhost:5173 ",
+        }
+    )
+    assert settings.preview_domain == "previews.example.com"
+    assert settings.preview_frame_ancestors == ("https://build.example.com", "http://localhost:5173")
+    assert Settings.from_env({"VIBESDK_PREVIEW_DOMAIN": "localhost:8080"}).preview_domain == "localhost:8080"
+    assert Settings.from_env({"VIBESDK_PREVIEW_DOMAIN": ""}).preview_domain is None
 
 
 def test_the_functions_stop_at_start_up_on_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from pydantic_core import CoreSchema
 
 MAX_COMMAND_BYTES = 128 * 1024
 MAX_NAME_BYTES = 255  # one file name, as Linux allows
+MAX_INSTANCE_FILES = 5000  # files of a createInstance: a template's worth
 
 
 def _text(value: str) -> str:
@@ -61,6 +62,9 @@ Text = Annotated[str, AfterValidator(_text), Documented(TEXT_PATTERN)]
 CommandLine = Annotated[str, Field(min_length=1), AfterValidator(_command), Documented(TEXT_PATTERN)]
 FilePath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_path), Documented(PATH_PATTERN)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
+# An http(s) URL with a host, no space or control character (recorded for the instance's webhook).
+WEBHOOK_PATTERN = r"^https?://[^/?#\x00-\x20]+([/?#][^\x00-\x20]*)?$"
+WebhookUrl = Annotated[str, Field(max_length=2048, pattern=WEBHOOK_PATTERN), AfterValidator(_text)]
 # A template's name is part of object names and paths: nothing that could leave them.
 TemplateName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -87,17 +91,22 @@ class TemplateDetailsParams(Params):
     templateName: TemplateName | None = None
 
 
+class FileContents(Params):
+    filePath: FilePath
+    fileContents: Text
+
+
 class CreateInstanceParams(Params):
+    """From a template (templateName, here or the request's), or from `files` (VibSDK's runner
+    sends the template's files): with files, templateName only names the instance."""
+
     templateName: TemplateName | None = None
     projectName: Text | None = Field(default=None, max_length=200)
     # JSON schema: patternProperties alone would admit any other name.
     envVars: dict[EnvName, Text] = Field(default_factory=dict, json_schema_extra={"additionalProperties": False})
     initCommand: CommandLine | None = None
-
-
-class FileContents(Params):
-    filePath: FilePath
-    fileContents: Text
+    files: list[FileContents] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCE_FILES)
+    webhookUrl: WebhookUrl | None = None
 
 
 class WriteFilesParams(Params):

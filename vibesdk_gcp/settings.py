@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,12 @@ IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
 # The isolation backends functions/isolation.py knows; "auto": the first that works.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SANDBOX_BACKENDS = ("auto", "bubblewrap", "cloud-run", "unsafe-no-isolation")
+# A preview domain: DNS labels (RFC 1123), an optional port. Under it a preview's 57-character label
+# and its dot leave at most 195 characters of a name's 253.
+DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*(:\d{1,5})?")
+MAX_PREVIEW_DOMAIN = 253 - 58
+# An origin a CSP frame-ancestors source may name: scheme, host (a leading *. for any subdomain), port.
+ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9.-]+(:\d{1,5})?")
 
 
 def _int(env: Mapping[str, str], key: str, default: int, minimum: int | None = None) -> int:
@@ -71,6 +78,31 @@ def _names(env: Mapping[str, str], key: str, lower: bool = False) -> tuple[str, 
     return tuple(name.lower() if lower else name for name in names if name)
 
 
+def _domain(env: Mapping[str, str], key: str) -> str | None:
+    """A host[:port], no scheme and no path; lower case."""
+    raw = (env.get(key) or "").strip()
+    if not raw:
+        return None
+    value = raw.lower().rstrip(".")
+    port = value.rpartition(":")[2] if ":" in value else None
+    if not DOMAIN.fullmatch(value) or (port is not None and not 0 < int(port) < 65536):
+        raise ConfigurationError(f"{key} must be a host name with an optional port (no scheme, no path), got {raw!r}")
+    if len(value.split(":")[0]) > MAX_PREVIEW_DOMAIN:
+        raise ConfigurationError(f"{key} must be at most {MAX_PREVIEW_DOMAIN} characters, got {raw!r}")
+    return value
+
+
+def _origins(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    """A space-separated list of http(s) origins, as a CSP names them."""
+    origins = tuple(origin.lower().rstrip("/") for origin in (env.get(key) or "").split())
+    for origin in origins:
+        if not ORIGIN.fullmatch(origin):
+            raise ConfigurationError(
+                f"{key} must be space-separated origins like https://app.example.com, got {origin!r}"
+            )
+    return origins
+
+
 def default_threads() -> int:
     """functions-framework's default worker threads: 4 per core."""
     return (os.cpu_count() or 1) * 4
@@ -106,6 +138,10 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     # Where previews are served from, when not from public_url (a separate origin for user content).
     preview_origin: str | None = None
+    # Previews by host, one origin each: {label}.{preview_domain} (vibesdk_gcp/previews.py); None: by path only.
+    preview_domain: str | None = None
+    # Who may frame a host preview besides the control plane's own pages: VibSDK's origin, which frames its previews.
+    preview_frame_ancestors: tuple[str, ...] = ()
     bucket_prefix: str = ""
     pubsub_emulator_host: str | None = None
     firestore_emulator_host: str | None = None
@@ -188,6 +224,8 @@ class Settings:
             output_excerpt_bytes=_int(env, "VIBESDK_OUTPUT_EXCERPT_BYTES", base.output_excerpt_bytes, minimum=1),
             public_url=(env.get("VIBESDK_PUBLIC_URL") or base.public_url).rstrip("/"),
             preview_origin=(env.get("VIBESDK_PREVIEW_ORIGIN") or "").rstrip("/") or None,
+            preview_domain=_domain(env, "VIBESDK_PREVIEW_DOMAIN"),
+            preview_frame_ancestors=_origins(env, "VIBESDK_PREVIEW_FRAME_ANCESTORS"),
             bucket_prefix=env.get("VIBESDK_BUCKET_PREFIX") or "",
             pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
             firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST") or None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from pathlib import Path
 
 from functions.actions.commands import MAX_KEPT_ERRORS
@@ -24,6 +23,7 @@ from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.media import content_type
 from vibesdk_gcp.names import PREVIEWS_BUCKET
 from vibesdk_gcp.params import Params, StaticAnalysisParams
+from vibesdk_gcp.previews import new_token, preview_url
 from vibesdk_gcp.schemas import PublishedPreview, SandboxRequest, SessionChanges, utcnow
 
 MAX_PREVIEW_FILES = 5_000
@@ -91,6 +91,21 @@ def run_static_analysis(
     return {"success": True, "lint": lint, "typecheck": typecheck}
 
 
+def _published(path: Path, site: Path) -> bool:
+    """A file the preview serves: never installed packages, nor a hidden file (.env, .git, the lists)
+    but .well-known's."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    parts = path.relative_to(site).parts
+    return not any((part.startswith(".") and part != ".well-known") or part == "node_modules" for part in parts)
+
+
+def _preview_token(ctx: Context, request: SandboxRequest, instance: Instance) -> str:
+    """The instance's token, else the one its session was made with (the URL createInstance gave), else a
+    new one: a session made before sessions had tokens."""
+    return instance.previewToken or ctx.store.get_session(request.sessionId).previewToken or new_token()
+
+
 def deploy_instance(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Outcome:
     build = instance.commands.get("build")
     output_dir = str(instance.commands.get("outputDir") or ".")
@@ -113,24 +128,24 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context, insta
                 f"build {build!r} {outcome.ended}: {summary_line}\n{errors[-1000:].strip()}", {"build": build_result}
             )
     site = inside(workspace.path, output_dir) if output_dir != "." else workspace.path
-    files = sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink()) if site.is_dir() else []
+    files = sorted(p for p in site.rglob("*") if _published(p, site)) if site.is_dir() else []
     if not files:
         raise ActionFailed(f"the build left nothing in {output_dir}/ to publish", {"build": build_result})
     if len(files) > MAX_PREVIEW_FILES:
         raise ActionFailed(f"{output_dir}/ holds {len(files)} files, over the {MAX_PREVIEW_FILES} a preview may have")
 
-    token = instance.previewToken or secrets.token_urlsafe(24)
+    token = _preview_token(ctx, request, instance)
     prefix = f"{request.sessionId}/{token}/"
     ctx.storage.delete_prefix(PREVIEWS_BUCKET, prefix)
     for path in files:
         name = path.relative_to(site).as_posix()
         ctx.storage.write(PREVIEWS_BUCKET, prefix + name, path.read_bytes(), content_type(name))
-    preview_url = f"{ctx.settings.preview_origin or ctx.settings.public_url}/preview/{request.sessionId}/{token}/"
-    instance.previewToken, instance.previewUrl = token, preview_url
+    url = preview_url(ctx.settings, request.sessionId, token)
+    instance.previewToken, instance.previewUrl = token, url
     save_instance(ctx, request.sessionId, instance)
     deployed_at = utcnow().isoformat()
-    published = PublishedPreview(previewUrl=preview_url, deployedAt=deployed_at)
-    result = {"previewUrl": preview_url, "files": len(files), "build": build_result}
+    published = PublishedPreview(previewUrl=url, deployedAt=deployed_at)
+    result = {"previewUrl": url, "files": len(files), "build": build_result}
     if worker := worker_config(workspace.path):
         result["worker"] = worker
     return Outcome(result, SessionChanges(preview=published))

@@ -72,13 +72,18 @@ def install(ctx: Context, request: SandboxRequest, spec: InstallSpec, workspace:
     return ctx.dependencies.install(spec, workspace, bool(request.egress), _installer(ctx, request))
 
 
+# bun's package cache in the command's own /tmp, as npm's is (HOME is there): never a cache
+# another session's install could have filled.
+BUN_CACHE_IN_SCRATCH = 'export BUN_INSTALL_CACHE_DIR="$TMPDIR/bun-install-cache"; '
+
+
 def _installer(ctx: Context, request: SandboxRequest) -> RunInstall:
     """What runs the install on a cache miss: in the sandbox, through the egress proxy."""
 
     def run(command: str, scratch: Path) -> None:
         prepare_workspace(scratch, ctx.sandbox.isolation.ids)
         egress_for = Egress(request.sessionId, request.runId, request.owner)
-        outcome = run_in_sandbox(ctx, command, scratch, None, egress_for=egress_for)
+        outcome = run_in_sandbox(ctx, BUN_CACHE_IN_SCRATCH + command, scratch, None, egress_for=egress_for)
         if outcome.exit_code != 0 or outcome.killed_reason:
             # npm and pip say why first, then print their usage or a log's name: the head, not the tail.
             detail = (outcome.stderr.strip() or outcome.stdout.strip())[:2000].decode(errors="replace")
@@ -102,16 +107,19 @@ def run_in_sandbox(
 
 # Shorter values would blank out ordinary words.
 MIN_SECRET_CHARS = 4
+REDACTED = "[REDACTED]"
 
 
 def redacted(outcome: CommandResult, env: dict[str, str] | None) -> CommandResult:
     """The outcome with the instance's envVars values blanked: a failing command may print them,
-    and its output reaches the run's error, the logs bucket and the job's log lines."""
+    and its output reaches every answer made of it (the results' output and error, the run's
+    error, initOutput, getLogs by way of the logs bucket) and the job's log lines. Here, as
+    every command runs through run_in_sandbox, before anything is cut or kept."""
     secrets = sorted({value for value in (env or {}).values() if len(value) >= MIN_SECRET_CHARS}, key=len, reverse=True)
     if not secrets:
         return outcome
     stdout, stderr = outcome.stdout, outcome.stderr
     for secret in secrets:
-        stdout = stdout.replace(secret.encode(), b"[redacted]")
-        stderr = stderr.replace(secret.encode(), b"[redacted]")
+        stdout = stdout.replace(secret.encode(), REDACTED.encode())
+        stderr = stderr.replace(secret.encode(), REDACTED.encode())
     return dataclasses.replace(outcome, stdout=stdout, stderr=stderr)

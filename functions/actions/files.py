@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
-from functions import confined
-from functions.actions.common import Result
+from functions import confined, templates
+from functions.actions.common import REDACTED, Result
 from functions.context import Context
 from functions.instances import Instance, workspace_of
 from functions.workspace import Workspace
 from vibesdk_gcp.errors import ActionFailed, InvalidRequest
-from vibesdk_gcp.params import GetFilesParams, WriteFilesParams
+from vibesdk_gcp.params import FileContents, GetFilesParams, WriteFilesParams
 from vibesdk_gcp.schemas import SandboxRequest
 
+logger = logging.getLogger("functions.actions.files")
+
 MAX_FILE_BYTES = 4 << 20
+# VibSDK's lists of workspace paths (JSON arrays), as its runner reads them: files writeFiles
+# leaves alone, and files getFiles shows as REDACTED.
+DONT_TOUCH_LIST = templates.META_FILES["dontTouchFiles"]
+REDACTED_LIST = templates.META_FILES["redactedFiles"]
+MAX_LIST_BYTES = 1 << 20
+FORBIDDEN = "File is forbidden to be modified"
 
 
 def inside(workspace: Path, file_path: str) -> Path:
@@ -29,21 +40,61 @@ def inside(workspace: Path, file_path: str) -> Path:
     return target
 
 
+def placed(workspace: Path, files: list[FileContents]) -> list[tuple[FileContents, str]]:
+    """Each file with its path in the workspace, all checked before any is written: a path that
+    leaves the workspace, or a content over the limit, fails the run."""
+    targets = [(item, inside(workspace, item.filePath).relative_to(workspace).as_posix()) for item in files]
+    for item in files:
+        if len(item.fileContents.encode()) > MAX_FILE_BYTES:
+            raise ActionFailed(f"file {item.filePath!r} is over the {MAX_FILE_BYTES}-byte limit")
+    return targets
+
+
+def write_placed(workspace: Path, targets: list[tuple[FileContents, str]]) -> None:
+    for item, rel in targets:
+        _write(item.filePath, workspace, rel, item.fileContents)
+
+
 def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context, instance: Instance) -> Result:
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
-    targets = [(item, inside(workspace.path, item.filePath)) for item in params.files]
-    for item in params.files:
-        if len(item.fileContents.encode()) > MAX_FILE_BYTES:
-            raise ActionFailed(f"file {item.filePath!r} is over the {MAX_FILE_BYTES}-byte limit")
-    for item, target in targets:
-        _write(item.filePath, workspace.path, target.relative_to(workspace.path).as_posix(), item.fileContents)
+    targets = placed(workspace.path, params.files)
+    # As VibSDK's runner does: a don't-touch file is left as it is, and its item says so.
+    forbidden = listed_paths(workspace.path, DONT_TOUCH_LIST)
+    write_placed(workspace.path, [(item, rel) for item, rel in targets if rel not in forbidden])
     report = workspace.save()
     return {
-        "files": [{"file": item.filePath, "success": True} for item, _ in targets],
+        "files": [
+            {"file": item.filePath, "success": False, "error": FORBIDDEN}
+            if rel in forbidden
+            else {"file": item.filePath, "success": True}
+            for item, rel in targets
+        ],
         "commitMessage": params.commitMessage,
         "uploaded": report.uploaded,
     }
+
+
+def listed_paths(workspace: Path, list_name: str) -> set[str]:
+    """The workspace paths a list file of VibSDK's names (a JSON array), read now, through real
+    folders only: missing, it is empty; malformed, empty too, and logged."""
+    try:
+        descriptor = confined.open_file(workspace, list_name)
+    except FileNotFoundError:
+        return set()
+    except OSError as error:
+        logger.warning("%s cannot be read (%s): taken as empty", list_name, error.strerror)
+        return set()
+    with os.fdopen(descriptor, "rb") as handle:
+        data = handle.read(MAX_LIST_BYTES + 1) if stat.S_ISREG(os.fstat(descriptor).st_mode) else b""
+    try:
+        paths = json.loads(data) if len(data) <= MAX_LIST_BYTES else None
+    except ValueError:
+        paths = None
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        logger.warning("%s is not a JSON array of paths: taken as empty", list_name)
+        return set()
+    return {PurePosixPath(path.removeprefix("./")).as_posix() for path in paths}
 
 
 def listed_files(workspace: Workspace) -> list[str]:
@@ -111,11 +162,15 @@ def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context, ins
         paths, links, unreadable = _listing(workspace)
     else:
         paths = params.filePaths
+    redacted = listed_paths(workspace.path, REDACTED_LIST)
     files, missing = [], []
     for file_path in paths:
         target = inside(workspace.path, file_path)
         if not target.is_file():
             missing.append(file_path)
+            continue
+        if target.relative_to(workspace.path).as_posix() in redacted:
+            files.append({"filePath": file_path, "fileContents": REDACTED})  # as VibSDK's runner answers
             continue
         files.append({"filePath": file_path, "fileContents": target.read_bytes().decode("utf-8", errors="replace")})
     result: Result = {"files": files, "missing": missing, "links": links}

@@ -1,19 +1,22 @@
-"""Instance lifecycle: create from a template, describe, list, shut down."""
+"""Instance lifecycle: create from a template or from files, describe, list, shut down."""
 
 from __future__ import annotations
 
-from functions import templates
+from functions import lockfiles, project_commands, templates
 from functions.actions.common import Outcome, Result, install, run_in_sandbox
-from functions.actions.files import listed_files
+from functions.actions.files import listed_files, placed, write_placed
 from functions.context import Context
 from functions.dependencies import InstallSpec
 from functions.instances import Instance, delete_instance, load_instance, save_instance, workspace_of
 from functions.sandbox import prepare_workspace
+from functions.workspace import Workspace
 from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
-from vibesdk_gcp.params import CreateInstanceParams, Params, TemplateDetailsParams
+from vibesdk_gcp.params import CreateInstanceParams, FileContents, Params, TemplateDetailsParams
 from vibesdk_gcp.schemas import SandboxRequest, SessionChanges, utcnow
+
+FILES_SOURCE = "files"  # an instance made from files: its source, and its templateName when none is given
 
 
 def get_template_details(request: SandboxRequest, params: TemplateDetailsParams, ctx: Context) -> Result:
@@ -26,22 +29,31 @@ def get_template_details(request: SandboxRequest, params: TemplateDetailsParams,
 
 
 def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: Context) -> Outcome:
-    name = params.templateName or request.templateName
-    if not name:
-        raise ActionFailed("createInstance needs templateName")
+    """From the files given, or else from the template named (here or in the request)."""
+    if params.files is None and not (params.templateName or request.templateName):
+        raise ActionFailed("createInstance needs templateName or files")
     if load_instance(ctx, request.sessionId) is not None:
         raise ActionFailed(f"session {request.sessionId} already has an instance")
-    bundle = templates.bundle(ctx.storage, name, ctx.disk.templates())
-    entry = next((e for e in template_catalog(ctx.storage) if e.get("name") == name), {})
     workspace = workspace_of(ctx, request.sessionId)
-    workspace.start_empty()
-    written = templates.extract(bundle, workspace.path)
-    spec = InstallSpec.of(entry.get("install"))
+    if params.files is None:
+        name = params.templateName or request.templateName or ""
+        bundle = templates.bundle(ctx.storage, name, ctx.disk.templates())
+        entry = next((e for e in template_catalog(ctx.storage) if e.get("name") == name), {})
+        workspace.start_empty()
+        written = templates.extract(bundle, workspace.path)
+        spec = InstallSpec.of(entry.get("install"))
+    else:
+        name = params.templateName or request.templateName or FILES_SOURCE
+        written = _write_project(workspace, params.files)
+        spec = lockfiles.install_for(written)
+        tool = "bun" if spec and spec.command.startswith("bun ") else "npm"
+        entry = {"commands": project_commands.commands_for(workspace.path, tool)}
     # Ready to build when the run succeeds: the dependencies are installed first.
     dependencies = install(ctx, request, spec, workspace).as_result() if spec else None
     prepare_workspace(workspace.path, ctx.sandbox.isolation.ids, spec.folder if spec else None)
     init_output = None
-    if params.initCommand:
+    # From files, initCommand starts a dev server (VibSDK's 'bun run dev'): recorded, for the live preview to run.
+    if params.initCommand and params.files is None:
         outcome = run_in_sandbox(ctx, params.initCommand, workspace.path, params.envVars)
         init_output = outcome.stdout.decode(errors="replace")[-4096:]
         if outcome.exit_code != 0:
@@ -55,7 +67,10 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         owner=request.owner,
         envVars=params.envVars,
         commands=entry.get("commands") or {},
-        install=entry.get("install"),
+        install=spec.as_entry() if spec else None,
+        source=FILES_SOURCE if params.files is not None else "template",
+        initCommand=params.initCommand,
+        webhookUrl=params.webhookUrl,
         createdAt=utcnow().isoformat(),
     )
     save_instance(ctx, request.sessionId, instance)
@@ -67,6 +82,17 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         "dependencies": dependencies,
     }
     return Outcome(result, SessionChanges(instanceId=instance.instanceId))
+
+
+def _write_project(workspace: Workspace, files: list[FileContents]) -> list[str]:
+    """The files, written into a fresh workspace as writeFiles writes them: the paths written."""
+    workspace.start_empty()
+    targets = placed(workspace.path, files)
+    total = sum(len(item.fileContents.encode()) for item, _ in targets)
+    if total > templates.MAX_EXTRACTED_BYTES:
+        raise ActionFailed(f"the files add up to {total} bytes, over the {templates.MAX_EXTRACTED_BYTES} limit")
+    write_placed(workspace.path, targets)
+    return sorted({rel for _, rel in targets})
 
 
 def get_instance_details(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Result:

@@ -19,6 +19,8 @@ locals {
     GOOGLE_CLOUD_PROJECT   = var.project_id
     VIBESDK_BUCKET_PREFIX  = var.bucket_prefix
     VIBESDK_PREVIEW_ORIGIN = var.preview_origin
+    # The job names previews in deployInstance's result, the control plane serves them.
+    VIBESDK_PREVIEW_DOMAIN = var.preview_domain
   }
   # Cloud Run's deterministic addresses: a service's own URL, known before it exists (token audiences).
   service_url = { for key, name in local.services : key => "https://${name}-${data.google_project.project.number}.${var.region}.run.app" }
@@ -191,9 +193,22 @@ module "control_plane" {
     VIBESDK_MAX_BODY_BYTES = tostring(var.max_body_bytes)
     VIBESDK_CORS_ORIGINS   = join(",", var.cors_origins)
     VIBESDK_ALLOWED_OWNERS = join(",", var.allowed_owners)
+    # Who may frame previews by host besides the control plane's pages: VibSDK's origin.
+    VIBESDK_PREVIEW_FRAME_ANCESTORS = join(" ", var.preview_frame_ancestors)
     # The job's bound on an action: the longest /runner waits for a run.
     VIBESDK_MAX_ACTION_SECONDS = tostring(local.definitions.trigger.tuned_subscription.ack_deadline_seconds - 60)
   })
+}
+
+# Previews by host, https://{label}.{preview_domain}/: a load balancer with a wildcard certificate
+# in front of the control plane, only when a preview domain is set.
+module "previews" {
+  source     = "./modules/previews"
+  count      = var.preview_domain == "" ? 0 : 1
+  project_id = var.project_id
+  region     = var.region
+  domain     = var.preview_domain
+  service    = module.control_plane.name
 }
 
 module "sandbox_job" {

@@ -27,3 +27,8 @@ output "trigger_subscription" {
   value       = module.sandbox.trigger_subscription
   description = "The subscription Eventarc made for the trigger: the pipeline tunes it after apply."
 }
+
+output "preview_dns_records" {
+  value       = var.preview_domain == "" ? [] : module.previews[0].dns_records
+  description = "DNS records to create for previews by host: the certificate's authorization CNAME and the wildcard A record (empty without preview_domain)."
+}

@@ -152,6 +152,18 @@ variable "preview_origin" {
   default     = ""
 }
 
+variable "preview_domain" {
+  type        = string
+  description = "Domain previews are served under by host, https://{label}.{preview_domain}/ (VibSDK's preview domain): a load balancer with a wildcard certificate is made for it. Use a registrable domain of its own (docs/SECURITY.md). Empty: previews by path only."
+  default     = ""
+}
+
+variable "preview_frame_ancestors" {
+  type        = list(string)
+  description = "Origins that may frame previews served by host besides the control plane's own, e.g. VibSDK's (it frames its previews): https://build.example.com."
+  default     = []
+}
+
 variable "allowed_owners" {
   type        = list(string)
   description = "Who may be an owner by a Google ID token: emails, or @domain for a domain. Empty: nobody (API keys you issue still work)."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.stop()
     finally:
         shutil.rmtree(workspaces)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def localhost_subdomains() -> Iterator[None]:
+    """*.localhost is loopback here too, as browsers resolve it (RFC 6761, 6.3): the stack's previews
+    are http://{label}.localhost:PORT/, which this machine's resolver may not know."""
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.lower().rstrip(".").endswith(".localhost"):
+            host = "127.0.0.1"
+        return resolve(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", getaddrinfo)
+        yield
 
 
 @pytest.fixture(scope="session")

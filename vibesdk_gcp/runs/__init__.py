@@ -33,9 +33,9 @@ class RunStore:
         self._watches = Watches(self._calls)
 
     # Queueing
-    def queue_run(self, request: SandboxRequest, new_session: bool) -> None:
+    def queue_run(self, request: SandboxRequest, new_session: bool, preview_token: str | None = None) -> None:
         """Write the queued run and point the session at it (in one batch with other POSTs' runs)."""
-        self._queue.queue_run(request, new_session)
+        self._queue.queue_run(request, new_session, preview_token)
 
     # Claims and leases (claims.py)
     def claim(

@@ -81,6 +81,9 @@ class SessionDoc(Document):
     runId: str
     instanceId: str | None = None
     preview: PublishedPreview | None = None
+    # The preview's token, made with the session so its URL is known before anything is deployed;
+    # None on sessions older than host previews (vibesdk_gcp/previews.py).
+    previewToken: str | None = None
     createdAt: datetime
     updatedAt: datetime
     # Its queued and running runs; None on sessions older than the count, which claims treat as many.
@@ -113,7 +116,7 @@ def queued_run(request: SandboxRequest, now: datetime) -> RunDoc:
     )
 
 
-def queued_session(request: SandboxRequest, now: datetime, new: bool) -> Fields:
+def queued_session(request: SandboxRequest, now: datetime, new: bool, preview_token: str | None = None) -> Fields:
     """The session's fields as its queued run sets them: all of them for a new session."""
     # `unfinished` counts the session's queued and running runs (the recorder counts them down):
     # with it, the job needs no query to keep the session's order.
@@ -135,7 +138,9 @@ def queued_session(request: SandboxRequest, now: datetime, new: bool) -> Fields:
         createdAt=now,
         updatedAt=now,
     )
-    return session.fields() | count
+    # Written only when made: a session queued without one keeps the fields it always had.
+    token: Fields = {"previewToken": preview_token} if preview_token else {}
+    return session.fields() | token | count
 
 
 def insert_transition(transitions: list[Transition], transition: Transition) -> list[Transition]:

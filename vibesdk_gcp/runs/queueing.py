@@ -25,13 +25,13 @@ class RunQueue:
         # Concurrent POSTs share Firestore calls (vibesdk_gcp/batching.py).
         self.group = GroupCall("queue-runs", self._queue_many, limit=200, linger=GROUP_LINGER_SECONDS)
 
-    def queue_run(self, request: SandboxRequest, new_session: bool) -> None:
-        self.group((request, new_session))
+    def queue_run(self, request: SandboxRequest, new_session: bool, preview_token: str | None = None) -> None:
+        self.group((request, new_session, preview_token))
 
-    def _queue_many(self, items: list[tuple[SandboxRequest, bool]]) -> list[None | BaseException]:
+    def _queue_many(self, items: list[tuple[SandboxRequest, bool, str | None]]) -> list[None | BaseException]:
         batch = self._calls.client.batch()
-        for request, new_session in items:
-            self.add(batch, request, new_session)
+        for request, new_session, preview_token in items:
+            self.add(batch, request, new_session, preview_token)
         try:
             self._calls.commit(batch)
         except OUTAGES as error:
@@ -42,12 +42,14 @@ class RunQueue:
             return [failure] * len(items)
         return [None for _ in items]
 
-    def add(self, batch: firestore.WriteBatch, request: SandboxRequest, new_session: bool) -> None:
-        """Add one queued run's writes to the batch."""
+    def add(
+        self, batch: firestore.WriteBatch, request: SandboxRequest, new_session: bool, preview_token: str | None = None
+    ) -> None:
+        """Add one queued run's writes to the batch (a new session's with its preview token)."""
         now = utcnow()
         batch.set(self._calls.run_ref(request.sessionId, request.runId), queued_run(request, now).fields())
         session_ref = self._calls.session_ref(request.sessionId)
-        session = queued_session(request, now, new=new_session)
+        session = queued_session(request, now, new=new_session, preview_token=preview_token)
         if new_session:
             batch.create(session_ref, session)
         else:

@@ -1,0 +1,180 @@
+"""Preview naming (vibesdk_gcp/previews.py) and the dispatch of a preview's host (control_plane/middleware.py)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from control_plane.middleware import PreviewHosts, host_preview_headers
+from control_plane.models import CreateSession
+from control_plane.service import ControlPlane
+from tests.test_recorder import event, queue
+from vibesdk_gcp import clients, previews
+from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.errors import NotFound
+from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.runs import RunStore
+from vibesdk_gcp.schemas import PublishedPreview, SessionChanges
+from vibesdk_gcp.settings import Settings
+from vibesdk_gcp.storage import Storage
+
+SESSION = "0b9f3c1e-6a2d-4e8f-9c3b-5d7a1e2f4b6c"
+TOKEN = "0123456789abcdef01234567"
+LABEL = "0b9f3c1e6a2d4e8f9c3b5d7a1e2f4b6c-0123456789abcdef01234567"
+
+
+def test_label_round_trip() -> None:
+    session, token = str(uuid.uuid4()), previews.new_token()
+    label = previews.label_of(session, token)
+    assert label is not None and len(label) == 57 and label == label.lower()
+    assert previews.parse_label(label) == (session, token)
+    assert previews.label_of(SESSION, TOKEN) == LABEL
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        LABEL[:-1],  # a token one digit short
+        LABEL + "0",  # one too long
+        LABEL[1:],  # a session one digit short
+        LABEL.upper(),
+        LABEL.replace("-", ""),
+        LABEL.replace("-", "."),
+        LABEL[:-1] + "g",  # not hex
+        "0b9f3c1e6a2d1e8f9c3b5d7a1e2f4b6c-0123456789abcdef01234567",  # version 1: no session of ours
+        "",
+        "www",
+    ],
+)
+def test_labels_that_are_none_of_ours(label: str) -> None:
+    assert previews.parse_label(label) is None
+
+
+@pytest.mark.parametrize(
+    ("session", "token"),
+    [
+        ("s", TOKEN),  # not a uuid
+        (SESSION.upper(), TOKEN),  # not the control plane's spelling: the parse would not give it back
+        (SESSION.replace("-", ""), TOKEN),
+        (str(uuid.uuid1()), TOKEN),
+        (SESSION, "a3Jq9_zX-older-release-token"),  # secrets.token_urlsafe, before host previews
+        (SESSION, TOKEN.upper()),
+    ],
+)
+def test_names_without_a_host_label(session: str, token: str) -> None:
+    assert previews.label_of(session, token) is None
+
+
+def test_urls_with_and_without_a_preview_domain() -> None:
+    plain = Settings(public_url="https://api.example.com")
+    path = f"https://api.example.com/preview/{SESSION}/{TOKEN}/"
+    assert previews.preview_url(plain, SESSION, TOKEN) == previews.tunnel_url(plain, SESSION, TOKEN) == path
+
+    hosted = replace(plain, preview_domain="previews.example.net")
+    assert previews.preview_url(hosted, SESSION, TOKEN) == f"https://{LABEL}.previews.example.net/"
+    assert previews.tunnel_url(hosted, SESSION, TOKEN) == path
+    # A name no label can carry is served by path, as before.
+    assert previews.preview_url(hosted, "s", TOKEN) == "https://api.example.com/preview/s/" + TOKEN + "/"
+
+    local = replace(plain, preview_domain="localhost:8080")
+    assert previews.preview_url(local, SESSION, TOKEN) == f"http://{LABEL}.localhost:8080/"
+    sub = replace(plain, preview_domain="p.localhost")
+    assert previews.preview_url(sub, SESSION, TOKEN).startswith("http://")
+    not_local = replace(plain, preview_domain="localhost.example.com")
+    assert previews.preview_url(not_local, SESSION, TOKEN).startswith("https://")
+
+    separate = replace(plain, preview_origin="https://previews.example.org")
+    assert previews.tunnel_url(separate, SESSION, TOKEN).startswith("https://previews.example.org/preview/")
+
+
+@pytest.mark.parametrize(
+    ("host", "domain", "label"),
+    [
+        (f"{LABEL}.localhost:8080", "localhost:8080", LABEL),
+        (f"{LABEL.upper()}.LOCALHOST:8080", "localhost:8080", LABEL),  # Host is case-insensitive
+        (f"{LABEL}.localhost:9999", "localhost:8080", LABEL),  # under the domain on any port: never the API
+        (f"{LABEL}.previews.example.com", "previews.example.com", LABEL),
+        (f"{LABEL}.previews.example.com:443", "previews.example.com", LABEL),
+        (f"{LABEL}.previews.example.com.", "previews.example.com", LABEL),
+        ("a.b.previews.example.com", "previews.example.com", "a.b"),
+        ("localhost:8080", "localhost:8080", None),  # the domain itself: the control plane
+        ("127.0.0.1:8080", "localhost:8080", None),
+        ("api.example.com", "previews.example.com", None),
+        ("evilpreviews.example.com", "previews.example.com", None),
+        ("", "previews.example.com", None),
+    ],
+)
+def test_host_label(host: str, domain: str, label: str | None) -> None:
+    assert previews.host_label(host, domain) == label
+
+
+async def endpoint(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"api {request.url.path}")
+
+
+async def preview(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"preview {request.url.path}")
+
+
+def dispatching(domain: str | None) -> TestClient:
+    site = Starlette(routes=[Route("/{path:path}", preview)])
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
+    return TestClient(PreviewHosts(app, domain, site))
+
+
+def test_a_preview_host_never_reaches_the_rest_of_the_control_plane() -> None:
+    client = dispatching("localhost:8080")
+    assert client.get("/api/agent", headers={"Host": f"{LABEL}.localhost:8080"}).text == "preview /api/agent"
+    assert client.get("/dashboard", headers={"Host": "nonsense.localhost:8080"}).text == "preview /dashboard"
+    assert client.get("/api/agent", headers={"Host": "127.0.0.1:8080"}).text == "api /api/agent"
+    assert client.get("/api/agent", headers={"Host": "localhost:8080"}).text == "api /api/agent"
+    assert dispatching(None).get("/api/agent", headers={"Host": f"{LABEL}.localhost:8080"}).text == "api /api/agent"
+
+
+def test_host_previews_have_their_own_origin_and_chosen_framers() -> None:
+    settings = Settings(
+        public_url="https://api.example.com",
+        preview_domain="previews.example.net",
+        preview_frame_ancestors=("https://build.example.com",),
+    )
+    headers = host_preview_headers(settings)
+    assert headers["Content-Security-Policy"] == "frame-ancestors https://api.example.com https://build.example.com"
+    assert "sandbox" not in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store"
+    assert "X-Frame-Options" not in headers and "Access-Control-Allow-Origin" not in headers
+
+
+@pytest.fixture
+def plane(settings: Settings, store: RunStore, storage: Storage) -> ControlPlane:
+    publisher = clients.publisher_client(settings)
+    publisher.create_topic(name=publisher.topic_path(settings.project, REQUESTS_TOPIC))
+    hosted = replace(settings, public_url="https://api.example.com", preview_domain="previews.example.net")
+    return ControlPlane(store, Bus(publisher, settings.project), storage, settings=hosted)
+
+
+def test_the_preview_token_is_the_sessions_from_its_creation(plane: ControlPlane, store: RunStore) -> None:
+    session_id = plane.create_session("alice", CreateSession(templateName="static-site")).sessionId
+    token = store.get_session(session_id).previewToken
+    assert token is not None and previews.TOKEN.fullmatch(token)
+    label = previews.label_of(session_id, token)
+    assert plane.preview_urls("alice", session_id) == (
+        f"https://{label}.previews.example.net/",
+        f"https://api.example.com/preview/{session_id}/{token}/",
+    )
+    with pytest.raises(NotFound):
+        plane.preview_urls("mallory", session_id)  # someone else's session is a missing one
+
+
+def test_a_session_older_than_tokens_has_its_published_url(plane: ControlPlane, store: RunStore) -> None:
+    request = queue(store)  # as a previous release queued it: no token
+    assert plane.preview_urls("alice", request.sessionId) is None
+    published = PublishedPreview(previewUrl="https://api.example.com/preview/s/t/", deployedAt="2026-01-01T00:00:00Z")
+    store.apply(event(request, 2, "succeeded", session=SessionChanges(preview=published)))
+    assert plane.preview_urls("alice", request.sessionId) == (published.previewUrl, published.previewUrl)
