@@ -2,7 +2,8 @@
 
 Prints a table and writes bench/results.json and docs/BENCHMARKS.md. Sizes: BENCH_RUNS (500),
 BENCH_CONCURRENCY (32), BENCH_C1_RUNS (200), BENCH_ROUNDS (4), BENCH_SANDBOX_REPEATS (200),
-BENCH_WORKSPACE_FILES (10,1000,10000).
+BENCH_WORKSPACE_FILES (10,1000,10000), BENCH_RUNNER_REPEATS (20 of each runner call each way),
+BENCH_MANAGER_REPEATS (2 DeploymentManager sequences of each version).
 
 Loops that are compared are measured in alternated rounds (A B C, then C B A, ...) on the same
 emulators, so the emulators' growth over the run favours none of them.
@@ -29,6 +30,7 @@ from bench.conditions import Conditions
 from bench.costs import egress_cost, incremental_save, sandbox_overhead, workspace_costs
 from bench.goals import goal, other
 from bench.load import POLLS_PER_LATENCY, LoadResult, combined
+from bench.manager import manager_sequence
 from bench.pipeline import (
     WARMUP_RUNS,
     add_up,
@@ -44,6 +46,7 @@ from bench.pipeline import (
     work_per_run,
     work_totals,
 )
+from bench.runner import runner_wait
 from bench.tenancy import attacks
 from devstack.config import Ports
 from devstack.stack import PROJECT_ROOT, Stack, start_stack
@@ -53,11 +56,14 @@ from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import storage_for
 
 BENCH_PORTS = Ports.shifted(14000)
-FLOOR_PORTS = {"floor-api": 14090, "floor-job": 14091, "floor-recorder": 14092}
+FLOOR_PORTS = {"floor-api": 14090, "floor-job": 14091, "floor-recorder": 14092, "floor-router": 14093}
+# The two floor loops: pushed straight to the floor's function, and through a router as the pipeline is.
+FLOORS = ("floor", "floor_routed")
+FLOOR_NAMES = {"floor": "floor loop (pushed straight)", "floor_routed": "routed floor loop (through the router)"}
 C1_WARMUP = 20
 EMULATORS = ("pubsub-emulator", "firestore-emulator", "storage-emulator")
 PIPELINE_UNITS = ("control-plane", "eventarc-router", "sandbox-job", "status-recorder", *EMULATORS)
-FLOOR_UNITS = (*floor.UNITS, *EMULATORS)
+FLOOR_UNITS = {"floor": (*floor.UNITS, *EMULATORS), "floor_routed": (*floor.ROUTED_UNITS, *EMULATORS)}
 BASELINE_PORT = 22090
 # The units count their work every half second (vibesdk_gcp/metrics.py): three flushes.
 FLUSH_WAIT_SECONDS = 1.5
@@ -108,7 +114,7 @@ def _order(loops: tuple[str, ...], index: int) -> tuple[str, ...]:
 def end_to_end(
     stack: Stack, floor_url: str, runs: int, concurrency: int, rounds: int, metrics_dir: Path
 ) -> dict[str, Any]:
-    """The pipeline, the one-hop baseline and the floor loop at `concurrency`, in alternated rounds.
+    """The pipeline, the one-hop baseline and the two floor loops at `concurrency`, in alternated rounds.
 
     Each loop first gets its WARMUP_RUNS unmeasured; then `rounds` rounds, each loop once per round.
     CPU per unit and the work counts are taken around each of the loop's own rounds only.
@@ -117,8 +123,9 @@ def end_to_end(
         "pipeline": lambda n: measure_pipeline(stack, n, concurrency, warmup=0),
         "baseline": lambda n: measure_baseline(stack, n, concurrency, warmup=0),
         "floor": lambda n: measure_floor(stack, floor_url, n, concurrency, warmup=0),
+        "floor_routed": lambda n: measure_floor(stack, floor_url, n, concurrency, warmup=0, path="/routed/run"),
     }
-    units: dict[str, tuple[str, ...]] = {"pipeline": PIPELINE_UNITS, "floor": FLOOR_UNITS, "baseline": ()}
+    units: dict[str, tuple[str, ...]] = {"pipeline": PIPELINE_UNITS, "baseline": (), **FLOOR_UNITS}
     for drive in drivers.values():
         asyncio.run(drive(WARMUP_RUNS))
     time.sleep(FLUSH_WAIT_SECONDS)
@@ -140,19 +147,17 @@ def end_to_end(
     return {
         "rounds": rounds,
         "loops": loops,
-        "round_throughput_vs_floor": [
-            round(p.per_second / f.per_second, 3) for p, f in zip(parts["pipeline"], parts["floor"], strict=True)
-        ],
-        "cpu_ms_per_run": {
-            "pipeline": per_run_ms(cpu["pipeline"], loops["pipeline"].runs),
-            "floor": per_run_ms(cpu["floor"], loops["floor"].runs),
+        "round_throughput_vs": {
+            name: [round(p.per_second / f.per_second, 3) for p, f in zip(parts["pipeline"], parts[name], strict=True)]
+            for name in FLOORS
         },
+        "cpu_ms_per_run": {name: per_run_ms(cpu[name], loops[name].runs) for name in ("pipeline", *FLOORS)},
         "work_per_run": work_per_run(counted, loops["pipeline"].runs),
     }
 
 
 def concurrency_1(stack: Stack, floor_url: str, runs: int, rounds: int) -> dict[str, Any]:
-    """The three loops one run at a time, and the pipeline with the router's shuffle hold off, alternated.
+    """The four loops one run at a time, and the pipeline with the router's shuffle hold off, alternated.
 
     The router is restarted to switch its hold off and back (each time followed by unmeasured runs);
     the order of the rounds keeps that to two restarts every two rounds.
@@ -160,12 +165,13 @@ def concurrency_1(stack: Stack, floor_url: str, runs: int, rounds: int) -> dict[
     drivers = {
         "pipeline": lambda n: measure_pipeline(stack, n, 1, warmup=0),
         "floor": lambda n: measure_floor(stack, floor_url, n, 1, warmup=0),
+        "floor_routed": lambda n: measure_floor(stack, floor_url, n, 1, warmup=0, path="/routed/run"),
         "one_hop": lambda n: measure_baseline(stack, n, 1, warmup=0),
         "pipeline_unshuffled": lambda n: measure_pipeline(stack, n, 1, warmup=0),
     }
     hold = shuffle_seconds(stack)
     shuffled = True
-    for name in ("pipeline", "floor", "one_hop"):
+    for name in ("pipeline", *FLOORS, "one_hop"):
         asyncio.run(drivers[name](C1_WARMUP))
     parts: dict[str, list[LoadResult]] = {name: [] for name in drivers}
     restarts = 0
@@ -187,10 +193,13 @@ def concurrency_1(stack: Stack, floor_url: str, runs: int, rounds: int) -> dict[
         "histogram_bin_ms": C1_HISTOGRAM_MS,
         "shuffle_hold_max_ms": round(hold * 1000, 1),
         "router_restarts": restarts,
-        "round_p50_vs_floor": [
-            round(p.percentile(50) / f.percentile(50), 3)
-            for p, f in zip(parts["pipeline"], parts["floor"], strict=True)
-        ],
+        "round_p50_vs": {
+            name: [
+                round(p.percentile(50) / f.percentile(50), 3)
+                for p, f in zip(parts["pipeline"], parts[name], strict=True)
+            ]
+            for name in FLOORS
+        },
     }
 
 
@@ -236,40 +245,30 @@ def main() -> None:
         conditions.phase("end to end")
         e2e = end_to_end(stack, floor_url, runs, concurrency, rounds, metrics_dir)
         conditions.phase("concurrency 1")
-        print(f"concurrency 1: {c1_runs} runs each, pipeline (shuffle on and off), floor, one-hop", flush=True)
+        print(f"concurrency 1: {c1_runs} runs each, pipeline (shuffle on and off), both floors, one-hop", flush=True)
         c1 = concurrency_1(stack, floor_url, c1_runs, rounds)
         delivery = delivery_mode(stack.env)
         ack_deadline = SANDBOX_JOB_TRIGGER.subscription(delivery).ack_deadline_seconds
         conditions.phase("react-vite")
         print("react-vite: createInstance cold and warm, a build, a one-file save", flush=True)
         apps = app_costs(stack, env["VIBESDK_API_TOKEN"], int(os.environ.get("BENCH_APP_REPEATS", "3")))
+        conditions.phase("runner wait")
+        runner_repeats = int(os.environ.get("BENCH_RUNNER_REPEATS", "20"))
+        print(f"runner: {runner_repeats} of each call through /runner and through /api with ?wait=", flush=True)
+        runner = runner_wait(stack, env["VIBESDK_API_TOKEN"], runner_repeats)
+        conditions.phase("deployment manager")
+        manager_repeats = int(os.environ.get("BENCH_MANAGER_REPEATS", "2"))
+        print(f"DeploymentManager's sequence on react-vite, {manager_repeats} of each version", flush=True)
+        manager = manager_sequence(stack, env["VIBESDK_API_TOKEN"], manager_repeats)
         conditions.phase("tenancy")
         print("one owner against the shared job: memory under attack, another owner's wait", flush=True)
         tenancy = attacks(stack, env["VIBESDK_API_TOKEN"])
     finally:
         conditions.stop()
         stack.stop()
-    pipeline, baseline, floor_loop = (e2e["loops"][name] for name in ("pipeline", "baseline", "floor"))
-    p, b, f = pipeline.summary(), baseline.summary(), floor_loop.summary()
-    pipeline_cpu, floor_cpu = e2e["cpu_ms_per_run"]["pipeline"], e2e["cpu_ms_per_run"]["floor"]
-    floor_ratios = {
-        "throughput_ratio": round(pipeline.per_second / floor_loop.per_second, 3),
-        "c1_p50_ratio": round(c1["pipeline"]["p50_ms"] / c1["floor"]["p50_ms"], 3),
-        "c1_mean_ratio": round(c1["pipeline"]["mean_ms"] / c1["floor"]["mean_ms"], 3),
-        "c1_p95_ratio": round(c1["pipeline"]["p95_ms"] / c1["floor"]["p95_ms"], 3),
-        "round_throughput_ratios": e2e["round_throughput_vs_floor"],
-        "round_c1_p50_ratios": c1["round_p50_vs_floor"],
-    }
-    extra_cpu = {
-        unit: round(pipeline_cpu.get(unit, 0.0) - floor_cpu.get(counterpart, 0.0), 2)
-        for unit, counterpart in (
-            ("control-plane", "floor-api"),
-            ("sandbox-job", "floor-job"),
-            ("status-recorder", "floor-recorder"),
-            ("eventarc-router", ""),
-            *((name, name) for name in EMULATORS),
-        )
-    }
+    pipeline, baseline = e2e["loops"]["pipeline"], e2e["loops"]["baseline"]
+    p, b = pipeline.summary(), baseline.summary()
+    cpu = e2e["cpu_ms_per_run"]
     ratios = {
         "throughput_ratio": round(pipeline.per_second / baseline.per_second, 3),
         "p50_ratio": round(pipeline.percentile(50) / baseline.percentile(50), 3),
@@ -291,8 +290,8 @@ def main() -> None:
         },
         "work_per_run": e2e["work_per_run"],
         "floor": {
-            "loop": f,
-            "ratios": floor_ratios,
+            "loops": {name: e2e["loops"][name].summary() for name in FLOORS},
+            "ratios": {name: floor_ratios(e2e, c1, name) for name in FLOORS},
             "concurrency_1": c1,
             "c1_warmup_runs": C1_WARMUP,
             "delivery": {
@@ -300,8 +299,8 @@ def main() -> None:
                 "shuffle_hold_max_ms": c1["shuffle_hold_max_ms"],
                 "ack_deadline_s": ack_deadline,
             },
-            "cpu_ms_per_run": {"pipeline": pipeline_cpu, "floor": floor_cpu},
-            "extra_cpu_ms_per_run": extra_cpu,
+            "cpu_ms_per_run": cpu,
+            "extra_cpu_ms_per_run": {name: extra_cpu_ms(cpu["pipeline"], cpu[name]) for name in FLOORS},
         },
         "sandbox": isolation,
         "egress": egress,
@@ -309,6 +308,8 @@ def main() -> None:
         "workspaces": workspaces,
         "incremental_save": incremental,
         "apps": apps,
+        "runner_wait": runner,
+        "deployment_manager": manager,
     }
     results["goals"] = goals(results, apps["goals"])
     from bench.report import markdown
@@ -319,12 +320,40 @@ def main() -> None:
     (PROJECT_ROOT / "docs" / "BENCHMARKS.md").write_text(text)
 
 
+def floor_ratios(e2e: dict[str, Any], c1: dict[str, Any], name: str) -> dict[str, Any]:
+    """The pipeline against one of the floor loops."""
+    pipeline, floor_loop = e2e["loops"]["pipeline"], e2e["loops"][name]
+    return {
+        "throughput_ratio": round(pipeline.per_second / floor_loop.per_second, 3),
+        "c1_p50_ratio": round(c1["pipeline"]["p50_ms"] / c1[name]["p50_ms"], 3),
+        "c1_mean_ratio": round(c1["pipeline"]["mean_ms"] / c1[name]["mean_ms"], 3),
+        "c1_p95_ratio": round(c1["pipeline"]["p95_ms"] / c1[name]["p95_ms"], 3),
+        "round_throughput_ratios": e2e["round_throughput_vs"][name],
+        "round_c1_p50_ratios": c1["round_p50_vs"][name],
+    }
+
+
+def extra_cpu_ms(pipeline: dict[str, float], floor_loop: dict[str, float]) -> dict[str, float]:
+    """CPU a run of the pipeline's units beyond their counterparts' in a floor loop (0 where it has none)."""
+    return {
+        unit: round(pipeline.get(unit, 0.0) - floor_loop.get(counterpart, 0.0), 2)
+        for unit, counterpart in (
+            ("control-plane", "floor-api"),
+            ("sandbox-job", "floor-job"),
+            ("status-recorder", "floor-recorder"),
+            ("eventarc-router", "floor-router"),
+            *((name, name) for name in EMULATORS),
+        )
+    }
+
+
 def goals(results: dict[str, Any], app_goals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every goal with the statistic it is judged on, and the other statistics beside it."""
     fl, e2e = results["floor"], results["end_to_end"]
-    ratios, c1 = fl["ratios"], fl["concurrency_1"]
+    c1 = fl["concurrency_1"]
     bwrap, inc, tenancy = results["sandbox"][0], results["incremental_save"], results["tenancy"]
     flood, attacks_run = tenancy["flood"], tenancy["memory"]
+    runner = results["runner_wait"]
     throughput_min, c1_max = GOALS["throughput_vs_floor_min"], GOALS["c1_p50_vs_floor_max"]
     not_run = [row["attack"] for row in attacks_run if not row["ran"]]
     shm = next(row for row in attacks_run if "/dev/shm" in row["attack"])
@@ -336,27 +365,47 @@ def goals(results: dict[str, Any], app_goals: list[dict[str, Any]]) -> list[dict
         )
     if flood["victim_status"] != "succeeded":
         flood_invalid.append(f"the victim's action: {flood['victim_status']}")
+    floor_goals = []
+    for name, ratios in fl["ratios"].items():
+        against = FLOOR_NAMES[name]
+        floor_goals += [
+            goal(
+                f"throughput >= {throughput_min:g} x {against}",
+                f"runs/s over all {e2e['pipeline']['runs']} runs of each loop ({e2e['rounds']} alternated rounds)",
+                ratios["throughput_ratio"],
+                throughput_min,
+                at_most=False,
+                others=[
+                    other("lowest round", min(ratios["round_throughput_ratios"]), throughput_min, at_most=False),
+                    other("highest round", max(ratios["round_throughput_ratios"]), throughput_min, at_most=False),
+                ],
+            ),
+            goal(
+                f"concurrency-1 p50 <= {c1_max:g} x {against}",
+                f"p50 of {c1['pipeline']['runs']} runs each",
+                ratios["c1_p50_ratio"],
+                c1_max,
+                others=[
+                    other("mean", ratios["c1_mean_ratio"], c1_max),
+                    other("p95", ratios["c1_p95_ratio"], c1_max),
+                    other("p50, highest round", max(ratios["round_c1_p50_ratios"]), c1_max),
+                ],
+            ),
+        ]
     return [
+        *floor_goals,
         goal(
-            f"throughput >= {throughput_min:g} x floor loop",
-            f"runs/s over all {e2e['pipeline']['runs']} runs of each loop ({e2e['rounds']} alternated rounds)",
-            ratios["throughput_ratio"],
-            throughput_min,
-            at_most=False,
+            f"runner call's wait adds <= {runner['goal_ms']:g} ms at p50",
+            f"p50 over {runner['repeats']} of each of {len(runner['actions'])} calls: the answer's arrival minus the "
+            "run's terminal write (its commit time in Firestore)",
+            runner["runner"]["all"]["commit"],
+            runner["goal_ms"],
             others=[
-                other("lowest round", min(ratios["round_throughput_ratios"]), throughput_min, at_most=False),
-                other("highest round", max(ratios["round_throughput_ratios"]), throughput_min, at_most=False),
-            ],
-        ),
-        goal(
-            f"concurrency-1 p50 <= {c1_max:g} x floor loop",
-            f"p50 of {c1['pipeline']['runs']} runs each",
-            ratios["c1_p50_ratio"],
-            c1_max,
-            others=[
-                other("mean", ratios["c1_mean_ratio"], c1_max),
-                other("p95", ratios["c1_p95_ratio"], c1_max),
-                other("p50, highest round", max(ratios["round_c1_p50_ratios"]), c1_max),
+                *(
+                    other(f"{call} alone", row["commit"], runner["goal_ms"])
+                    for call, row in runner["runner"]["calls"].items()
+                ),
+                other("from the recorder's updatedAt", runner["runner"]["all"]["updated_at"], runner["goal_ms"]),
             ],
         ),
         goal(

@@ -77,16 +77,16 @@ async def measure_pipeline(stack: Stack, runs: int, concurrency: int, warmup: in
 
 
 async def measure_floor(
-    stack: Stack, api_url: str, runs: int, concurrency: int, warmup: int = WARMUP_RUNS
+    stack: Stack, api_url: str, runs: int, concurrency: int, warmup: int = WARMUP_RUNS, path: str = "/run"
 ) -> LoadResult:
-    """The floor loop (bench/floor.py), driven and timed exactly as the pipeline is."""
+    """The floor loop (bench/floor.py), driven and timed exactly as the pipeline is; `path`: its way in."""
     firestore = clients.firestore_client(Settings.from_env(stack.env))
     completions = Completions(asyncio.get_running_loop(), firestore, run_outcome, "status")
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=api_url, limits=limits, timeout=60) as http:
 
         async def start_one() -> str:
-            response = await http.post("/run")
+            response = await http.post(path)
             response.raise_for_status()
             return str(response.json()["path"])
 

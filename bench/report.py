@@ -39,7 +39,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{p['runs']} runs of `getInstanceStatus` through `POST /api/agent` at concurrency {p['concurrency']}, from POST "
         "to the terminal state in Firestore, against the bare loop publish → emulator push → functions-framework "
         "CloudEvent function → one Firestore write, same emulators, same N and C. Each loop had "
-        f"{e2e['warmup_runs']} unmeasured runs first; then the loops (and the floor loop below) took turns in "
+        f"{e2e['warmup_runs']} unmeasured runs first; then the loops (and the two floor loops below) took turns in "
         f"{e2e['rounds']} rounds of {p['runs'] // e2e['rounds']} runs or so, each round in the reverse order of the "
         "last, so that the emulators' growth over the run weighs on each alike. A run ends at its document's "
         "terminal write (Firestore's own update time); completion is seen the same way in both loops, by one "
@@ -113,6 +113,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"one-file save is {inc['one_file_save_mean_s']} s, ratio {inc['mean_ratio']}.",
         "",
         *_apps(results.get("apps")),
+        *_runner_wait(results.get("runner_wait")),
+        *_deployment_manager(results.get("deployment_manager")),
         *_goals(results["goals"]),
     ]
     return "\n".join(parts)
@@ -151,17 +153,21 @@ def _conditions(conditions: dict[str, Any] | None) -> list[str]:
 def _floor(results: dict[str, Any]) -> list[str]:
     fl = results["floor"]
     e2e = results["end_to_end"]
-    loops = {"pipeline": e2e["pipeline"], "floor loop": fl["loop"], "one-hop loop (reference)": e2e["baseline"]}
+    names = {"floor": "floor loop, pushed straight", "floor_routed": "floor loop, through the router"}
+    loops = {
+        "pipeline": e2e["pipeline"],
+        **{names[name]: loop for name, loop in fl["loops"].items()},
+        "one-hop loop (reference)": e2e["baseline"],
+    }
     c1 = fl["concurrency_1"]
     cpu = fl["cpu_ms_per_run"]
-    units = sorted(set(cpu["pipeline"]) | set(cpu["floor"]))
-    heaviest = max(fl["extra_cpu_ms_per_run"].items(), key=lambda item: item[1])
-    waits = round(c1["pipeline"]["p50_ms"] - c1["floor"]["p50_ms"], 1)
+    units = sorted({unit for per_unit in cpu.values() for unit in per_unit})
     delivery = fl["delivery"]
     shuffled, unshuffled = c1["pipeline"], c1["pipeline_unshuffled"]
     c1_rows = (
         ("pipeline", "pipeline"),
-        ("floor", "floor loop"),
+        ("floor", names["floor"]),
+        ("floor_routed", names["floor_routed"]),
         ("one_hop", "one-hop loop"),
         ("pipeline_unshuffled", "pipeline, the router's shuffle hold off"),
     )
@@ -177,7 +183,10 @@ def _floor(results: dict[str, Any]) -> list[str]:
         "same N, C and completion rule, in the same alternated rounds. The pipeline's requests are delivered as "
         f"Eventarc's own subscription delivers them (`{delivery['mode']}`: unordered, each push held a random "
         f"moment up to {delivery['shuffle_hold_max_ms']:g} ms by the local router to shuffle; "
-        f"{delivery['ack_deadline_s']} s ack deadline).",
+        f"{delivery['ack_deadline_s']} s ack deadline). The floor loop runs two ways: its requests pushed by the "
+        "emulator straight to its CloudEvent function, as before, and through a local Eventarc router of its own "
+        "(the same code, the same delivery settings: a trigger of its own, `bench/floor.py`), as the pipeline's "
+        "requests travel; against the routed floor the emulation's hop and the shuffle weigh on both sides.",
         "",
         _table(
             ["loop", "runs/s", "p50 ms", "mean ms", "p95 ms", "p99 ms", "failed"],
@@ -187,8 +196,11 @@ def _floor(results: dict[str, Any]) -> list[str]:
             ],
         ),
         "",
-        f"Throughput against the floor loop: {fl['ratios']['throughput_ratio']} over all rounds (per round: "
-        f"{', '.join(str(x) for x in fl['ratios']['round_throughput_ratios'])}).",
+        *(
+            f"Throughput against the {names[name]}: {ratios['throughput_ratio']} over all rounds (per round: "
+            f"{', '.join(str(x) for x in ratios['round_throughput_ratios'])})."
+            for name, ratios in fl["ratios"].items()
+        ),
         "",
         f"Concurrency 1 (an agent's step-by-step loop), {c1['pipeline']['runs']} runs each, POST to the terminal "
         f"write, in {c1['rounds']} alternated rounds after {fl['c1_warmup_runs']} unmeasured runs each; the pipeline "
@@ -203,12 +215,17 @@ def _floor(results: dict[str, Any]) -> list[str]:
             ],
         ),
         "",
-        f"Concurrency-1 p50 against the floor loop: {fl['ratios']['c1_p50_ratio']} ({waits} ms more per run); "
-        f"mean {fl['ratios']['c1_mean_ratio']}, p95 {fl['ratios']['c1_p95_ratio']}; p50 per round: "
-        f"{', '.join(str(x) for x in fl['ratios']['round_c1_p50_ratios'])}. The shuffle's hold, as this run "
-        f"measured it (the pipeline with the hold and without): {round(shuffled['mean_ms'] - unshuffled['mean_ms'], 1)}"
-        f" ms a run on the mean, {round(shuffled['p50_ms'] - unshuffled['p50_ms'], 1)} ms on the p50. How the "
-        f"runs spread ({width} ms bins; runs in each):",
+        *(
+            f"Concurrency-1 p50 against the {names[name]}: {ratios['c1_p50_ratio']} "
+            f"({round(c1['pipeline']['p50_ms'] - c1[name]['p50_ms'], 1)} ms more per run); mean "
+            f"{ratios['c1_mean_ratio']}, p95 {ratios['c1_p95_ratio']}; p50 per round: "
+            f"{', '.join(str(x) for x in ratios['round_c1_p50_ratios'])}."
+            for name, ratios in fl["ratios"].items()
+        ),
+        f"The shuffle's hold, as this run measured it (the pipeline with the hold and without): "
+        f"{round(shuffled['mean_ms'] - unshuffled['mean_ms'], 1)} ms a run on the mean, "
+        f"{round(shuffled['p50_ms'] - unshuffled['p50_ms'], 1)} ms on the p50. How the runs spread ({width} ms bins; "
+        "runs in each):",
         "",
         _table(
             ["ms from", *(name for _, name in c1_rows)],
@@ -219,14 +236,21 @@ def _floor(results: dict[str, Any]) -> list[str]:
         "over the loop's measured rounds:",
         "",
         _table(
-            ["unit", "pipeline ms/run", "floor ms/run"],
-            [[unit, cpu["pipeline"].get(unit, ""), cpu["floor"].get(unit, "")] for unit in units],
+            ["unit", "pipeline ms/run", *(f"{names[name]} ms/run" for name in fl["loops"])],
+            [[unit, *(cpu[loop].get(unit, "") for loop in ("pipeline", *fl["loops"]))] for unit in units],
         ),
         "",
-        f"Where the pipeline spends beyond the floor: most in `{heaviest[0]}` (+{heaviest[1]} ms of CPU a run); "
-        "the pipeline's extra hop (the local Eventarc router, which Google Cloud does not have: "
-        f"{cpu['pipeline'].get('eventarc-router', '')} ms of CPU a run) and the shuffle's hold (above) are waits "
-        "the floor loop does not have.",
+        *(
+            f"Where the pipeline spends beyond the {names[name]}: most in `{unit}` (+{extra} ms of CPU a run)."
+            for name, (unit, extra) in (
+                (name, max(extra.items(), key=lambda item: item[1]))
+                for name, extra in fl["extra_cpu_ms_per_run"].items()
+            )
+        ),
+        "The local Eventarc router is a hop Google Cloud does not have "
+        f"({cpu['pipeline'].get('eventarc-router', '')} ms of CPU a run in the pipeline, "
+        f"{cpu.get('floor_routed', {}).get('floor-router', '')} in the routed floor loop's): the straight floor has "
+        "neither it nor the shuffle's hold, the routed floor both.",
         "",
     ]
 
@@ -380,6 +404,82 @@ def _apps(apps: dict[str, Any] | None) -> list[str]:
         ),
         "",
     ]
+
+
+def _runner_wait(runner: dict[str, Any] | None) -> list[str]:
+    """What the runner protocol's synchronous answer adds to the run it waits for, beside /api's wait."""
+    if not runner:
+        return []
+    ways = (("runner", "through /runner (synchronous)"), ("api", f"through /api, then ?wait={runner['api_wait_s']}"))
+    return [
+        "## The runner protocol's wait",
+        "",
+        f"Each call at concurrency 1 on one `{runner['template']}` instance, {runner['repeats']} times each way, "
+        "alternated after one unmeasured of each: VibSDK's runner request ("
+        + ", ".join(f"`{request}`" for request in runner["requests"].values())
+        + "), which answers when its run is terminal, against the same action queued through `POST "
+        "/api/agent/{s}/actions` and awaited with `GET /api/agent/{s}/runs/{r}?wait=`. Each figure is the p50 of "
+        "the answer's arrival (wall clock, `time.time()`, as soon as it is read) minus a moment of the run's end, "
+        "all on this machine's one clock: the commit of the run's terminal write in Firestore (the emulator's "
+        "update time: what the goal is judged on), the status recorder's `updatedAt` as it made that write, and "
+        "the terminal transition's `at` (the job's time when it sent the event: the status topic's delivery "
+        "counts in). `call` is the whole call, request to answer.",
+        "",
+        _table(
+            [
+                "way",
+                "call",
+                "answer − terminal commit ms",
+                "answer − updatedAt ms",
+                "answer − transition at ms",
+                "call ms",
+            ],
+            [
+                [label, call, row["commit"], row["updated_at"], row["transition_at"], row["call"]]
+                for way, label in ways
+                for call, row in (*runner[way]["calls"].items(), ("all calls", runner[way]["all"]))
+            ],
+        ),
+        "",
+    ]
+
+
+def _deployment_manager(manager: dict[str, Any] | None) -> list[str]:
+    """VibSDK's DeploymentManager sequence through /runner, call by call, for both versions of the client."""
+    if not manager:
+        return []
+    versions = manager["versions"]
+    calls = list(next(iter(versions.values()))["calls_ms"])
+    return [
+        "## VibSDK's DeploymentManager sequence",
+        "",
+        f"The calls DeploymentManager makes of the runner, in its order, on `{manager['template']}` with the "
+        "dependencies' tree already in Cloud Storage (a warm cache: one unmeasured createInstance first), each "
+        "from its request to its answer; created from the template's files (upstream's body, "
+        f"{manager['files_sent']} files) and from its name (the Google Cloud port's body), {manager['repeats']} "
+        f"sequences of each, alternated: medians. Status is polled every {manager['status_poll_ms']:g} ms until "
+        "healthy (polls per sequence: "
+        + "; ".join(f"{name}: {', '.join(map(str, v['status_polls']))}" for name, v in versions.items())
+        + ").",
+        "",
+        _table(
+            ["call", *(f"{name} ms" for name in versions)],
+            [[call, *(_timed_call(v, call, manager["repeats"]) for v in versions.values())] for call in calls]
+            + [["total (median of the sequences' totals)", *(v["total_ms"] for v in versions.values())]],
+        ),
+        "",
+        *(
+            f"- {name}, `{call}` failed: {error}"
+            for name, v in versions.items()
+            for call, error in v.get("failures", {}).items()
+        ),
+        "",
+    ]
+
+
+def _timed_call(version: dict[str, Any], call: str, repeats: int) -> str:
+    failed = version.get("failed_sequences", {}).get(call, 0)
+    return f"{version['calls_ms'][call]}" + (f" (failed in {failed} of {repeats})" if failed else "")
 
 
 def _goals(goals: list[dict[str, Any]]) -> list[str]:

@@ -82,19 +82,22 @@ class DeliveryAttempts:
         return count
 
 
-def create_app(settings: Settings | None = None, env: dict[str, str] | None = None) -> Starlette:
-    """The router, its settings and its own variables (the destinations' URLs) read and checked here, at start-up."""
+def create_app(
+    settings: Settings | None = None, env: dict[str, str] | None = None, routed: tuple[Trigger, ...] = TRIGGERS
+) -> Starlette:
+    """The router of the `routed` triggers (the pipeline's; the bench's floor loop routes its own),
+    its settings and its own variables (the destinations' URLs) read and checked here, at start-up."""
     settings = settings or Settings.from_env()
     env = dict(os.environ if env is None else env)
-    triggers = {trigger.name: trigger for trigger in TRIGGERS}
+    triggers = {trigger.name: trigger for trigger in routed}
     destinations = {}
-    for trigger in TRIGGERS:
+    for trigger in routed:
         key = destination_env_key(trigger.managed.service)
         if key not in env:
             raise KeyError(f"{key} is not set: the router needs the URL of {trigger.managed.service}")
         destinations[trigger.name] = env[key]
     mode = delivery_mode(env)
-    subscriptions: dict[str, PushSubscription] = {t.name: t.subscription(mode) for t in TRIGGERS}
+    subscriptions: dict[str, PushSubscription] = {t.name: t.subscription(mode) for t in routed}
     shuffle = shuffle_seconds(env)
     attempts = DeliveryAttempts()
     http = httpx.AsyncClient()
