@@ -231,7 +231,7 @@ async def execute_commands(request: Request) -> Response:
     seconds = min(MAX_COMMAND_SECONDS, max(1, math.ceil(body.timeout / 1000))) if body.timeout else None
     # VibSDK's agent installs packages with its commands: they get network when the key has egress.
     params = ExecuteCommandsParams(commands=body.commands, timeout=seconds, allowNetwork=caller_of(request).egress)
-    return answer(answers.execute_commands(*await act(request, "executeCommands", params)))
+    return answer(answers.execute_commands(*await act(request, "executeCommands", params), params.commands))
 
 
 async def get_errors(request: Request) -> Response:

@@ -198,12 +198,22 @@ def command_results(result: dict[str, Any]) -> list[Answer]:
     ]
 
 
-def execute_commands(run: Run, result: dict[str, Any]) -> Answer:
-    """ExecuteCommandsResponse: the commands that ran (a failing one ends the run, and the answer says so)."""
+def execute_commands(run: Run, result: dict[str, Any], commands: Sequence[str] = ()) -> Answer:
+    """ExecuteCommandsResponse. As VibSDK's runner answers, a command that fails is that command's
+    `success: false` within a successful answer; here it also ends the run, so the commands after it are
+    answered as not run. A run that failed otherwise (no instance, out of time) fails the answer."""
     results = command_results(result)
-    if run.status != "succeeded":
+    if run.status != "succeeded" and not (results and not results[-1]["success"]):
         return {"success": False, "results": results, "error": run_error(run)}
-    return {"success": True, "results": results, "message": f"executed {len(results)} commands successfully"}
+    skipped = [
+        {"command": command, "success": False, "output": "", "error": f"not run: {results[-1]['command']!r} failed"}
+        for command in commands[len(results) :]
+    ]
+    succeeded = sum(1 for item in results if item["success"])
+    message = f"executed {succeeded}/{len(results) + len(skipped)} commands successfully"
+    if skipped:
+        message += f"; the {len(skipped)} after the failed one did not run"
+    return {"success": True, "results": results + skipped, "message": message}
 
 
 def runtime_error(item: Any) -> Answer | None:

@@ -187,10 +187,15 @@ def test_a_failed_run_answers_success_false_with_its_error(schema: str, make: An
     assert_valid(schema, made)
 
 
-def test_a_failed_run_keeps_the_commands_that_ran() -> None:
+def test_a_failing_command_is_its_own_failure_and_those_after_it_did_not_run() -> None:
+    """As VibSDK's runner answers: the call succeeds, each command says how it went."""
     partial = {"results": [{"command": "false", "success": False, "exitCode": 1, "output": "", "error": "boom"}]}
-    made = answers.execute_commands(run("executeCommands", **FAILED, result=partial), partial)
-    assert made["results"] == [{"command": "false", "success": False, "output": "", "error": "boom", "exitCode": 1}]
+    made = answers.execute_commands(run("executeCommands", **FAILED, result=partial), partial, ["false", "echo x"])
+    assert made["success"] is True and made["message"].startswith("executed 0/2 commands successfully")
+    assert made["results"] == [
+        {"command": "false", "success": False, "output": "", "error": "boom", "exitCode": 1},
+        {"command": "echo x", "success": False, "output": "", "error": "not run: 'false' failed"},
+    ]
     assert_valid("ExecuteCommandsResponse", made)
 
 
