@@ -1,8 +1,9 @@
 """The lint, type-check and build commands of an instance made from files (no catalog entry names them).
 
 As VibSDK's own runner runs a project (cloudflare/vibesdk worker/services/sandbox/sandboxSdkClient.ts):
-its package.json's `lint` and `build` scripts with the tool its lockfile installs with, and the
-TypeScript compiler where the project has a tsconfig.json and TypeScript among its packages.
+its package.json's `lint` and `build` scripts with the tool its lockfile installs with, and its
+`typecheck` script or else the TypeScript compiler where the project has a tsconfig.json and TypeScript
+among its packages.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def commands_for(project: Path, tool: str) -> dict[str, str]:
     found = package.get("scripts")
     scripts: dict[str, Any] = found if isinstance(found, dict) else {}
     quiet = " --silent" if tool == "npm" else ""
-    commands = {kind: f"{tool} run {kind}{quiet}" for kind in ("lint", "build") if isinstance(scripts.get(kind), str)}
+    kinds = ("lint", "build", "typecheck")
+    commands = {kind: f"{tool} run {kind}{quiet}" for kind in kinds if isinstance(scripts.get(kind), str)}
     if "build" in commands:
         commands["outputDir"] = OUTPUT_DIR
     packages = {
@@ -48,6 +50,6 @@ def commands_for(project: Path, tool: str) -> dict[str, str]:
         if isinstance(package.get(field), dict)
         for name in package[field]
     }
-    if (project / "tsconfig.json").is_file() and "typescript" in packages:
+    if "typecheck" not in commands and (project / "tsconfig.json").is_file() and "typescript" in packages:
         commands["typecheck"] = TYPECHECK
     return commands

@@ -275,6 +275,9 @@ def test_a_projects_scripts_and_tsconfig_name_its_commands(tmp_path: Path) -> No
         "outputDir": "dist",
         "typecheck": "./node_modules/.bin/tsc -b --noEmit --pretty false",
     }
+    package["scripts"]["typecheck"] = "tsc --noEmit"  # the project's own, first
+    (tmp_path / "package.json").write_text(json.dumps(package))
+    assert commands_for(tmp_path, "bun")["typecheck"] == "bun run typecheck"
     (tmp_path / "package.json").write_text("{not json")
     assert commands_for(tmp_path, "npm") == {}  # and no typecheck: TypeScript is not among its packages
 

@@ -284,6 +284,32 @@ def test_upstream_creates_from_files_and_follows_deployment_manager(upstream: Ru
     shut_down_and_gone(upstream, instance)
 
 
+def test_upstream_from_a_vite_apps_files_finds_planted_lint_and_type_errors(upstream: Runner) -> None:
+    """VibSDK's agent sends a Vite app's files: its lockfile's install, its own lint, type-check and build."""
+    created = upstream.create_instance({"files": template_files("react-vite"), "projectName": "vite-files"})
+    instance = created["runId"]
+    assert upstream.until_healthy(instance)["isHealthy"] is True
+    planted = [{"filePath": "src/components/Counter.tsx", "fileContents": PLANTED}]
+    assert upstream.write_files(instance, planted)["success"] is True
+    analysis = upstream.run_static_analysis_code(instance, ["src/components/Counter.tsx"])
+    assert analysis["success"] is True and "error" not in analysis, analysis
+    assert [(i["filePath"], i["line"], i["ruleId"]) for i in analysis["lint"]["issues"]] == [
+        ("src/components/Counter.tsx", 7, "react-hooks/exhaustive-deps")
+    ]
+    assert [(i["filePath"], i["line"], i["ruleId"]) for i in analysis["typecheck"]["issues"]] == [
+        ("src/components/Counter.tsx", 8, "TS2322")
+    ]
+    fixed = PLANTED.replace("  const label: number = 'count'\n", "  const label = 'count'\n")
+    assert upstream.write_files(instance, [{"filePath": "src/components/Counter.tsx", "fileContents": fixed}])[
+        "success"
+    ]
+    deployed = upstream.deploy_to_cloudflare_workers(instance)
+    assert deployed["success"] is True, deployed
+    page = httpx.get(deployed["deployedUrl"], timeout=30)
+    assert page.status_code == 200 and '<div id="root">' in page.text  # dist/, the build's output
+    shut_down_and_gone(upstream, instance)
+
+
 def test_another_owner_sees_a_404_and_a_bad_body_names_its_field(stack: Stack, port: Runner) -> None:
     created = port.create_instance({"templateName": "static-site", "projectName": "mine"})
     instance = created["runId"]
