@@ -56,6 +56,10 @@ logger = logging.getLogger("functions.dependencies")
 
 DEPS_PREFIX = "deps/"
 MAX_INPUT_BYTES = 16 << 20
+# Files at a project's top that would change what npm or bun install (a registry, its token,
+# scripts settings): never copied to the install, which reads its spec's inputs only, so that
+# the cache key (those inputs) is all the tree depends on.
+PROJECT_CONFIG = (".npmrc", "bunfig.toml")
 # File stat that tells a workspace file is still the tree's: size, mtime, mode.
 Stat = tuple[int, int, int]
 # What the job records of each file of a tree: size, mtime, mode and sha256.
@@ -270,6 +274,9 @@ class InstallReport:
     files: int | None = None  # files given to the workspace
     seconds: float | None = None
     reason: str | None = None  # why nothing was installed
+    # The project's own install settings (PROJECT_CONFIG) the install did not read: it runs on
+    # the key's inputs only, so that one tree serves every project with the same lockfile.
+    ignored: list[str] | None = None
 
     def as_result(self) -> dict[str, Any]:
         return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
@@ -316,10 +323,12 @@ class DependencyCache:
         without, a tree from the cache, else an install with scripts off.
         """
         started = time.monotonic()
+        ignored = _ignored_config(spec, workspace.path)
         inputs = read_inputs(spec, workspace.path)
         if inputs is None:
             # Nothing to install from; what was given stays, still not the workspace's own files.
-            return InstallReport("none", reason=f"no {' or '.join(spec.inputs)} in the workspace")
+            absent = [name for name in spec.inputs if not os.path.lexists(workspace.path / name)] or list(spec.inputs)
+            return InstallReport("none", reason=f"no {' or '.join(absent)} in the workspace", ignored=ignored)
         if network:
             choices = [(spec, "on")]
         else:
@@ -328,7 +337,7 @@ class DependencyCache:
             key = chosen.key(inputs)
             base = workspace.base()
             if base and base["key"] == key and base.get("stamp") == self.stamp(key):
-                return InstallReport("workspace", key, scripts, seconds=_since(started))
+                return InstallReport("workspace", key, scripts, seconds=_since(started), ignored=ignored)
             build = _builder(chosen, inputs, run) if number == len(choices) else None
             with self.holding(key, build) as held:
                 if held is None:
@@ -343,7 +352,7 @@ class DependencyCache:
                 workspace.set_base({"key": key, "folder": chosen.folder, "tree": str(held.tree), "stamp": stamp})
             if remade:
                 workspace.restore()  # the session's own changes in the folder come back
-            return InstallReport(held.source, key, scripts, given, _since(started))
+            return InstallReport(held.source, key, scripts, given, _since(started), ignored=ignored)
         raise AssertionError("the last choice always builds")
 
     def stamp(self, key: str) -> int | None:
@@ -487,6 +496,14 @@ class DependencyCache:
         self._hashed.add((home.key, home.complete.stat().st_mtime_ns))  # recorded from these very contents
         home.used.touch()
         return home.tree
+
+
+def _ignored_config(spec: InstallSpec, workspace: Path) -> list[str] | None:
+    """The project's npm or bun settings files the install does not read (None: none)."""
+    if spec.command.split()[:1] not in (["npm"], ["bun"]):
+        return None
+    ignored = [name for name in PROJECT_CONFIG if name not in spec.inputs and os.path.lexists(workspace / name)]
+    return ignored or None
 
 
 def _since(started: float) -> float:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from functions import dependencies
 from functions.actions import common
@@ -23,9 +24,11 @@ from functions.instances import load_instance, workspace_of
 from functions.job import handle_request
 from functions.lockfiles import install_for
 from functions.project_commands import commands_for
-from functions.sandbox import CommandResult
+from functions.sandbox import CommandResult, Limits
 from tests import test_job
 from tests.test_job import message_for
+from vibesdk_gcp.errors import first_error
+from vibesdk_gcp.params import CreateInstanceParams
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +48,15 @@ def project(name: str, **more: str) -> list[dict[str, str]]:
     return [{"filePath": path, "fileContents": contents} for path, contents in files.items()]
 
 
-def act(context: Context, events: Any, session_id: str, action: str, params: dict[str, Any], new: bool = False) -> Any:
+def act(
+    context: Context,
+    events: Any,
+    session_id: str,
+    action: str,
+    params: dict[str, Any],
+    new: bool = False,
+    egress: bool = True,
+) -> Any:
     """One run, as the /runner routes queue it: no templateName on the request."""
     request = SandboxRequest.model_validate(
         {
@@ -54,7 +65,7 @@ def act(context: Context, events: Any, session_id: str, action: str, params: dic
             "action": action,
             "issuedAt": utcnow(),
             "owner": "alice",
-            "egress": True,
+            "egress": egress,
             "params": params,
         }
     )
@@ -63,9 +74,11 @@ def act(context: Context, events: Any, session_id: str, action: str, params: dic
     return events()
 
 
-def create(context: Context, events: Any, files: list[dict[str, str]], **params: Any) -> tuple[str, Any]:
+def create(
+    context: Context, events: Any, files: list[dict[str, str]], egress: bool = True, **params: Any
+) -> tuple[str, Any]:
     session_id = str(uuid.uuid4())
-    created = act(context, events, session_id, "createInstance", {"files": files, **params}, new=True)
+    created = act(context, events, session_id, "createInstance", {"files": files, **params}, new=True, egress=egress)
     assert created["status"] == "succeeded", created
     return session_id, created["result"]
 
@@ -82,15 +95,14 @@ def test_the_lockfile_names_the_install() -> None:
     npm, bun = install_for(["package.json", "package-lock.json"]), install_for(["bun.lock", "package.json"])
     assert npm and npm.command.startswith("npm ci") and npm.inputs == ("package-lock.json", "package.json")
     assert bun and bun.command == "bun install --frozen-lockfile" and bun.inputs == ("bun.lock", "package.json")
-    binary = install_for(["bun.lockb"])
-    assert binary and binary.command == bun.command and binary.inputs[0] == "bun.lockb"
-    assert install_for(["package-lock.json", "bun.lock"]) == bun  # VibSDK's runner installs with bun
+    assert install_for(["bun.lockb", "package.json"]) is None  # binary: never sent as files (params.py)
+    assert install_for(["package-lock.json", "bun.lock", "package.json"]) == bun  # VibSDK's runner installs with bun
     assert install_for(["package.json", "src/package-lock.json"]) is None  # the project's top only
     assert install_for([]) is None
 
 
 def test_the_cache_key_covers_the_tools_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = install_for(["bun.lock"])
+    spec = install_for(["bun.lock", "package.json"])
     assert spec
     inputs = {"bun.lock": b"{}", "package.json": b"{}"}
     assert dependencies.tool_version(spec.command) == "bun-1.4.4"  # as the sandbox's PATH finds it
@@ -146,6 +158,60 @@ def test_an_instance_from_files_with_a_bun_lock_installs_with_bun(
     second, result = create(context, events, files)
     assert result["dependencies"] == result["dependencies"] | {"source": "instance"}
     require_works(context, events, second)
+
+
+def test_a_key_without_egress_installs_with_the_scripts_off(
+    context: Context, events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+
+    def observed(ctx: Context, command: str, *args: Any, **kwargs: Any) -> CommandResult:
+        ran.append(command)
+        return run_in_sandbox(ctx, command, *args, **kwargs)
+
+    monkeypatch.setattr(common, "run_in_sandbox", observed)
+    package = json.loads((GOLDEN / "project-npm" / "package.json").read_text())
+    marker = "mkdir -p node_modules && echo ran > node_modules/preinstall-ran"
+    package |= {"description": uuid.uuid4().hex, "scripts": {"preinstall": marker}}
+    files = project("project-npm", **{"package.json": json.dumps(package)})  # a key no cache holds
+    off, result = create(context, events, files, egress=False)
+    assert result["dependencies"]["source"] == "install" and result["dependencies"]["scripts"] == "off"
+    assert ran == [common.BUN_CACHE_IN_SCRATCH + "npm ci --no-audit --no-fund --loglevel=error --ignore-scripts"]
+    installed = workspace_of(context, off).path / "node_modules"
+    assert (installed / "is-number" / "index.js").is_file() and not (installed / "preinstall-ran").exists()
+    require_works(context, events, off)
+
+    on, result = create(context, events, files)  # with egress, the very project's preinstall runs
+    assert result["dependencies"]["scripts"] == "on"
+    assert (workspace_of(context, on).path / "node_modules" / "preinstall-ran").is_file()
+
+
+def test_the_projects_own_npmrc_and_bunfig_are_not_read_and_the_report_says_so(context: Context, events: Any) -> None:
+    _, plain = create(context, events, project("project-npm"))
+    config = {
+        ".npmrc": "registry=http://127.0.0.1:9/\n",
+        "bunfig.toml": "[install]\nregistry = 'http://127.0.0.1:9/'\n",
+    }
+    session_id, result = create(context, events, project("project-npm", **config))
+    assert result["dependencies"]["ignored"] == [".npmrc", "bunfig.toml"]
+    # The install reads the key's inputs only: the same key, the same tree, whatever the project's settings.
+    assert result["dependencies"]["key"] == plain["dependencies"]["key"] and "ignored" not in plain["dependencies"]
+    require_works(context, events, session_id)
+
+
+def test_a_lockfile_without_its_package_json_fails_saying_so(context: Context, events: Any) -> None:
+    lockfile = [item for item in project("project-bun") if item["filePath"] == "bun.lock"]
+    failed = act(context, events, str(uuid.uuid4()), "createInstance", {"files": lockfile}, new=True)
+    assert failed["status"] == "failed"
+    assert "the files have bun.lock but no package.json at the project's top" in failed["error"]
+
+
+def test_a_binary_bun_lockb_is_refused_saying_what_to_send() -> None:
+    for path in ("bun.lockb", "./packages/app/bun.lockb"):
+        with pytest.raises(ValidationError) as refused:
+            CreateInstanceParams.model_validate({"files": [{"filePath": path, "fileContents": "\0bun-lockfile"}]})
+        assert first_error(refused.value) == "files: bun.lockb is binary; send bun.lock (bun 1.2+'s text lockfile)"
+    assert CreateInstanceParams.model_validate({"files": [{"filePath": "bun.lockb.txt", "fileContents": "x"}]})
 
 
 def test_files_without_a_lockfile_install_nothing(context: Context, events: Any) -> None:
@@ -215,6 +281,47 @@ def test_dont_touch_files_are_not_written_and_redacted_files_not_shown(
     assert ".redacted_files.json is not a JSON array" in caplog.text
 
 
+def test_a_link_to_a_redacted_file_is_redacted_too(context: Context, events: Any) -> None:
+    files = [
+        {"filePath": ".redacted_files.json", "fileContents": json.dumps(["secret.txt"])},
+        {"filePath": "secret.txt", "fileContents": "hunter2\n"},
+    ]
+    session_id, _ = create(context, events, files)
+    links = "ln -s secret.txt alias.txt && ln secret.txt hard.txt && mkdir d && ln -s .. d/up && cp secret.txt copy.txt"
+    linked = act(context, events, session_id, "executeCommands", {"commands": [links]})
+    assert linked["status"] == "succeeded", linked
+    named = ["alias.txt", "hard.txt", "d/up/secret.txt", "./d/up/alias.txt", "copy.txt"]
+    got = act(context, events, session_id, "getFiles", {"filePaths": named})
+    contents = {item["filePath"]: item["fileContents"] for item in got["result"]["files"]}
+    assert contents == dict.fromkeys(named[:-1], "[REDACTED]") | {"copy.txt": "hunter2\n"}  # a copy is no link
+    listed = act(context, events, session_id, "getFiles", {})
+    contents = {item["filePath"]: item["fileContents"] for item in listed["result"]["files"]}
+    assert contents["hard.txt"] == contents["secret.txt"] == "[REDACTED]"
+
+
+def test_a_list_nested_too_deep_counts_as_empty(
+    context: Context, events: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    deep = "[" * 200_000  # json.loads: RecursionError, not ValueError
+    files = [
+        {"filePath": ".redacted_files.json", "fileContents": deep},
+        {"filePath": ".donttouch_files.json", "fileContents": deep},
+        {"filePath": "secret.txt", "fileContents": "hunter2\n"},
+    ]
+    session_id, _ = create(context, events, files)
+    with caplog.at_level(logging.WARNING, logger="functions.actions.files"):
+        written = act(
+            context, events, session_id, "writeFiles", {"files": [{"filePath": "secret.txt", "fileContents": "new\n"}]}
+        )
+        got = act(context, events, session_id, "getFiles", {"filePaths": ["secret.txt"]})
+    assert written["status"] == "succeeded" and written["result"]["files"] == [{"file": "secret.txt", "success": True}]
+    assert got["status"] == "succeeded" and got["result"]["files"] == [
+        {"filePath": "secret.txt", "fileContents": "new\n"}
+    ]
+    assert ".donttouch_files.json is not a JSON array" in caplog.text
+    assert ".redacted_files.json is not a JSON array" in caplog.text
+
+
 def test_a_list_is_never_read_through_a_link(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere.json"
     elsewhere.write_text(json.dumps(["a"]))
@@ -238,6 +345,34 @@ def test_env_values_are_redacted_in_a_commands_outputs() -> None:
     assert shown.stdout == b"key=[REDACTED] short=abc part=sk-12\n"  # shorter than 4: ordinary words
     assert shown.stderr == b"[REDACTED][REDACTED]"  # the longest first
     assert redacted(outcome, None) is outcome
+
+
+def test_a_secret_the_output_cap_cut_is_blanked_where_it_starts() -> None:
+    secret = "sk-abcabd-0123456789"
+    env = {"KEY": secret}
+    for kept in ("sk-abcab", "sk-abcabd-01", "s"):  # "sk-abcab": a match that fails must fall back correctly
+        cut = CommandResult("yes", -9, b"." * (100 - len(kept)) + kept.encode(), b"", 0.1, "output over 0 MiB")
+        assert redacted(cut, env, cap=100).stdout == b"." * (100 - len(kept)) + b"[REDACTED]", kept
+    cut = CommandResult("yes", -9, b"." * 90 + b"sk-abcabc", b"", 0.1)  # ends in "abc", no prefix of the secret
+    assert redacted(cut, env, cap=99).stdout == cut.stdout
+    whole = CommandResult("echo", 0, b"done: sk-ab", b"", 0.1)  # not cut: its end is the command's own output
+    assert redacted(whole, env, cap=100).stdout == b"done: sk-ab"
+
+
+def test_a_secret_cut_by_the_output_cap_does_not_leak(
+    context: Context, events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = f"sk-{uuid.uuid4().hex}"
+    session_id, _ = create(context, events, [{"filePath": "a.txt", "fileContents": "a"}], envVars={"K": secret})
+    cap = 1 << 16
+    monkeypatch.setattr(Limits, "of", classmethod(lambda cls, settings: cls(output_bytes=cap)))
+    # The output's last 10 bytes under the cap are the secret's first 10 (the red team's 16 MiB - 10).
+    flood = f'head -c {cap - 10} /dev/zero | tr "\\0" .; printf %s "$K"; sleep 20'
+    done = act(context, events, session_id, "executeCommands", {"commands": [flood]})
+    assert "output over" in json.dumps(done), done
+    assert secret[:10] not in json.dumps(done)
+    logs = act(context, events, session_id, "getLogs", {})
+    assert secret[:10] not in json.dumps(logs)
 
 
 def test_env_values_are_redacted_from_what_clients_read(context: Context, events: Any) -> None:

@@ -307,3 +307,22 @@ def _catch(into: list[BaseException], call: Any) -> None:
         call()
     except BaseException as error:  # the test looks at what it was
         into.append(error)
+
+
+def test_an_install_without_one_of_its_inputs_names_it(context: Context) -> None:
+    workspace = workspace_of(context, str(uuid.uuid4()))
+    workspace.start_empty()
+    (workspace.path / "bun.lock").write_text("{}")
+    (workspace.path / ".npmrc").write_text("registry=http://127.0.0.1:9/\n")
+    spec = InstallSpec("bun install --frozen-lockfile", "node_modules", ("bun.lock", "package.json"))
+
+    def never(command: str, scratch: Path) -> None:
+        pytest.fail("nothing installs without its inputs")
+
+    report = context.dependencies.install(spec, workspace, True, never)
+    assert report.as_result() == {"source": "none", "reason": "no package.json in the workspace", "ignored": [".npmrc"]}
+    pip = InstallSpec("pip install -r requirements.txt -t .deps", ".deps", ("requirements.txt",))
+    assert context.dependencies.install(pip, workspace, True, never).as_result() == {
+        "source": "none",
+        "reason": "no requirements.txt in the workspace",  # and no npm or bun settings to speak of
+    }

@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    field_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, PydanticCustomError
 
 MAX_COMMAND_BYTES = 128 * 1024
 MAX_NAME_BYTES = 255  # one file name, as Linux allows
@@ -107,6 +115,18 @@ class CreateInstanceParams(Params):
     initCommand: CommandLine | None = None
     files: list[FileContents] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCE_FILES)
     webhookUrl: WebhookUrl | None = None
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _no_binary_lockfile(cls, files: object) -> object:
+        """bun.lockb is binary, and fileContents text (no NUL byte): said before the NUL error."""
+        for item in files if isinstance(files, list) else ():
+            path = item.get("filePath") if isinstance(item, dict) else None
+            if isinstance(path, str) and path.rsplit("/", 1)[-1] == "bun.lockb":
+                raise PydanticCustomError(
+                    "binary_lockfile", "bun.lockb is binary; send bun.lock (bun 1.2+'s text lockfile)"
+                )
+        return files
 
 
 class WriteFilesParams(Params):

@@ -102,7 +102,8 @@ def run_in_sandbox(
 ) -> CommandResult:
     """One command in the sandbox, with the job's timeout (unless given) and disk quotas."""
     seconds = timeout or ctx.settings.command_timeout_seconds
-    return redacted(ctx.sandbox.run(command, workspace, seconds, env, Limits.of(ctx.settings), egress_for), env)
+    limits = Limits.of(ctx.settings)
+    return redacted(ctx.sandbox.run(command, workspace, seconds, env, limits, egress_for), env, limits.output_bytes)
 
 
 # Shorter values would blank out ordinary words.
@@ -110,16 +111,45 @@ MIN_SECRET_CHARS = 4
 REDACTED = "[REDACTED]"
 
 
-def redacted(outcome: CommandResult, env: dict[str, str] | None) -> CommandResult:
+def redacted(outcome: CommandResult, env: dict[str, str] | None, cap: int | None = None) -> CommandResult:
     """The outcome with the instance's envVars values blanked: a failing command may print them,
     and its output reaches every answer made of it (the results' output and error, the run's
     error, initOutput, getLogs by way of the logs bucket) and the job's log lines. Here, as
-    every command runs through run_in_sandbox, before anything is cut or kept."""
+    every command runs through run_in_sandbox, before anything is cut or kept.
+
+    An output the sandbox cut at `cap` bytes (functions/sandbox.py) may end in a secret's first
+    bytes: that end is blanked too."""
     secrets = sorted({value for value in (env or {}).values() if len(value) >= MIN_SECRET_CHARS}, key=len, reverse=True)
     if not secrets:
         return outcome
-    stdout, stderr = outcome.stdout, outcome.stderr
-    for secret in secrets:
-        stdout = stdout.replace(secret.encode(), REDACTED.encode())
-        stderr = stderr.replace(secret.encode(), REDACTED.encode())
-    return dataclasses.replace(outcome, stdout=stdout, stderr=stderr)
+    streams = []
+    for data in (outcome.stdout, outcome.stderr):
+        cut = cap is not None and len(data) >= cap
+        for secret in secrets:
+            data = data.replace(secret.encode(), REDACTED.encode())
+        if cut:
+            start = min(len(data) - _secret_start(data, secret.encode()) for secret in secrets)
+            data = data[:start] + REDACTED.encode() if start < len(data) else data
+        streams.append(data)
+    return dataclasses.replace(outcome, stdout=streams[0], stderr=streams[1])
+
+
+def _secret_start(data: bytes, secret: bytes) -> int:
+    """How many of data's last bytes are the secret's first ones (0: none); linear (KMP), as a
+    value may be long."""
+    tail = data[-(len(secret) - 1) :] if len(secret) > 1 else b""
+    fallback = [0] * len(secret)  # the longest proper prefix of secret[: i + 1] that is also its suffix
+    matched = 0
+    for i in range(1, len(secret)):
+        while matched and secret[i] != secret[matched]:
+            matched = fallback[matched - 1]
+        matched += secret[i] == secret[matched]
+        fallback[i] = matched
+    matched = 0
+    for byte in tail:
+        while matched and byte != secret[matched]:
+            matched = fallback[matched - 1]
+        matched += byte == secret[matched]
+        if matched == len(secret):
+            matched = fallback[matched - 1]
+    return matched

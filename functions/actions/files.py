@@ -89,7 +89,7 @@ def listed_paths(workspace: Path, list_name: str) -> set[str]:
         data = handle.read(MAX_LIST_BYTES + 1) if stat.S_ISREG(os.fstat(descriptor).st_mode) else b""
     try:
         paths = json.loads(data) if len(data) <= MAX_LIST_BYTES else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep ("[" * 200000)
         paths = None
     if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
         logger.warning("%s is not a JSON array of paths: taken as empty", list_name)
@@ -162,14 +162,14 @@ def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context, ins
         paths, links, unreadable = _listing(workspace)
     else:
         paths = params.filePaths
-    redacted = listed_paths(workspace.path, REDACTED_LIST)
+    redacted = _redacted_files(workspace.path)
     files, missing = [], []
     for file_path in paths:
         target = inside(workspace.path, file_path)
         if not target.is_file():
             missing.append(file_path)
             continue
-        if target.relative_to(workspace.path).as_posix() in redacted:
+        if _identity(workspace.path, target) & redacted:
             files.append({"filePath": file_path, "fileContents": REDACTED})  # as VibSDK's runner answers
             continue
         files.append({"filePath": file_path, "fileContents": target.read_bytes().decode("utf-8", errors="replace")})
@@ -177,3 +177,25 @@ def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context, ins
     if unreadable:
         result["unreadableNames"] = unreadable  # not UTF-8: left out, and not kept by saves
     return result
+
+
+def _redacted_files(workspace: Path) -> set[str | tuple[int, int]]:
+    """The redacted list's files, each by its resolved path and its (st_dev, st_ino): a symbolic
+    link to one (or through a linked folder), or a hard link, shows as REDACTED too."""
+    found: set[str | tuple[int, int]] = set()
+    for path in listed_paths(workspace, REDACTED_LIST):
+        try:
+            found |= _identity(workspace, inside(workspace, path))
+        except InvalidRequest:
+            continue  # a listed path outside the workspace names nothing getFiles can show
+    return found
+
+
+def _identity(workspace: Path, target: Path) -> set[str | tuple[int, int]]:
+    """The file's resolved path in the workspace, and its device and inode once it exists."""
+    identity: set[str | tuple[int, int]] = {Path(os.path.realpath(target)).relative_to(workspace.resolve()).as_posix()}
+    try:
+        info = os.stat(target)
+    except OSError:
+        return identity
+    return identity | {(info.st_dev, info.st_ino)}
