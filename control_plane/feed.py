@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from control_plane.models import TransitionEvent
 from control_plane.sse import Message
@@ -17,6 +17,13 @@ REPLAY_RUNS = 100
 # How far a writer's clock (a transition's `at`) may run ahead of Firestore's (a document's
 # update_time): the resume point is taken this much earlier, so that nothing is lost to skew.
 CLOCK_SKEW = timedelta(seconds=10)
+
+
+class Landed(NamedTuple):
+    """When a run's document was made and last changed, in Firestore's time."""
+
+    created: datetime
+    changed: datetime
 
 
 class Slot(Protocol):
@@ -48,14 +55,15 @@ def message_of(event: TransitionEvent) -> Message:
     return Message(event.event_id, "transition", event.model_dump_json(exclude_none=True))
 
 
-def seen_before(runs: Iterable[RunDoc], landed: Mapping[str, datetime], after: str | None) -> set[str]:
+def seen_before(runs: Iterable[RunDoc], landed: Mapping[str, Landed], after: str | None) -> set[str]:
     """The ids a client that last saw `after` has surely seen (of the runs, as they stand).
 
     Live, the feed sends in landing order, not by `at`: a terminal can land before its run's late
-    running, one run's end after another's queued. So the resume point is a watermark of what had
-    landed when `after` was sent (its `at`, less the clock skew): a run whose document changed
-    since is sent again whole, duplicates included, save its queued transition (always a run's
-    first to land) and `after` itself. Unknown (a garbled id, a run since deleted): nothing.
+    running, one run's end after another's queued. So the resume point is a watermark, a time by
+    which `after` had surely not landed yet: its run's creation (Firestore's clock), or its `at`
+    less the clock skew, whichever is later. A run whose document changed since is sent again
+    whole, save its queued transition (always a run's first to land) and `after` itself; a run
+    that did not is taken as seen. Unknown (a garbled id, a run since deleted): nothing is.
     """
     runs = list(runs)
     run_id, _, seq = (after or "").rpartition(":")
@@ -63,10 +71,11 @@ def seen_before(runs: Iterable[RunDoc], landed: Mapping[str, datetime], after: s
     at = next((item.at for item in named.transitions if str(item.seq) == seq), None) if named else None
     if named is None or at is None:
         return set()
-    watermark = at - CLOCK_SKEW
+    when = {run.runId: landed.get(run.runId, Landed(run.createdAt, run.updatedAt)) for run in runs}
+    watermark = max(when[run_id].created, at - CLOCK_SKEW)
     seen = {f"{run_id}:{SEQ_QUEUED}", f"{run_id}:{seq}"}
     for run in runs:
-        if run.runId != run_id and landed.get(run.runId, run.updatedAt) <= watermark:
+        if run.runId != run_id and when[run.runId].changed <= watermark:
             seen.update(f"{run.runId}:{item.seq}" for item in run.transitions)
     return seen
 
@@ -112,12 +121,15 @@ class TransitionFeed:
             # Then only the documents that changed are read again.
             snapshots = [s for s in update.changed.values() if s.exists]
         runs = [RunDoc.model_validate(snapshot.to_dict()) for snapshot in snapshots]
-        landed = {run.runId: snapshot.update_time for run, snapshot in zip(runs, snapshots, strict=True)}
+        landed = {
+            run.runId: Landed(snapshot.create_time, snapshot.update_time)
+            for run, snapshot in zip(runs, snapshots, strict=True)
+        }
         return [message_of(event) for event in self.new(runs, landed)]
 
-    def new(self, runs: Iterable[RunDoc], landed: Mapping[str, datetime] | None = None) -> list[TransitionEvent]:
+    def new(self, runs: Iterable[RunDoc], landed: Mapping[str, Landed] | None = None) -> list[TransitionEvent]:
         """The transitions of the runs (the session's, or those changed since) not sent yet;
-        `landed`: when each run's document last changed, in Firestore's time (else its updatedAt)."""
+        `landed`: when each run's document was made and last changed (else its createdAt, updatedAt)."""
         runs = list(runs)
         if self._sent is None:
             self._sent = seen_before(runs, landed or {}, self._after)

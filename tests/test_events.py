@@ -21,7 +21,7 @@ from starlette.requests import Request
 from control_plane.app import create_app
 from control_plane.auth import LOCAL_OWNER
 from control_plane.errors import vibsdk_error
-from control_plane.feed import REPLAY_RUNS, TransitionFeed
+from control_plane.feed import REPLAY_RUNS, Landed, TransitionFeed
 from control_plane.service import ControlPlane, Limits
 from control_plane.sse import KEEPALIVE, Message, frame, stream
 from tests.e2e.conftest import wait_until
@@ -232,7 +232,7 @@ def test_a_resume_gets_a_running_that_landed_after_its_terminal() -> None:
     a = run_doc("a", T0, ["queued", "running", "succeeded"])
     without_running = a.model_copy(update={"transitions": [a.transitions[0], a.transitions[2]]})
     assert ids(feed.new([without_running])) == ["a:0", "a:2"]
-    resumed = TransitionFeed(None, after="a:2").new([a], landed={"a": T0 + timedelta(seconds=3)})  # type: ignore[arg-type]
+    resumed = TransitionFeed(None, after="a:2").new([a], {"a": Landed(T0, T0 + timedelta(seconds=3))})  # type: ignore[arg-type]
     assert ids(resumed) == ["a:1"]
 
 
@@ -241,10 +241,16 @@ def test_a_resume_gets_a_run_that_ended_after_another_was_queued() -> None:
     a = run_doc("a", T0, ["queued", "running", "failed"], error="boom")
     b = run_doc("b", T0 + timedelta(seconds=3), ["queued"])
     old = run_doc("old", T0 - timedelta(minutes=5), ["queued", "running", "succeeded"])
-    landed = {"a": T0 + timedelta(seconds=4), "b": T0 + timedelta(seconds=3), "old": T0 - timedelta(minutes=4)}
-    resumed = TransitionFeed(None, after="b:0").new([old, a, b], landed)  # type: ignore[arg-type]
-    # a again whole (duplicates are the client's to drop, by runId:seq), its end included; a run
-    # unchanged since well before b:0 landed, not again.
+    just_before = run_doc("just-before", T0 - timedelta(seconds=1), ["queued", "succeeded"])
+    landed = {
+        "just-before": Landed(T0 - timedelta(seconds=1), T0 + timedelta(seconds=2.5)),
+        "a": Landed(T0, T0 + timedelta(seconds=4)),
+        "b": Landed(T0 + timedelta(seconds=3), T0 + timedelta(seconds=3)),
+        "old": Landed(T0 - timedelta(minutes=5), T0 - timedelta(minutes=4)),
+    }
+    resumed = TransitionFeed(None, after="b:0").new([old, just_before, a, b], landed)  # type: ignore[arg-type]
+    # a again whole (duplicates are the client's to drop, by runId:seq), its end included; runs
+    # unchanged since b's run was made (so before b:0 landed), not again.
     assert ids(resumed) == ["a:0", "a:1", "a:2"] and resumed[-1].error == "boom"
 
 
