@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,7 +41,7 @@ def frame(message: Message) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-async def stream(source: Source, lifetime: float, every: float = KEEPALIVE_SECONDS) -> AsyncIterator[bytes]:
+async def stream(source: Source, lifetime: float, every: float = KEEPALIVE_SECONDS) -> AsyncGenerator[bytes, None]:
     """The source's messages as frames, a comment when `every` s pass without one, for `lifetime` s.
 
     The source is entered here and left when the stream ends, however it ends: when the client goes,

@@ -281,7 +281,7 @@ def test_the_feed_replays_the_latest_runs_then_reads_only_what_changed() -> None
     first = [Snap(run, run.createdAt) for run in runs]
     changed = run_doc("r149", T0 + timedelta(seconds=149), ["queued", "running"])
     unread = [Snap(run, run.createdAt, readable=False) for run in runs]
-    second = Update(unread, {"r149": Snap(changed, changed.createdAt)})  # type: ignore[dict-item]
+    second = Update(unread, {"r149": Snap(changed, changed.createdAt)})  # type: ignore[arg-type,dict-item]
     feed = TransitionFeed(Updates([Update(first), second]))  # type: ignore[arg-type]
     replayed = asyncio.run(feed.next())
     assert [message.id for message in replayed] == [f"r{n:03}:0" for n in range(50, REPLAY_RUNS + 50)]

@@ -132,10 +132,12 @@ def test_a_listener_keeps_only_the_latest_snapshot_and_merges_the_changes() -> N
 
     async def fall_behind() -> Update:
         async with Listener(target, slots=ListenerSlots(1)) as listener:
-            writer = threading.Thread(
-                target=lambda: [target.callback([n], [change(f"run-{n % 3}")], n) for n in range(1000)]
-            )
-            await asyncio.to_thread(lambda: (writer.start(), writer.join()))
+
+            def write() -> None:
+                for n in range(1000):
+                    target.callback([n], [change(f"run-{n % 3}")], n)
+
+            await asyncio.to_thread(write)  # all arrive before the reader reads
             return await listener.take()
 
     update = asyncio.run(fall_behind())
