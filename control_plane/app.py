@@ -273,7 +273,7 @@ WAIT_QUERY = (
         "in": "query",
         "description": "answer as soon as the run has ended, or as it stands after this many seconds "
         "(at most VIBESDK_MAX_WAIT_SECONDS; 0 or absent: at once)",
-        "schema": {"type": "number", "minimum": 0, "maximum": Settings.max_wait_seconds},
+        "schema": {"type": "number", "minimum": 0, "maximum": Settings.max_wait_seconds},  # create_app: the settings'
     },
 )
 EVENTS_QUERY = (
@@ -369,5 +369,5 @@ def create_app(
     app.state.authenticator = authenticator or Authenticator(settings, KeyStore(clients.firestore_client(settings)))
     app.state.limiter = RateLimiter(settings.requests_per_minute)
     app.state.refused = RateLimiter(settings.unauthenticated_per_minute)
-    app.state.openapi = openapi_document(ROUTES)
+    app.state.openapi = openapi_document(ROUTES, maxima={"wait": settings.max_wait_seconds})
     return app

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import NamedTuple, Protocol
 
 from control_plane.models import TransitionEvent
 from control_plane.sse import Message
 from vibesdk_gcp.runs import RunDoc
 from vibesdk_gcp.runs.watches import Listener
-from vibesdk_gcp.state import TERMINAL
+from vibesdk_gcp.state import SEQ_QUEUED, TERMINAL
+
+# A stream starts with the transitions of the session's latest runs only.
+REPLAY_RUNS = 100
+# How far a writer's clock (a transition's `at`) may run ahead of Firestore's (a document's
+# update_time): the resume point is taken this much earlier, so that nothing is lost to skew.
+CLOCK_SKEW = timedelta(seconds=10)
+
+
+class Landed(NamedTuple):
+    """When a run's document was made and last changed, in Firestore's time."""
+
+    created: datetime
+    changed: datetime
+
+
+class Slot(Protocol):
+    """One of the owner's open streams: taken while the feed is open."""
+
+    def take(self) -> None: ...
+
+    def give_back(self) -> None: ...
 
 
 def transitions_of(runs: Iterable[RunDoc]) -> list[TransitionEvent]:
@@ -32,41 +55,84 @@ def message_of(event: TransitionEvent) -> Message:
     return Message(event.event_id, "transition", event.model_dump_json(exclude_none=True))
 
 
-class TransitionFeed:
-    """Each transition once: those already there first, then each as it lands.
+def seen_before(runs: Iterable[RunDoc], landed: Mapping[str, Landed], after: str | None) -> set[str]:
+    """The ids a client that last saw `after` has surely seen (of the runs, as they stand).
 
-    `after` is a Last-Event-ID: a client that reconnects skips every transition the feed's order
-    puts at or before it (a transition of another run that lands later with an earlier time is
-    then skipped too; run transitions of one session rarely interleave so).
+    Live, the feed sends in landing order, not by `at`: a terminal can land before its run's late
+    running, one run's end after another's queued. So the resume point is a watermark, a time by
+    which `after` had surely not landed yet: its run's creation (Firestore's clock), or its `at`
+    less the clock skew, whichever is later. A run whose document changed since is sent again
+    whole, save its queued transition (always a run's first to land) and `after` itself; a run
+    that did not is taken as seen. Unknown (a garbled id, a run since deleted): nothing is.
+    """
+    runs = list(runs)
+    run_id, _, seq = (after or "").rpartition(":")
+    named = next((run for run in runs if run.runId == run_id), None)
+    at = next((item.at for item in named.transitions if str(item.seq) == seq), None) if named else None
+    if named is None or at is None:
+        return set()
+    when = {run.runId: landed.get(run.runId, Landed(run.createdAt, run.updatedAt)) for run in runs}
+    watermark = max(when[run_id].created, at - CLOCK_SKEW)
+    seen = {f"{run_id}:{SEQ_QUEUED}", f"{run_id}:{seq}"}
+    for run in runs:
+        if run.runId != run_id and when[run.runId].changed <= watermark:
+            seen.update(f"{run.runId}:{item.seq}" for item in run.transitions)
+    return seen
+
+
+class TransitionFeed:
+    """Each transition once: those already there first (of the latest runs), then each as it lands.
+
+    `after` is a Last-Event-ID: a client that reconnects gets what may have landed since (seen_before).
     """
 
-    def __init__(self, listener: Listener, after: str | None = None) -> None:
+    def __init__(self, listener: Listener, after: str | None = None, slot: Slot | None = None) -> None:
         self._listener = listener
         self._after = after
+        self._slot = slot
         self._sent: set[str] | None = None
 
     async def __aenter__(self) -> TransitionFeed:
-        await self._listener.__aenter__()
+        if self._slot is not None:
+            self._slot.take()
+        try:
+            await self._listener.__aenter__()
+        except BaseException:
+            if self._slot is not None:
+                self._slot.give_back()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Left once or more (at the stream's deadline, then at its end): the slot goes back once."""
         await self._listener.__aexit__(*exc_info)
+        if self._slot is not None:
+            self._slot.give_back()
+            self._slot = None
 
     async def next(self) -> Sequence[Message]:
-        # A fresh iterator each time: cut short by a timeout, the wait loses nothing (the
-        # listener's queue keeps its snapshots).
-        snapshots = await anext(aiter(self._listener))
-        runs = [RunDoc.model_validate(snapshot.to_dict()) for snapshot in snapshots if snapshot.exists]
-        return [message_of(event) for event in self.new(runs)]
-
-    def new(self, runs: Iterable[RunDoc]) -> list[TransitionEvent]:
-        """The transitions of the runs (all of the session's, as they stand) not sent yet."""
-        events = transitions_of(runs)
+        # Cut short by a timeout, the wait loses nothing (the listener keeps what arrived).
+        update = await self._listener.take()
         if self._sent is None:
-            self._sent = set()
-            ids = [event.event_id for event in events]
-            if self._after in ids:
-                self._sent = set(ids[: ids.index(self._after) + 1])
-        fresh = [event for event in events if event.event_id not in self._sent]
+            # The first: the whole set, of which the latest runs are replayed.
+            snapshots = sorted((s for s in update.snapshots if s.exists), key=lambda s: s.create_time)
+            snapshots = snapshots[-REPLAY_RUNS:]
+        else:
+            # Then only the documents that changed are read again.
+            snapshots = [s for s in update.changed.values() if s.exists]
+        runs = [RunDoc.model_validate(snapshot.to_dict()) for snapshot in snapshots]
+        landed = {
+            run.runId: Landed(snapshot.create_time, snapshot.update_time)
+            for run, snapshot in zip(runs, snapshots, strict=True)
+        }
+        return [message_of(event) for event in self.new(runs, landed)]
+
+    def new(self, runs: Iterable[RunDoc], landed: Mapping[str, Landed] | None = None) -> list[TransitionEvent]:
+        """The transitions of the runs (the session's, or those changed since) not sent yet;
+        `landed`: when each run's document was made and last changed (else its createdAt, updatedAt)."""
+        runs = list(runs)
+        if self._sent is None:
+            self._sent = seen_before(runs, landed or {}, self._after)
+        fresh = [event for event in transitions_of(runs) if event.event_id not in self._sent]
         self._sent.update(event.event_id for event in fresh)
         return fresh

@@ -7,7 +7,7 @@ each with that action's params model, so that the document says exactly what the
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -87,7 +87,14 @@ def union(model: type[Body], variants: dict[str, type[Body]], refs: Refs) -> dic
     return schema
 
 
-def operation(path: str, route: Operation, refs: Refs) -> dict[str, Any]:
+def bounded(parameter: dict[str, Any], maxima: Mapping[str, float]) -> dict[str, Any]:
+    """The query parameter, its schema's `maximum` the configured one where there is one."""
+    if parameter["in"] != "query" or parameter["name"] not in maxima:
+        return parameter
+    return parameter | {"schema": parameter["schema"] | {"maximum": maxima[parameter["name"]]}}
+
+
+def operation(path: str, route: Operation, refs: Refs, maxima: Mapping[str, float]) -> dict[str, Any]:
     doc: Doc = route.doc
     responses: dict[str, Any] = {}
     for status, model in doc.answers.items():
@@ -129,7 +136,7 @@ def operation(path: str, route: Operation, refs: Refs) -> dict[str, Any]:
         "responses": responses,
     }
     if parameters or doc.query:
-        described["parameters"] = [*parameters, *doc.query]
+        described["parameters"] = [*parameters, *(bounded(parameter, maxima) for parameter in doc.query)]
     if doc.body:
         described["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[doc.body]}}}
     if doc.public:
@@ -179,7 +186,8 @@ def typed_results(run: dict[str, Any], refs: Refs) -> dict[str, Any]:
     return run | {"allOf": cases}
 
 
-def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+def openapi_document(routes: Sequence[BaseRoute], maxima: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The document; `maxima`: query parameters' bounds that come from the settings, by name."""
     operations = [(path, route) for path, route in flat_routes(routes) if isinstance(route, Operation)]
     # Ordered sets (dicts), so that the document reads the same every time.
     bodies = dict.fromkeys(route.doc.body for _, route in operations if route.doc.body)
@@ -206,7 +214,7 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     components[run] = typed_results(components[run], refs)
     paths: dict[str, dict[str, Any]] = {}
     for path, route in operations:
-        paths.setdefault(path, {})[route.method.lower()] = operation(path, route, refs)
+        paths.setdefault(path, {})[route.method.lower()] = operation(path, route, refs, maxima or {})
     for path, route in operations:
         for status, model in route.doc.answers.items():
             if links := links_from(model, operations):

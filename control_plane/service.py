@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +20,7 @@ from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs, previews
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.catalog import template_catalog
-from vibesdk_gcp.errors import Forbidden, NotFound, ServiceUnavailable, TooLarge
+from vibesdk_gcp.errors import Forbidden, NotFound, ServiceUnavailable, TooLarge, TooMany
 from vibesdk_gcp.media import content_type
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import Params, WriteFilesParams
@@ -46,10 +49,72 @@ def jsonable(value: Any) -> Any:
 class Limits:
     max_active_runs: int = Settings.max_active_runs_per_owner
     max_file_bytes: int = Settings.max_file_bytes
+    max_waits: int = Settings.max_waits_per_owner
+    max_streams: int = Settings.max_streams_per_owner
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.max_active_runs_per_owner, settings.max_file_bytes)
+        return cls(
+            settings.max_active_runs_per_owner,
+            settings.max_file_bytes,
+            settings.max_waits_per_owner,
+            settings.max_streams_per_owner,
+        )
+
+
+# A retry after this many seconds may find one of the owner's waits or streams ended.
+RETRY_AFTER_OPEN = 5
+
+
+class PerOwner:
+    """What each owner has open on this instance (waits, or streams), at most `most` each: each
+    holds a Firestore listener and its threads."""
+
+    def __init__(self, what: str, most: int) -> None:
+        self._what = what
+        self._most = most
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def check(self, owner: str) -> None:
+        if self._open.get(owner, 0) >= self._most:
+            raise TooMany(f"{self._most} {self._what} already open for this owner; retry later", RETRY_AFTER_OPEN)
+
+    def take(self, owner: str) -> None:
+        with self._lock:
+            self.check(owner)
+            self._open[owner] = self._open.get(owner, 0) + 1
+
+    def give_back(self, owner: str) -> None:
+        with self._lock:
+            left = self._open.pop(owner) - 1
+            if left:
+                self._open[owner] = left
+
+    def slot(self, owner: str) -> OwnerSlot:
+        return OwnerSlot(self, owner)
+
+    @asynccontextmanager
+    async def held(self, owner: str) -> AsyncIterator[None]:
+        self.take(owner)
+        try:
+            yield
+        finally:
+            self.give_back(owner)
+
+
+@dataclass
+class OwnerSlot:
+    """One owner's place in a PerOwner, for a feed to take when it opens and give back when it ends."""
+
+    bound: PerOwner
+    owner: str
+
+    def take(self) -> None:
+        self.bound.take(self.owner)
+
+    def give_back(self) -> None:
+        self.bound.give_back(self.owner)
 
 
 class ControlPlane:
@@ -65,6 +130,8 @@ class ControlPlane:
         self._bus = bus
         self._storage = storage
         self._limits = limits or Limits()
+        self._waits = PerOwner("waits", self._limits.max_waits)
+        self._streams = PerOwner("event streams", self._limits.max_streams)
         self._settings = settings or Settings()  # where previews are served (preview_urls)
         self._quota = ActiveRunQuota(store.active_runs, self._limits.max_active_runs)
 
@@ -170,7 +237,8 @@ class ControlPlane:
         run = await run_in_threadpool(self.run, owner, session_id, run_id)
         if run.status in TERMINAL or seconds <= 0:
             return run
-        done = await self._store.until_terminal(session_id, run_id, seconds)
+        async with self._waits.held(owner):
+            done = await self._store.until_terminal(session_id, run_id, seconds)
         if done is None:
             return await run_in_threadpool(self.run, owner, session_id, run_id)
         return Run.model_validate(jsonable(done.model_dump()))
@@ -178,7 +246,9 @@ class ControlPlane:
     async def transition_feed(self, owner: str, session_id: str, last_event_id: str | None) -> TransitionFeed:
         """The session's run transitions as they land (`async with` it), after `last_event_id` if given."""
         await run_in_threadpool(self._owned_session, owner, session_id)
-        return TransitionFeed(self._store.session_runs(session_id), last_event_id)
+        # Refused here with a 429 before the stream starts; the feed takes its place when it opens.
+        self._streams.check(owner)
+        return TransitionFeed(self._store.session_runs(session_id), last_event_id, self._streams.slot(owner))
 
     def full_log(self, owner: str, session_id: str, log: str, stream: str) -> bytes:
         """A command's whole stdout or stderr, by the `log` name its run result gives."""

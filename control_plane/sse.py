@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,22 +41,33 @@ def frame(message: Message) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-async def stream(source: Source, lifetime: float, every: float = KEEPALIVE_SECONDS) -> AsyncIterator[bytes]:
+async def stream(source: Source, lifetime: float, every: float = KEEPALIVE_SECONDS) -> AsyncGenerator[bytes, None]:
     """The source's messages as frames, a comment when `every` s pass without one, for `lifetime` s.
 
     The source is entered here and left when the stream ends, however it ends: when the client goes,
-    Starlette cancels the response, and the cancellation reaches the wait below.
+    Starlette cancels the response, and the cancellation reaches the wait below. A client that stops
+    reading holds this generator at a `yield`; a task of its own leaves the source at the deadline
+    all the same (the source takes being left twice).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
     async with source:
-        while (left := deadline - loop.time()) > 0:
-            try:
-                async with asyncio.timeout(min(every, left)):
-                    messages = await source.next()
-            except TimeoutError:
-                if deadline - loop.time() > 0:
-                    yield KEEPALIVE
-                continue
-            for message in messages:
-                yield frame(message)
+        closer = asyncio.create_task(leave_at(source, deadline))
+        try:
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    async with asyncio.timeout(min(every, left)):
+                        messages = await source.next()
+                except TimeoutError:
+                    if deadline - loop.time() > 0:
+                        yield KEEPALIVE
+                    continue
+                for message in messages:
+                    yield frame(message)
+        finally:
+            closer.cancel()
+
+
+async def leave_at(source: Source, deadline: float) -> None:
+    await asyncio.sleep(deadline - asyncio.get_running_loop().time())
+    await source.__aexit__(None, None, None)

@@ -4,6 +4,8 @@ closed when the client goes (a real server, the emulator)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -14,18 +16,22 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from starlette.requests import Request
 
 from control_plane.app import create_app
 from control_plane.auth import LOCAL_OWNER
-from control_plane.feed import TransitionFeed
-from control_plane.service import ControlPlane
+from control_plane.errors import vibsdk_error
+from control_plane.feed import REPLAY_RUNS, Landed, TransitionFeed
+from control_plane.service import ControlPlane, Limits
 from control_plane.sse import KEEPALIVE, Message, frame, stream
 from tests.e2e.conftest import wait_until
 from tests.test_control_plane import AUTH, api_settings, topic  # noqa: F401 (fixtures)
 from tests.test_recorder import event, new_request
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
+from vibesdk_gcp.errors import ConfigurationError, TooMany
 from vibesdk_gcp.runs import RunDoc, RunStore
+from vibesdk_gcp.runs.watches import Update
 from vibesdk_gcp.schemas import SandboxRequest
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
@@ -218,3 +224,156 @@ def test_a_bad_wait_is_refused_naming_it(served: str, store: RunStore) -> None:
             answer = client.get(url, params={"wait": bad})
             assert answer.status_code == 422 and answer.json()["field"] == "wait", bad
         assert client.get(url, params={"wait": "0"}).json()["status"] == "queued"
+
+
+def test_a_resume_gets_a_running_that_landed_after_its_terminal() -> None:
+    # Live, the client saw a:0 then a:2 (the terminal landed first) and went; then a:1 landed.
+    feed = TransitionFeed(None)  # type: ignore[arg-type]
+    a = run_doc("a", T0, ["queued", "running", "succeeded"])
+    without_running = a.model_copy(update={"transitions": [a.transitions[0], a.transitions[2]]})
+    assert ids(feed.new([without_running])) == ["a:0", "a:2"]
+    resumed = TransitionFeed(None, after="a:2").new([a], {"a": Landed(T0, T0 + timedelta(seconds=3))})  # type: ignore[arg-type]
+    assert ids(resumed) == ["a:1"]
+
+
+def test_a_resume_gets_a_run_that_ended_after_another_was_queued() -> None:
+    # a's end is timed before b's queued but landed after it: the client's last id was b:0.
+    a = run_doc("a", T0, ["queued", "running", "failed"], error="boom")
+    b = run_doc("b", T0 + timedelta(seconds=3), ["queued"])
+    old = run_doc("old", T0 - timedelta(minutes=5), ["queued", "running", "succeeded"])
+    just_before = run_doc("just-before", T0 - timedelta(seconds=1), ["queued", "succeeded"])
+    landed = {
+        "just-before": Landed(T0 - timedelta(seconds=1), T0 + timedelta(seconds=2.5)),
+        "a": Landed(T0, T0 + timedelta(seconds=4)),
+        "b": Landed(T0 + timedelta(seconds=3), T0 + timedelta(seconds=3)),
+        "old": Landed(T0 - timedelta(minutes=5), T0 - timedelta(minutes=4)),
+    }
+    resumed = TransitionFeed(None, after="b:0").new([old, just_before, a, b], landed)  # type: ignore[arg-type]
+    # a again whole (duplicates are the client's to drop, by runId:seq), its end included; runs
+    # unchanged since b's run was made (so before b:0 landed), not again.
+    assert ids(resumed) == ["a:0", "a:1", "a:2"] and resumed[-1].error == "boom"
+
+
+class Snap:
+    """A run document's snapshot; reading one not meant to be read fails the test."""
+
+    def __init__(self, run: RunDoc, created: datetime, readable: bool = True) -> None:
+        self.id, self.exists, self.create_time, self.update_time = run.runId, True, created, created
+        self._run, self._readable = run, readable
+
+    def to_dict(self) -> dict[str, Any]:
+        assert self._readable, f"{self.id} was read again, unchanged"
+        return self._run.model_dump()
+
+
+class Updates:
+    """A listener that gives the updates it is handed."""
+
+    def __init__(self, updates: list[Update]) -> None:
+        self._updates = updates
+
+    async def take(self) -> Update:
+        return self._updates.pop(0)
+
+
+def test_the_feed_replays_the_latest_runs_then_reads_only_what_changed() -> None:
+    runs = [run_doc(f"r{n:03}", T0 + timedelta(seconds=n), ["queued"]) for n in range(REPLAY_RUNS + 50)]
+    first = [Snap(run, run.createdAt) for run in runs]
+    changed = run_doc("r149", T0 + timedelta(seconds=149), ["queued", "running"])
+    unread = [Snap(run, run.createdAt, readable=False) for run in runs]
+    second = Update(unread, {"r149": Snap(changed, changed.createdAt)})  # type: ignore[arg-type,dict-item]
+    feed = TransitionFeed(Updates([Update(first), second]))  # type: ignore[arg-type]
+    replayed = asyncio.run(feed.next())
+    assert [message.id for message in replayed] == [f"r{n:03}:0" for n in range(50, REPLAY_RUNS + 50)]
+    assert [message.id for message in asyncio.run(feed.next())] == ["r149:1"]
+
+
+def test_a_stream_leaves_its_source_at_its_deadline_even_if_the_client_stops_reading() -> None:
+    source = Scripted([(0, [Message("a", "transition", "1")])])
+
+    async def read_once() -> None:
+        frames = stream(source, lifetime=0.2, every=10)
+        await anext(frames)  # then nothing more is read, as from a client that stopped
+        await asyncio.sleep(0.4)
+        assert source.exited
+        await frames.aclose()
+
+    asyncio.run(read_once())
+
+
+def test_over_its_bound_an_owner_gets_429_and_each_stream_frees_its_place(
+    served: str,
+    store: RunStore,
+    topic: str,  # noqa: F811
+) -> None:
+    request = queue(store)
+    before = listener_threads()
+    client = httpx.Client(base_url=served, headers=AUTH, timeout=10)
+    url = f"/api/agent/{request.sessionId}/events"
+    with client, contextlib.ExitStack() as streams:
+        readers = []  # each kept: a reader dropped closes its response (httpcore)
+        for _ in range(Settings.max_streams_per_owner):
+            opened = streams.enter_context(client.stream("GET", url))
+            assert opened.status_code == 200
+            readers.append(opened.iter_lines())
+            next_event(readers[-1])
+        refused = client.get(url)
+        assert refused.status_code == 429 and refused.json()["error"] == "too_many_requests"
+        assert int(refused.headers["Retry-After"]) > 0
+        streams.close()
+        wait_until(lambda: listener_threads() == before, "the listeners to close", timeout=10)
+        with client.stream("GET", url) as again:
+            assert again.status_code == 200
+
+
+def test_waits_and_streams_cut_short_leave_no_listener(served: str, store: RunStore, topic: str) -> None:  # noqa: F811
+    request = queue(store)
+    before = listener_threads()
+    with httpx.Client(base_url=served, headers=AUTH, timeout=10) as client:
+        for _ in range(30):
+            answer = client.get(f"/api/agent/{request.sessionId}/runs/{request.runId}", params={"wait": "0.0001"})
+            assert answer.status_code == 200
+        for _ in range(30):
+            with client.stream("GET", f"/api/agent/{request.sessionId}/events") as response:
+                assert response.status_code == 200  # and gone, right after the headers
+    wait_until(lambda: listener_threads() == before, "the listeners to close", timeout=15)
+
+
+def test_an_owner_holds_at_most_its_waits(store: RunStore, storage: Storage, api_settings: Settings) -> None:  # noqa: F811
+    plane = ControlPlane(
+        store, Bus(clients.publisher_client(api_settings), api_settings.project), storage, Limits(max_waits=1)
+    )
+    request = queue(store)
+
+    async def two() -> None:
+        first = asyncio.ensure_future(plane.run_when_terminal(LOCAL_OWNER, request.sessionId, request.runId, 5))
+        await asyncio.sleep(0.2)
+        with pytest.raises(TooMany):
+            await plane.run_when_terminal(LOCAL_OWNER, request.sessionId, request.runId, 5)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert (await plane.run_when_terminal(LOCAL_OWNER, request.sessionId, request.runId, 0.1)).status == "queued"
+
+    asyncio.run(two())
+
+
+def test_the_runner_is_told_too_many_as_text() -> None:
+    runner = Request({"type": "http", "method": "GET", "path": "/runner/instances", "headers": []})
+    answer = asyncio.run(vibsdk_error(runner, TooMany("8 waits already open for this owner", 5)))
+    assert answer.status_code == 429 and answer.headers["Retry-After"] == "5"
+    assert answer.body == b"8 waits already open for this owner."
+
+
+def test_the_longest_wait_is_the_settings_and_the_openapi_documents_it(
+    api_settings: Settings,  # noqa: F811
+    store: RunStore,
+    storage: Storage,
+) -> None:
+    with pytest.raises(ConfigurationError, match="VIBESDK_MAX_WAIT_SECONDS"):
+        Settings.from_env({"VIBESDK_MAX_WAIT_SECONDS": "601"})
+    longer = dataclasses.replace(api_settings, max_wait_seconds=120.0)
+    plane = ControlPlane(store, Bus(clients.publisher_client(longer), longer.project), storage)
+    document = create_app(longer, plane).state.openapi
+    parameters = document["paths"]["/api/agent/{sessionId}/runs/{runId}"]["get"]["parameters"]
+    assert next(item for item in parameters if item["name"] == "wait")["schema"]["maximum"] == 120.0

@@ -53,6 +53,21 @@ def _seconds(env: Mapping[str, str], key: str, default: float, zero: bool = Fals
     return value
 
 
+# A wait answers inside the control plane's Cloud Run request timeout (600 s, infra/gcp: the
+# subscription's ack deadline), with time to spare for the answer itself.
+MAX_WAIT_LIMIT_SECONDS = 540.0
+
+
+def _wait_seconds(env: Mapping[str, str]) -> float:
+    value = _seconds(env, "VIBESDK_MAX_WAIT_SECONDS", Settings.max_wait_seconds, zero=True)
+    if value > MAX_WAIT_LIMIT_SECONDS:
+        raise ConfigurationError(
+            f"VIBESDK_MAX_WAIT_SECONDS must be at most {MAX_WAIT_LIMIT_SECONDS:g} (under the request timeout), "
+            f"got {env['VIBESDK_MAX_WAIT_SECONDS']!r}"
+        )
+    return value
+
+
 def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     raw = (env.get(key) or "").strip().lower()
     if raw == "":
@@ -116,8 +131,11 @@ class Settings:
     api_token: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout_seconds: float = 30.0
-    # The longest `?wait=` a run's GET may hold: under the control plane's Cloud Run request timeout (300 s).
+    # The longest `?wait=` a run's GET may hold: at most MAX_WAIT_LIMIT_SECONDS.
     max_wait_seconds: float = 60.0
+    # What one owner may hold open on one instance: each holds a Firestore listener (runs/watches.py).
+    max_waits_per_owner: int = 32
+    max_streams_per_owner: int = 8
     # What a client may take to send a request's headers (control_plane/__main__.py).
     header_timeout_seconds: float = 10.0
     host: str = "0.0.0.0"
@@ -211,7 +229,9 @@ class Settings:
             max_body_bytes=_int(env, "VIBESDK_MAX_BODY_BYTES", base.max_body_bytes, minimum=1),
             body_timeout_seconds=_seconds(env, "VIBESDK_BODY_TIMEOUT_SECONDS", base.body_timeout_seconds),
             header_timeout_seconds=_seconds(env, "VIBESDK_HEADER_TIMEOUT_SECONDS", base.header_timeout_seconds),
-            max_wait_seconds=_seconds(env, "VIBESDK_MAX_WAIT_SECONDS", base.max_wait_seconds, zero=True),
+            max_wait_seconds=_wait_seconds(env),
+            max_waits_per_owner=_int(env, "VIBESDK_MAX_WAITS_PER_OWNER", base.max_waits_per_owner, minimum=1),
+            max_streams_per_owner=_int(env, "VIBESDK_MAX_STREAMS_PER_OWNER", base.max_streams_per_owner, minimum=1),
             host=env.get("HOST") or base.host,
             port=_int(env, "PORT", base.port, minimum=1),
             workspace_root=Path(env.get("VIBESDK_WORKSPACE_ROOT") or base.workspace_root),
