@@ -15,11 +15,15 @@ from starlette.testclient import TestClient
 from control_plane.middleware import PreviewHosts, host_preview_headers
 from control_plane.models import CreateSession
 from control_plane.service import ControlPlane
+from functions.actions.instance import shutdown_instance
+from functions.context import Context
+from functions.instances import Instance
 from tests.test_recorder import event, queue
 from vibesdk_gcp import clients, previews
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import ConfigurationError, NotFound
 from vibesdk_gcp.names import PREVIEWS_BUCKET, REQUESTS_TOPIC
+from vibesdk_gcp.params import NoParams
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import PublishedPreview, SessionChanges
 from vibesdk_gcp.settings import Settings
@@ -236,3 +240,18 @@ def test_a_preview_file_is_streamed_in_range_reads(storage: Storage) -> None:
     assert b"".join(storage.stream(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/big.bin", chunk_bytes=4096)[1]) == data
     with pytest.raises(NotFound):
         storage.stream(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/missing.bin")  # before any chunk is read
+
+
+def test_shutdown_ends_a_preview_url_for_good(plane: ControlPlane, store: RunStore, context: Context) -> None:
+    """deployInstance keeps the session's token (stable URLs); shutdownInstance hands the next instance a new one."""
+    session_id = plane.create_session("alice", CreateSession(templateName="static-site")).sessionId
+    before = plane.preview_urls("alice", session_id)
+    instance = Instance(instanceId=session_id, templateName="static-site", projectName="p", createdAt="2026-01-01")
+    shutdown = queue(store, session_id)
+    outcome = shutdown_instance(shutdown, NoParams(), context, instance)
+    assert outcome.session is not None and outcome.session.previewToken != store.get_session(session_id).previewToken
+    store.apply(event(shutdown, 2, "succeeded", session=outcome.session))
+    after = plane.preview_urls("alice", session_id)
+    assert before is not None and after is not None
+    assert after[0] != before[0] and after[1] != before[1]
+    assert store.get_session(session_id).previewToken == outcome.session.previewToken
