@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -224,17 +225,27 @@ async def list_templates(request: Request) -> Response:
     return JSONResponse(TemplateList(templates=templates).model_dump(mode="json"))
 
 
+async def charged_misses(request: Request, client: str, read: Callable[[], PreviewFile]) -> PreviewFile:
+    """A preview's file, no credential asked: a miss is charged to the client's address as a failed
+    sign-in is (CallerBackend), so a scan of labels or tokens is throttled like a scan of keys."""
+    refused: RateLimiter = request.app.state.refused
+    refused.take(client, cost=0)
+    try:
+        return await run_in_threadpool(read)
+    except NotFound:
+        with contextlib.suppress(TooMany):
+            refused.take(client)
+        raise NotFound("no such preview, or it was shut down") from None
+
+
 async def preview_file(request: Request) -> Response:
     """A deployed preview's file: the URL's token is the only key, so no credential is asked."""
-    try:
-        file = await run_in_threadpool(
-            plane_of(request).preview_file,
-            request.path_params["sessionId"],
-            request.path_params["token"],
-            request.path_params["path"],
-        )
-    except NotFound:
-        raise NotFound("no such preview, or it was shut down") from None
+    params = request.path_params
+    file = await charged_misses(
+        request,
+        client_address(request),
+        lambda: plane_of(request).preview_file(params["sessionId"], params["token"], params["path"]),
+    )
     # The CSP sandbox gives the page an opaque origin, so its module scripts and stylesheets
     # (`crossorigin`, as Vite writes them) load by CORS; the URL's token is the only key anyway.
     return file_response(request, file, {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
@@ -250,20 +261,14 @@ def file_response(request: Request, file: PreviewFile, headers: dict[str, str] |
 async def preview_by_host(request: Request) -> Response:
     """A file of the preview whose host this is: the label's token is the only key, so no credential is asked.
 
-    A miss is charged to the client's address as a failed sign-in is (CallerBackend): a scan of
-    labels is throttled like a scan of keys. The address is the one before the load balancer's.
+    It came through the previews' load balancer: the client's address is the one before its own.
     """
     settings: Settings = request.app.state.settings
-    refused: RateLimiter = request.app.state.refused
-    client = client_address(request, proxies=1)
-    refused.take(client, cost=0)
     label = host_label(request.headers.get("host", ""), settings.preview_domain or "") or ""
-    try:
-        file = await run_in_threadpool(plane_of(request).preview_page, label, request.path_params["path"])
-    except NotFound:
-        with contextlib.suppress(TooMany):
-            refused.take(client)
-        raise NotFound("no such preview, or it was shut down") from None
+    path = request.path_params["path"]
+    file = await charged_misses(
+        request, client_address(request, proxies=1), lambda: plane_of(request).preview_page(label, path)
+    )
     return file_response(request, file)
 
 

@@ -655,3 +655,7 @@ def test_a_scan_of_preview_labels_is_rate_limited_per_client(
         # The same bucket as failed sign-ins: the scanner's address is refused the API's door too.
         refused = client.get("/api/agent", headers=bearer("vsk_0_x") | {"X-Forwarded-For": "203.0.113.9"})
         assert refused.status_code == 429
+        # A scan of tokens by path costs the same (straight to Cloud Run: its last entry is the client).
+        scan = [f"/preview/{uuid.uuid4()}/{uuid.uuid4().hex[:24]}/" for _ in range(4)]
+        by_path = [client.get(path, headers={"X-Forwarded-For": "192.0.2.7"}).status_code for path in scan]
+        assert by_path == [404, 404, 404, 429]
