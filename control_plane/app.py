@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,6 +36,7 @@ from control_plane.middleware import (
     SecurityHeaders,
     TraceContext,
     WriteGuard,
+    client_address,
     host_preview_headers,
     require_json,
 )
@@ -54,11 +57,11 @@ from control_plane.models import (
 from control_plane.openapi import openapi_document
 from control_plane.routing import Doc, Operation
 from control_plane.runner import RUNNER
-from control_plane.service import ControlPlane
+from control_plane.service import ControlPlane, PreviewFile
 from control_plane.sse import MEDIA_TYPE, stream
 from control_plane.wiring import control_plane_from
 from vibesdk_gcp import clients
-from vibesdk_gcp.errors import InvalidRequest, NotFound, TooLarge, TooSlow, VibsdkError
+from vibesdk_gcp.errors import InvalidRequest, NotFound, TooLarge, TooMany, TooSlow, VibsdkError
 from vibesdk_gcp.previews import host_label
 from vibesdk_gcp.settings import Settings
 
@@ -222,32 +225,51 @@ async def list_templates(request: Request) -> Response:
     return JSONResponse(TemplateList(templates=templates).model_dump(mode="json"))
 
 
+async def charged_misses(request: Request, client: str, read: Callable[[], PreviewFile]) -> PreviewFile:
+    """A preview's file, no credential asked: a miss is charged to the client's address as a failed
+    sign-in is (CallerBackend), so a scan of labels or tokens is throttled like a scan of keys."""
+    refused: RateLimiter = request.app.state.refused
+    refused.take(client, cost=0)
+    try:
+        return await run_in_threadpool(read)
+    except NotFound:
+        with contextlib.suppress(TooMany):
+            refused.take(client)
+        raise NotFound("no such preview, or it was shut down") from None
+
+
 async def preview_file(request: Request) -> Response:
     """A deployed preview's file: the URL's token is the only key, so no credential is asked."""
-    try:
-        data, media_type = await run_in_threadpool(
-            plane_of(request).preview_file,
-            request.path_params["sessionId"],
-            request.path_params["token"],
-            request.path_params["path"],
-        )
-    except NotFound:
-        raise NotFound("no such preview, or it was shut down") from None
+    params = request.path_params
+    file = await charged_misses(
+        request,
+        client_address(request),
+        lambda: plane_of(request).preview_file(params["sessionId"], params["token"], params["path"]),
+    )
     # The CSP sandbox gives the page an opaque origin, so its module scripts and stylesheets
     # (`crossorigin`, as Vite writes them) load by CORS; the URL's token is the only key anyway.
-    headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
-    return Response(data, media_type=media_type, headers=headers)
+    return file_response(request, file, {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+
+
+def file_response(request: Request, file: PreviewFile, headers: dict[str, str] | None = None) -> Response:
+    """A preview's file, sent as it is read from Cloud Storage; HEAD reads none of it."""
+    chunks = iter(()) if request.method == "HEAD" else file.chunks
+    headers = (headers or {}) | {"Content-Length": str(file.size)}
+    return StreamingResponse(chunks, media_type=file.media_type, headers=headers)
 
 
 async def preview_by_host(request: Request) -> Response:
-    """A file of the preview whose host this is: the label's token is the only key, so no credential is asked."""
+    """A file of the preview whose host this is: the label's token is the only key, so no credential is asked.
+
+    It came through the previews' load balancer: the client's address is the one before its own.
+    """
     settings: Settings = request.app.state.settings
     label = host_label(request.headers.get("host", ""), settings.preview_domain or "") or ""
-    try:
-        data, media_type = await run_in_threadpool(plane_of(request).preview_page, label, request.path_params["path"])
-    except NotFound:
-        raise NotFound("no such preview, or it was shut down") from None
-    return Response(data, media_type=media_type)
+    path = request.path_params["path"]
+    file = await charged_misses(
+        request, client_address(request, proxies=1), lambda: plane_of(request).preview_page(label, path)
+    )
+    return file_response(request, file)
 
 
 async def dashboard(request: Request) -> Response:
@@ -326,7 +348,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {VibsdkError: vibsdk_error, HTTPException: http_error, Exception: internal_error}
 
 
-def preview_site(settings: Settings, plane: ControlPlane) -> Starlette:
+def preview_site(settings: Settings, plane: ControlPlane, refused: RateLimiter) -> Starlette:
     """What a preview's own host answers: its files, GET and HEAD only, and nothing else of the control plane."""
     site = Starlette(
         routes=[Route("/{path:path}", preview_by_host, methods=["GET"])],  # Starlette answers HEAD too
@@ -335,6 +357,7 @@ def preview_site(settings: Settings, plane: ControlPlane) -> Starlette:
     )
     site.state.settings = settings
     site.state.plane = plane
+    site.state.refused = refused  # the control plane's own: a scan costs the same by either door
     return site
 
 
@@ -343,10 +366,11 @@ def create_app(
 ) -> Starlette:
     settings = settings or Settings.from_env()
     plane = plane or control_plane_from(settings)
+    refused = RateLimiter(settings.unauthenticated_per_minute)
     middleware = [
         Middleware(TraceContext),
         # First of all: a preview's host reaches nothing below (CORS, the API, the dashboard).
-        Middleware(PreviewHosts, domain=settings.preview_domain, previews=preview_site(settings, plane)),
+        Middleware(PreviewHosts, domain=settings.preview_domain, previews=preview_site(settings, plane, refused)),
         Middleware(SecurityHeaders, settings=settings),
     ]
     if settings.cors_origins:
@@ -368,6 +392,6 @@ def create_app(
     app.state.plane = plane
     app.state.authenticator = authenticator or Authenticator(settings, KeyStore(clients.firestore_client(settings)))
     app.state.limiter = RateLimiter(settings.requests_per_minute)
-    app.state.refused = RateLimiter(settings.unauthenticated_per_minute)
+    app.state.refused = refused
     app.state.openapi = openapi_document(ROUTES, maxima={"wait": settings.max_wait_seconds})
     return app

@@ -21,7 +21,7 @@ from control_plane.keys import Caller
 from vibesdk_gcp import logs
 from vibesdk_gcp.errors import Forbidden, TooMany, Unauthenticated
 from vibesdk_gcp.identity import IAP_HEADER
-from vibesdk_gcp.previews import host_label, preview_scheme
+from vibesdk_gcp.previews import is_preview_host, preview_scheme
 from vibesdk_gcp.settings import Settings
 
 # Sent with every answer; previews add a sandbox so a page cannot act as this origin.
@@ -95,11 +95,17 @@ def require_json(headers: Headers) -> None:
         raise UnsupportedMediaType(f"a body must be sent as Content-Type: application/json; this one came with {sent}")
 
 
-def client_address(conn: HTTPConnection) -> str:
-    """Who sent it: the address Google's front end appends to X-Forwarded-For, else the peer's."""
+def client_address(conn: HTTPConnection, proxies: int = 0) -> str:
+    """Who sent it: the address Google's front end appends to X-Forwarded-For, else the peer's.
+
+    `proxies`: how many trusted addresses follow the client's. Through the previews' load balancer
+    the header ends `<client IP>, <forwarding rule's IP>` (https://cloud.google.com/load-balancing/docs/https#x-forwarded-for_header):
+    its last entry is the load balancer's own, the same for every visitor; the one before it is the client's.
+    """
     forwarded = conn.headers.get("x-forwarded-for")
     if forwarded:
-        return forwarded.rsplit(",", 1)[-1].strip()
+        entries = [entry.strip() for entry in forwarded.split(",")]
+        return entries[max(0, len(entries) - 1 - proxies)]
     return conn.client.host if conn.client else "unknown"
 
 
@@ -159,8 +165,9 @@ class SecurityHeaders:
 
 
 class PreviewHosts:
-    """A request whose Host is under VIBESDK_PREVIEW_DOMAIN goes to the previews' app alone, its
-    label valid or not: a preview's page never reaches the API, the dashboard or anything else here."""
+    """A request whose Host is under VIBESDK_PREVIEW_DOMAIN (or is the domain, or is no host name at
+    all) goes to the previews' app alone, its label valid or not: a preview's page never reaches the
+    API, the dashboard or anything else here."""
 
     def __init__(self, app: ASGIApp, domain: str | None, previews: ASGIApp) -> None:
         self.app = app
@@ -169,7 +176,7 @@ class PreviewHosts:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         host = Headers(scope=scope).get("host", "") if scope["type"] in ("http", "websocket") else ""
-        if self.domain and host_label(host, self.domain) is not None:
+        if self.domain and is_preview_host(host, self.domain):
             await self.previews(scope, receive, send)
             return
         await self.app(scope, receive, send)

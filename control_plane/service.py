@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +43,15 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [jsonable(item) for item in value]
     return value
+
+
+@dataclass(frozen=True)
+class PreviewFile:
+    """A preview's file as it is read: its chunks (read as they are sent), its size and its media type."""
+
+    chunks: Iterator[bytes]
+    size: int
+    media_type: str
 
 
 @dataclass(frozen=True)
@@ -296,7 +305,7 @@ class ControlPlane:
         published = session.preview.previewUrl if session.preview else None
         return (published, published) if published else None
 
-    def preview_page(self, label: str, path: str) -> tuple[bytes, str]:
+    def preview_page(self, label: str, path: str) -> PreviewFile:
         """A file of the preview served at `{label}.{preview domain}`; a path without an extension that
         is no file is the page itself (index.html), so a single-page app's client routes load."""
         named = previews.parse_label(label)
@@ -310,14 +319,14 @@ class ControlPlane:
                 raise
             return self.preview_file(session_id, token, "index.html")
 
-    def preview_file(self, session_id: str, token: str, path: str) -> tuple[bytes, str]:
-        """A published file; the unguessable token in the URL is the only key."""
+    def preview_file(self, session_id: str, token: str, path: str) -> PreviewFile:
+        """A published file, streamed; the unguessable token in the URL is the only key."""
         if not path or path.endswith("/"):
             path += "index.html"
         if ".." in path.split("/") or not token:
             raise NotFound("no such preview file")
-        data = self._storage.read(PREVIEWS_BUCKET, f"{session_id}/{token}/{path}")
-        return data, content_type(path)
+        info, chunks = self._storage.stream(PREVIEWS_BUCKET, f"{session_id}/{token}/{path}")
+        return PreviewFile(chunks, info.size, content_type(path))
 
     def rename(self, owner: str, session_id: str, project_name: str) -> None:
         """Set the session's projectName: the runs queued from now on carry it (VibSDK's rename)."""

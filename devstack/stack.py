@@ -142,8 +142,11 @@ def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None
                 "VIBESDK_API_TOKEN": token,
                 "VIBESDK_PUBLIC_URL": ports.url("control_plane"),
                 # Previews by host, one origin each, as VibSDK links them: browsers resolve *.localhost
-                # to loopback. An empty VIBESDK_PREVIEW_DOMAIN keeps previews by path only.
-                "VIBESDK_PREVIEW_DOMAIN": base.get("VIBESDK_PREVIEW_DOMAIN", f"localhost:{ports.control_plane}"),
+                # to loopback. A domain of their own (the domain itself is a preview's host too), so the
+                # API stays on localhost and 127.0.0.1. An empty VIBESDK_PREVIEW_DOMAIN: previews by path only.
+                "VIBESDK_PREVIEW_DOMAIN": base.get(
+                    "VIBESDK_PREVIEW_DOMAIN", f"preview.localhost:{ports.control_plane}"
+                ),
                 # The emulator's pushes carry no token: verification is a Google Cloud matter.
                 "VIBESDK_VERIFY_PUSH": "false",
                 # Under the system temp folder: the sandbox's unprivileged uid must be able to reach it.

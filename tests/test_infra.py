@@ -403,6 +403,28 @@ def test_nothing_that_costs_money_idle_is_on_by_default() -> None:
     assert unquote(declared_variables(INFRA / "modules" / "sql")["availability_type"]["default"]) == "ZONAL"
     for call in ("control_plane", "sandbox_job", "status_recorder", "sweeper"):
         assert "min_instances" not in module_text(call)
+    # The previews' load balancer bills its forwarding rule by the hour: only with a preview domain.
+    assert unquote(variable_default("preview_domain")) == ""
+    assert 'count      = var.preview_domain == "" ? 0 : 1' in module_text("previews")
+
+
+def test_the_previews_load_balancer_reaches_nothing_but_previews() -> None:
+    """Only *.{domain} goes to the control plane; any other Host (the bare IP) is answered 404 by the
+    load balancer, and a preview domain without public_api is refused at plan time."""
+    module = INFRA / "modules" / "previews"
+    url_map = blocks(module / "main.tf", "resource")["google_compute_url_map"]['"previews"']
+    assert "default_service" not in url_map
+    abort = url_map["default_route_action"][0]["fault_injection_policy"][0]["abort"][0]
+    assert (abort["http_status"], abort["percentage"]) == (404, 100)
+    (rule,) = url_map["host_rule"]
+    assert [unquote(host) for host in rule["hosts"]] == ["*.${var.domain}"]
+    (matcher,) = url_map["path_matcher"]
+    assert unquote(matcher["name"]) == unquote(rule["path_matcher"])
+    (validation,) = declared_variables(module)["public_api"]["validation"]
+    assert (
+        unquote(validation["condition"]) == "${var.public_api}" and "public_api = true" in validation["error_message"]
+    )
+    assert "public_api = var.public_api" in module_text("previews")
 
 
 def test_no_secret_reaches_terraform_state() -> None:

@@ -15,11 +15,15 @@ from starlette.testclient import TestClient
 from control_plane.middleware import PreviewHosts, host_preview_headers
 from control_plane.models import CreateSession
 from control_plane.service import ControlPlane
+from functions.actions.instance import shutdown_instance
+from functions.context import Context
+from functions.instances import Instance
 from tests.test_recorder import event, queue
 from vibesdk_gcp import clients, previews
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.errors import NotFound
-from vibesdk_gcp.names import REQUESTS_TOPIC
+from vibesdk_gcp.errors import ConfigurationError, NotFound
+from vibesdk_gcp.names import PREVIEWS_BUCKET, REQUESTS_TOPIC
+from vibesdk_gcp.params import NoParams
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import PublishedPreview, SessionChanges
 from vibesdk_gcp.settings import Settings
@@ -104,8 +108,16 @@ def test_urls_with_and_without_a_preview_domain() -> None:
         (f"{LABEL}.previews.example.com:443", "previews.example.com", LABEL),
         (f"{LABEL}.previews.example.com.", "previews.example.com", LABEL),
         ("a.b.previews.example.com", "previews.example.com", "a.b"),
-        ("localhost:8080", "localhost:8080", None),  # the domain itself: the control plane
+        # The domain itself is a preview's host too (no preview's): the local stack's API is on 127.0.0.1.
+        ("localhost:8080", "localhost:8080", ""),
+        ("previews.example.com", "previews.example.com", ""),
+        ("previews.example.com.:443", "previews.example.com", ""),
+        # Cut at the first ':', whatever follows: an empty port, one that is no number, a second colon.
+        (f"{LABEL}.previews.example.com:", "previews.example.com", LABEL),
+        (f"{LABEL}.previews.example.com:abc", "previews.example.com", LABEL),
+        (f"{LABEL}.previews.example.com:1:2", "previews.example.com", LABEL),
         ("127.0.0.1:8080", "localhost:8080", None),
+        ("[::1]:8080", "localhost:8080", None),
         ("api.example.com", "previews.example.com", None),
         ("evilpreviews.example.com", "previews.example.com", None),
         ("", "previews.example.com", None),
@@ -113,6 +125,16 @@ def test_urls_with_and_without_a_preview_domain() -> None:
 )
 def test_host_label(host: str, domain: str, label: str | None) -> None:
     assert previews.host_label(host, domain) == label
+    assert previews.is_preview_host(host, domain) is (label is not None)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [f"{LABEL}.previews.example.com@evil.example", "api.example.com@x", "api.example.com/", "a b", "api..example.com"],
+)
+def test_a_host_that_is_no_host_name_is_never_the_apis(host: str) -> None:
+    assert previews.host_label(host, "previews.example.com") is None
+    assert previews.is_preview_host(host, "previews.example.com")
 
 
 async def endpoint(request: Request) -> PlainTextResponse:
@@ -134,8 +156,36 @@ def test_a_preview_host_never_reaches_the_rest_of_the_control_plane() -> None:
     assert client.get("/api/agent", headers={"Host": f"{LABEL}.localhost:8080"}).text == "preview /api/agent"
     assert client.get("/dashboard", headers={"Host": "nonsense.localhost:8080"}).text == "preview /dashboard"
     assert client.get("/api/agent", headers={"Host": "127.0.0.1:8080"}).text == "api /api/agent"
-    assert client.get("/api/agent", headers={"Host": "localhost:8080"}).text == "api /api/agent"
+    # The bare domain, an empty or bad port, a userinfo-like tail: the previews' site, not the API.
+    for host in ("localhost:8080", "localhost", f"{LABEL}.localhost:", f"{LABEL}.localhost:abc", "localhost@evil"):
+        assert client.get("/api/agent", headers={"Host": host}).text == "preview /api/agent", host
     assert dispatching(None).get("/api/agent", headers={"Host": f"{LABEL}.localhost:8080"}).text == "api /api/agent"
+
+
+@pytest.mark.parametrize(
+    ("public_url", "domain"),
+    [
+        ("https://previews.example.com", "previews.example.com"),
+        ("https://api.previews.example.com", "previews.example.com"),
+        ("http://localhost:8080", "localhost:8080"),
+        ("http://localhost:9000", "localhost:8080"),  # ports are no part of a host's name
+        ("https://API.Previews.Example.com.", "previews.example.com"),
+    ],
+)
+def test_a_preview_domain_that_covers_the_control_plane_is_refused(public_url: str, domain: str) -> None:
+    with pytest.raises(ConfigurationError, match="VIBESDK_PUBLIC_URL .* is on VIBESDK_PREVIEW_DOMAIN"):
+        Settings.from_env({"VIBESDK_PUBLIC_URL": public_url, "VIBESDK_PREVIEW_DOMAIN": domain})
+
+
+def test_a_preview_domain_beside_the_control_plane_is_accepted() -> None:
+    for public_url, domain in (
+        ("https://api.example.com", "previews.example.com"),
+        ("https://example.com", "previews.example.com"),  # above the domain: not a preview's host
+        ("https://evilpreviews.example.com", "previews.example.com"),
+        ("http://127.0.0.1:8080", "localhost:8080"),  # the local stack
+    ):
+        env = {"VIBESDK_PUBLIC_URL": public_url, "VIBESDK_PREVIEW_DOMAIN": domain}
+        assert Settings.from_env(env).preview_domain == domain
 
 
 def test_host_previews_have_their_own_origin_and_chosen_framers() -> None:
@@ -178,3 +228,30 @@ def test_a_session_older_than_tokens_has_its_published_url(plane: ControlPlane, 
     published = PublishedPreview(previewUrl="https://api.example.com/preview/s/t/", deployedAt="2026-01-01T00:00:00Z")
     store.apply(event(request, 2, "succeeded", session=SessionChanges(preview=published)))
     assert plane.preview_urls("alice", request.sessionId) == (published.previewUrl, published.previewUrl)
+
+
+def test_a_preview_file_is_streamed_in_range_reads(storage: Storage) -> None:
+    storage.create_bucket(PREVIEWS_BUCKET)
+    data = bytes(range(256)) * 40  # 10 240 bytes: three chunks of 4 KiB, the last one short
+    storage.write(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/big.bin", data)
+    info, chunks = storage.stream(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/big.bin", chunk_bytes=4096)
+    assert info.size == len(data)
+    assert [len(chunk) for chunk in chunks] == [4096, 4096, 2048]
+    assert b"".join(storage.stream(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/big.bin", chunk_bytes=4096)[1]) == data
+    with pytest.raises(NotFound):
+        storage.stream(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/missing.bin")  # before any chunk is read
+
+
+def test_shutdown_ends_a_preview_url_for_good(plane: ControlPlane, store: RunStore, context: Context) -> None:
+    """deployInstance keeps the session's token (stable URLs); shutdownInstance hands the next instance a new one."""
+    session_id = plane.create_session("alice", CreateSession(templateName="static-site")).sessionId
+    before = plane.preview_urls("alice", session_id)
+    instance = Instance(instanceId=session_id, templateName="static-site", projectName="p", createdAt="2026-01-01")
+    shutdown = queue(store, session_id)
+    outcome = shutdown_instance(shutdown, NoParams(), context, instance)
+    assert outcome.session is not None and outcome.session.previewToken != store.get_session(session_id).previewToken
+    store.apply(event(shutdown, 2, "succeeded", session=outcome.session))
+    after = plane.preview_urls("alice", session_id)
+    assert before is not None and after is not None
+    assert after[0] != before[0] and after[1] != before[1]
+    assert store.get_session(session_id).previewToken == outcome.session.previewToken

@@ -632,3 +632,30 @@ def test_unauthenticated_requests_are_rate_limited_per_client(cloud: tuple[TestC
     _, key = keys.issue("gina@example.com")
     other = client.get("/api/agent", headers=bearer(key) | {"X-Forwarded-For": "198.51.100.2"})
     assert other.status_code == 200
+
+
+def test_a_scan_of_preview_labels_is_rate_limited_per_client(
+    settings: Settings, store: RunStore, storage: Storage
+) -> None:
+    """Preview hosts ask no credential: each miss is charged to the visitor's address, as a failed sign-in is."""
+    hosted = replace(settings, public_url=API, preview_domain="previews.example.test", unauthenticated_per_minute=3)
+    plane = ControlPlane(store, Bus(clients.publisher_client(settings), settings.project), storage)
+    load_balancer = "34.120.0.1"  # the forwarding rule's address, last in every visitor's X-Forwarded-For
+
+    def visit(client: TestClient, visitor: str) -> int:
+        label = f"{uuid.uuid4().hex}-{uuid.uuid4().hex[:24]}"
+        headers = {"Host": f"{label}.previews.example.test", "X-Forwarded-For": f"{visitor}, {load_balancer}"}
+        return client.get("/", headers=headers).status_code
+
+    with TestClient(
+        create_app(hosted, plane, Authenticator(hosted, KeyStore(clients.firestore_client(settings))))
+    ) as client:
+        assert [visit(client, "203.0.113.9") for _ in range(4)] == [404, 404, 404, 429]
+        assert visit(client, "198.51.100.2") == 404  # another visitor behind the same load balancer
+        # The same bucket as failed sign-ins: the scanner's address is refused the API's door too.
+        refused = client.get("/api/agent", headers=bearer("vsk_0_x") | {"X-Forwarded-For": "203.0.113.9"})
+        assert refused.status_code == 429
+        # A scan of tokens by path costs the same (straight to Cloud Run: its last entry is the client).
+        scan = [f"/preview/{uuid.uuid4()}/{uuid.uuid4().hex[:24]}/" for _ in range(4)]
+        by_path = [client.get(path, headers={"X-Forwarded-For": "192.0.2.7"}).status_code for path in scan]
+        assert by_path == [404, 404, 404, 429]

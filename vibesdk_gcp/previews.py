@@ -18,6 +18,8 @@ TOKEN = re.compile(rf"[0-9a-f]{{{2 * TOKEN_BYTES}}}")
 LABEL = re.compile(rf"([0-9a-f]{{32}})-({TOKEN.pattern})")
 # Browsers resolve these to loopback without DNS (RFC 6761), and no certificate serves them.
 LOCAL_DOMAIN = re.compile(r"(.+\.)?localhost(:\d+)?")
+# A Host header the API may answer: a name or an IP literal, and an optional port.
+HOST = re.compile(r"([a-z0-9_-]+(\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(:\d{1,5})?")
 
 
 def new_token() -> str:
@@ -48,18 +50,27 @@ def parse_label(label: str) -> tuple[str, str] | None:
 
 
 def host_label(host: str, domain: str) -> str | None:
-    """What precedes `.{domain}` in a Host header, or None for a host not under the preview domain.
+    """What precedes `.{domain}` in a Host header ("" for the domain itself), or None for a host not
+    under the preview domain.
 
-    Ports are left out of the comparison: a host under the domain on any port is a preview's, never the API's.
+    The port is cut at the first ':' whatever follows it (empty, not a number): a host under the
+    domain on any port, or on none, is a preview's, never the API's.
     """
-    suffix = "." + _hostname(domain)
+    name = _hostname(domain)
     host = _hostname(host).rstrip(".")
-    return host.removesuffix(suffix) if host.endswith(suffix) else None
+    if host == name:
+        return ""
+    return host.removesuffix("." + name) if host.endswith("." + name) else None
+
+
+def is_preview_host(host: str, domain: str) -> bool:
+    """Whether the previews' site answers this Host: one under the preview domain, or one that is no
+    host name at all (`a.example@evil`), which the control plane's own name never is. No Host: the API."""
+    return host_label(host, domain) is not None or (bool(host) and not HOST.fullmatch(host.lower()))
 
 
 def _hostname(host: str) -> str:
-    name, _, port = host.lower().rpartition(":")
-    return name if name and port.isdigit() else host.lower()
+    return host.lower().partition(":")[0]
 
 
 def preview_scheme(domain: str) -> str:

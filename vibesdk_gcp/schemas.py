@@ -77,6 +77,8 @@ class SessionChanges(BaseModel):
 
     instanceId: str | None = None
     preview: PublishedPreview | None = None
+    # shutdownInstance's new token: a shut-down preview's URL never serves again (docs/SECURITY.md).
+    previewToken: str | None = None
 
     def fields(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True)

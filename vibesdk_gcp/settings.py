@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from vibesdk_gcp.errors import ConfigurationError
 
@@ -223,7 +224,7 @@ class Settings:
         env = os.environ if env is None else env
         base = cls()  # the defaults, written once above
         uid = _int(env, "VIBESDK_SANDBOX_UID", base.sandbox_uid, minimum=1)
-        return cls(
+        settings = cls(
             project=env.get("GOOGLE_CLOUD_PROJECT") or base.project,
             api_token=env.get("VIBESDK_API_TOKEN") or None,
             max_body_bytes=_int(env, "VIBESDK_MAX_BODY_BYTES", base.max_body_bytes, minimum=1),
@@ -279,4 +280,19 @@ class Settings:
             sandbox_gid=_int(env, "VIBESDK_SANDBOX_GID", uid, minimum=1),
             search_path=env.get("PATH") or base.search_path,
             egress_allow=env.get("VIBESDK_EGRESS_ALLOW") or None,
+        )
+        _check_preview_domain(settings)
+        return settings
+
+
+def _check_preview_domain(settings: Settings) -> None:
+    """The control plane's own host must not be a preview's: every API request would go to the previews' site."""
+    if not settings.preview_domain:
+        return
+    domain = settings.preview_domain.partition(":")[0]
+    host = (urlsplit(settings.public_url).hostname or "").rstrip(".")
+    if host == domain or host.endswith("." + domain):
+        raise ConfigurationError(
+            f"VIBESDK_PUBLIC_URL ({settings.public_url}) is on VIBESDK_PREVIEW_DOMAIN ({settings.preview_domain}): "
+            "the control plane's host would be a preview's; give previews a domain of their own"
         )

@@ -15,6 +15,9 @@ from vibesdk_gcp.errors import Conflict, NotFound, ServiceUnavailable
 from vibesdk_gcp.metrics import work
 from vibesdk_gcp.settings import Settings
 
+# What one range read of a streamed object holds in memory (Storage.stream).
+CHUNK_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -76,6 +79,22 @@ class Storage:
             return bytes(self._bucket(bucket).blob(name).download_as_bytes(start=max(0, size - limit), end=size - 1))
         except api_exceptions.GoogleAPICallError as error:
             raise _translate(error, f"gs://{bucket}/{name}") from error
+
+    def stream(self, bucket: str, name: str, chunk_bytes: int = CHUNK_BYTES) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """The object as range reads of one generation, `chunk_bytes` at a time: never whole in memory.
+        A missing object raises NotFound here, before any chunk is asked for."""
+        info = self.stat(bucket, name)
+        return info, self._chunks(bucket, info, chunk_bytes)
+
+    def _chunks(self, bucket: str, info: ObjectInfo, chunk_bytes: int) -> Iterator[bytes]:
+        blob = self._bucket(bucket).blob(info.name, generation=info.generation)
+        for start in range(0, info.size, chunk_bytes):
+            work.add("storage.reads")
+            access.note(access.OBJECT_GET, bucket)
+            try:
+                yield bytes(blob.download_as_bytes(start=start, end=min(info.size, start + chunk_bytes) - 1))
+            except api_exceptions.GoogleAPICallError as error:
+                raise _translate(error, f"gs://{bucket}/{info.name}") from error
 
     def download(self, bucket: str, name: str, target: Path, generation: int | None = None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,21 @@ function renderPreview(url) {
   }
   const frame = $("preview-frame");
   frame.hidden = !url;
-  if (url && frame.getAttribute("src") !== url) frame.setAttribute("src", url);
+  if (url && frame.getAttribute("src") !== url) {
+    // Set before the src: a sandbox applies from the frame's next navigation on.
+    frame.setAttribute("sandbox", frameSandbox(url));
+    frame.setAttribute("src", url);
+  }
+}
+
+// A preview on a host of its own keeps its origin (its localStorage, its cookies): that origin is
+// not this page's, so allow-same-origin gives it nothing of ours. A preview by path may share this
+// origin (or VIBESDK_PREVIEW_ORIGIN's, every preview's): it stays an opaque origin.
+function frameSandbox(url) {
+  const sandbox = "allow-scripts allow-forms";
+  const target = new URL(url, location.href);
+  const byPath = target.origin === location.origin || target.pathname.startsWith("/preview/");
+  return byPath ? sandbox : `${sandbox} allow-same-origin`;
 }
 
 async function refreshSessions() {

@@ -14,6 +14,7 @@ from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, FileContents, Params, TemplateDetailsParams
+from vibesdk_gcp.previews import new_token
 from vibesdk_gcp.schemas import SandboxRequest, SessionChanges, utcnow
 
 FILES_SOURCE = "files"  # an instance made from files: its source, and its templateName when none is given
@@ -133,4 +134,7 @@ def shutdown_instance(request: SandboxRequest, params: Params, ctx: Context, ins
     delete_instance(ctx, request.sessionId)
     ctx.storage.delete_prefix(PREVIEWS_BUCKET, f"{request.sessionId}/")
     ctx.storage.delete_prefix(LOGS_BUCKET, f"{request.sessionId}/")
-    return Outcome({"instanceId": request.sessionId, "shutdown": True}, SessionChanges(instanceId=None, preview=None))
+    # The session's next instance is published under a new token: the old URL, known to whoever
+    # saw it, never serves again.
+    changes = SessionChanges(instanceId=None, preview=None, previewToken=new_token())
+    return Outcome({"instanceId": request.sessionId, "shutdown": True}, changes)

@@ -209,6 +209,7 @@ module "previews" {
   region     = var.region
   domain     = var.preview_domain
   service    = module.control_plane.name
+  public_api = var.public_api
 }
 
 module "sandbox_job" {

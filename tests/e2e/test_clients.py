@@ -289,8 +289,11 @@ def test_dashboard_shows_what_a_session_did(stack: Stack, api: httpx.Client, wid
                 else None
             )
         )
+        # The local stack serves previews by host: framed with their own origin, localStorage works.
+        assert frame.get_attribute("sandbox").split() == ["allow-scripts", "allow-forms", "allow-same-origin"]
         driver.switch_to.frame(frame)
         wait.until(lambda d: marker in d.find_element(By.TAG_NAME, "body").text)
+        assert driver.execute_script("localStorage.setItem('k', 'v'); return localStorage.getItem('k')") == "v"
         driver.switch_to.default_content()
         driver.find_element(By.ID, "list-files").send_keys(Keys.ENTER)  # a getFiles run, live
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'button.file[data-file="src/index.html"]'))

@@ -1,4 +1,4 @@
-"""Previews by host on the local stack: http://{label}.localhost:PORT/, one origin per preview, as VibSDK links them."""
+"""Previews by host on the local stack: http://{label}.preview.localhost:PORT/, one origin per preview, as VibSDK links them."""
 
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ def test_a_preview_served_by_its_own_host(api: httpx.Client, stack: Stack) -> No
     url = urlsplit(str(deployed["result"]["previewUrl"]))  # type: ignore[index]
     port = stack.ports.control_plane
     assert (url.scheme, url.port, url.path) == ("http", port, "/")
-    label = url.hostname.removesuffix(".localhost") if url.hostname else ""
+    label = url.hostname.removesuffix(".preview.localhost") if url.hostname else ""
     named = previews.parse_label(label)
     assert named is not None and named[0] == session_id
     token = named[1]
 
     # Straight to the control plane's address, as a browser resolving *.localhost would.
-    site = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Host": f"{label}.localhost:{port}"})
+    site = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Host": f"{label}.preview.localhost:{port}"})
     page = site.get("/")
     assert page.status_code == 200 and "Hello from VibSDK" in page.text
     policy = page.headers["content-security-policy"]
@@ -54,11 +54,22 @@ def test_a_preview_served_by_its_own_host(api: httpx.Client, stack: Stack) -> No
 
     # Nothing of the control plane answers under a preview's host: not the API, with a credential or without.
     wrong = previews.label_of(session_id, previews.new_token())
-    for host in (f"{wrong}.localhost:{port}", f"nonsense.localhost:{port}", f"a.{label}.localhost:{port}"):
+    hosts = (
+        f"{wrong}.preview.localhost:{port}",
+        f"nonsense.preview.localhost:{port}",
+        f"a.{label}.preview.localhost:{port}",
+        f"preview.localhost:{port}",  # the preview domain itself
+        f"{wrong}.preview.localhost:",  # an empty port
+        f"preview.localhost@127.0.0.1:{port}",  # no host name at all
+    )
+    for host in hosts:
         refused = site.get("/", headers={"Host": host})
         assert (refused.status_code, refused.json()["detail"]) == (404, NO_PREVIEW), host
         under = site.get("/api/agent", headers={"Host": host, "Authorization": api.headers["Authorization"]})
         assert (under.status_code, under.json()["detail"]) == (404, NO_PREVIEW), host
+    # The API keeps its own hosts: 127.0.0.1 and localhost, beside the preview domain.
+    own = site.get("/api/agent", headers={"Host": f"localhost:{port}", "Authorization": api.headers["Authorization"]})
+    assert own.status_code == 200 and "sessions" in own.json()
     served = site.get("/api/agent", headers={"Authorization": api.headers["Authorization"]})
     assert served.text == page.text and "sessions" not in served.text
     assert site.get("/healthz").text == page.text and site.get("/dashboard").text == page.text

@@ -64,17 +64,45 @@ resource "google_compute_backend_service" "control_plane" {
     group = google_compute_region_network_endpoint_group.control_plane.id
   }
 
+  # A logged request names its host, and a preview's host carries its token (docs/SECURITY.md):
+  # one request in ten is logged, enough to see errors and abuse, not a list of every preview.
   log_config {
     enable      = true
-    sample_rate = 1.0
+    sample_rate = 0.1
   }
 }
 
-# Every host goes to the control plane, which answers a preview's host with that preview alone.
+# Only a preview's host, *.{domain}, reaches the control plane (which answers it with that preview
+# alone); any other Host, the load balancer's bare IP among them, is answered 404 by the load
+# balancer itself: the API, /runner and the dashboard are never reachable through it. Fault
+# injection aborts every request before it is sent to the backend named beside it
+# (fault injection: https://cloud.google.com/load-balancing/docs/https/setting-up-global-traffic-mgmt).
 resource "google_compute_url_map" "previews" {
-  project         = var.project_id
-  name            = "${var.name}-urls"
-  default_service = google_compute_backend_service.control_plane.id
+  project = var.project_id
+  name    = "${var.name}-urls"
+
+  default_route_action {
+    weighted_backend_services {
+      backend_service = google_compute_backend_service.control_plane.id
+      weight          = 100
+    }
+    fault_injection_policy {
+      abort {
+        http_status = 404
+        percentage  = 100
+      }
+    }
+  }
+
+  host_rule {
+    hosts        = ["*.${var.domain}"]
+    path_matcher = "previews"
+  }
+
+  path_matcher {
+    name            = "previews"
+    default_service = google_compute_backend_service.control_plane.id
+  }
 }
 
 resource "google_compute_ssl_policy" "previews" {

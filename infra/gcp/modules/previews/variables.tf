@@ -28,3 +28,13 @@ variable "service" {
   type        = string
   description = "Name of the control plane's Cloud Run service, which serves the previews."
 }
+
+variable "public_api" {
+  type        = bool
+  description = "The root module's public_api: it must be true, the load balancer calls the control plane without an identity."
+
+  validation {
+    condition     = var.public_api
+    error_message = "preview_domain needs public_api = true: the previews' load balancer calls the control plane without an identity, so Cloud Run IAM would refuse every preview (docs/SECURITY.md, \"Previews by host\")."
+  }
+}
