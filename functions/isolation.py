@@ -118,6 +118,12 @@ ENV = shutil.which("env", path=SYSTEM_PATH) or "/usr/bin/env"
 HOST_ENV = {"PATH": SYSTEM_PATH}
 
 
+def _with_env(env: dict[str, str], shell: list[str]) -> list[str]:
+    """The command with its variables, set by `env -i` after the limits: a tenant's LD_PRELOAD or PATH
+    then reaches only what runs under them (set before prlimit, it could have prlimit skip them)."""
+    return [ENV, "-i", *(f"{key}={value}" for key, value in env.items()), *shell]
+
+
 def _drop_privileges(ids: Ids | None) -> list[str]:
     return [SETPRIV, f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"] if ids else []
 
@@ -225,15 +231,15 @@ class Bubblewrap:
         argv += ["--bind", str(shm_of(tmp)), "/dev/shm"]
         # The root bwrap builds is a tmpfs outside every quota: freeze it.
         argv += ["--chdir", BWRAP_WORKSPACE, "--remount-ro", "/"]
-        # The command's variables are set inside only: the job's side runs with HOST_ENV.
-        argv += ["--clearenv"] + [part for key, value in env.items() for part in ("--setenv", key, value)]
+        # The command's variables are set last, under the limits (_with_env): until then, HOST_ENV's PATH.
+        argv += ["--clearenv", "--setenv", "PATH", SYSTEM_PATH]
         if _per_namespace_process_count():
             # Limits set inside bwrap's user namespace: the process limit counts this sandbox's
             # tasks only, so no scan of /proc for the uid's other commands is needed.
-            inner = _limits(limits, cpu, limits.processes) + shell
+            inner = _limits(limits, cpu, limits.processes) + _with_env(env, shell)
             return Launch(_drop_privileges(self.ids) + argv + ["--", *inner], HOST_ENV)
         outer = _drop_privileges(self.ids) + _limits(limits, cpu, _process_budget(limits, self.ids))
-        return Launch(outer + argv + ["--", *shell], HOST_ENV)
+        return Launch(outer + argv + ["--", *_with_env(env, shell)], HOST_ENV)
 
 
 @dataclass(frozen=True)
@@ -251,17 +257,15 @@ class CloudRunSandbox:
     def launch(
         self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
     ) -> Launch:
-        # `sandbox do` inherits no environment: each variable is passed with -e, and the sandbox
-        # command itself gets only what it needs to start. No --allow-egress, ever: network goes
+        # `sandbox do` inherits no environment: it gets PATH alone, and the command its variables after
+        # the limits (_with_env). No --allow-egress, ever: network goes
         # through the egress proxy's socket, in the bound /tmp.
-        argv = [self.path, "do", "--stdin=false"]
-        for key, value in env.items():
-            argv += ["-e", f"{key}={value}"]
+        argv = [self.path, "do", "--stdin=false", "-e", f"PATH={SYSTEM_PATH}"]
         argv += ["--mount", f"type=bind,source={tmp},destination={INSIDE_TMP}"]
         argv += ["--mount", f"type=bind,source={workspace},destination={CLOUD_RUN_WORKSPACE}"]
         argv += ["--mount", f"type=bind,source={shm_of(tmp)},destination=/dev/shm"]
         inner = ["/bin/sh", "-c", f'cd {CLOUD_RUN_WORKSPACE} && exec "$@"', "sh"]
-        inner += _limits(limits, cpu, limits.processes) + shell
+        inner += _limits(limits, cpu, limits.processes) + _with_env(env, shell)
         host_env = {"PATH": self.search_path}
         return Launch(argv + ["--", *inner], host_env)
 
@@ -279,9 +283,7 @@ class NoIsolation:
         self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
     ) -> Launch:
         argv = _drop_privileges(self.ids) + _limits(limits, cpu, _process_budget(limits, self.ids))
-        # The command's variables reach the command only (`env -i`), never setpriv and prlimit.
-        argv += [ENV, "-i", *(f"{key}={value}" for key, value in env.items()), *shell]
-        return Launch(argv, HOST_ENV)
+        return Launch(argv + _with_env(env, shell), HOST_ENV)
 
 
 def _process_budget(limits: Limits, ids: Ids | None) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -130,6 +132,26 @@ def test_a_commands_variables_never_choose_what_the_job_runs(
     assert not marker.exists() and b"planted" not in result.stderr
     assert result.stdout.split(b"\n")[0].startswith(str(planted).encode())  # the command has its PATH
     assert b"unlimited" not in result.stdout.split(b"\n")[1]  # and its limits
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler to build the preloaded library")
+def test_a_preloaded_library_of_the_tenants_still_runs_under_the_limits(
+    workspace: Path, backend: Commands, run_command: RunCommand
+) -> None:
+    """LD_PRELOAD set before the limits would let a library re-exec the command without prlimit."""
+    source = workspace / "skip.c"
+    source.write_text(
+        "#include <stdlib.h>\n#include <unistd.h>\n"
+        "__attribute__((constructor)) static void skip(void) {\n"
+        '  if (getenv("SKIPPED")) return;\n  setenv("SKIPPED", "1", 1); unsetenv("LD_PRELOAD");\n'
+        '  execl("/bin/sh", "sh", "-c", "echo SKIPPED; ulimit -t", (char *)0);\n}\n'
+    )
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(workspace / "skip.so"), str(source)], check=True)
+    (workspace / "skip.so").chmod(0o755)
+    inside = backend.isolation.backend().workspace_inside
+    result = run_command("ulimit -t", workspace, 10, env={"LD_PRELOAD": f"{inside}/skip.so"})
+    # The library runs (in the command's own shell, under the limits), and the limit holds.
+    assert result.stdout.startswith(b"SKIPPED\n") and b"unlimited" not in result.stdout, result
 
 
 def test_host_file_is_unreadable(workspace: Path, tmp_path: Path, backend: Commands, run_command: RunCommand) -> None:
