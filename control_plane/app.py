@@ -226,9 +226,10 @@ async def list_templates(request: Request) -> Response:
 
 
 async def charged_misses(request: Request, client: str, read: Callable[[], PreviewFile]) -> PreviewFile:
-    """A preview's file, no credential asked: a miss is charged to the client's address as a failed
-    sign-in is (CallerBackend), so a scan of labels or tokens is throttled like a scan of keys."""
-    refused: RateLimiter = request.app.state.refused
+    """A preview's file, no credential asked: a miss is charged to the client's address, so a scan of
+    labels or tokens is throttled like a scan of keys. Its own bucket, never the sign-ins' (CallerBackend):
+    any web page can make its visitors' browsers miss previews, and must not lock them out of the API."""
+    refused: RateLimiter = request.app.state.preview_misses
     refused.take(client, cost=0)
     try:
         return await run_in_threadpool(read)
@@ -348,7 +349,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {VibsdkError: vibsdk_error, HTTPException: http_error, Exception: internal_error}
 
 
-def preview_site(settings: Settings, plane: ControlPlane, refused: RateLimiter) -> Starlette:
+def preview_site(settings: Settings, plane: ControlPlane, misses: RateLimiter) -> Starlette:
     """What a preview's own host answers: its files, GET and HEAD only, and nothing else of the control plane."""
     site = Starlette(
         routes=[Route("/{path:path}", preview_by_host, methods=["GET"])],  # Starlette answers HEAD too
@@ -357,7 +358,7 @@ def preview_site(settings: Settings, plane: ControlPlane, refused: RateLimiter) 
     )
     site.state.settings = settings
     site.state.plane = plane
-    site.state.refused = refused  # the control plane's own: a scan costs the same by either door
+    site.state.preview_misses = misses  # the control plane's own: a scan costs the same by either door
     return site
 
 
@@ -366,11 +367,11 @@ def create_app(
 ) -> Starlette:
     settings = settings or Settings.from_env()
     plane = plane or control_plane_from(settings)
-    refused = RateLimiter(settings.unauthenticated_per_minute)
+    misses = RateLimiter(settings.unauthenticated_per_minute)
     middleware = [
         Middleware(TraceContext),
         # First of all: a preview's host reaches nothing below (CORS, the API, the dashboard).
-        Middleware(PreviewHosts, domain=settings.preview_domain, previews=preview_site(settings, plane, refused)),
+        Middleware(PreviewHosts, domain=settings.preview_domain, previews=preview_site(settings, plane, misses)),
         Middleware(SecurityHeaders, settings=settings),
     ]
     if settings.cors_origins:
@@ -392,6 +393,7 @@ def create_app(
     app.state.plane = plane
     app.state.authenticator = authenticator or Authenticator(settings, KeyStore(clients.firestore_client(settings)))
     app.state.limiter = RateLimiter(settings.requests_per_minute)
-    app.state.refused = refused
+    app.state.refused = RateLimiter(settings.unauthenticated_per_minute)
+    app.state.preview_misses = misses
     app.state.openapi = openapi_document(ROUTES, maxima={"wait": settings.max_wait_seconds})
     return app
