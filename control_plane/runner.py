@@ -30,6 +30,7 @@ from control_plane.middleware import CallerBackend, CallerUser, WriteGuard
 from control_plane.models import CreateSession, QueueAction, Run, RunnerCommands, RunnerRename, Session
 from control_plane.runner_answers import PreviewUrls
 from control_plane.service import ControlPlane
+from vibesdk_gcp.errors import TooMany
 from vibesdk_gcp.params import (
     CreateInstanceParams,
     ExecuteCommandsParams,
@@ -125,7 +126,14 @@ async def acted(
     """The run once it ended, and its whole result; 504 past the action's budget."""
     plane, caller = plane_of(request), caller_of(request)
     budget = run_budget(settings_of(request), params)
-    run = await plane.run_when_terminal(caller.owner, session_id, queued_run, budget)
+    try:
+        run = await plane.run_when_terminal(caller.owner, session_id, queued_run, budget)
+    except TooMany as error:
+        # The run is queued already: a 429 would have VibSDK queue it again.
+        raise RunStillGoing(
+            f"{action} run {queued_run} is queued, and cannot be waited for now ({error}); it goes on, and "
+            f"/api/agent/{session_id}/runs/{queued_run} follows it"
+        ) from None
     if run.status not in TERMINAL:
         raise RunStillGoing(
             f"{action} run {queued_run} did not end within {budget:g} s; it goes on, and "

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from control_plane.app import create_app
 from control_plane.keys import KeyStore
-from control_plane.models import QueueAction
+from control_plane.models import QueueAction, Run
 from control_plane.runner import commands_budget, run_budget
 from control_plane.service import ControlPlane
 from eventarc.definitions import SANDBOX_JOB_TRIGGER
@@ -28,7 +28,7 @@ from tests.test_infra import module_text
 from tests.vibesdk_schemas import PORT, UPSTREAM, assert_valid
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
-from vibesdk_gcp.errors import ServiceUnavailable, VibsdkError
+from vibesdk_gcp.errors import ServiceUnavailable, TooMany, VibsdkError
 from vibesdk_gcp.names import LOGS_BUCKET, REQUESTS_TOPIC
 from vibesdk_gcp.params import ExecuteCommandsParams, NoParams
 from vibesdk_gcp.runs import RunDoc, RunStore
@@ -292,6 +292,22 @@ def test_a_run_past_its_budget_is_504_naming_where_to_follow_it(
     assert run_id, response.text
     assert f"/api/agent/{instance}/runs/" in response.text and response.text.count(".") >= 1
     assert store.get_run(instance, run_id.group(1)).status == "queued"  # it goes on
+
+
+def test_a_queued_run_that_cannot_be_waited_for_is_504_never_429(
+    client: TestClient, job: JobStandIn, plane: ControlPlane, store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the owner's waits, the run is queued already: a 429 would have VibSDK queue it again."""
+    instance = create(client, job)
+
+    async def over_the_bound(*args: object) -> Run:
+        raise TooMany("32 waits are open already", 1)
+
+    monkeypatch.setattr(plane, "run_when_terminal", over_the_bound)
+    response = client.post(f"/runner/instances/{instance}/commands", json={"commands": ["ls"]}, headers=HEADERS)
+    assert response.status_code == 504 and "32 waits are open already" in response.text, response.text
+    run_id = re.search(r"/api/agent/[^/]+/runs/([^ .]+)", response.text)
+    assert run_id and store.get_run(instance, run_id.group(1)).action == "executeCommands"
 
 
 def test_the_budgets_sum_command_timeouts_within_the_action_bound(api_settings: Settings) -> None:
