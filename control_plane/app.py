@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -249,14 +250,27 @@ async def preview_file(request: Request) -> Response:
     )
     # The CSP sandbox gives the page an opaque origin, so its module scripts and stylesheets
     # (`crossorigin`, as Vite writes them) load by CORS; the URL's token is the only key anyway.
-    return file_response(request, file, {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+    return await file_response(request, file, {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
 
 
-def file_response(request: Request, file: PreviewFile, headers: dict[str, str] | None = None) -> Response:
-    """A preview's file, sent as it is read from Cloud Storage; HEAD reads none of it."""
-    chunks = iter(()) if request.method == "HEAD" else file.chunks
+async def file_response(request: Request, file: PreviewFile, headers: dict[str, str] | None = None) -> Response:
+    """A preview's file, sent as it is read from Cloud Storage; HEAD reads none of it. Its first chunk is
+    read before the answer, so that a file gone or a store out of reach meanwhile is a 404 or a 503."""
+    chunks: Iterator[bytes] = iter(())
+    if request.method != "HEAD":
+        first = await run_in_threadpool(next, file.chunks, b"")
+        chunks = _ended_on_failure(itertools.chain([first], file.chunks), request.url.path)
     headers = (headers or {}) | {"Content-Length": str(file.size)}
     return StreamingResponse(chunks, media_type=file.media_type, headers=headers)
+
+
+def _ended_on_failure(chunks: Iterator[bytes], path: str) -> Iterator[bytes]:
+    """The chunks, up to a read that fails once the answer has begun: the body ends short of its
+    Content-Length (the client sees it cut), and one line says why."""
+    try:
+        yield from chunks
+    except VibsdkError as error:
+        logging.getLogger("control_plane").warning("preview file %s cut short: %s", path, error)
 
 
 async def preview_by_host(request: Request) -> Response:
@@ -270,7 +284,7 @@ async def preview_by_host(request: Request) -> Response:
     file = await charged_misses(
         request, client_address(request, proxies=1), lambda: plane_of(request).preview_page(label, path)
     )
-    return file_response(request, file)
+    return await file_response(request, file)
 
 
 async def dashboard(request: Request) -> Response:

@@ -12,9 +12,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from control_plane.app import create_app
 from control_plane.middleware import PreviewHosts, host_preview_headers
 from control_plane.models import CreateSession
-from control_plane.service import ControlPlane
+from control_plane.service import ControlPlane, PreviewFile
 from functions.actions.instance import shutdown_instance
 from functions.context import Context
 from functions.instances import Instance
@@ -240,6 +241,28 @@ def test_a_preview_file_is_streamed_in_range_reads(storage: Storage) -> None:
     assert b"".join(storage.stream(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/big.bin", chunk_bytes=4096)[1]) == data
     with pytest.raises(NotFound):
         storage.stream(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/missing.bin")  # before any chunk is read
+
+
+def test_a_preview_file_gone_before_its_first_byte_is_a_404_not_a_cut_200(
+    plane: ControlPlane, storage: Storage, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redeploy replaces a preview's files: one deleted between its stat and its first read is answered
+    as missing, before any header is sent."""
+    storage.create_bucket(PREVIEWS_BUCKET)
+    name = f"{SESSION}/{TOKEN}/page.html"
+    storage.write(PREVIEWS_BUCKET, name, b"<p>hi</p>")
+    found = plane.preview_file
+
+    def then_deleted(*args: str) -> PreviewFile:
+        file = found(*args)
+        storage.delete_prefix(PREVIEWS_BUCKET, name)
+        return file
+
+    monkeypatch.setattr(plane, "preview_file", then_deleted)
+    with TestClient(create_app(replace(settings, preview_domain=None), plane, authenticator=None)) as client:
+        answer = client.get(f"/preview/{SESSION}/{TOKEN}/page.html")
+    assert answer.status_code in (200, 404)
+    assert answer.status_code == 404 or answer.content == b"<p>hi</p>"  # a versioned bucket still has it
 
 
 def test_shutdown_ends_a_preview_url_for_good(plane: ControlPlane, store: RunStore, context: Context) -> None:
