@@ -59,7 +59,7 @@ from control_plane.openapi import openapi_document
 from control_plane.routing import Doc, Operation
 from control_plane.runner import RUNNER
 from control_plane.service import ControlPlane, PreviewFile
-from control_plane.sse import MEDIA_TYPE, stream
+from control_plane.sse import EventStream
 from control_plane.wiring import control_plane_from
 from vibesdk_gcp import clients
 from vibesdk_gcp.errors import InvalidRequest, NotFound, TooLarge, TooMany, TooSlow, VibsdkError
@@ -192,12 +192,13 @@ async def get_run(request: Request) -> Response:
 
 async def get_events(request: Request) -> Response:
     """The session's run transitions as Server-Sent Events, those already there first"""
+    # Entered here, before the response: a refusal is a 429 or 503, not an empty 200 after the headers.
     feed = await plane_of(request).transition_feed(
         caller_of(request).owner, request.path_params["sessionId"], request.headers.get("last-event-id")
     )
     # no-transform and X-Accel-Buffering: proxies pass each event on at once rather than buffer it.
     headers = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(feed, EVENTS_SECONDS), media_type=MEDIA_TYPE, headers=headers)
+    return EventStream(feed, EVENTS_SECONDS, headers)
 
 
 async def get_log(request: Request) -> Response:

@@ -9,6 +9,7 @@ from typing import NamedTuple, Protocol
 from control_plane.models import TransitionEvent
 from control_plane.sse import Message
 from vibesdk_gcp.runs import RunDoc
+from vibesdk_gcp.runs.calls import OUTAGES, unavailable
 from vibesdk_gcp.runs.watches import Listener
 from vibesdk_gcp.state import SEQ_QUEUED, TERMINAL
 
@@ -62,8 +63,11 @@ def seen_before(runs: Iterable[RunDoc], landed: Mapping[str, Landed], after: str
     running, one run's end after another's queued. So the resume point is a watermark, a time by
     which `after` had surely not landed yet: its run's creation (Firestore's clock), or its `at`
     less the clock skew, whichever is later. A run whose document changed since is sent again
-    whole, save its queued transition (always a run's first to land) and `after` itself; a run
-    that did not is taken as seen. Unknown (a garbled id, a run since deleted): nothing is.
+    whole, save `after` itself and its queued transition (always a run's first to land) if sent
+    before it. One batch (the replay, a live update of several runs) is sent by `at`, not in
+    landing order: so of a run unchanged since, only what sorts before `after` is taken as seen;
+    what sorts after it may have been in the batch the client left early. Unknown (a garbled id, a
+    run since deleted): nothing is.
     """
     runs = list(runs)
     run_id, _, seq = (after or "").rpartition(":")
@@ -73,10 +77,16 @@ def seen_before(runs: Iterable[RunDoc], landed: Mapping[str, Landed], after: str
         return set()
     when = {run.runId: landed.get(run.runId, Landed(run.createdAt, run.updatedAt)) for run in runs}
     watermark = max(when[run_id].created, at - CLOCK_SKEW)
-    seen = {f"{run_id}:{SEQ_QUEUED}", f"{run_id}:{seq}"}
+    last_seen = (at, run_id, int(seq))
+    seen = {f"{run_id}:{seq}"}
     for run in runs:
-        if run.runId != run_id and when[run.runId].changed <= watermark:
-            seen.update(f"{run.runId}:{item.seq}" for item in run.transitions)
+        sent_before = {
+            f"{run.runId}:{item.seq}" for item in run.transitions if (item.at, run.runId, item.seq) <= last_seen
+        }
+        if run.runId == run_id:
+            seen.update(sent_before & {f"{run_id}:{SEQ_QUEUED}"})
+        elif when[run.runId].changed <= watermark:
+            seen.update(sent_before)
     return seen
 
 
@@ -93,19 +103,25 @@ class TransitionFeed:
         self._sent: set[str] | None = None
 
     async def __aenter__(self) -> TransitionFeed:
+        """Take the slot, then subscribe: refused (TooMany, ServiceUnavailable), the slot goes back."""
         if self._slot is not None:
             self._slot.take()
         try:
             await self._listener.__aenter__()
+        except OUTAGES as error:
+            self._give_back()
+            raise unavailable(error) from error
         except BaseException:
-            if self._slot is not None:
-                self._slot.give_back()
+            self._give_back()
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Left once or more (at the stream's deadline, then at its end): the slot goes back once."""
         await self._listener.__aexit__(*exc_info)
+        self._give_back()
+
+    def _give_back(self) -> None:
         if self._slot is not None:
             self._slot.give_back()
             self._slot = None

@@ -85,13 +85,11 @@ class PerOwner:
         self._open: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def check(self, owner: str) -> None:
-        if self._open.get(owner, 0) >= self._most:
-            raise TooMany(f"{self._most} {self._what} already open for this owner; retry later", RETRY_AFTER_OPEN)
-
     def take(self, owner: str) -> None:
+        # Checked and counted under one lock: two requests cannot both take the last place.
         with self._lock:
-            self.check(owner)
+            if self._open.get(owner, 0) >= self._most:
+                raise TooMany(f"{self._most} {self._what} already open for this owner; retry later", RETRY_AFTER_OPEN)
             self._open[owner] = self._open.get(owner, 0) + 1
 
     def give_back(self, owner: str) -> None:
@@ -253,11 +251,15 @@ class ControlPlane:
         return Run.model_validate(jsonable(done.model_dump()))
 
     async def transition_feed(self, owner: str, session_id: str, last_event_id: str | None) -> TransitionFeed:
-        """The session's run transitions as they land (`async with` it), after `last_event_id` if given."""
+        """The session's run transitions as they land, after `last_event_id` if given: entered (the
+        owner's place and a listener taken, subscribed), for the caller to leave.
+
+        Entered before the stream's headers go, a refusal (TooMany, ServiceUnavailable) is the
+        caller's answer; the owner's place is checked and taken at once, under PerOwner's lock.
+        """
         await run_in_threadpool(self._owned_session, owner, session_id)
-        # Refused here with a 429 before the stream starts; the feed takes its place when it opens.
-        self._streams.check(owner)
-        return TransitionFeed(self._store.session_runs(session_id), last_event_id, self._streams.slot(owner))
+        feed = TransitionFeed(self._store.session_runs(session_id), last_event_id, self._streams.slot(owner))
+        return await feed.__aenter__()
 
     def full_log(self, owner: str, session_id: str, log: str, stream: str) -> bytes:
         """A command's whole stdout or stderr, by the `log` name its run result gives."""

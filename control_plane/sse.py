@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 MEDIA_TYPE = "text/event-stream"
 # Proxies and Cloud Run's front end cut a stream that sends nothing for a while.
@@ -44,28 +47,47 @@ def frame(message: Message) -> bytes:
 async def stream(source: Source, lifetime: float, every: float = KEEPALIVE_SECONDS) -> AsyncGenerator[bytes, None]:
     """The source's messages as frames, a comment when `every` s pass without one, for `lifetime` s.
 
-    The source is entered here and left when the stream ends, however it ends: when the client goes,
-    Starlette cancels the response, and the cancellation reaches the wait below. A client that stops
-    reading holds this generator at a `yield`; a task of its own leaves the source at the deadline
-    all the same (the source takes being left twice).
+    The caller enters the source, so that a refusal is an answer rather than an empty 200 (the
+    headers go before the first frame); it is left here when the stream ends, however it ends: when
+    the client goes, Starlette cancels the response, and the cancellation reaches the wait below. A
+    client that stops reading holds this generator at a `yield`; a task of its own leaves the source
+    at the deadline all the same (the source takes being left twice).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
-    async with source:
-        closer = asyncio.create_task(leave_at(source, deadline))
+    closer = asyncio.create_task(leave_at(source, deadline))
+    try:
+        while (left := deadline - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(min(every, left)):
+                    messages = await source.next()
+            except TimeoutError:
+                if deadline - loop.time() > 0:
+                    yield KEEPALIVE
+                continue
+            for message in messages:
+                yield frame(message)
+    finally:
+        closer.cancel()
+        await source.__aexit__(None, None, None)
+
+
+class EventStream(StreamingResponse):
+    """The stream of an entered source as a response, which leaves the source however it ends: also
+    when its body is never read (the client gone before it, or with the headers unsent)."""
+
+    def __init__(self, source: Source, lifetime: float, headers: Mapping[str, str] | None = None) -> None:
+        self._source = source
+        self._frames = stream(source, lifetime)
+        super().__init__(self._frames, media_type=MEDIA_TYPE, headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            while (left := deadline - loop.time()) > 0:
-                try:
-                    async with asyncio.timeout(min(every, left)):
-                        messages = await source.next()
-                except TimeoutError:
-                    if deadline - loop.time() > 0:
-                        yield KEEPALIVE
-                    continue
-                for message in messages:
-                    yield frame(message)
+            await super().__call__(scope, receive, send)
         finally:
-            closer.cancel()
+            # A generator never started runs no `finally` of its own: the source is left here too.
+            await self._frames.aclose()
+            await self._source.__aexit__(None, None, None)
 
 
 async def leave_at(source: Source, deadline: float) -> None:

@@ -23,7 +23,7 @@ from control_plane.auth import LOCAL_OWNER
 from control_plane.errors import vibsdk_error
 from control_plane.feed import REPLAY_RUNS, Landed, TransitionFeed
 from control_plane.service import ControlPlane, Limits
-from control_plane.sse import KEEPALIVE, Message, frame, stream
+from control_plane.sse import KEEPALIVE, EventStream, Message, frame, stream
 from tests.e2e.conftest import wait_until
 from tests.test_control_plane import AUTH, api_settings, topic  # noqa: F401 (fixtures)
 from tests.test_recorder import event, new_request
@@ -31,7 +31,7 @@ from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.errors import ConfigurationError, TooMany
 from vibesdk_gcp.runs import RunDoc, RunStore
-from vibesdk_gcp.runs.watches import Update
+from vibesdk_gcp.runs.watches import Listener, ListenerSlots, Update
 from vibesdk_gcp.schemas import SandboxRequest
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.storage import Storage
@@ -87,10 +87,16 @@ async def collect(frames: Any) -> list[bytes]:
     return [item async for item in frames]
 
 
+async def streamed(source: Scripted, lifetime: float, every: float) -> list[bytes]:
+    """The frames of a stream of the source, entered first (as get_events does)."""
+    await source.__aenter__()
+    return await collect(stream(source, lifetime, every))
+
+
 def test_silence_is_filled_with_comments_and_the_stream_ends_on_time() -> None:
     first, second = Message("a", "transition", "1"), Message("b", "transition", "2")
     source = Scripted([(0, [first]), (0.25, [second])])
-    frames = asyncio.run(collect(stream(source, lifetime=0.5, every=0.1)))
+    frames = asyncio.run(streamed(source, lifetime=0.5, every=0.1))
     assert frames[0] == frame(first)
     assert frame(second) in frames
     # Keep-alives between the two and after the second, none past the lifetime.
@@ -102,7 +108,7 @@ def test_a_cancelled_stream_leaves_its_source() -> None:
     source = Scripted([])
 
     async def cut_short() -> None:
-        task = asyncio.ensure_future(collect(stream(source, lifetime=60, every=10)))
+        task = asyncio.ensure_future(streamed(source, lifetime=60, every=10))
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -254,6 +260,24 @@ def test_a_resume_gets_a_run_that_ended_after_another_was_queued() -> None:
     assert ids(resumed) == ["a:0", "a:1", "a:2"] and resumed[-1].error == "boom"
 
 
+def test_a_resume_gets_what_sorted_after_the_last_event_id_in_its_batch() -> None:
+    # x's terminal landed at T+0.8 stamped T+0.5; a is stamped T+0.2 and was made at T+1. The replay
+    # sent x:0, x:1, a:0, x:2 (by `at`): a client gone after a:0 never saw x:2, though x has not
+    # changed since a was made.
+    x = run_doc("x", T0, ["queued", "running", "succeeded"])
+    stamps = [T0, T0 + timedelta(seconds=0.1), T0 + timedelta(seconds=0.5)]
+    timed = [item.model_copy(update={"at": at}) for item, at in zip(x.transitions, stamps, strict=True)]
+    x = x.model_copy(update={"transitions": timed})
+    a = run_doc("a", T0 + timedelta(seconds=0.2), ["queued"])
+    landed = {
+        "x": Landed(T0, T0 + timedelta(seconds=0.8)),
+        "a": Landed(T0 + timedelta(seconds=1), T0 + timedelta(seconds=1)),
+    }
+    assert ids(TransitionFeed(None).new([x, a], landed)) == ["x:0", "x:1", "a:0", "x:2"]  # type: ignore[arg-type]
+    resumed = TransitionFeed(None, after="a:0").new([x, a], landed)  # type: ignore[arg-type]
+    assert ids(resumed) == ["x:2"]
+
+
 class Snap:
     """A run document's snapshot; reading one not meant to be read fails the test."""
 
@@ -292,6 +316,7 @@ def test_a_stream_leaves_its_source_at_its_deadline_even_if_the_client_stops_rea
     source = Scripted([(0, [Message("a", "transition", "1")])])
 
     async def read_once() -> None:
+        await source.__aenter__()
         frames = stream(source, lifetime=0.2, every=10)
         await anext(frames)  # then nothing more is read, as from a client that stopped
         await asyncio.sleep(0.4)
@@ -324,6 +349,41 @@ def test_over_its_bound_an_owner_gets_429_and_each_stream_frees_its_place(
         wait_until(lambda: listener_threads() == before, "the listeners to close", timeout=10)
         with client.stream("GET", url) as again:
             assert again.status_code == 200
+
+
+def test_a_stream_refused_a_listener_is_a_429_and_frees_the_owners_place(
+    served: str,
+    store: RunStore,
+    monkeypatch: pytest.MonkeyPatch,
+    topic: str,  # noqa: F811
+) -> None:
+    request = queue(store)
+    full = ListenerSlots(0)
+    monkeypatch.setattr(store, "session_runs", lambda session_id: Listener(None, slots=full))  # type: ignore[arg-type]
+    with httpx.Client(base_url=served, headers=AUTH, timeout=10) as client:
+        # More than the owner's bound: each refusal gave its place back.
+        for _ in range(Settings.max_streams_per_owner + 1):
+            refused = client.get(f"/api/agent/{request.sessionId}/events")
+            assert refused.status_code == 429 and "listeners" in refused.json()["detail"]
+            assert int(refused.headers["Retry-After"]) > 0
+
+
+def test_a_stream_whose_body_is_never_sent_leaves_its_source() -> None:
+    source = Scripted([(0, [Message("a", "transition", "1")])])
+
+    async def gone_before_the_body() -> None:
+        await source.__aenter__()
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.disconnect"}
+
+        async def send(message: Any) -> None:
+            await asyncio.Event().wait()  # the headers never go
+
+        await EventStream(source, lifetime=60)({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send)
+
+    asyncio.run(gone_before_the_body())
+    assert source.exited
 
 
 def test_waits_and_streams_cut_short_leave_no_listener(served: str, store: RunStore, topic: str) -> None:  # noqa: F811
