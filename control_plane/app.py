@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -25,13 +21,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from control_plane.auth import Authenticator, RateLimiter
-from control_plane.errors import INTERNAL, FieldError, answer_error, field_error, http_error, vibsdk_error
-from control_plane.keys import Caller, KeyStore
+from control_plane.errors import INTERNAL, FieldError, answer_error, http_error, vibsdk_error
+from control_plane.keys import KeyStore
 from control_plane.middleware import (
     API_CSP,
     SECURITY_HEADERS,
     CallerBackend,
-    CallerUser,
     FixedHeaders,
     PreviewHosts,
     SecurityHeaders,
@@ -39,7 +34,6 @@ from control_plane.middleware import (
     WriteGuard,
     client_address,
     host_preview_headers,
-    require_json,
 )
 from control_plane.models import (
     CreateSession,
@@ -56,76 +50,24 @@ from control_plane.models import (
     TransitionEvent,
 )
 from control_plane.openapi import openapi_document
+from control_plane.request_parts import caller_of, json_body, plane_of
 from control_plane.routing import Doc, Operation
 from control_plane.runner import RUNNER
 from control_plane.service import ControlPlane, PreviewFile
 from control_plane.sse import EventStream
 from control_plane.wiring import control_plane_from
 from vibesdk_gcp import clients
-from vibesdk_gcp.errors import InvalidRequest, NotFound, TooLarge, TooMany, TooSlow, VibsdkError
+from vibesdk_gcp.errors import NotFound, TooMany, VibsdkError
 from vibesdk_gcp.previews import host_label
 from vibesdk_gcp.settings import Settings
 
 STATIC = Path(__file__).resolve().parent / "static"
 PREVIEW_STATUS = {PreviewState.READY: 200, PreviewState.CREATING: 202, PreviewState.FAILED: 409}
-M = TypeVar("M", bound=BaseModel)
 # JSON's number, as the OpenAPI document's `number` means it (Python's float() takes "1_0", " 5", "nan").
 NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 # An events stream ends before Cloud Run's request timeout (300 s, infra/gcp/modules/runtime) cuts
 # it; the client reconnects with Last-Event-ID.
 EVENTS_SECONDS = 280.0
-
-
-def plane_of(request: Request) -> ControlPlane:
-    plane: ControlPlane = request.app.state.plane
-    return plane
-
-
-def caller_of(request: Request) -> Caller:
-    user = request.user
-    assert isinstance(user, CallerUser), "an /api endpoint runs behind CallerBackend"
-    return user.caller
-
-
-async def read_body(request: Request) -> bytes:
-    """The body, within the size and time limits: a body trickled in byte by byte would hold a worker for ever."""
-    settings: Settings = request.app.state.settings
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise TooLarge(f"body is {declared} bytes; the limit is {settings.max_body_bytes}")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(settings.body_timeout_seconds):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > settings.max_body_bytes:
-                    raise TooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise TooSlow(f"the body did not arrive within {settings.body_timeout_seconds} s") from None
-    if size:
-        # WriteGuard refused a declared body; this holds for one framed otherwise (HTTP/2).
-        require_json(request.headers)
-    return b"".join(chunks)
-
-
-async def json_body(request: Request, model: type[M]) -> M:
-    raw = await read_body(request)
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidRequest(f"body is not valid JSON: {error}") from None
-    except RecursionError:
-        raise InvalidRequest("body is nested too deeply") from None
-    try:
-        # JSON escapes can spell lone surrogates, which no store or file can hold.
-        json.dumps(data, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise InvalidRequest("body holds invalid Unicode (a lone surrogate)") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise field_error(error) from None
 
 
 def queued_response(queued: Queued) -> Response:

@@ -13,9 +13,8 @@ import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
@@ -24,10 +23,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from control_plane import runner_answers as answers
-from control_plane.errors import FieldError, RunStillGoing, field_error
-from control_plane.keys import Caller
-from control_plane.middleware import CallerBackend, CallerUser, WriteGuard
+from control_plane.errors import FieldError, RunStillGoing
+from control_plane.middleware import CallerBackend, WriteGuard
 from control_plane.models import CreateSession, QueueAction, Run, RunnerCommands, RunnerRename, Session
+from control_plane.request_parts import caller_of, json_body, plane_of, settings_of, validated
 from control_plane.runner_answers import PreviewUrls
 from control_plane.service import ControlPlane
 from vibesdk_gcp.errors import TooMany
@@ -44,7 +43,6 @@ from vibesdk_gcp.params import (
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.state import TERMINAL
 
-M = TypeVar("M", bound=BaseModel)
 # VibSDK's command timeouts are milliseconds; ours are whole seconds, at most this many.
 MAX_COMMAND_SECONDS = 3600
 
@@ -69,37 +67,6 @@ RUN_BUDGETS: dict[type[Params], Callable[[Settings, Params], float]] = {ExecuteC
 
 def run_budget(settings: Settings, params: Params) -> float:
     return RUN_BUDGETS.get(type(params), whole_action)(settings, params)
-
-
-def plane_of(request: Request) -> ControlPlane:
-    plane: ControlPlane = request.app.state.plane
-    return plane
-
-
-def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def caller_of(request: Request) -> Caller:
-    user = request.user
-    assert isinstance(user, CallerUser), "a /runner endpoint runs behind CallerBackend"
-    return user.caller
-
-
-def validated(model: type[M], data: Any) -> M:
-    """The model, or 422 naming the field as the client sent it."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise field_error(error) from None
-
-
-async def body_of(request: Request, model: type[M]) -> M:
-    # app.py mounts this module, so its body reader (limits, JSON, 422) is imported when called.
-    from control_plane.app import json_body
-
-    return await json_body(request, model)
 
 
 def agent_of(request: Request) -> str | None:
@@ -170,7 +137,7 @@ def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Ses
 async def create_instance(request: Request) -> Response:
     """Queue createInstance (upstream sends files, the port a templateName) and answer at once."""
     caller = caller_of(request)
-    params = await body_of(request, CreateInstanceParams)
+    params = await json_body(request, CreateInstanceParams)
     if not params.templateName and params.files is None:
         raise FieldError("templateName", "templateName or files: one of the two is needed")
     body = CreateSession(
@@ -217,7 +184,7 @@ async def shutdown_instance(request: Request) -> Response:
 
 
 async def write_files(request: Request) -> Response:
-    params = await body_of(request, WriteFilesParams)
+    params = await json_body(request, WriteFilesParams)
     return answer(answers.write_files(*await act(request, "writeFiles", params)))
 
 
@@ -235,7 +202,7 @@ async def get_files(request: Request) -> Response:
 
 
 async def execute_commands(request: Request) -> Response:
-    body = await body_of(request, RunnerCommands)
+    body = await json_body(request, RunnerCommands)
     seconds = min(MAX_COMMAND_SECONDS, max(1, math.ceil(body.timeout / 1000))) if body.timeout else None
     # VibSDK's agent installs packages with its commands: they get network when the key has egress.
     params = ExecuteCommandsParams(commands=body.commands, timeout=seconds, allowNetwork=caller_of(request).egress)
@@ -263,7 +230,7 @@ async def deploy(request: Request) -> Response:
 
 async def rename(request: Request) -> Response:
     """VibSDK reads the answer as its boolean (no schema): `true`."""
-    body = await body_of(request, RunnerRename)
+    body = await json_body(request, RunnerRename)
     await run_in_threadpool(
         plane_of(request).rename, caller_of(request).owner, request.path_params["id"], body.projectName
     )
