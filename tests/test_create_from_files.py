@@ -41,6 +41,19 @@ def events(status_events: Any) -> Any:
     return status_events
 
 
+@pytest.fixture
+def ran(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every command the actions run in the sandbox, in order."""
+    commands: list[str] = []
+
+    def observed(ctx: Context, command: str, *args: Any, **kwargs: Any) -> CommandResult:
+        commands.append(command)
+        return run_in_sandbox(ctx, command, *args, **kwargs)
+
+    monkeypatch.setattr(common, "run_in_sandbox", observed)
+    return commands
+
+
 def project(name: str, **more: str) -> list[dict[str, str]]:
     """A tiny project of tests/golden (is-number, locked), with more files."""
     files = {path.name: path.read_text() for path in sorted((GOLDEN / name).iterdir())}
@@ -137,15 +150,8 @@ def test_an_instance_from_files_with_a_package_lock_installs_with_npm(context: C
 
 
 def test_an_instance_from_files_with_a_bun_lock_installs_with_bun(
-    context: Context, events: Any, monkeypatch: pytest.MonkeyPatch
+    context: Context, events: Any, ran: list[str]
 ) -> None:
-    ran: list[str] = []
-
-    def observed(ctx: Context, command: str, *args: Any, **kwargs: Any) -> CommandResult:
-        ran.append(command)
-        return run_in_sandbox(ctx, command, *args, **kwargs)
-
-    monkeypatch.setattr(common, "run_in_sandbox", observed)
     files = project("project-bun")
     first, result = create(context, events, files)
     assert result["dependencies"]["source"] == "install", result
@@ -160,16 +166,7 @@ def test_an_instance_from_files_with_a_bun_lock_installs_with_bun(
     require_works(context, events, second)
 
 
-def test_a_key_without_egress_installs_with_the_scripts_off(
-    context: Context, events: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ran: list[str] = []
-
-    def observed(ctx: Context, command: str, *args: Any, **kwargs: Any) -> CommandResult:
-        ran.append(command)
-        return run_in_sandbox(ctx, command, *args, **kwargs)
-
-    monkeypatch.setattr(common, "run_in_sandbox", observed)
+def test_a_key_without_egress_installs_with_the_scripts_off(context: Context, events: Any, ran: list[str]) -> None:
     package = json.loads((GOLDEN / "project-npm" / "package.json").read_text())
     marker = "mkdir -p node_modules && echo ran > node_modules/preinstall-ran"
     package |= {"description": uuid.uuid4().hex, "scripts": {"preinstall": marker}}

@@ -84,9 +84,8 @@ def test_cli_create_write_analyse_deploy_gives_a_working_preview(stack: Stack, t
     assert [entry for entry in console if entry.get("level") == "SEVERE"] == []
 
 
-def test_analysis_finds_a_planted_lint_error_and_type_error_where_they_are(api: httpx.Client) -> None:
-    session = create(api)
-    planted = """import { useEffect, useState } from 'react'
+# A lint error (line 7: an effect's missing dependency) and a type error (line 8).
+PLANTED = """import { useEffect, useState } from 'react'
 
 export function Counter({ start }: { start: number }) {
   const [count, setCount] = useState(0)
@@ -97,6 +96,11 @@ export function Counter({ start }: { start: number }) {
   return <p>{label}{count}</p>
 }
 """
+
+
+def test_analysis_finds_a_planted_lint_error_and_type_error_where_they_are(api: httpx.Client) -> None:
+    session = create(api)
+    planted = PLANTED
     written = act(
         api, session, "writeFiles", {"files": [{"filePath": "src/components/Counter.tsx", "fileContents": planted}]}
     )

@@ -21,6 +21,7 @@ import pytest
 from control_plane.keys import KeyStore
 from devstack.stack import Stack
 from tests.e2e.conftest import TOKEN
+from tests.e2e.test_react_vite import PLANTED
 from tests.vibesdk_schemas import PORT, UPSTREAM, problems
 from vibesdk_gcp import clients
 from vibesdk_gcp.settings import Settings
@@ -29,18 +30,6 @@ pytestmark = pytest.mark.e2e
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 # encodeURIComponent leaves these as they are.
 URI_COMPONENT_SAFE = "-_.!~*'()"
-# A lint error and a type error where test_react_vite.py plants them.
-PLANTED = """import { useEffect, useState } from 'react'
-
-export function Counter({ start }: { start: number }) {
-  const [count, setCount] = useState(0)
-  useEffect(() => {
-    setCount(start)
-  }, [])
-  const label: number = 'count'
-  return <p>{label}{count}</p>
-}
-"""
 WRANGLER = """{
   // A Worker with static assets, as VibSDK's templates are
   "name": "site",
