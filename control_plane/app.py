@@ -50,7 +50,7 @@ from control_plane.models import (
     TransitionEvent,
 )
 from control_plane.openapi import openapi_document
-from control_plane.request_parts import caller_of, json_body, plane_of
+from control_plane.request_parts import caller_of, json_body, plane_of, settings_of
 from control_plane.routing import Doc, Operation
 from control_plane.runner import RUNNER
 from control_plane.service import ControlPlane, PreviewFile
@@ -117,7 +117,7 @@ def wait_of(request: Request) -> float:
     if "wait" not in request.query_params:
         return 0.0
     raw = request.query_params["wait"]
-    most = request.app.state.settings.max_wait_seconds
+    most = settings_of(request).max_wait_seconds
     if not NUMBER.fullmatch(raw) or not 0 <= float(raw) <= most:
         raise FieldError("wait", f"wait must be a number of seconds from 0 to {most:g}, got {raw!r}")
     return float(raw)
@@ -221,7 +221,7 @@ async def preview_by_host(request: Request) -> Response:
 
     It came through the previews' load balancer: the client's address is the one before its own.
     """
-    settings: Settings = request.app.state.settings
+    settings = settings_of(request)
     label = host_label(request.headers.get("host", ""), settings.preview_domain or "") or ""
     path = request.path_params["path"]
     file = await charged_misses(

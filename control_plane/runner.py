@@ -1,7 +1,7 @@
 """VibSDK's runner protocol under /runner: what its RemoteSandboxServiceClient calls, over the same runs as /api.
 
 A call that acts queues a run (ControlPlane.queue_action) and answers when Firestore says the run
-ended (run_when_terminal: a listener, not a poll), within the action's budget (RUN_BUDGETS); past it,
+ended (run_when_terminal: a listener, not a poll), within the action's budget (run_budget); past it,
 504, and the run goes on. What the session document says already (status, details, the list, a
 rename) is answered without a run. The instance id is the session id. Answers are made in
 runner_answers.py; errors are one sentence of text (control_plane/errors.py).
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +29,9 @@ from control_plane.request_parts import caller_of, json_body, plane_of, settings
 from control_plane.runner_answers import PreviewUrls
 from control_plane.service import ControlPlane
 from vibesdk_gcp.errors import TooMany
+from vibesdk_gcp.names import FILES_TEMPLATE
 from vibesdk_gcp.params import (
+    MAX_COMMAND_SECONDS,
     CreateInstanceParams,
     ExecuteCommandsParams,
     GetFilesParams,
@@ -43,30 +44,20 @@ from vibesdk_gcp.params import (
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.state import TERMINAL
 
-# VibSDK's command timeouts are milliseconds; ours are whole seconds, at most this many.
-MAX_COMMAND_SECONDS = 3600
 
-
-def whole_action(settings: Settings, params: Params) -> float:
-    """The job ends any action within max_action_seconds."""
-    return float(settings.max_action_seconds)
-
-
-def commands_budget(settings: Settings, params: Params) -> float:
+def commands_budget(settings: Settings, params: ExecuteCommandsParams) -> float:
     """Each command's timeout (or the default), summed: the job ends the action by then."""
-    assert isinstance(params, ExecuteCommandsParams), f"executeCommands' budget, given {params!r}"
     per_command = params.timeout or settings.command_timeout_seconds
     return float(min(per_command * len(params.commands), settings.max_action_seconds))
 
 
-# How long a call waits for its run, by the action's params model; any other action: the job's bound
-# on one action. A run may also wait behind its session's earlier ones (the job keeps their order).
-# The control plane's Cloud Run request timeout outlasts the longest (tests/test_runner.py).
-RUN_BUDGETS: dict[type[Params], Callable[[Settings, Params], float]] = {ExecuteCommandsParams: commands_budget}
-
-
 def run_budget(settings: Settings, params: Params) -> float:
-    return RUN_BUDGETS.get(type(params), whole_action)(settings, params)
+    """How long a call waits for its run: executeCommands' commands, else the job's bound on one action.
+    A run may also wait behind its session's earlier ones (the job keeps their order). The control
+    plane's Cloud Run request timeout outlasts the longest (tests/test_runner.py)."""
+    if isinstance(params, ExecuteCommandsParams):
+        return commands_budget(settings, params)
+    return float(settings.max_action_seconds)
 
 
 def agent_of(request: Request) -> str | None:
@@ -141,7 +132,7 @@ async def create_instance(request: Request) -> Response:
     if not params.templateName and params.files is None:
         raise FieldError("templateName", "templateName or files: one of the two is needed")
     body = CreateSession(
-        templateName=params.templateName or answers.FILES_TEMPLATE,
+        templateName=params.templateName or FILES_TEMPLATE,
         projectName=params.projectName,
         agentId=agent_of(request),
         action="createInstance",
@@ -203,7 +194,7 @@ async def get_files(request: Request) -> Response:
 
 async def execute_commands(request: Request) -> Response:
     body = await json_body(request, RunnerCommands)
-    seconds = min(MAX_COMMAND_SECONDS, max(1, math.ceil(body.timeout / 1000))) if body.timeout else None
+    seconds = min(MAX_COMMAND_SECONDS, max(1, math.ceil(body.timeout / 1000))) if body.timeout else None  # ms
     # VibSDK's agent installs packages with its commands: they get network when the key has egress.
     params = ExecuteCommandsParams(commands=body.commands, timeout=seconds, allowNetwork=caller_of(request).egress)
     return answer(answers.execute_commands(*await act(request, "executeCommands", params), params.commands))

@@ -17,9 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 from control_plane.models import Run, Session
+from vibesdk_gcp.names import FILES_TEMPLATE
 
-# The templateName of an instance made from files (upstream's createInstance names no template).
-FILES_TEMPLATE = "files"
 SEVERITIES = ("error", "warning", "info")
 Answer = dict[str, Any]
 

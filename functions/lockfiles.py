@@ -25,6 +25,16 @@ BY_LOCKFILE = {
 }
 
 
+# The tool that runs the project's scripts, by the same lockfile; npm without one.
+SCRIPTS_BY_LOCKFILE = {"bun.lock": "bun", "package-lock.json": "npm"}
+
+
+def script_runner(paths: Iterable[str]) -> str:
+    """npm or bun: the tool the project's lockfile names (as install_for picks it), else npm."""
+    present = set(paths)
+    return next((tool for lockfile, tool in SCRIPTS_BY_LOCKFILE.items() if lockfile in present), "npm")
+
+
 def install_for(paths: Iterable[str]) -> InstallSpec | None:
     """The install the project's files (workspace paths) call for; None without a lockfile.
 

@@ -22,7 +22,7 @@ from functions.context import Context
 from functions.dependencies import InstallSpec
 from functions.instances import load_instance, workspace_of
 from functions.job import handle_request
-from functions.lockfiles import install_for
+from functions.lockfiles import install_for, script_runner
 from functions.project_commands import commands_for
 from functions.sandbox import CommandResult, Limits
 from tests import test_job
@@ -112,6 +112,11 @@ def test_the_lockfile_names_the_install() -> None:
     assert install_for(["package-lock.json", "bun.lock", "package.json"]) == bun  # VibSDK's runner installs with bun
     assert install_for(["package.json", "src/package-lock.json"]) is None  # the project's top only
     assert install_for([]) is None
+    assert (script_runner(["bun.lock"]), script_runner(["package-lock.json"]), script_runner([])) == (
+        "bun",
+        "npm",
+        "npm",
+    )
 
 
 def test_the_cache_key_covers_the_tools_version(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from control_plane import runner_answers as answers
 from control_plane.models import Run, Session
 from control_plane.runner_answers import InstanceState, PreviewUrls
 from tests.vibesdk_schemas import PORT, UPSTREAM, assert_valid, problems
+from vibesdk_gcp.names import FILES_TEMPLATE
 
 SESSION = "0b7c3f7e-3c55-4f37-9c1e-6c8d8f0a1b2c"
 NOW = datetime(2026, 12, 1, 19, 0, 10, tzinfo=UTC)
@@ -319,7 +320,7 @@ def test_a_failed_create_says_why_and_a_shut_down_one_says_so() -> None:
 
 def test_details_carry_what_both_versions_require() -> None:
     made = answers.details(session(templateName=None), None, NOW)
-    assert made["runId"] == SESSION and made["uptime"] == 10.0 and made["templateName"] == answers.FILES_TEMPLATE
+    assert made["runId"] == SESSION and made["uptime"] == 10.0 and made["templateName"] == FILES_TEMPLATE
     assert "previewURL" not in made
     assert_valid("GetInstanceResponse", {"success": True, "instance": made})
 

@@ -94,3 +94,5 @@ SERVICE_ENV: dict[str, list[str]] = {
         "VIBESDK_QUEUE_TIMEOUT_SECONDS",
     ],
 }
+# The templateName (and source) of an instance made from files: upstream VibSDK names no template.
+FILES_TEMPLATE = "files"

@@ -19,6 +19,7 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 MAX_COMMAND_BYTES = 128 * 1024
 MAX_NAME_BYTES = 255  # one file name, as Linux allows
+MAX_COMMAND_SECONDS = 3600  # one command's timeout, at most
 MAX_INSTANCE_FILES = 5000  # files of a createInstance: a template's worth
 
 
@@ -140,7 +141,7 @@ class GetFilesParams(Params):
 
 class ExecuteCommandsParams(Params):
     commands: list[CommandLine] = Field(min_length=1)
-    timeout: Annotated[int, Field(ge=1, le=3600), INTEGRAL] | None = Field(
+    timeout: Annotated[int, Field(ge=1, le=MAX_COMMAND_SECONDS), INTEGRAL] | None = Field(
         default=None, description="seconds, per command"
     )
     allowNetwork: bool = False

@@ -10,7 +10,7 @@ from functions.context import Context
 from functions.dependencies import InstallReport, InstallSpec, RunInstall
 from functions.diagnostics import Paths
 from functions.instances import Instance, load_instance, workspace_of
-from functions.sandbox import CommandResult, Egress, Limits, prepare_workspace
+from functions.sandbox import CommandResult, Egress, Limits
 from functions.workspace import Workspace
 from vibesdk_gcp.errors import ActionFailed, Unsupported
 from vibesdk_gcp.params import Params
@@ -62,7 +62,7 @@ def ready_workspace(ctx: Context, request: SandboxRequest, instance: Instance) -
     spec = InstallSpec.of(instance.install)
     if spec:
         workspace.installed = install(ctx, request, spec, workspace).as_result()
-    prepare_workspace(workspace.path, ctx.sandbox.isolation.ids, spec.folder if spec else None)
+    ctx.sandbox.prepare(workspace.path, spec.folder if spec else None)
     return workspace
 
 
@@ -81,7 +81,7 @@ def _installer(ctx: Context, request: SandboxRequest) -> RunInstall:
     """What runs the install on a cache miss: in the sandbox, through the egress proxy."""
 
     def run(command: str, scratch: Path) -> None:
-        prepare_workspace(scratch, ctx.sandbox.isolation.ids)
+        ctx.sandbox.prepare(scratch)
         egress_for = Egress(request.sessionId, request.runId, request.owner)
         outcome = run_in_sandbox(ctx, BUN_CACHE_IN_SCRATCH + command, scratch, None, egress_for=egress_for)
         if outcome.exit_code != 0 or outcome.killed_reason:

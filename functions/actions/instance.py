@@ -8,16 +8,13 @@ from functions.actions.files import listed_files, placed, write_placed
 from functions.context import Context
 from functions.dependencies import InstallSpec
 from functions.instances import Instance, delete_instance, load_instance, save_instance, workspace_of
-from functions.sandbox import prepare_workspace
 from functions.workspace import Workspace
 from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import ActionFailed
-from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
+from vibesdk_gcp.names import FILES_TEMPLATE, LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, FileContents, Params, TemplateDetailsParams
 from vibesdk_gcp.previews import new_token
 from vibesdk_gcp.schemas import SandboxRequest, SessionChanges, utcnow
-
-FILES_SOURCE = "files"  # an instance made from files: its source, and its templateName when none is given
 
 
 def get_template_details(request: SandboxRequest, params: TemplateDetailsParams, ctx: Context) -> Result:
@@ -44,14 +41,13 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         written = templates.extract(bundle, workspace.path)
         spec = InstallSpec.of(entry.get("install"))
     else:
-        name = params.templateName or request.templateName or FILES_SOURCE
+        name = params.templateName or request.templateName or FILES_TEMPLATE
         written = _write_project(workspace, params.files)
         spec = lockfiles.install_for(written)
-        tool = "bun" if spec and spec.command.startswith("bun ") else "npm"
-        entry = {"commands": project_commands.commands_for(workspace.path, tool)}
+        entry = {"commands": project_commands.commands_for(workspace.path, lockfiles.script_runner(written))}
     # Ready to build when the run succeeds: the dependencies are installed first.
     dependencies = install(ctx, request, spec, workspace).as_result() if spec else None
-    prepare_workspace(workspace.path, ctx.sandbox.isolation.ids, spec.folder if spec else None)
+    ctx.sandbox.prepare(workspace.path, spec.folder if spec else None)
     init_output = None
     # From files, initCommand starts a dev server (VibSDK's 'bun run dev'): recorded, for the live preview to run.
     if params.initCommand and params.files is None:
@@ -69,7 +65,7 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
         envVars=params.envVars,
         commands=entry.get("commands") or {},
         install=spec.as_entry() if spec else None,
-        source=FILES_SOURCE if params.files is not None else "template",
+        source=FILES_TEMPLATE if params.files is not None else "template",
         initCommand=params.initCommand,
         webhookUrl=params.webhookUrl,
         createdAt=utcnow().isoformat(),
