@@ -65,7 +65,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 PREVIEW_STATUS = {PreviewState.READY: 200, PreviewState.CREATING: 202, PreviewState.FAILED: 409}
 # JSON's number, as the OpenAPI document's `number` means it (Python's float() takes "1_0", " 5", "nan").
 NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
-# An events stream ends before Cloud Run's request timeout (300 s, infra/gcp/modules/runtime) cuts
+# An events stream ends well before Cloud Run's request timeout (600 s, infra/gcp/main.tf) cuts
 # it; the client reconnects with Last-Event-ID.
 EVENTS_SECONDS = 280.0
 

@@ -35,7 +35,8 @@ def blocks(path: Path, kind: str) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for entry in hcl2.loads(path.read_text()).get(kind, []):
         for name, body in entry.items():
-            found[unquote(name)] = body
+            # Resources come as {type: {name: body}}: two of one type merge by name.
+            found.setdefault(unquote(name), {}).update(body)
     return found
 
 
@@ -456,3 +457,24 @@ def test_the_job_runs_commands_in_cloud_run_sandboxes_only(build: dict[str, Any]
         'execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"'
         in (INFRA / "modules" / "runtime" / "main.tf").read_text()
     )
+
+
+def test_the_control_planes_concurrency_fits_its_listeners_and_one_owners_waits() -> None:
+    """Each request holds at most one Firestore listener: Cloud Run scales out before an instance
+    refuses a wait, and one VibSDK deployment (one key) may fill an instance with its calls."""
+    from vibesdk_gcp.runs.watches import MAX_LISTENERS
+
+    main = (INFRA / "main.tf").read_text()
+    found = re.search(r"^\s*control_plane_concurrency\s*=\s*(\d+)$", main, re.M)
+    assert found and int(found.group(1)) <= MAX_LISTENERS
+    assert "concurrency = local.control_plane_concurrency" in module_text("control_plane")
+    assert "VIBESDK_MAX_WAITS_PER_OWNER = tostring(local.control_plane_concurrency)" in module_text("control_plane")
+
+
+def test_previews_over_http_are_sent_to_https_on_the_same_address() -> None:
+    resources = blocks(INFRA / "modules" / "previews" / "main.tf", "resource")
+    redirect = resources["google_compute_url_map"]['"http_redirect"']["default_url_redirect"][0]
+    assert redirect["https_redirect"] is True
+    http = resources["google_compute_global_forwarding_rule"]['"http_redirect"']
+    assert unquote(http["port_range"]) == "80"
+    assert http["ip_address"] == resources["google_compute_global_forwarding_rule"]['"previews"']["ip_address"]

@@ -15,6 +15,7 @@ locals {
   buckets     = local.definitions.buckets
 
   # Environment each service reads (definitions.json's service_env lists the names; a test holds them).
+  control_plane_concurrency = 48
   common_env = {
     GOOGLE_CLOUD_PROJECT   = var.project_id
     VIBESDK_BUCKET_PREFIX  = var.bucket_prefix
@@ -181,8 +182,11 @@ module "control_plane" {
   invokers    = var.public_api ? { public = "allUsers" } : var.api_invokers
   health_path = "/healthz"
   vpc_network = var.enable_database ? { network = module.network[0].network_id, subnetwork = module.network[0].subnetwork_id } : null
-  concurrency = 80
-  # /runner answers when its run ends (control_plane/runner.py RUN_BUDGETS): as long as the job's
+  # Each request holds at most one Firestore listener (a /runner call or ?wait= waiting, an events
+  # stream): at most the process's listeners (vibesdk_gcp/runs/watches.py MAX_LISTENERS), so that
+  # Cloud Run scales out before an instance refuses a wait (tests/test_infra.py).
+  concurrency = local.control_plane_concurrency
+  # /runner answers when its run ends (control_plane/runner.py run_budget): as long as the job's
   # request, which bounds every run, not Cloud Run's default 300 s, past which it answers 504
   # (https://cloud.google.com/run/docs/configuring/request-timeout; tests/test_runner.py).
   timeout_seconds = local.definitions.trigger.tuned_subscription.ack_deadline_seconds
@@ -197,6 +201,8 @@ module "control_plane" {
     VIBESDK_PREVIEW_FRAME_ANCESTORS = join(" ", var.preview_frame_ancestors)
     # The job's bound on an action: the longest /runner waits for a run.
     VIBESDK_MAX_ACTION_SECONDS = tostring(local.definitions.trigger.tuned_subscription.ack_deadline_seconds - 60)
+    # One VibSDK deployment calls with one key: its waits may fill the instance, never be refused first.
+    VIBESDK_MAX_WAITS_PER_OWNER = tostring(local.control_plane_concurrency)
   })
 }
 

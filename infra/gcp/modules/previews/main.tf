@@ -129,3 +129,32 @@ resource "google_compute_global_forwarding_rule" "previews" {
   target                = google_compute_target_https_proxy.previews.id
   ip_address            = google_compute_global_address.previews.id
 }
+
+# http://{label}.{domain}/ is sent to https:// on the same address, rather than left unanswered
+# (https://cloud.google.com/load-balancing/docs/https/setting-up-http-https-redirect).
+resource "google_compute_url_map" "http_redirect" {
+  project = var.project_id
+  name    = "${var.name}-http"
+
+  default_url_redirect {
+    https_redirect         = true
+    redirect_response_code = "MOVED_PERMANENTLY_DEFAULT"
+    strip_query            = false
+  }
+}
+
+resource "google_compute_target_http_proxy" "http_redirect" {
+  project = var.project_id
+  name    = "${var.name}-http"
+  url_map = google_compute_url_map.http_redirect.id
+}
+
+resource "google_compute_global_forwarding_rule" "http_redirect" {
+  project               = var.project_id
+  name                  = "${var.name}-http"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  ip_protocol           = "TCP"
+  port_range            = "80"
+  target                = google_compute_target_http_proxy.http_redirect.id
+  ip_address            = google_compute_global_address.previews.id
+}
