@@ -20,6 +20,7 @@ OBJECT_CREATE = "storage.objects.create"
 OBJECT_DELETE = "storage.objects.delete"  # also what overwriting an object needs
 PUBLISH = "pubsub.topics.publish"
 FIRESTORE_READ = "datastore.entities.get"
+FIRESTORE_LIST = "datastore.entities.list"  # queries, and listeners on a collection
 FIRESTORE_WRITE = "datastore.entities.update"
 DATABASE = "(default)"
 

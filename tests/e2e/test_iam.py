@@ -42,8 +42,8 @@ ROLE_PERMISSIONS = {
     "roles/storage.objectCreator": {access.OBJECT_CREATE},
     "roles/storage.objectUser": {access.OBJECT_GET, access.OBJECT_LIST, access.OBJECT_CREATE, access.OBJECT_DELETE},
     "roles/pubsub.publisher": {access.PUBLISH},
-    "roles/datastore.viewer": {access.FIRESTORE_READ},
-    "roles/datastore.user": {access.FIRESTORE_READ, access.FIRESTORE_WRITE},
+    "roles/datastore.viewer": {access.FIRESTORE_READ, access.FIRESTORE_LIST},
+    "roles/datastore.user": {access.FIRESTORE_READ, access.FIRESTORE_LIST, access.FIRESTORE_WRITE},
 }
 # Grants the code does not exercise, each with why it stays.
 EXCEPTIONS: dict[tuple[str, str, str], str] = {}
@@ -95,6 +95,21 @@ def drive_every_action(api: httpx.Client, stack: Stack) -> None:
         if action == "executeCommands":  # a command's whole output, through the API
             log = run["result"]["results"][0]["log"]
             assert api.get(f"/api/agent/{session}/log", params={"name": log}).text == "hello\n"
+    # What the API adds beside the actions: a wait and an events stream (Firestore listeners), the
+    # runner protocol's reads, writes and rename, a preview served by its host.
+    queued = api.post(f"/api/agent/{session}/actions", json={"action": "getFiles", "params": {}}).json()
+    assert api.get(queued["runUrl"], params={"wait": 30}, timeout=40).json()["status"] == "succeeded"
+    with api.stream("GET", f"/api/agent/{session}/events") as events:
+        assert events.status_code == 200 and next(events.iter_lines()).startswith("id: ")
+    runner = {"Content-Type": "application/json", "x-session-id": "iam"}
+    assert api.get(f"/runner/instances/{session}/status", headers=runner).json()["isHealthy"] is True
+    assert api.post(f"/runner/instances/{session}/commands", json={"commands": ["true"]}, headers=runner).json()[
+        "success"
+    ]
+    assert api.post(f"/runner/instances/{session}/name", json={"projectName": "iam"}, headers=runner).json() is True
+    deployed = api.post(f"/runner/instances/{session}/deploy", headers=runner).json()
+    assert httpx.get(deployed["deployedUrl"]).status_code == 200, deployed
+    assert api.get("/runner/instances", headers=runner).json()["success"] is True
     queued = api.post(f"/api/agent/{session}/actions", json={"action": "shutdownInstance", "params": {}}).json()
     assert wait_for_run(api, queued["runUrl"])["status"] == "succeeded"
     # Poison on both topics: the job and the recorder set them aside on the dead-letter topic.

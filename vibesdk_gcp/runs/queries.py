@@ -74,6 +74,7 @@ class Queries:
         work.add("firestore.reads")
         work.add("firestore.calls")
         access.note(access.FIRESTORE_READ, access.DATABASE)
+        access.note(access.FIRESTORE_LIST, access.DATABASE)
         return int(result[0][0].value)
 
     def sessions_of(self, owner: str, limit: int = 100) -> list[SessionDoc]:
@@ -115,6 +116,7 @@ class Queries:
 
     def _documents(self, query: firestore.Query) -> list[Fields]:
         access.note(access.FIRESTORE_READ, access.DATABASE)
+        access.note(access.FIRESTORE_LIST, access.DATABASE)
         work.add("firestore.reads")
         work.add("firestore.calls")
         try:

@@ -180,4 +180,5 @@ class Watches:
 
     def session_runs(self, session_id: str) -> Listener:
         """Every run of the session, each time one changes."""
+        access.note(access.FIRESTORE_LIST, access.DATABASE)  # a listener on a collection lists it
         return Listener(self._calls.session_ref(session_id).collection(RUNS_SUBCOLLECTION))
