@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from control_plane.feed import TransitionFeed
+from control_plane.feed import REPLAY_RUNS, TransitionFeed
 from control_plane.models import CreateSession, Preview, PreviewState, QueueAction, Queued, Run, Session
 from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs, previews
@@ -258,7 +258,9 @@ class ControlPlane:
         caller's answer; the owner's place is checked and taken at once, under PerOwner's lock.
         """
         await run_in_threadpool(self._owned_session, owner, session_id)
-        feed = TransitionFeed(self._store.session_runs(session_id), last_event_id, self._streams.slot(owner))
+        feed = TransitionFeed(
+            self._store.session_runs(session_id, REPLAY_RUNS), last_event_id, self._streams.slot(owner)
+        )
         return await feed.__aenter__()
 
     def full_log(self, owner: str, session_id: str, log: str, stream: str) -> bytes:

@@ -160,3 +160,14 @@ def test_a_process_opens_at_most_its_listeners_and_frees_each_as_it_closes() -> 
 
     asyncio.run(two())
     assert MAX_LISTENERS < 100  # gRPC's concurrent streams per channel
+
+
+def test_a_session_listener_asked_for_the_newest_reads_no_more(store: RunStore) -> None:
+    first = queue(store)
+    later = [queue(store, first.sessionId) for _ in range(2)]
+
+    async def first_snapshot() -> list[str]:
+        async with store.session_runs(first.sessionId, newest=2) as listener:
+            return [snapshot.id for snapshot in await anext(aiter(listener))]
+
+    assert sorted(asyncio.run(asyncio.wait_for(first_snapshot(), 10))) == sorted(r.runId for r in later)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from google.cloud import firestore
 from google.cloud.firestore_v1.watch import Watch
 
 from vibesdk_gcp import access
@@ -178,7 +179,12 @@ class Watches:
             return None
         raise AssertionError("a listener's snapshots never end")
 
-    def session_runs(self, session_id: str) -> Listener:
-        """Every run of the session, each time one changes."""
+    def session_runs(self, session_id: str, newest: int | None = None) -> Listener:
+        """The session's runs (its `newest` only, when given: Firestore reads and bills no more), each
+        time one changes; a run that falls out of the newest leaves as a removal."""
         access.note(access.FIRESTORE_LIST, access.DATABASE)  # a listener on a collection lists it
-        return Listener(self._calls.session_ref(session_id).collection(RUNS_SUBCOLLECTION))
+        runs: Any = self._calls.session_ref(session_id).collection(RUNS_SUBCOLLECTION)
+        if newest is not None:
+            # createdAt's single-field index, which Firestore keeps for every field.
+            runs = runs.order_by("createdAt", direction=firestore.Query.DESCENDING).limit(newest)
+        return Listener(runs)
