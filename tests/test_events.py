@@ -359,7 +359,7 @@ def test_a_stream_refused_a_listener_is_a_429_and_frees_the_owners_place(
 ) -> None:
     request = queue(store)
     full = ListenerSlots(0)
-    monkeypatch.setattr(store, "session_runs", lambda session_id, newest=None: Listener(None, slots=full))  # type: ignore[arg-type]
+    monkeypatch.setattr(store, "session_runs", lambda session_id, newest: Listener(None, slots=full))  # type: ignore[arg-type]
     with httpx.Client(base_url=served, headers=AUTH, timeout=10) as client:
         # More than the owner's bound: each refusal gave its place back.
         for _ in range(Settings.max_streams_per_owner + 1):

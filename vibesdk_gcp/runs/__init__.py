@@ -95,8 +95,8 @@ class RunStore:
         """The run once it is terminal; None when `timeout` seconds pass first."""
         return await self._watches.until_terminal(session_id, run_id, timeout)
 
-    def session_runs(self, session_id: str, newest: int | None = None) -> Listener:
-        """`async with` it: the session's runs (its `newest`, when given), each time one changes."""
+    def session_runs(self, session_id: str, newest: int = 100) -> Listener:
+        """`async with` it: the session's `newest` runs, each time one changes."""
         return self._watches.session_runs(session_id, newest)
 
     # Renames (VibSDK's updateProjectName)

@@ -179,12 +179,14 @@ class Watches:
             return None
         raise AssertionError("a listener's snapshots never end")
 
-    def session_runs(self, session_id: str, newest: int | None = None) -> Listener:
-        """The session's runs (its `newest` only, when given: Firestore reads and bills no more), each
-        time one changes; a run that falls out of the newest leaves as a removal."""
+    def session_runs(self, session_id: str, newest: int = 100) -> Listener:
+        """The session's `newest` runs (Firestore reads and bills no more), each time one changes; a
+        run that falls out of the newest leaves as a removal. The query is Queries.runs_of's."""
         access.note(access.FIRESTORE_LIST, access.DATABASE)  # a listener on a collection lists it
-        runs: Any = self._calls.session_ref(session_id).collection(RUNS_SUBCOLLECTION)
-        if newest is not None:
-            # createdAt's single-field index, which Firestore keeps for every field.
-            runs = runs.order_by("createdAt", direction=firestore.Query.DESCENDING).limit(newest)
-        return Listener(runs)
+        query = (
+            self._calls.session_ref(session_id)
+            .collection(RUNS_SUBCOLLECTION)
+            .order_by("createdAt", direction=firestore.Query.DESCENDING)
+            .limit(newest)
+        )
+        return Listener(query)
