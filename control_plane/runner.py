@@ -68,9 +68,8 @@ def agent_of(request: Request) -> str | None:
     return agent
 
 
-def urls_of(plane: ControlPlane, owner: str, session_id: str) -> PreviewUrls | None:
-    """The session's previewURL (its own host, when a preview domain is set) and tunnelURL (by path)."""
-    found = plane.preview_urls(owner, session_id)
+def urls_of(found: tuple[str, str] | None) -> PreviewUrls | None:
+    """previewURL (its own host, when a preview domain is set) and tunnelURL (by path)."""
     return PreviewUrls(*found) if found else None
 
 
@@ -111,9 +110,9 @@ async def act(request: Request, action: str, params: Params) -> tuple[Run, dict[
 
 def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Session, Run | None, PreviewUrls | None]:
     """The session, its createInstance run when the instance is not there (yet, or any more), its URLs."""
-    session = plane.session(owner, session_id)
+    session, urls = plane.session_and_urls(owner, session_id)
     if session.instanceId:
-        return session, None, urls_of(plane, owner, session_id)
+        return session, None, urls_of(urls)
     if session.action == "createInstance":
         create = session.latestRun
     else:
@@ -122,7 +121,7 @@ def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Ses
     if create is not None and create.status == "succeeded":
         # Made: either its instance landed after the session was read, or it was shut down since.
         session = plane.session(owner, session_id)
-    return session, create, urls_of(plane, owner, session_id)
+    return session, create, urls_of(urls)
 
 
 async def create_instance(request: Request) -> Response:
@@ -140,15 +139,13 @@ async def create_instance(request: Request) -> Response:
     )
     plane = plane_of(request)
     queued = await run_in_threadpool(plane.create_session, caller.owner, body, egress=caller.egress)
-    urls = await run_in_threadpool(urls_of, plane, caller.owner, queued.sessionId)
-    return answer(answers.bootstrap(queued.sessionId, urls))
+    urls = await run_in_threadpool(plane.preview_urls, caller.owner, queued.sessionId)
+    return answer(answers.bootstrap(queued.sessionId, urls_of(urls)))
 
 
 def listed(plane: ControlPlane, owner: str) -> list[tuple[Session, PreviewUrls | None]]:
     """The owner's sessions that hold an instance, with their URLs."""
-    return [
-        (session, urls_of(plane, owner, session.sessionId)) for session in plane.sessions(owner) if session.instanceId
-    ]
+    return [(session, urls_of(urls)) for session, urls in plane.instances(owner)]
 
 
 async def list_instances(request: Request) -> Response:

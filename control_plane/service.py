@@ -230,9 +230,7 @@ class ControlPlane:
         return session
 
     def session(self, owner: str, session_id: str) -> Session:
-        session = self._owned_session(owner, session_id)
-        latest = self._store.get_run(session_id, session.runId)
-        return Session.model_validate(jsonable(session.model_dump() | {"latestRun": latest.model_dump()}))
+        return self.session_and_urls(owner, session_id)[0]
 
     def run(self, owner: str, session_id: str, run_id: str) -> Run:
         self._owned_session(owner, session_id)
@@ -300,14 +298,31 @@ class ControlPlane:
 
         A session older than its token has its URL once deployInstance published it, else None.
         """
-        session = self._owned_session(owner, session_id)
+        return self._urls_of(self._owned_session(owner, session_id))
+
+    def _urls_of(self, session: SessionDoc) -> tuple[str, str] | None:
         token = session.previewToken
         if token:
-            return previews.preview_url(self._settings, session_id, token), previews.tunnel_url(
-                self._settings, session_id, token
+            return previews.preview_url(self._settings, session.sessionId, token), previews.tunnel_url(
+                self._settings, session.sessionId, token
             )
         published = session.preview.previewUrl if session.preview else None
         return (published, published) if published else None
+
+    def session_and_urls(self, owner: str, session_id: str) -> tuple[Session, tuple[str, str] | None]:
+        """The session with its latest run, and its preview URLs, from one read of its document."""
+        session = self._owned_session(owner, session_id)
+        latest = self._store.get_run(session_id, session.runId)
+        shown = Session.model_validate(jsonable(session.model_dump() | {"latestRun": latest.model_dump()}))
+        return shown, self._urls_of(session)
+
+    def instances(self, owner: str) -> list[tuple[Session, tuple[str, str] | None]]:
+        """The owner's sessions that hold an instance, with their preview URLs, from one query."""
+        return [
+            (Session.model_validate(jsonable(session.model_dump())), self._urls_of(session))
+            for session in self._store.sessions_of(owner)
+            if session.instanceId
+        ]
 
     def preview_page(self, label: str, path: str) -> PreviewFile:
         """A file of the preview served at `{label}.{preview domain}`; a path without an extension that
