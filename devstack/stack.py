@@ -149,6 +149,8 @@ def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None
                 ),
                 # The emulator's pushes carry no token: verification is a Google Cloud matter.
                 "VIBESDK_VERIFY_PUSH": "false",
+                # Webhook receivers here listen on loopback (a local VibSDK, the tests): never on Google Cloud.
+                "VIBESDK_WEBHOOK_LOOPBACK": "true",
                 # Under the system temp folder: the sandbox's unprivileged uid must be able to reach it.
                 "VIBESDK_WORKSPACE_ROOT": base.get("VIBESDK_WORKSPACE_ROOT")
                 or str(Path(tempfile.gettempdir()) / f"vibesdk-workspaces-{ports.sandbox_job}"),

@@ -51,7 +51,9 @@ from vibesdk_gcp.settings import Settings
 logger = logging.getLogger("functions.egress")
 
 ALLOWED_PORTS = frozenset({443})
-BLOCKED_NAMES = frozenset({"metadata.google.internal", "metadata", "localhost"})
+# The metadata server's names (its address, link-local 169.254.169.254, is refused by `blocked`).
+METADATA_NAMES = frozenset({"metadata.google.internal", "metadata"})
+BLOCKED_NAMES = METADATA_NAMES | {"localhost"}
 # Never a destination, whatever a name resolves to: a floor under the `is_global` check below,
 # including what Python 3.11 wrongly counts as global (192.0.0.0/24, fec0::/10, IPv4 multicast).
 BLOCKED_NETWORKS = tuple(
@@ -152,7 +154,8 @@ class Decision:
     host: str = ""
 
 
-def _resolve(host: str, port: int) -> list[str]:
+def addresses_of(host: str, port: int) -> list[str]:
+    """The addresses a name resolves to, as a socket would connect to them."""
     return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
@@ -203,7 +206,9 @@ def _split(target: str) -> tuple[str, int]:
     return host.strip("[]").lower().rstrip("."), int(port)
 
 
-def decide(target: str, allow: Iterable[str], resolve: Resolver = _resolve, documentation: bool = False) -> Decision:
+def decide(
+    target: str, allow: Iterable[str], resolve: Resolver = addresses_of, documentation: bool = False
+) -> Decision:
     """Whether a CONNECT to host:port may go out, and to which address."""
     try:
         host, port = _split(target)
@@ -383,7 +388,7 @@ class EgressProxy:
     def __init__(
         self,
         allow: tuple[str, ...],
-        resolve: Resolver = _resolve,
+        resolve: Resolver = addresses_of,
         dial: Dialer = asyncio.open_connection,
         documentation: bool = False,
     ) -> None:

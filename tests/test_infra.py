@@ -478,3 +478,11 @@ def test_previews_over_http_are_sent_to_https_on_the_same_address() -> None:
     http = resources["google_compute_global_forwarding_rule"]['"http_redirect"']
     assert unquote(http["port_range"]) == "80"
     assert http["ip_address"] == resources["google_compute_global_forwarding_rule"]['"previews"']["ip_address"]
+
+
+def test_terraform_never_turns_loopback_webhooks_on() -> None:
+    """VIBESDK_WEBHOOK_LOOPBACK is the local stack's (devstack/stack.py): on Google Cloud a webhook goes
+    to public addresses only (functions/webhooks.py), whatever the deployment sets."""
+    deployed = [path for path in INFRA.rglob("*") if path.is_file() and path.suffix != ".md"]
+    deployed += [ROOT / "cloudbuild.yaml", ROOT / "cloudbuild-ci.yaml", ROOT / "Dockerfile"]
+    assert [path for path in deployed if "VIBESDK_WEBHOOK_LOOPBACK" in path.read_text()] == []

@@ -1,6 +1,6 @@
-"""JSON Schemas of the answers VibSDK's RemoteSandboxServiceClient checks, written from both versions'
-worker/services/sandbox/sandboxTypes.ts: upstream cloudflare/vibesdk (zod 4) and the Google Cloud port
-arun-qikfox/vibesdk (zod 3).
+"""JSON Schemas of the answers VibSDK's RemoteSandboxServiceClient checks and of the webhook events it
+takes, written from both versions' worker/services/sandbox/sandboxTypes.ts: upstream cloudflare/vibesdk
+(zod 4) and the Google Cloud port arun-qikfox/vibesdk (zod 3).
 
 zod's semantics, exactly: `.optional()` may be absent but never null; `z.number()` is any JSON
 number; `z.object` admits (and strips) keys it does not name; `.default()` makes a field optional on
@@ -166,9 +166,30 @@ def answers(version: str) -> dict[str, Schema]:
     }
 
 
+def webhook_events(version: str) -> dict[str, Schema]:
+    """The webhook events the runtime sends, by their names in sandboxTypes.ts (WebhookEventBaseSchema
+    extended); z.literal is a const."""
+    if version == UPSTREAM:
+        instance_info = obj({"instanceId": STRING}, {"serviceDirectory": STRING})
+    else:
+        instance_info = obj({}, {"templateName": STRING, "serviceDirectory": STRING})
+    return {
+        "WebhookRuntimeErrorEvent": obj(
+            {
+                "eventType": {"const": "runtime_error"},
+                "instanceId": STRING,
+                "timestamp": STRING,
+                "payload": obj({"runId": STRING, "error": RUNTIME_ERROR, "instanceInfo": instance_info}),
+            },
+            {"agentId": STRING},
+        )
+    }
+
+
 def problems(version: str, name: str, answer: Any) -> list[str]:
-    """What the version's zod schema would refuse in the answer (none: it parses)."""
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": DEFS} | answers(version)[name]
+    """What the version's zod schema would refuse in the answer or event (none: it parses)."""
+    named = answers(version) | webhook_events(version)
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": DEFS} | named[name]
     validator = jsonschema_rs.validator_for(schema)
     return [
         f"{name} ({version}) at {list(error.instance_path)}: {error.message}" for error in validator.iter_errors(answer)

@@ -204,6 +204,9 @@ class Settings:
     search_path: str = "/usr/local/bin:/usr/bin:/bin"
     # Hosts a command may reach through the egress proxy (comma-separated); None: the registries.
     egress_allow: str | None = None
+    # Whether a runtime_error webhook may go to a loopback address, over http too (functions/webhooks.py):
+    # the local stack's receivers. Off: https to public addresses only. Refused on Cloud Run.
+    webhook_loopback: bool = False
 
     @property
     def on_google_cloud(self) -> bool:
@@ -280,8 +283,10 @@ class Settings:
             sandbox_gid=_int(env, "VIBESDK_SANDBOX_GID", uid, minimum=1),
             search_path=env.get("PATH") or base.search_path,
             egress_allow=env.get("VIBESDK_EGRESS_ALLOW") or None,
+            webhook_loopback=_bool(env, "VIBESDK_WEBHOOK_LOOPBACK", base.webhook_loopback),
         )
         _check_preview_domain(settings)
+        _check_webhook_loopback(settings)
         return settings
 
 
@@ -295,4 +300,12 @@ def _check_preview_domain(settings: Settings) -> None:
         raise ConfigurationError(
             f"VIBESDK_PUBLIC_URL ({settings.public_url}) is on VIBESDK_PREVIEW_DOMAIN ({settings.preview_domain}): "
             "the control plane's host would be a preview's; give previews a domain of their own"
+        )
+
+
+def _check_webhook_loopback(settings: Settings) -> None:
+    """On Cloud Run a loopback webhook reaches the job's own server: never a receiver of VibSDK's."""
+    if settings.webhook_loopback and settings.on_cloud_run:
+        raise ConfigurationError(
+            "VIBESDK_WEBHOOK_LOOPBACK must be off on Cloud Run (K_SERVICE is set): it is for the local stack only"
         )
