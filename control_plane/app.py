@@ -6,7 +6,8 @@ import contextlib
 import itertools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -23,6 +24,15 @@ from starlette.staticfiles import StaticFiles
 from control_plane.auth import Authenticator, RateLimiter
 from control_plane.errors import INTERNAL, FieldError, answer_error, http_error, vibsdk_error
 from control_plane.keys import KeyStore
+from control_plane.live import (
+    LIVE_FOLDER,
+    LIVE_SECONDS,
+    MAX_INJECTED_BYTES,
+    MAX_REPORT_BYTES,
+    SCRIPT,
+    inject,
+    report_of,
+)
 from control_plane.middleware import (
     API_CSP,
     SECURITY_HEADERS,
@@ -50,7 +60,7 @@ from control_plane.models import (
     TransitionEvent,
 )
 from control_plane.openapi import openapi_document
-from control_plane.request_parts import caller_of, json_body, plane_of, settings_of
+from control_plane.request_parts import caller_of, json_body, plane_of, read_body, settings_of
 from control_plane.routing import Doc, Operation
 from control_plane.runner import RUNNER
 from control_plane.service import ControlPlane, PreviewFile
@@ -58,10 +68,12 @@ from control_plane.sse import EventStream
 from control_plane.wiring import control_plane_from
 from vibesdk_gcp import clients
 from vibesdk_gcp.errors import NotFound, TooMany, VibsdkError
-from vibesdk_gcp.previews import host_label
+from vibesdk_gcp.previews import host_label, parse_label
 from vibesdk_gcp.settings import Settings
 
 STATIC = Path(__file__).resolve().parent / "static"
+# A live preview's pages may report this many batches of errors a minute, whoever opened them.
+REPORTS_PER_MINUTE = 10
 PREVIEW_STATUS = {PreviewState.READY: 200, PreviewState.CREATING: 202, PreviewState.FAILED: 409}
 # JSON's number, as the OpenAPI document's `number` means it (Python's float() takes "1_0", " 5", "nan").
 NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
@@ -169,31 +181,62 @@ async def list_templates(request: Request) -> Response:
     return JSONResponse(TemplateList(templates=templates).model_dump(mode="json"))
 
 
-async def charged_misses(request: Request, client: str, read: Callable[[], PreviewFile]) -> PreviewFile:
-    """A preview's file, no credential asked: a miss is charged to the client's address, so a scan of
-    labels or tokens is throttled like a scan of keys. Its own bucket, never the sign-ins' (CallerBackend):
-    any web page can make its visitors' browsers miss previews, and must not lock them out of the API."""
+@contextlib.contextmanager
+def charged_misses(request: Request, client: str) -> Iterator[None]:
+    """Around a read of a preview, no credential asked: a miss is charged to the client's address, so a
+    scan of labels or tokens is throttled like a scan of keys. Its own bucket, never the sign-ins'
+    (CallerBackend): any web page can make its visitors' browsers miss previews, and must not lock
+    them out of the API."""
     refused: RateLimiter = request.app.state.preview_misses
     refused.take(client, cost=0)
     try:
-        return await run_in_threadpool(read)
+        yield
     except NotFound:
         with contextlib.suppress(TooMany):
             refused.take(client)
         raise NotFound("no such preview, or it was shut down") from None
 
 
+@dataclass(frozen=True)
+class PreviewRequest:
+    """Which preview a request is for, by either form, and where its files start in the URL."""
+
+    session_id: str
+    token: str
+    base: str  # "/" on its own host, "/preview/{session}/{token}/" by path
+    client: str
+
+    @classmethod
+    def of(cls, request: Request) -> PreviewRequest:
+        params = request.path_params
+        if "token" in params:
+            base = f"/preview/{params['sessionId']}/{params['token']}/"
+            return cls(params["sessionId"], params["token"], base, client_address(request))
+        # On its own host it came through the previews' load balancer: the client's address is the one before its own.
+        settings = settings_of(request)
+        label = host_label(request.headers.get("host", ""), settings.preview_domain or "") or ""
+        named = parse_label(label) or ("", "")
+        return cls(*named, "/", client_address(request, proxies=1))
+
+    @property
+    def by_path(self) -> bool:
+        return self.base != "/"
+
+
 async def preview_file(request: Request) -> Response:
-    """A deployed preview's file: the URL's token is the only key, so no credential is asked."""
-    params = request.path_params
-    file = await charged_misses(
-        request,
-        client_address(request),
-        lambda: plane_of(request).preview_file(params["sessionId"], params["token"], params["path"]),
-    )
-    # The CSP sandbox gives the page an opaque origin, so its module scripts and stylesheets
+    """A preview's file, by either form: the URL's token is the only key, so no credential is asked."""
+    preview = PreviewRequest.of(request)
+    with charged_misses(request, preview.client):
+        file = await run_in_threadpool(
+            plane_of(request).preview_file, preview.session_id, preview.token, request.path_params["path"]
+        )
+    # By path, the CSP sandbox gives the page an opaque origin, so its module scripts and stylesheets
     # (`crossorigin`, as Vite writes them) load by CORS; the URL's token is the only key anyway.
-    return await file_response(request, file, {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+    headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"} if preview.by_path else {}
+    if file.live_version is not None and file.size <= MAX_INJECTED_BYTES and request.method != "HEAD":
+        page = await run_in_threadpool(b"".join, file.chunks)
+        return Response(inject(page, preview.base, file.live_version), media_type=file.media_type, headers=headers)
+    return await file_response(request, file, headers)
 
 
 async def file_response(request: Request, file: PreviewFile, headers: dict[str, str] | None = None) -> Response:
@@ -216,18 +259,33 @@ def _ended_on_failure(chunks: Iterator[bytes], path: str) -> Iterator[bytes]:
         logging.getLogger("control_plane").warning("preview file %s cut short: %s", path, error)
 
 
-async def preview_by_host(request: Request) -> Response:
-    """A file of the preview whose host this is: the label's token is the only key, so no credential is asked.
+async def live_script(request: Request) -> Response:
+    """The reload script of a live preview's pages (control_plane/live.py)."""
+    headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+    return Response(SCRIPT, media_type="text/javascript; charset=utf-8", headers=headers)
 
-    It came through the previews' load balancer: the client's address is the one before its own.
-    """
-    settings = settings_of(request)
-    label = host_label(request.headers.get("host", ""), settings.preview_domain or "") or ""
-    path = request.path_params["path"]
-    file = await charged_misses(
-        request, client_address(request, proxies=1), lambda: plane_of(request).preview_page(label, path)
-    )
-    return await file_response(request, file)
+
+async def live_events(request: Request) -> Response:
+    """A live preview's versions as they are published, for its pages' reload script."""
+    preview = PreviewRequest.of(request)
+    with charged_misses(request, preview.client):
+        feed = await plane_of(request).live_versions(preview.session_id, preview.token)
+    # A sandboxed page (the path form) has an opaque origin: EventSource asks by CORS.
+    headers = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no", "Access-Control-Allow-Origin": "*"}
+    return EventStream(feed, LIVE_SECONDS, headers)
+
+
+async def live_errors(request: Request) -> Response:
+    """A live preview's page reports the browser's errors: bounded in size, and in rate per preview."""
+    preview = PreviewRequest.of(request)
+    # text/plain: the page sends a simple request, which a sandboxed (opaque-origin) page may send too.
+    report = report_of(await read_body(request, MAX_REPORT_BYTES, json=False), preview.base)
+    reports: RateLimiter = request.app.state.error_reports
+    with charged_misses(request, preview.client):
+        await run_in_threadpool(plane_of(request).published_preview, preview.session_id, preview.token)
+    reports.take(preview.session_id)
+    await run_in_threadpool(plane_of(request).report_errors, preview.session_id, preview.token, report)
+    return Response(status_code=202, headers={"Access-Control-Allow-Origin": "*"})
 
 
 async def dashboard(request: Request) -> Response:
@@ -284,9 +342,22 @@ API = Mount(
     ],
     middleware=[Middleware(WriteGuard), Middleware(AuthenticationMiddleware, backend=CallerBackend())],
 )
+
+
+def live_routes(base: str) -> list[BaseRoute]:
+    """What a live preview's pages reach under their base (control_plane/live.py)."""
+    folder = f"{base}{LIVE_FOLDER}"
+    return [
+        Route(f"{folder}/live.js", live_script, methods=["GET"]),
+        Route(f"{folder}/events", live_events, methods=["GET"]),
+        Route(f"{folder}/errors", live_errors, methods=["POST"]),
+    ]
+
+
 ROUTES: list[BaseRoute] = [
     API,
     RUNNER,  # VibSDK's runner protocol (control_plane/runner.py)
+    *live_routes("/preview/{sessionId}/{token}/"),
     Route("/preview/{sessionId}/{token}/{path:path}", preview_file, methods=["GET"]),
     Operation("/healthz", healthz, "GET", Doc({200: Health}, public=True)),
     Route("/dashboard", dashboard, methods=["GET"]),
@@ -306,16 +377,18 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {VibsdkError: vibsdk_error, HTTPException: http_error, Exception: internal_error}
 
 
-def preview_site(settings: Settings, plane: ControlPlane, misses: RateLimiter) -> Starlette:
-    """What a preview's own host answers: its files, GET and HEAD only, and nothing else of the control plane."""
+def preview_site(settings: Settings, plane: ControlPlane, misses: RateLimiter, reports: RateLimiter) -> Starlette:
+    """What a preview's own host answers: its files (GET and HEAD), its live page's script, versions and
+    error reports, and nothing else of the control plane."""
     site = Starlette(
-        routes=[Route("/{path:path}", preview_by_host, methods=["GET"])],  # Starlette answers HEAD too
+        routes=[*live_routes("/"), Route("/{path:path}", preview_file, methods=["GET"])],  # GET answers HEAD too
         middleware=[Middleware(FixedHeaders, headers=host_preview_headers(settings))],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     site.state.settings = settings
     site.state.plane = plane
     site.state.preview_misses = misses  # the control plane's own: a scan costs the same by either door
+    site.state.error_reports = reports
     return site
 
 
@@ -325,10 +398,13 @@ def create_app(
     settings = settings or Settings.from_env()
     plane = plane or control_plane_from(settings)
     misses = RateLimiter(settings.unauthenticated_per_minute)
+    reports = RateLimiter(REPORTS_PER_MINUTE)
     middleware = [
         Middleware(TraceContext),
         # First of all: a preview's host reaches nothing below (CORS, the API, the dashboard).
-        Middleware(PreviewHosts, domain=settings.preview_domain, previews=preview_site(settings, plane, misses)),
+        Middleware(
+            PreviewHosts, domain=settings.preview_domain, previews=preview_site(settings, plane, misses, reports)
+        ),
         Middleware(SecurityHeaders, settings=settings),
     ]
     if settings.cors_origins:
@@ -352,5 +428,6 @@ def create_app(
     app.state.limiter = RateLimiter(settings.requests_per_minute)
     app.state.refused = RateLimiter(settings.unauthenticated_per_minute)
     app.state.preview_misses = misses
+    app.state.error_reports = reports
     app.state.openapi = openapi_document(ROUTES, maxima={"wait": settings.max_wait_seconds})
     return app

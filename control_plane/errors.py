@@ -37,6 +37,10 @@ class RunStillGoing(VibsdkError):
     """A run that did not end within what the request waits for it (504): it goes on."""
 
 
+class NotRunHere(VibsdkError):
+    """What a preview's app needs of a runtime this one is not (its Worker backend's /api/*): 501."""
+
+
 class FieldError(InvalidRequest):
     """A body field pydantic refused: `field` names it (dotted)."""
 
@@ -64,6 +68,7 @@ ERRORS: dict[type[VibsdkError], tuple[int, str]] = {
     TooLarge: (413, "too_large"),
     UnsupportedMediaType: (415, "unsupported_media_type"),
     TooMany: (429, "too_many_requests"),
+    NotRunHere: (501, "not_implemented"),
     ServiceUnavailable: (503, "service_unavailable"),
     RunStillGoing: (504, "gateway_timeout"),
 }

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 from vibesdk_gcp.params import CommandLine, Params, Text
-from vibesdk_gcp.registry import ActionName, typed_params
+from vibesdk_gcp.registry import ActionName, QueuedActionName, typed_params
 from vibesdk_gcp.schemas import RunStatus
 
 
@@ -43,7 +43,7 @@ class QueueAction(Body):
 class Queued(BaseModel):
     sessionId: str
     runId: str
-    action: ActionName
+    action: QueuedActionName
     status: RunStatus
     statusUrl: str
     runUrl: str

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, compile_path
 
 from control_plane.models import Body, Error, Run, SpilledResult
 from control_plane.routing import Doc, Operation, flat_routes
-from vibesdk_gcp.registry import ACTIONS
+from vibesdk_gcp.registry import ACTIONS, PUBLIC_ACTIONS
 
 REF = "#/components/schemas/{model}"
 ERRORS = {
@@ -55,7 +55,7 @@ def action_variants(model: type[Body]) -> dict[str, type[Body]]:
         name: (info.annotation, info) for name, info in model.model_fields.items() if name not in ("action", "params")
     }
     variants: dict[str, type[Body]] = {}
-    for name, spec in ACTIONS.items():
+    for name, spec in PUBLIC_ACTIONS.items():
         # Left out, params are {}: required where the action's model refuses that.
         params = Field(default_factory=spec.params) if accepts_no_params(spec.params) else ...
         tag: Any = Literal[name]  # a Literal of a name known at run time: a type mypy cannot see

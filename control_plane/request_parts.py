@@ -35,23 +35,25 @@ def caller_of(request: Request) -> Caller:
     return user.caller
 
 
-async def read_body(request: Request) -> bytes:
-    """The body, within the size and time limits: a body trickled in byte by byte would hold a worker for ever."""
+async def read_body(request: Request, limit: int | None = None, json: bool = True) -> bytes:
+    """The body, within the size (the settings', or `limit`) and time limits: a body trickled in byte by
+    byte would hold a worker for ever. `json`: sent as application/json (else 415)."""
     settings = settings_of(request)
+    most = min(limit or settings.max_body_bytes, settings.max_body_bytes)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise TooLarge(f"body is {declared} bytes; the limit is {settings.max_body_bytes}")
+    if declared and declared.isdigit() and int(declared) > most:
+        raise TooLarge(f"body is {declared} bytes; the limit is {most}")
     chunks, size = [], 0
     try:
         async with asyncio.timeout(settings.body_timeout_seconds):
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > settings.max_body_bytes:
-                    raise TooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
+                if size > most:
+                    raise TooLarge(f"body is over the {most}-byte limit")
                 chunks.append(chunk)
     except TimeoutError:
         raise TooSlow(f"the body did not arrive within {settings.body_timeout_seconds} s") from None
-    if size:
+    if size and json:
         # WriteGuard refused a declared body; this holds for one framed otherwise (HTTP/2).
         require_json(request.headers)
     return b"".join(chunks)

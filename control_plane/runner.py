@@ -9,6 +9,7 @@ runner_answers.py; errors are one sentence of text (control_plane/errors.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from datetime import UTC, datetime
@@ -154,10 +155,16 @@ async def list_instances(request: Request) -> Response:
 
 
 async def get_instance(request: Request) -> Response:
+    """GetInstanceResponse; a ready instance's details carry its runtime errors (a getInstanceErrors run)."""
     session, create, urls = await run_in_threadpool(
         instance_view, plane_of(request), caller_of(request).owner, request.path_params["id"]
     )
-    return answer(answers.instance(session, create, urls, datetime.now(UTC)))
+    errors = None
+    if session.instanceId:
+        with contextlib.suppress(RunStillGoing):
+            run, result = await act(request, "getInstanceErrors", NoParams())
+            errors = answers.errors(run, result).get("errors") if run.status == "succeeded" else None
+    return answer(answers.instance(session, create, urls, datetime.now(UTC), errors))
 
 
 async def instance_status(request: Request) -> Response:

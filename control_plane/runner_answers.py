@@ -100,6 +100,12 @@ def bootstrap(session_id: str, urls: PreviewUrls | None) -> Answer:
 # GET /instances/{id}/status, GET /instances/{id}, GET /instances
 
 
+WORKER_NOTE = (
+    "; its Worker backend (worker/) does not run on this runtime: the preview serves its client build,"
+    " and /api/* answers 501"
+)
+
+
 def status(session: Session, create: Run | None, urls: PreviewUrls | None) -> Answer:
     """BootstrapStatusResponse: healthy for as long as the instance exists, whatever runs on it."""
     state = instance_state(session, create)
@@ -109,7 +115,8 @@ def status(session: Session, create: Run | None, urls: PreviewUrls | None) -> An
             success=True,
             pending=not ready,
             isHealthy=ready,
-            message=f"instance {session.sessionId} is {'ready' if ready else 'being created'}",
+            message=f"instance {session.sessionId} is {'ready' if ready else 'being created'}"
+            + (WORKER_NOTE if (session.preview or {}).get("worker") else ""),
             previewURL=urls.preview if urls else None,
             tunnelURL=urls.tunnel if urls else None,
         )
@@ -121,8 +128,9 @@ def status(session: Session, create: Run | None, urls: PreviewUrls | None) -> An
     }
 
 
-def details(session: Session, urls: PreviewUrls | None, now: datetime) -> Answer:
-    """InstanceDetails (the port requires templateName; upstream's zod strips it)."""
+def details(session: Session, urls: PreviewUrls | None, now: datetime, errors: list[Answer] | None = None) -> Answer:
+    """InstanceDetails (the port requires templateName; upstream's zod strips it); `errors`, the
+    instance's runtime errors when they were read."""
     started = datetime.fromisoformat(session.createdAt)
     if started.tzinfo is None:
         started = started.replace(tzinfo=UTC)
@@ -136,14 +144,17 @@ def details(session: Session, urls: PreviewUrls | None, now: datetime) -> Answer
         serviceDirectory=session.sessionId,
         templateName=session.templateName or FILES_TEMPLATE,
         projectName=session.projectName,
+        runtimeErrors=errors,
     )
 
 
-def instance(session: Session, create: Run | None, urls: PreviewUrls | None, now: datetime) -> Answer:
+def instance(
+    session: Session, create: Run | None, urls: PreviewUrls | None, now: datetime, errors: list[Answer] | None = None
+) -> Answer:
     """GetInstanceResponse."""
     state = instance_state(session, create)
     if state is InstanceState.READY or state is InstanceState.PENDING:
-        return {"success": True, "instance": details(session, urls, now)}
+        return {"success": True, "instance": details(session, urls, now, errors)}
     return {"success": False, "error": state_error(state, session.sessionId, create)}
 
 

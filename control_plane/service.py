@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,19 +15,22 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from control_plane.errors import NotRunHere
 from control_plane.feed import REPLAY_RUNS, TransitionFeed
+from control_plane.live import LIVE_LISTENERS, LiveVersions
 from control_plane.models import CreateSession, Preview, PreviewState, QueueAction, Queued, Run, Session
 from control_plane.quota import ActiveRunQuota
 from vibesdk_gcp import logs, previews
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.catalog import template_catalog
 from vibesdk_gcp.errors import Forbidden, NotFound, ServiceUnavailable, TooLarge, TooMany
+from vibesdk_gcp.follow_ups import follow_up, queue_follow_up
 from vibesdk_gcp.media import content_type
 from vibesdk_gcp.names import LOGS_BUCKET, PREVIEWS_BUCKET
-from vibesdk_gcp.params import Params, WriteFilesParams
+from vibesdk_gcp.params import Params, RuntimeErrorsParams, WriteFilesParams
 from vibesdk_gcp.registry import spec_of
 from vibesdk_gcp.runs import RunStore, SessionDoc
-from vibesdk_gcp.schemas import SandboxRequest, utcnow
+from vibesdk_gcp.schemas import PublishedPreview, SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.state import TERMINAL
 from vibesdk_gcp.storage import Storage
@@ -52,6 +56,8 @@ class PreviewFile:
     chunks: Iterator[bytes]
     size: int
     media_type: str
+    # The version of a live preview this page is (its HTML then gets the reload script), else None.
+    live_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class Limits:
             settings.max_streams_per_owner,
         )
 
+
+MAX_LIVE_PAGES_PER_PREVIEW = 4
 
 # A retry after this many seconds may find one of the owner's waits or streams ended.
 RETRY_AFTER_OPEN = 5
@@ -139,6 +147,8 @@ class ControlPlane:
         self._limits = limits or Limits()
         self._waits = PerOwner("waits", self._limits.max_waits)
         self._streams = PerOwner("event streams", self._limits.max_streams)
+        # A preview's open pages (tabs) each hold a listener: a few per preview, whoever opens them.
+        self._live = PerOwner("live pages", MAX_LIVE_PAGES_PER_PREVIEW)
         self._settings = settings or Settings()  # where previews are served (preview_urls)
         self._quota = ActiveRunQuota(store.active_runs, self._limits.max_active_runs)
 
@@ -325,27 +335,67 @@ class ControlPlane:
         ]
 
     def preview_page(self, label: str, path: str) -> PreviewFile:
-        """A file of the preview served at `{label}.{preview domain}`; a path without an extension that
-        is no file is the page itself (index.html), so a single-page app's client routes load."""
+        """A file of the preview served at `{label}.{preview domain}`."""
         named = previews.parse_label(label)
         if named is None:
             raise NotFound("no such preview")
-        session_id, token = named
-        try:
-            return self.preview_file(session_id, token, path)
-        except NotFound:
-            if "." in path.rsplit("/", 1)[-1]:
-                raise
-            return self.preview_file(session_id, token, "index.html")
+        return self.preview_file(*named, path)
 
     def preview_file(self, session_id: str, token: str, path: str) -> PreviewFile:
-        """A published file, streamed; the unguessable token in the URL is the only key."""
-        if not path or path.endswith("/"):
-            path += "index.html"
+        """A file of the version the session's document names, streamed; the unguessable token in the
+        URL is the only key. A path without an extension that is no file is the page itself
+        (index.html), so a single-page app's client routes load."""
         if ".." in path.split("/") or not token:
             raise NotFound("no such preview file")
-        info, chunks = self._storage.stream(PREVIEWS_BUCKET, f"{session_id}/{token}/{path}")
-        return PreviewFile(chunks, info.size, content_type(path))
+        preview = self.published_preview(session_id, token)
+        if preview.worker and (path == "api" or path.startswith("api/")):
+            raise NotRunHere(
+                "this app's Worker backend (worker/, /api/*) does not run on this runtime: only its client is served"
+            )
+        folder = f"{session_id}/{token}/" + (f"{preview.version}/" if preview.version is not None else "")
+        page = path if path and not path.endswith("/") else path + "index.html"
+        try:
+            info, chunks = self._storage.stream(PREVIEWS_BUCKET, folder + page)
+        except NotFound:
+            if "." in page.rsplit("/", 1)[-1]:
+                raise NotFound("no such preview file") from None
+            page = "index.html"
+            info, chunks = self._storage.stream(PREVIEWS_BUCKET, folder + page)
+        media = content_type(page)
+        live = preview.version if preview.live and media.startswith("text/html") else None
+        return PreviewFile(chunks, info.size, media, live)
+
+    def published_preview(self, session_id: str, token: str) -> PublishedPreview:
+        """The session's published preview, when `token` is its token; else NotFound, as for no preview."""
+        preview = self._previewed_session(session_id, token).preview
+        assert preview is not None
+        return preview
+
+    def _previewed_session(self, session_id: str, token: str) -> SessionDoc:
+        try:
+            session = self._store.get_session(session_id)
+        except NotFound:
+            raise NotFound("no such preview") from None
+        preview = session.preview
+        # A session older than its token knows its token from the URL it published alone.
+        token_known = session.previewToken or (preview and previews.token_of(preview.previewUrl))
+        if preview is None or not secrets.compare_digest(token_known or "", token):
+            raise NotFound("no such preview")
+        return session
+
+    def report_errors(self, session_id: str, token: str, report: RuntimeErrorsParams) -> None:
+        """Queue a page's errors as the session's reportRuntimeErrors run (the job keeps and sends them)."""
+        session = self._previewed_session(session_id, token)
+        if session.instanceId:
+            queue_follow_up(self._store, self._bus, follow_up(session, "reportRuntimeErrors", report))
+
+    async def live_versions(self, session_id: str, token: str) -> LiveVersions:
+        """The preview's versions as they are published, entered (a listener taken) for the caller to leave."""
+        await run_in_threadpool(self.published_preview, session_id, token)
+        feed = LiveVersions(
+            self._store.session_listener(session_id, LIVE_LISTENERS), token, self._live.slot(session_id)
+        )
+        return await feed.__aenter__()
 
     def rename(self, owner: str, session_id: str, project_name: str) -> None:
         """Set the session's projectName: the runs queued from now on carry it (VibSDK's rename)."""

@@ -27,6 +27,11 @@ class Instance(BaseModel):
     createdAt: str
     previewToken: str | None = None
     previewUrl: str | None = None
+    # Rebuilt after every change of its files (functions/live.py), each build a new version.
+    live: bool = False
+    previewVersion: int = 0
+    # The errors whose runtime_error webhook went out, by hash (functions/webhooks.py): once each.
+    notifiedErrors: list[str] = Field(default_factory=list)
     errors: list[dict[str, object]] = Field(default_factory=list)
     logsReadAtMs: int | None = None
 

@@ -43,8 +43,9 @@ ATTEMPT_SECONDS = 3.0
 BUDGET_SECONDS = 10.0
 BACKOFF_SECONDS = (0.25, 0.5)  # before the second and the third attempt
 TOO_MANY_REQUESTS = 429
-# What makes two errors the same error: where it is and what it says, never when it was seen.
-IDENTITY_FIELDS = ("message", "filePath", "line", "column", "source")
+# What makes two errors the same error: where it is and what it says, never when it was seen nor
+# which command saw it (the live rebuild and deployInstance report one broken import alike).
+IDENTITY_FIELDS = ("message", "filePath", "line", "column")
 
 
 def error_hash(error: dict[str, Any]) -> str:

@@ -64,6 +64,8 @@ class SaveReport:
     unchanged: int
     removed: int
     generation: int
+    # Whether any file changed (a content already stored elsewhere in the workspace uploads nothing).
+    changed: bool = True
 
 
 def _delta_name(base: int, number: int) -> str:
@@ -206,7 +208,7 @@ class Workspace:
         }
         changes |= dict.fromkeys(set(self._files) - set(current))
         if not changes:
-            return SaveReport(0, len(current), 0, self._generation)
+            return SaveReport(0, len(current), 0, self._generation, changed=False)
         if self._applied >= MAX_DELTAS:
             self._rewrite_base()  # a sealed chain takes no more deltas
         new = {entry["sha256"]: rel for rel, entry in changes.items() if entry and entry["sha256"] not in self._packs}

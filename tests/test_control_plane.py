@@ -20,7 +20,7 @@ from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
 from vibesdk_gcp.names import REQUESTS_TOPIC, RUNS_COLLECTION
 from vibesdk_gcp.params import MAX_COMMAND_BYTES
-from vibesdk_gcp.registry import ACTIONS
+from vibesdk_gcp.registry import ACTIONS, PUBLIC_ACTIONS
 from vibesdk_gcp.runs import RunStore
 from vibesdk_gcp.schemas import SessionChanges, StatusEvent, utcnow
 from vibesdk_gcp.settings import Settings
@@ -304,7 +304,7 @@ def test_an_unexpected_error_is_answered_in_the_same_shape_with_the_security_hea
 def test_the_document_gives_each_action_its_params(client: TestClient) -> None:
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     variants = [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["QueueAction"]["oneOf"]]
-    assert variants == [f"QueueAction_{name}" for name in ACTIONS]
+    assert variants == [f"QueueAction_{name}" for name in PUBLIC_ACTIONS]
     execute = schemas["QueueAction_executeCommands"]
     assert execute["properties"]["params"] == {"$ref": "#/components/schemas/ExecuteCommandsParams"}
     assert execute["required"] == ["action", "params"]  # its params need commands: {} is refused

@@ -486,7 +486,11 @@ def test_a_create_instance_whose_result_is_spilled_still_makes_the_instance_read
 
 
 # Values for the params an action requires, by field name: enough for the action to reach its instance.
-REQUIRED_EXAMPLES: dict[str, Any] = {"commands": ["true"], "files": [{"filePath": "a.txt", "fileContents": ""}]}
+REQUIRED_EXAMPLES: dict[str, Any] = {
+    "commands": ["true"],
+    "files": [{"filePath": "a.txt", "fileContents": ""}],
+    "errors": [{"kind": "error", "message": "x"}],
+}
 
 
 @pytest.mark.parametrize("spec", ACTIONS.values(), ids=list(ACTIONS))

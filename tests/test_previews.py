@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from dataclasses import replace
 
@@ -13,6 +15,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from control_plane.app import create_app
+from control_plane.errors import NotRunHere
 from control_plane.middleware import PreviewHosts, host_preview_headers
 from control_plane.models import CreateSession
 from control_plane.service import ControlPlane, PreviewFile
@@ -243,13 +246,31 @@ def test_a_preview_file_is_streamed_in_range_reads(storage: Storage) -> None:
         storage.stream(PREVIEWS_BUCKET, f"{SESSION}/{TOKEN}/missing.bin")  # before any chunk is read
 
 
+def published(
+    plane: ControlPlane, store: RunStore, version: int, live: bool = True, worker: bool = False, session_id: str = ""
+) -> tuple[str, str]:
+    """A session whose preview's `version` the job published (its files are the caller's to write)."""
+    session_id = session_id or plane.create_session("alice", CreateSession(templateName="react-vite")).sessionId
+    session = store.get_session(session_id)
+    assert session.previewToken is not None
+    url = previews.preview_url(plane._settings, session_id, session.previewToken)
+    preview = PublishedPreview(
+        previewUrl=url, deployedAt="2026-12-01T00:00:00Z", version=version, live=live, worker=worker
+    )
+    store.apply(
+        event(queue(store, session_id), 2, "succeeded", session=SessionChanges(instanceId=session_id, preview=preview))
+    )
+    return session_id, session.previewToken
+
+
 def test_a_preview_file_gone_before_its_first_byte_is_a_404_not_a_cut_200(
-    plane: ControlPlane, storage: Storage, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    plane: ControlPlane, store: RunStore, storage: Storage, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A redeploy replaces a preview's files: one deleted between its stat and its first read is answered
-    as missing, before any header is sent."""
+    """A file deleted between its stat and its first read (its version removed) is answered as
+    missing, before any header is sent."""
     storage.create_bucket(PREVIEWS_BUCKET)
-    name = f"{SESSION}/{TOKEN}/page.html"
+    session_id, token = published(plane, store, 1, live=False)
+    name = f"{session_id}/{token}/1/page.html"
     storage.write(PREVIEWS_BUCKET, name, b"<p>hi</p>")
     found = plane.preview_file
 
@@ -260,9 +281,118 @@ def test_a_preview_file_gone_before_its_first_byte_is_a_404_not_a_cut_200(
 
     monkeypatch.setattr(plane, "preview_file", then_deleted)
     with TestClient(create_app(replace(settings, preview_domain=None), plane, authenticator=None)) as client:
-        answer = client.get(f"/preview/{SESSION}/{TOKEN}/page.html")
+        answer = client.get(f"/preview/{session_id}/{token}/page.html")
     assert answer.status_code in (200, 404)
     assert answer.status_code == 404 or answer.content == b"<p>hi</p>"  # a versioned bucket still has it
+
+
+def test_a_preview_serves_the_version_its_session_names_and_never_an_older_one(
+    plane: ControlPlane, store: RunStore, storage: Storage
+) -> None:
+    storage.create_bucket(PREVIEWS_BUCKET)
+    session_id, token = published(plane, store, 1, live=False)
+    for version in (1, 2):
+        storage.write(PREVIEWS_BUCKET, f"{session_id}/{token}/{version}/index.html", f"v{version}".encode())
+    read = lambda: b"".join(plane.preview_file(session_id, token, "").chunks)  # noqa: E731
+    assert read() == b"v1"
+    published(plane, store, 2, live=False, session_id=session_id)
+    assert read() == b"v2"
+    published(plane, store, 1, live=False, session_id=session_id)  # an earlier build's event, landing late
+    assert read() == b"v2"
+    with pytest.raises(NotFound):
+        plane.preview_file(session_id, previews.new_token(), "")  # another token: no preview
+
+
+def test_a_live_page_carries_the_reload_script_by_either_form(
+    plane: ControlPlane, store: RunStore, storage: Storage, settings: Settings
+) -> None:
+    storage.create_bucket(PREVIEWS_BUCKET)
+    session_id, token = published(plane, store, 3)
+    folder = f"{session_id}/{token}/3/"
+    storage.write(
+        PREVIEWS_BUCKET, folder + "index.html", b"<html><head><title>t</title></head><body></body></html>", "text/html"
+    )
+    storage.write(PREVIEWS_BUCKET, folder + "app.js", b"console.log(1)", "text/javascript")
+    label = previews.label_of(session_id, token)
+    local = replace(settings, preview_domain="preview.localhost:8080", public_url="http://127.0.0.1:8080")
+    with TestClient(create_app(local, plane, authenticator=None)) as client:
+        by_path = client.get(f"/preview/{session_id}/{token}/")
+        by_host = client.get("/", headers={"host": f"{label}.preview.localhost:8080"})
+        script = client.get("/__vibesdk/live.js", headers={"host": f"{label}.preview.localhost:8080"})
+        js = client.get(f"/preview/{session_id}/{token}/app.js")
+    base = f"/preview/{session_id}/{token}/"
+    assert by_path.text.startswith(
+        f'<html><head><script src="{base}__vibesdk/live.js" data-base="{base}" data-version="3"></script><title>'
+    )
+    assert '<script src="/__vibesdk/live.js" data-base="/" data-version="3"></script>' in by_host.text
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "EventSource" in script.text
+    assert js.text == "console.log(1)"  # only pages carry it
+
+
+def test_a_worker_apps_api_is_a_501_and_its_client_routes_are_its_page(
+    plane: ControlPlane, store: RunStore, storage: Storage
+) -> None:
+    storage.create_bucket(PREVIEWS_BUCKET)
+    session_id, token = published(plane, store, 1, live=False, worker=True)
+    storage.write(PREVIEWS_BUCKET, f"{session_id}/{token}/1/index.html", b"<p>client</p>", "text/html")
+    assert b"".join(plane.preview_file(session_id, token, "users/42").chunks) == b"<p>client</p>"
+    with pytest.raises(NotRunHere, match="Worker backend"):
+        plane.preview_file(session_id, token, "api/users")
+    with pytest.raises(NotFound):
+        plane.preview_file(session_id, token, "missing.js")  # a file, not a route
+
+
+def test_error_reports_need_the_previews_token_and_are_bounded(
+    plane: ControlPlane, store: RunStore, storage: Storage, settings: Settings
+) -> None:
+    session_id, token = published(plane, store, 1)
+    report = {
+        "errors": [
+            {
+                "kind": "error",
+                "message": "boom",
+                "source": f"http://x/preview/{session_id}/{token}/assets/a.js",
+                "line": 3,
+            }
+        ]
+    }
+    base = f"/preview/{session_id}/{token}/__vibesdk/errors"
+    with TestClient(create_app(replace(settings, preview_domain=None), plane, authenticator=None)) as client:
+        wrong = client.post(
+            f"/preview/{session_id}/{previews.new_token()}/__vibesdk/errors", content=json.dumps(report)
+        )
+        huge = client.post(base, content=json.dumps({"errors": [{"kind": "error", "message": "x" * 3000}]}))
+        many = client.post(base, content=json.dumps({"errors": [{"kind": "error", "message": "x"}] * 11}))
+        accepted = [client.post(base, content=json.dumps(report)).status_code for _ in range(11)]
+    assert wrong.status_code == 404 and huge.status_code == 422 and many.status_code == 422
+    assert accepted == [202] * 10 + [429]  # REPORTS_PER_MINUTE per preview
+    reported = [run for run in store.runs_of(session_id) if run.action == "reportRuntimeErrors"]
+    assert len(reported) == 10
+
+
+def test_the_live_stream_sends_each_new_version_then_gone(plane: ControlPlane, store: RunStore) -> None:
+    session_id, token = published(plane, store, 1)
+
+    async def follow() -> list[tuple[str, str]]:
+        feed = await plane.live_versions(session_id, token)
+        seen = []
+        try:
+            seen += [(m.event, m.data) for m in await feed.next()]
+            await asyncio.to_thread(published, plane, store, 2, True, False, session_id)
+            while ("version", "2") not in seen:
+                seen += [(m.event, m.data) for m in await feed.next()]
+            shutdown = queue(store, session_id)
+            changes = SessionChanges(instanceId=None, preview=None, previewToken=previews.new_token())
+            await asyncio.to_thread(store.apply, event(shutdown, 2, "succeeded", session=changes))
+            while ("gone", "the preview was shut down") not in seen:
+                seen += [(m.event, m.data) for m in await feed.next()]
+        finally:
+            await feed.__aexit__(None, None, None)
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(follow(), 30))
+    assert seen[0] == ("version", "1") and ("version", "2") in seen and seen[-1][0] == "gone"
 
 
 def test_shutdown_ends_a_preview_url_for_good(plane: ControlPlane, store: RunStore, context: Context) -> None:

@@ -216,6 +216,7 @@ def test_the_same_error_seen_again_has_the_same_hash_and_another_line_another() 
     assert webhooks.error_hash(first) == webhooks.error_hash(again)
     assert webhooks.error_hash(an_error(line=13)) != webhooks.error_hash(first)
     assert webhooks.error_hash(first | {"message": "ReferenceError: x is not defined"}) != webhooks.error_hash(first)
+    assert webhooks.error_hash(first | {"source": "npm run build --silent"}) == webhooks.error_hash(first)
 
 
 # --- refused targets

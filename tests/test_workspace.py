@@ -170,7 +170,7 @@ def test_unchanged_save_writes_nothing(storage: Storage, settings: Settings, mon
     before = objects(storage, WORKSPACES_BUCKET)
     assert "sessions/s3/manifest.json" in before
     requests = storage_requests(storage, monkeypatch)
-    assert workspace.save() == SaveReport(uploaded=0, unchanged=1, removed=0, generation=generation)
+    assert workspace.save() == SaveReport(uploaded=0, unchanged=1, removed=0, generation=generation, changed=False)
     assert [r for r in requests if r.writes] == []  # no upload, no delete: not even a delta
     assert objects(storage, WORKSPACES_BUCKET) == before  # the same objects, each at its same generation
     # The same checks see a save that does write: one change, one new object (a delta).

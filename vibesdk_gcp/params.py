@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -90,6 +90,29 @@ class Params(BaseModel):
 
 class NoParams(Params):
     pass
+
+
+MAX_REPORTED_ERRORS = 10
+
+
+class BrowserError(Params):
+    """One error a preview's page saw (control_plane/static/live.js): window.onerror,
+    unhandledrejection or console.error; `source` is the file's path in the preview."""
+
+    kind: Literal["error", "unhandledrejection", "console.error"]
+    message: str = Field(min_length=1, max_length=2000)
+    source: str | None = Field(default=None, max_length=500)
+    line: int | None = Field(default=None, ge=0)
+    column: int | None = Field(default=None, ge=0)
+    stack: str | None = Field(default=None, max_length=4000)
+
+
+class RuntimeErrorsParams(Params):
+    """reportRuntimeErrors, queued by the control plane from a preview's report, never by a client."""
+
+    errors: list[BrowserError] = Field(min_length=1, max_length=MAX_REPORTED_ERRORS)
+    # The preview version the page was showing.
+    version: int | None = Field(default=None, ge=0)
 
 
 class AnyParams(Params):

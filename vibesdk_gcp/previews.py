@@ -73,6 +73,12 @@ def _hostname(host: str) -> str:
     return host.lower().partition(":")[0]
 
 
+def token_of(url: str) -> str | None:
+    """The token in a preview URL of either form (by host or by path), or None."""
+    found = re.search(rf"[/-]({TOKEN.pattern})[./]", url)
+    return found[1] if found else None
+
+
 def preview_scheme(domain: str) -> str:
     return "http" if LOCAL_DOMAIN.fullmatch(domain) else "https"
 

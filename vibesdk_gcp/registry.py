@@ -7,6 +7,7 @@ fails when another module lists actions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,6 +32,8 @@ class ActionSpec:
     network: bool = False
     # It acts on the instance createInstance made, and fails saying so when there is none.
     instance: bool = True
+    # Queued by the runtime itself (the job, the previews' intake), never by a client: not in the API.
+    internal: bool = False
 
     def asks_network(self, params: p.Params) -> bool:
         return self.network and params.asks_network()
@@ -44,8 +47,9 @@ def _spec(
     handler: str,
     network: bool = False,
     instance: bool = True,
+    internal: bool = False,
 ) -> ActionSpec:
-    return ActionSpec(name, summary, params, result, f"functions.actions.{handler}", network, instance)
+    return ActionSpec(name, summary, params, result, f"functions.actions.{handler}", network, instance, internal)
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -130,6 +134,22 @@ ACTIONS: dict[str, ActionSpec] = {
             "clearLogs", "Forget the instance's command output", p.NoParams, r.ClearedLogsResult, "commands:clear_logs"
         ),
         _spec(
+            "refreshPreview",
+            "Rebuild a live instance's preview and publish it as a new version",
+            p.NoParams,
+            r.DeployResult,
+            "build:refresh_preview",
+            internal=True,
+        ),
+        _spec(
+            "reportRuntimeErrors",
+            "Record the errors a preview's page reported in the browser",
+            p.RuntimeErrorsParams,
+            r.ReportedErrorsResult,
+            "runtime_errors:report_runtime_errors",
+            internal=True,
+        ),
+        _spec(
             "deployToCloudflareWorkers",
             "Unsupported on this runtime",
             p.AnyParams,
@@ -144,17 +164,28 @@ ACTIONS: dict[str, ActionSpec] = {
 }
 
 
-def _known(name: str) -> str:
-    if name not in ACTIONS:
-        known = ", ".join(ACTIONS)
-        raise PydanticCustomError(
-            "unknown_action", "unknown action {name}; the actions are {known}", {"name": repr(name), "known": known}
-        )
-    return name
+# What a client may queue: every action but the runtime's own.
+PUBLIC_ACTIONS: dict[str, ActionSpec] = {name: spec for name, spec in ACTIONS.items() if not spec.internal}
 
 
-# An action's name, checked against the table; its JSON schema lists them.
-ActionName = Annotated[str, AfterValidator(_known), WithJsonSchema({"type": "string", "enum": list(ACTIONS)})]
+def _known_in(actions: dict[str, ActionSpec]) -> Callable[[str], str]:
+    def known(name: str) -> str:
+        if name not in actions:
+            names = ", ".join(actions)
+            raise PydanticCustomError(
+                "unknown_action", "unknown action {name}; the actions are {known}", {"name": repr(name), "known": names}
+            )
+        return name
+
+    return known
+
+
+# An action's name a client sends, checked against the table; its JSON schema lists them.
+ActionName = Annotated[
+    str, AfterValidator(_known_in(PUBLIC_ACTIONS)), WithJsonSchema({"type": "string", "enum": list(PUBLIC_ACTIONS)})
+]
+# An action's name in a request message: the runtime's own actions too.
+QueuedActionName = Annotated[str, AfterValidator(_known_in(ACTIONS))]
 
 
 def spec_of(name: str) -> ActionSpec:

@@ -115,6 +115,10 @@ class DeployResult(Result):
     build: dict[str, Any] | None = None
 
 
+class ReportedErrorsResult(Result):
+    recorded: int  # new to the instance's errors (the others it held already)
+
+
 class LogsResult(Result):
     logs: dict[str, str]
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_seriali
 
 from vibesdk_gcp.names import SCHEMA_VERSION
 from vibesdk_gcp.params import Params
-from vibesdk_gcp.registry import ActionName, typed_params_as_sent, wire
+from vibesdk_gcp.registry import QueuedActionName, typed_params_as_sent, wire
 
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 
@@ -33,7 +33,7 @@ class SandboxRequest(BaseModel):
     sessionId: str
     runId: str
     agentId: str | None = None
-    action: ActionName
+    action: QueuedActionName
     templateName: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     projectName: str | None = None
     # The action's params model (vibesdk_gcp/registry.py): the job parses a message once, params included.
@@ -63,6 +63,12 @@ class SandboxRequest(BaseModel):
 class PublishedPreview(BaseModel):
     previewUrl: str
     deployedAt: str
+    # Its files are under {session}/{token}/{version}/ (None: straight under the token, an older release's).
+    version: int | None = None
+    # Rebuilt after every change of its files: its pages reload themselves on a newer version.
+    live: bool = False
+    # Its app has a Cloudflare Worker backend, which is not run here: /api/* answers 501.
+    worker: bool = False
 
 
 class SessionChanges(BaseModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from functions.actions.commands import MAX_KEPT_ERRORS
 from functions.actions.common import (
     Outcome,
     Result,
@@ -15,6 +14,7 @@ from functions.actions.common import (
     run_in_sandbox,
 )
 from functions.actions.files import inside
+from functions.actions.runtime_errors import record_errors
 from functions.context import Context
 from functions.diagnostics import analysis_issues, command_errors, runtime_error, summary
 from functions.instances import Instance, save_instance
@@ -85,9 +85,7 @@ def run_static_analysis(
         for issue in part["issues"]
         if issue["severity"] == "error"
     ]
-    if found:
-        instance.errors = (instance.errors + found)[-MAX_KEPT_ERRORS:]
-        save_instance(ctx, request.sessionId, instance)
+    record_errors(ctx, request, instance, found)
     return {"success": True, "lint": lint, "typecheck": typecheck}
 
 
@@ -107,8 +105,18 @@ def _preview_token(ctx: Context, request: SandboxRequest, instance: Instance) ->
 
 
 def deploy_instance(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Outcome:
-    build = instance.commands.get("build")
-    output_dir = str(instance.commands.get("outputDir") or ".")
+    return _build_and_publish(ctx, request, instance, instance.commands.get("build"))
+
+
+def refresh_preview(request: SandboxRequest, params: Params, ctx: Context, instance: Instance) -> Outcome:
+    """A live instance's rebuild (functions/live.py): its preview build, published as the next version."""
+    command = instance.commands.get("preview") or instance.commands.get("build")
+    return _build_and_publish(ctx, request, instance, command)
+
+
+def _build_and_publish(ctx: Context, request: SandboxRequest, instance: Instance, build: str | None) -> Outcome:
+    """Build, then publish the output as the preview's next version. A failed build publishes nothing:
+    the last good version stays served, and the build's errors become the instance's."""
     workspace = ready_workspace(ctx, request, instance)
     build_result = None
     if build:
@@ -119,33 +127,49 @@ def deploy_instance(request: SandboxRequest, params: Params, ctx: Context, insta
         build_result = {"command": build, "exitCode": outcome.exit_code, "output": output, "error": errors}
         if outcome.exit_code != 0 or outcome.killed_reason:
             found = command_errors(errors + "\n" + output, str(build), paths_of(ctx, workspace))
-            if found:
-                instance.errors = (instance.errors + found)[-MAX_KEPT_ERRORS:]
-                save_instance(ctx, request.sessionId, instance)
+            record_errors(ctx, request, instance, found)
             build_result["errors"] = found
             summary_line = found[0]["message"] if found else errors[-1000:].strip()
             raise ActionFailed(
                 f"build {build!r} {outcome.ended}: {summary_line}\n{errors[-1000:].strip()}", {"build": build_result}
             )
+    output_dir = str(instance.commands.get("outputDir") or ".")
     site = inside(workspace.path, output_dir) if output_dir != "." else workspace.path
+    worker = worker_config(workspace.path)
+    if worker and not (site / "index.html").is_file() and (site / "client" / "index.html").is_file():
+        # @cloudflare/vite-plugin builds the Worker into dist/<name>/ and the client into dist/client/.
+        site = site / "client"
     files = sorted(p for p in site.rglob("*") if _published(p, site)) if site.is_dir() else []
     if not files:
         raise ActionFailed(f"the build left nothing in {output_dir}/ to publish", {"build": build_result})
     if len(files) > MAX_PREVIEW_FILES:
         raise ActionFailed(f"{output_dir}/ holds {len(files)} files, over the {MAX_PREVIEW_FILES} a preview may have")
-
-    token = _preview_token(ctx, request, instance)
-    prefix = f"{request.sessionId}/{token}/"
-    ctx.storage.delete_prefix(PREVIEWS_BUCKET, prefix)
-    for path in files:
-        name = path.relative_to(site).as_posix()
-        ctx.storage.write(PREVIEWS_BUCKET, prefix + name, path.read_bytes(), content_type(name))
-    url = preview_url(ctx.settings, request.sessionId, token)
-    instance.previewToken, instance.previewUrl = token, url
-    save_instance(ctx, request.sessionId, instance)
-    deployed_at = utcnow().isoformat()
-    published = PublishedPreview(previewUrl=url, deployedAt=deployed_at)
-    result = {"previewUrl": url, "files": len(files), "build": build_result}
-    if worker := worker_config(workspace.path):
+    published = _publish(ctx, request, instance, site, files, worker is not None)
+    result = {"previewUrl": published.previewUrl, "files": len(files), "build": build_result}
+    if published.version is not None:
+        result["version"] = published.version
+    if worker:
         result["worker"] = worker
     return Outcome(result, SessionChanges(preview=published))
+
+
+def _publish(
+    ctx: Context, request: SandboxRequest, instance: Instance, site: Path, files: list[Path], worker: bool
+) -> PublishedPreview:
+    """The files as the preview's next version, {session}/{token}/{version}/: the control plane serves
+    the version the session's document names, so a page never sees half of one. The version before
+    the previous one is removed; the previous one stays, for pages still loading its assets."""
+    token = _preview_token(ctx, request, instance)
+    version = instance.previewVersion + 1
+    base = f"{request.sessionId}/{token}/"
+    for path in files:
+        name = path.relative_to(site).as_posix()
+        ctx.storage.write(PREVIEWS_BUCKET, f"{base}{version}/{name}", path.read_bytes(), content_type(name))
+    if version > 2:
+        ctx.storage.delete_prefix(PREVIEWS_BUCKET, f"{base}{version - 2}/")
+    url = preview_url(ctx.settings, request.sessionId, token)
+    instance.previewToken, instance.previewUrl, instance.previewVersion = token, url, version
+    save_instance(ctx, request.sessionId, instance)
+    return PublishedPreview(
+        previewUrl=url, deployedAt=utcnow().isoformat(), version=version, live=instance.live, worker=worker
+    )

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import time
 
+from functions import live
 from functions.actions.common import Result, excerpt, paths_of, ready_workspace, run_in_sandbox
+from functions.actions.runtime_errors import record_errors
 from functions.context import Context
-from functions.diagnostics import command_errors
+from functions.diagnostics import Issue, command_errors
 from functions.instances import Instance, save_instance
 from functions.sandbox import CommandResult, Egress
 from vibesdk_gcp.errors import ActionFailed
 from vibesdk_gcp.names import LOGS_BUCKET
 from vibesdk_gcp.params import ExecuteCommandsParams, GetLogsParams, Params
 from vibesdk_gcp.schemas import SandboxRequest
-
-MAX_KEPT_ERRORS = 100
 
 
 def _log_prefix(session_id: str) -> str:
@@ -58,6 +58,7 @@ def execute_commands(
     workspace = ready_workspace(ctx, request, instance)
     timeout = params.timeout or ctx.settings.command_timeout_seconds
     results: list[Result] = []
+    found: list[Issue] = []
     ended: str | None = None  # how the command that failed ended: the commands after it are not run
     for index, command in enumerate(params.commands):
         left = ends - time.monotonic()
@@ -69,14 +70,13 @@ def execute_commands(
         outcome = run_in_sandbox(ctx, command, workspace.path, instance.envVars, min(timeout, left), egress_for)
         entry = _command_entry(ctx, outcome, _keep_logs(ctx, request, index, outcome))
         results.append(entry)
-        errors = command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(ctx, workspace))
-        if errors:
-            instance.errors = (instance.errors + errors)[-MAX_KEPT_ERRORS:]
+        found += command_errors(entry["error"] + "\n" + entry["output"], command, paths_of(ctx, workspace))
         if not entry["success"]:
             ended = outcome.ended
             break
-    workspace.save()  # what the commands changed is kept even when one failed
-    save_instance(ctx, request.sessionId, instance)
+    report = workspace.save()  # what the commands changed is kept even when one failed
+    record_errors(ctx, request, instance, found)
+    live.after_change(ctx, request, instance, report)
     if ended:
         failed = results[-1]
         raise ActionFailed(

@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from functions import confined, templates
+from functions import confined, live, templates
 from functions.actions.common import REDACTED, Result
 from functions.context import Context
 from functions.instances import Instance, workspace_of
@@ -63,6 +63,7 @@ def write_files(request: SandboxRequest, params: WriteFilesParams, ctx: Context,
     forbidden = listed_paths(workspace.path, DONT_TOUCH_LIST)
     write_placed(workspace.path, [(item, rel) for item, rel in targets if rel not in forbidden])
     report = workspace.save()
+    live.after_change(ctx, request, instance, report)
     return {
         "files": [
             {"file": item.filePath, "success": False, "error": FORBIDDEN}

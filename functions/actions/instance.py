@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functions import live as live_previews
 from functions import lockfiles, project_commands, templates
 from functions.actions.common import Outcome, Result, install, run_in_sandbox
 from functions.actions.files import listed_files, placed, write_placed
@@ -15,6 +16,9 @@ from vibesdk_gcp.names import FILES_TEMPLATE, LOGS_BUCKET, PREVIEWS_BUCKET
 from vibesdk_gcp.params import CreateInstanceParams, FileContents, Params, TemplateDetailsParams
 from vibesdk_gcp.previews import new_token
 from vibesdk_gcp.schemas import SandboxRequest, SessionChanges, utcnow
+
+# The instance's fields no answer shows: its secrets, its preview's key, our own bookkeeping.
+PRIVATE_FIELDS = {"envVars", "previewToken", "notifiedErrors"}
 
 
 def get_template_details(request: SandboxRequest, params: TemplateDetailsParams, ctx: Context) -> Result:
@@ -49,28 +53,35 @@ def create_instance(request: SandboxRequest, params: CreateInstanceParams, ctx: 
     dependencies = install(ctx, request, spec, workspace).as_result() if spec else None
     ctx.sandbox.prepare(workspace.path, spec.folder if spec else None)
     init_output = None
-    # From files, initCommand starts a dev server (VibSDK's 'bun run dev'): recorded, for the live preview to run.
+    # From files, initCommand starts a dev server (VibSDK's 'bun run dev'), which no action outlives here:
+    # it makes the instance live instead (functions/live.py).
     if params.initCommand and params.files is None:
         outcome = run_in_sandbox(ctx, params.initCommand, workspace.path, params.envVars)
         init_output = outcome.stdout.decode(errors="replace")[-4096:]
         if outcome.exit_code != 0:
             stderr = outcome.stderr.decode(errors="replace")[-2048:]
             raise ActionFailed(f"initCommand {outcome.ended}: {stderr}")
-    workspace.save()
+    report = workspace.save()
+    commands = dict(entry.get("commands") or {})
+    live = live_previews.is_live(commands, params.initCommand)
+    if live:
+        commands["preview"] = live_previews.preview_command(workspace.path, commands)
     instance = Instance(
         instanceId=request.sessionId,
         templateName=name,
         projectName=params.projectName or request.projectName or name,
         owner=request.owner,
         envVars=params.envVars,
-        commands=entry.get("commands") or {},
+        commands=commands,
         install=spec.as_entry() if spec else None,
         source=FILES_TEMPLATE if params.files is not None else "template",
         initCommand=params.initCommand,
         webhookUrl=params.webhookUrl,
         createdAt=utcnow().isoformat(),
+        live=live,
     )
     save_instance(ctx, request.sessionId, instance)
+    live_previews.after_change(ctx, request, instance, report)  # its first version
     result = {
         "instanceId": instance.instanceId,
         "templateName": name,
@@ -97,7 +108,7 @@ def get_instance_details(request: SandboxRequest, params: Params, ctx: Context, 
     workspace.restore()
     files = listed_files(workspace)
     return {
-        "instance": instance.model_dump(exclude={"envVars", "previewToken"}),
+        "instance": instance.model_dump(exclude=PRIVATE_FIELDS),
         "fileTree": templates.file_tree(files),
         "fileCount": len(files),
     }
@@ -121,7 +132,7 @@ def list_all_instances(request: SandboxRequest, params: Params, ctx: Context) ->
     for session in ctx.store.sessions_of(request.owner):
         instance = load_instance(ctx, session.sessionId) if session.instanceId else None
         if instance is not None and instance.owner == request.owner:
-            found.append(instance.model_dump(exclude={"envVars", "previewToken"}))
+            found.append(instance.model_dump(exclude=PRIVATE_FIELDS))
     return {"instances": found, "count": len(found)}
 
 

@@ -114,12 +114,13 @@ module "firestore" {
 }
 
 # Publishing, per topic, as the code publishes (tests/e2e/test_iam.py): requests from the control
-# plane, status from the job, dead letters from the job and the recorder (they set aside what they
+# plane and from the job (a live preview's rebuild, functions/live.py), status from the job, dead letters from the job and the recorder (they set aside what they
 # can never process), and both source topics from operators replaying dead letters.
 resource "google_pubsub_topic_iam_member" "publishers" {
   for_each = merge(
     {
       control_plane_requests = { topic = local.definitions.topics.requests, member = module.iam.members["vibesdk-control-plane"] }
+      job_requests           = { topic = local.definitions.topics.requests, member = module.iam.members["vibesdk-sandbox-job"] }
       job_status             = { topic = local.definitions.topics.status, member = module.iam.members["vibesdk-sandbox-job"] }
       job_dead_letters       = { topic = local.definitions.topics.dead_letter, member = module.iam.members["vibesdk-sandbox-job"] }
       recorder_dead_letters  = { topic = local.definitions.topics.dead_letter, member = module.iam.members["vibesdk-status-recorder"] }

@@ -15,7 +15,7 @@ from vibesdk_gcp.runs.documents import ClaimDoc, RunDoc, SessionDoc, Transition,
 from vibesdk_gcp.runs.events import StatusEvents
 from vibesdk_gcp.runs.queries import Queries
 from vibesdk_gcp.runs.queueing import RunQueue
-from vibesdk_gcp.runs.watches import Listener, Watches
+from vibesdk_gcp.runs.watches import Listener, ListenerSlots, Watches
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent
 from vibesdk_gcp.state import Decision
 
@@ -94,6 +94,10 @@ class RunStore:
     async def until_terminal(self, session_id: str, run_id: str, timeout: float) -> RunDoc | None:
         """The run once it is terminal; None when `timeout` seconds pass first."""
         return await self._watches.until_terminal(session_id, run_id, timeout)
+
+    def session_listener(self, session_id: str, slots: ListenerSlots) -> Listener:
+        """`async with` it: the session's document, each time it changes (a listener of `slots`)."""
+        return self._watches.session(session_id, slots)
 
     def session_runs(self, session_id: str, newest: int = 100) -> Listener:
         """`async with` it: the session's `newest` runs, each time one changes."""

@@ -96,6 +96,9 @@ class UnfinishedRun(Document):
     runId: str
     createdAt: datetime
     status: RunStatus
+    action: str = ""
+    # A delivery holds it (it may have started, whatever its status says yet).
+    claimed: bool = False
 
 
 def queued_run(request: SandboxRequest, now: datetime) -> RunDoc:

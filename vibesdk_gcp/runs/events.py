@@ -91,6 +91,16 @@ def run_update(event: StatusEvent, run: RunDoc, decision: Decision) -> Fields:
     return update
 
 
+def _forward_only(changes: Fields, session: SessionDoc | None) -> Fields:
+    """The changes without a preview older than the one published: two runs' events may land in
+    either order, and a page must never go back to an earlier version."""
+    new = (changes.get("preview") or {}).get("version")
+    current = session.preview.version if session is not None and session.preview else None
+    if new is not None and current is not None and new <= current:
+        return {key: value for key, value in changes.items() if key != "preview"}
+    return changes
+
+
 def session_update(event: StatusEvent, session: SessionDoc | None) -> Fields:
     """The latest run's status, and what a succeeded action changed (instance, preview)."""
     update: Fields = (
@@ -99,7 +109,7 @@ def session_update(event: StatusEvent, session: SessionDoc | None) -> Fields:
     if event.status != "succeeded":
         return update
     if event.session is not None:
-        return update | event.session.fields()
+        return update | _forward_only(event.session.fields(), session)
     # A job of the previous release sent the changes inside its result: kept through a rolling deploy.
     legacy = (event.result or {}).get("session") or {}
     return update | {key: legacy[key] for key in SESSION_FIELDS_FROM_RESULT if key in legacy}

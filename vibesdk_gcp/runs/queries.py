@@ -103,10 +103,14 @@ class Queries:
             self._calls.session_ref(session_id)
             .collection(RUNS_SUBCOLLECTION)
             .where(filter=FieldFilter("status", "in", UNFINISHED))
-            .select(["runId", "createdAt", "status", "claim.endedAt"])
+            .select(["runId", "createdAt", "status", "action", "claim.messageId", "claim.endedAt"])
         )
         # A run its holder ended is done, whether or not the recorder has written so yet.
-        documents = [doc for doc in self._documents(query) if not (doc.get("claim") or {}).get("endedAt")]
+        documents = [
+            doc | {"claimed": bool(doc.get("claim"))}
+            for doc in self._documents(query)
+            if not (doc.get("claim") or {}).get("endedAt")
+        ]
         return readable(UnfinishedRun, documents)
 
     def unfinished(self) -> list[RunDoc]:

@@ -179,6 +179,10 @@ class Watches:
             return None
         raise AssertionError("a listener's snapshots never end")
 
+    def session(self, session_id: str, slots: ListenerSlots = SLOTS) -> Listener:
+        """The session's document, each time it changes."""
+        return Listener(self._calls.session_ref(session_id), slots)
+
     def session_runs(self, session_id: str, newest: int = 100) -> Listener:
         """The session's `newest` runs (Firestore reads and bills no more), each time one changes; a
         run that falls out of the newest leaves as a removal. The query is Queries.runs_of's."""
