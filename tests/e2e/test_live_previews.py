@@ -3,7 +3,10 @@ build keeps the last good version, the page's errors become the instance's runti
 
 from __future__ import annotations
 
+import http.server
+import json
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import wait_for_run, wait_until
 from tests.e2e.test_clients import chromium
 from tests.e2e.test_react_vite import create
 from tests.e2e.test_templates_flow import act
+from tests.vibesdk_schemas import assert_valid
 
 pytestmark = [
     pytest.mark.e2e,
@@ -138,8 +142,10 @@ export default function App() {{
         lambda: [e for e in act(api, session, "getInstanceErrors")["result"]["errors"] if marker in e["message"]],
         "the browser's error in getInstanceErrors",
     )
-    assert errors[0]["level"] == 50 and errors[0]["source"] == "browser", errors
-    assert errors[0]["filePath"].startswith("assets/") and errors[0]["line"], errors
+    assert all(error["level"] == 50 and error["source"] == "browser" for error in errors), errors
+    # window.onerror's, with where: the bundle's path in the preview and its line.
+    thrown = [error for error in errors if error["rawOutput"].startswith("[error]")]
+    assert thrown and thrown[0]["filePath"].startswith("assets/") and thrown[0]["line"], errors
     cleared = act(api, session, "clearInstanceErrors")
     assert cleared["result"]["cleared"] >= 1
     assert act(api, session, "getInstanceErrors")["result"]["errors"] == []
@@ -158,3 +164,49 @@ def test_local_storage_works_in_a_preview_on_its_own_host(api: httpx.Client, ses
     browser.get(host_url)
     wait_until(lambda: said(browser) == stored, "the stored note in the page")
     assert browser.execute_script("return localStorage.getItem('note')") == stored
+
+
+class Hooks(http.server.BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        length = int(self.headers.get("content-length", "0"))
+        Hooks.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    """A webhook receiver on loopback (the local stack turns VIBESDK_WEBHOOK_LOOPBACK on)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Hooks.received = []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_the_webhook_gets_each_runtime_error_once_in_vibesdks_shape(api: httpx.Client, receiver: str) -> None:
+    created = api.post("/api/agent", json={"templateName": "react-vite", "params": {"webhookUrl": receiver}}).json()
+    assert wait_for_run(api, created["runUrl"], timeout=300)["status"] == "succeeded"
+    session = created["sessionId"]
+    broken = app_saying("broken", "import { Gone } from './components/Gone'\nvoid Gone")
+    for contents in (broken, broken + "// the same error again\n"):
+        write(api, session, "src/App.tsx", contents)
+        wait_until(
+            lambda: [e for e in act(api, session, "getInstanceErrors")["result"]["errors"] if "Gone" in e["message"]],
+            "the build error",
+        )
+    wait_until(lambda: Hooks.received, "the runtime_error webhook")
+    found = [hook for hook in Hooks.received if "Gone" in hook["payload"]["error"]["message"]]
+    assert len(found) == 1, Hooks.received  # once per error, however often it is seen
+    assert found[0]["eventType"] == "runtime_error" and found[0]["instanceId"] == session
+    assert_valid("WebhookRuntimeErrorEvent", found[0])
