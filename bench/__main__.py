@@ -3,7 +3,8 @@
 Prints a table and writes bench/results.json and docs/BENCHMARKS.md. Sizes: BENCH_RUNS (500),
 BENCH_CONCURRENCY (32), BENCH_C1_RUNS (200), BENCH_ROUNDS (4), BENCH_SANDBOX_REPEATS (200),
 BENCH_WORKSPACE_FILES (10,1000,10000), BENCH_RUNNER_REPEATS (20 of each runner call each way),
-BENCH_MANAGER_REPEATS (2 DeploymentManager sequences of each version).
+BENCH_MANAGER_REPEATS (2 DeploymentManager sequences of each version), BENCH_LIVE_WRITES (20 writes
+to an open live preview; `python -m bench.live` runs that part alone).
 
 Loops that are compared are measured in alternated rounds (A B C, then C B A, ...) on the same
 emulators, so the emulators' growth over the run favours none of them.
@@ -29,6 +30,7 @@ from bench.apps import app_costs
 from bench.conditions import Conditions
 from bench.costs import egress_cost, incremental_save, sandbox_overhead, workspace_costs
 from bench.goals import goal, other
+from bench.live import live_goal, live_preview
 from bench.load import POLLS_PER_LATENCY, LoadResult, combined
 from bench.manager import manager_sequence
 from bench.pipeline import (
@@ -260,6 +262,10 @@ def main() -> None:
         manager_repeats = int(os.environ.get("BENCH_MANAGER_REPEATS", "2"))
         print(f"DeploymentManager's sequence on react-vite, {manager_repeats} of each version", flush=True)
         manager = manager_sequence(stack, env["VIBESDK_API_TOKEN"], manager_repeats)
+        conditions.phase("live preview")
+        live_writes = int(os.environ.get("BENCH_LIVE_WRITES", "20"))
+        print(f"live preview: {live_writes} writes to react-vite, each until an open page shows it", flush=True)
+        live = live_preview(stack, env["VIBESDK_API_TOKEN"], live_writes)
         conditions.phase("tenancy")
         print("one owner against the shared job: memory under attack, another owner's wait", flush=True)
         tenancy = attacks(stack, env["VIBESDK_API_TOKEN"])
@@ -310,8 +316,9 @@ def main() -> None:
         "apps": apps,
         "runner_wait": runner,
         "deployment_manager": manager,
+        "live_preview": live,
     }
-    results["goals"] = goals(results, apps["goals"])
+    results["goals"] = goals(results, apps["goals"]) + [live_goal(live)]
     from bench.report import markdown
 
     text = markdown(results)

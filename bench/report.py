@@ -115,6 +115,7 @@ def markdown(results: dict[str, Any]) -> str:
         *_apps(results.get("apps")),
         *_runner_wait(results.get("runner_wait")),
         *_deployment_manager(results.get("deployment_manager")),
+        *_live_preview(results.get("live_preview")),
         *_goals(results["goals"]),
     ]
     return "\n".join(parts)
@@ -473,6 +474,37 @@ def _deployment_manager(manager: dict[str, Any] | None) -> list[str]:
             for name, v in versions.items()
             for call, error in v.get("failures", {}).items()
         ),
+        "",
+    ]
+
+
+def _live_preview(live: dict[str, Any] | None) -> list[str]:
+    """A write to a live preview until an open page shows it, against the bare build."""
+    if not live:
+        return []
+    measured = f" (measured {live['began']} to {live['when']} by `python -m bench.live`)" if "began" in live else ""
+    return [
+        "## A live preview: write to visible",
+        "",
+        f"{live['writes']} writes of react-vite's root component through `POST /api/agent/{{s}}/actions`, each timed "
+        "from the POST until the page, open in headless Chromium and never reloaded by the harness, shows the new "
+        "text; against `vite build` run straight on a copy of the job's working copy, "
+        f"{len(live['bare_builds_ms'])} times{measured}.",
+        "",
+        _table(
+            ["", "ms"],
+            [
+                ["write → visible, p50", live["p50_ms"]],
+                ["write → visible, p95", live["p95_ms"]],
+                ["bare `vite build`, median", live["bare_build_ms"]],
+                ["goal: 1.5 × bare + 300 ms", live["bound_ms"]],
+                ["writeFiles run (running → succeeded), p50", live["write_run_p50_ms"]],
+                [f"refreshPreview run, p50 ({live['refresh_runs']} runs)", live["refresh_run_p50_ms"]],
+            ],
+        ),
+        "",
+        f"Bare builds: {', '.join(map(str, live['bare_builds_ms']))} ms. "
+        f"Writes: {', '.join(map(str, live['latencies_ms']))} ms.",
         "",
     ]
 
