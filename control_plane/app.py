@@ -234,8 +234,8 @@ async def preview_file(request: Request) -> Response:
     # (`crossorigin`, as Vite writes them) load by CORS; the URL's token is the only key anyway.
     headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"} if preview.by_path else {}
     if file.live_version is not None and file.size <= MAX_INJECTED_BYTES and request.method != "HEAD":
-        page = await run_in_threadpool(b"".join, file.chunks)
-        return Response(inject(page, preview.base, file.live_version), media_type=file.media_type, headers=headers)
+        page = await run_in_threadpool(lambda: inject(b"".join(file.chunks), preview.base, file.live_version or 0))
+        return Response(page, media_type=file.media_type, headers=headers)
     return await file_response(request, file, headers)
 
 

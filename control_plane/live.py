@@ -35,7 +35,9 @@ LIVE_SECONDS = 300.0
 # A page bigger than this is served as it is, without the reload script.
 MAX_INJECTED_BYTES = 2 << 20
 MAX_REPORT_BYTES = 16 << 10
-HEAD = re.compile(rb"<head(\s[^>]*)?>", re.I)
+# Where the head's start tag ends: found in bounded steps, as a page may hold `<head` without an end.
+MAX_TAG_BYTES = 1024
+HEAD = re.compile(rb"<head([\s/][^>]*)?>", re.I)
 
 
 def script_tag(base: str, version: int) -> bytes:
@@ -46,7 +48,8 @@ def inject(html: bytes, base: str, version: int) -> bytes:
     """The page with the reload script first in its head: a classic script, run before the app's
     modules, so the app's first errors are seen."""
     tag = script_tag(base, version)
-    found = HEAD.search(html)
+    start = html.lower().find(b"<head")
+    found = HEAD.search(html, start, start + MAX_TAG_BYTES) if start >= 0 else None
     if found is None:
         return tag + html
     return html[: found.end()] + tag + html[found.end() :]

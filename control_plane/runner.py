@@ -29,7 +29,7 @@ from control_plane.models import CreateSession, QueueAction, Run, RunnerCommands
 from control_plane.request_parts import caller_of, json_body, plane_of, settings_of, validated
 from control_plane.runner_answers import PreviewUrls
 from control_plane.service import ControlPlane
-from vibesdk_gcp.errors import TooMany
+from vibesdk_gcp.errors import ServiceUnavailable, TooMany
 from vibesdk_gcp.names import FILES_TEMPLATE
 from vibesdk_gcp.params import (
     MAX_COMMAND_SECONDS,
@@ -61,6 +61,10 @@ def run_budget(settings: Settings, params: Params) -> float:
     return float(settings.max_action_seconds)
 
 
+# GET /instances/{id} waits this long for the instance's runtime errors, then answers without them.
+DETAILS_ERRORS_SECONDS = 10.0
+
+
 def agent_of(request: Request) -> str | None:
     """The agent's own session id (x-session-id), kept as the session's agentId."""
     agent = request.headers.get("x-session-id") or None
@@ -79,11 +83,11 @@ def answer(body: Any) -> Response:
 
 
 async def acted(
-    request: Request, session_id: str, queued_run: str, action: str, params: Params
+    request: Request, session_id: str, queued_run: str, action: str, params: Params, budget: float | None = None
 ) -> tuple[Run, dict[str, Any]]:
-    """The run once it ended, and its whole result; 504 past the action's budget."""
+    """The run once it ended, and its whole result; 504 past the action's budget (or `budget`)."""
     plane, caller = plane_of(request), caller_of(request)
-    budget = run_budget(settings_of(request), params)
+    budget = budget or run_budget(settings_of(request), params)
     try:
         run = await plane.run_when_terminal(caller.owner, session_id, queued_run, budget)
     except TooMany as error:
@@ -100,13 +104,13 @@ async def acted(
     return run, await run_in_threadpool(plane.whole_result, run)
 
 
-async def act(request: Request, action: str, params: Params) -> tuple[Run, dict[str, Any]]:
+async def act(request: Request, action: str, params: Params, budget: float | None = None) -> tuple[Run, dict[str, Any]]:
     """Queue the action on the request's instance and wait for its run to end."""
     plane, caller = plane_of(request), caller_of(request)
     session_id = request.path_params["id"]
     body = QueueAction(action=action, params=params)
     queued = await run_in_threadpool(plane.queue_action, caller.owner, session_id, body, egress=caller.egress)
-    return await acted(request, session_id, queued.runId, action, params)
+    return await acted(request, session_id, queued.runId, action, params, budget)
 
 
 def instance_view(plane: ControlPlane, owner: str, session_id: str) -> tuple[Session, Run | None, PreviewUrls | None]:
@@ -161,8 +165,9 @@ async def get_instance(request: Request) -> Response:
     )
     errors = None
     if session.instanceId:
-        with contextlib.suppress(RunStillGoing):
-            run, result = await act(request, "getInstanceErrors", NoParams())
+        # The details stand without them: a busy session, a full quota or an outage leaves them out.
+        with contextlib.suppress(RunStillGoing, TooMany, ServiceUnavailable):
+            run, result = await act(request, "getInstanceErrors", NoParams(), DETAILS_ERRORS_SECONDS)
             errors = answers.errors(run, result).get("errors") if run.status == "succeeded" else None
     return answer(answers.instance(session, create, urls, datetime.now(UTC), errors))
 

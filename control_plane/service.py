@@ -33,7 +33,7 @@ from vibesdk_gcp.runs import RunStore, SessionDoc
 from vibesdk_gcp.schemas import PublishedPreview, SandboxRequest, utcnow
 from vibesdk_gcp.settings import Settings
 from vibesdk_gcp.state import TERMINAL
-from vibesdk_gcp.storage import Storage
+from vibesdk_gcp.storage import ObjectInfo, Storage
 
 logger = logging.getLogger("control_plane")
 
@@ -352,18 +352,27 @@ class ControlPlane:
             raise NotRunHere(
                 "this app's Worker backend (worker/, /api/*) does not run on this runtime: only its client is served"
             )
-        folder = f"{session_id}/{token}/" + (f"{preview.version}/" if preview.version is not None else "")
         page = path if path and not path.endswith("/") else path + "index.html"
-        try:
-            info, chunks = self._storage.stream(PREVIEWS_BUCKET, folder + page)
-        except NotFound:
-            if "." in page.rsplit("/", 1)[-1]:
-                raise NotFound("no such preview file") from None
-            page = "index.html"
-            info, chunks = self._storage.stream(PREVIEWS_BUCKET, folder + page)
+        info, chunks, page = self._version_file(f"{session_id}/{token}/", preview.version, page)
         media = content_type(page)
         live = preview.version if preview.live and media.startswith("text/html") else None
         return PreviewFile(chunks, info.size, media, live)
+
+    def _version_file(self, folder: str, version: int | None, page: str) -> tuple[ObjectInfo, Iterator[bytes], str]:
+        """The file of the version (of the one before it, for a page of that one still loading its
+        assets: it is kept until the next), else the version's page for a client route."""
+        base = folder + (f"{version}/" if version is not None else "")
+        try:
+            return (*self._storage.stream(PREVIEWS_BUCKET, base + page), page)
+        except NotFound:
+            if "." not in page.rsplit("/", 1)[-1]:
+                return (*self._storage.stream(PREVIEWS_BUCKET, base + "index.html"), "index.html")
+            if not version or version < 2 or page.endswith(".html"):
+                raise NotFound("no such preview file") from None
+        try:
+            return (*self._storage.stream(PREVIEWS_BUCKET, f"{folder}{version - 1}/{page}"), page)
+        except NotFound:
+            raise NotFound("no such preview file") from None
 
     def published_preview(self, session_id: str, token: str) -> PublishedPreview:
         """The session's published preview, when `token` is its token; else NotFound, as for no preview."""
@@ -386,8 +395,15 @@ class ControlPlane:
     def report_errors(self, session_id: str, token: str, report: RuntimeErrorsParams) -> None:
         """Queue a page's errors as the session's reportRuntimeErrors run (the job keeps and sends them)."""
         session = self._previewed_session(session_id, token)
-        if session.instanceId:
-            queue_follow_up(self._store, self._bus, follow_up(session, "reportRuntimeErrors", report))
+        preview = session.preview
+        if not session.instanceId or (preview and report.version is not None and report.version != preview.version):
+            return  # a page of an older version, or of an instance gone: its errors are not the app's now
+        # One report waits at a time per session, so a page's visitors cannot fill the owner's queue
+        # (nor their quota): the page sends its next batch once this one is taken.
+        pending = self._store.unfinished_in_session(session_id)
+        if any(run.action == "reportRuntimeErrors" and not run.claimed for run in pending):
+            raise TooMany("a report of this preview is waiting to be recorded; send it again shortly", 2)
+        queue_follow_up(self._store, self._bus, follow_up(session, "reportRuntimeErrors", report))
 
     async def live_versions(self, session_id: str, token: str) -> LiveVersions:
         """The preview's versions as they are published, entered (a listener taken) for the caller to leave."""

@@ -73,7 +73,7 @@ function renderRun(run) {
   const first = run.transitions[0];
   const timeline = el("div", { class: "timeline" }, ...run.transitions.map((t) =>
     el("span", { class: `step ${t.status}` }, `${t.status} +${seconds(first.at, t.at)} s`)));
-  const item = el("li", { class: "run", "data-run": run.runId, "data-status": run.status },
+  const item = el("li", { class: "run", "data-run": run.runId, "data-action": run.action, "data-status": run.status },
     el("div", {}, el("strong", {}, run.action), " ", el("span", { class: `status ${run.status}` }, run.status)),
     timeline);
   if (run.error) item.append(el("p", { class: "error" }, run.error));

@@ -38,12 +38,21 @@
 
   function flush() {
     timer = null;
-    if (!queue.length) return;
-    var body = JSON.stringify({ errors: queue.splice(0, 10), version: version });
-    // text/plain: a simple request, no preflight, from a sandboxed (opaque) origin too.
-    fetch(base + "__vibesdk/errors", { method: "POST", body: body, mode: "no-cors", keepalive: true,
-      headers: { "Content-Type": "text/plain" } }).catch(function () {});
-    if (queue.length) timer = setTimeout(flush, 1000);
+    if (queue.length) send(queue.splice(0, 10), 0);
+  }
+
+  // text/plain: a simple request, no preflight, from a sandboxed (opaque) origin too. A refusal (one
+  // report of this preview waits already, or the rate) is sent again later, a few times.
+  function send(batch, attempt) {
+    var body = JSON.stringify({ errors: batch, version: version });
+    function again() {
+      if (attempt < 5) setTimeout(function () { send(batch, attempt + 1); }, 2000 * (attempt + 1));
+    }
+    fetch(base + "__vibesdk/errors", { method: "POST", body: body, keepalive: true,
+      headers: { "Content-Type": "text/plain" } }).then(function (answer) {
+      if (answer.status === 429 || answer.status >= 500) again();
+      else if (queue.length && !timer) timer = setTimeout(flush, 1000);
+    }, again);
   }
 
   window.addEventListener("error", function (event) {

@@ -9,6 +9,7 @@ from functions.actions.common import (
     Outcome,
     Result,
     excerpt,
+    new_install,
     paths_of,
     ready_workspace,
     run_in_sandbox,
@@ -150,6 +151,8 @@ def _build_and_publish(ctx: Context, request: SandboxRequest, instance: Instance
         result["version"] = published.version
     if worker:
         result["worker"] = worker
+    if installed := new_install(workspace):
+        result["dependencies"] = installed  # a new lockfile was installed first
     return Outcome(result, SessionChanges(preview=published))
 
 
@@ -158,14 +161,17 @@ def _publish(
 ) -> PublishedPreview:
     """The files as the preview's next version, {session}/{token}/{version}/: the control plane serves
     the version the session's document names, so a page never sees half of one. The version before
-    the previous one is removed; the previous one stays, for pages still loading its assets."""
+    the previous one is removed once the previous one is served; the previous one stays, for pages
+    still loading its assets."""
     token = _preview_token(ctx, request, instance)
     version = instance.previewVersion + 1
     base = f"{request.sessionId}/{token}/"
     for path in files:
         name = path.relative_to(site).as_posix()
         ctx.storage.write(PREVIEWS_BUCKET, f"{base}{version}/{name}", path.read_bytes(), content_type(name))
-    if version > 2:
+    served = ctx.store.get_session(request.sessionId).preview
+    if version > 2 and served is not None and (served.version or 0) >= version - 1:
+        # The one before the served one: never the served one, whose event may not have landed.
         ctx.storage.delete_prefix(PREVIEWS_BUCKET, f"{base}{version - 2}/")
     url = preview_url(ctx.settings, request.sessionId, token)
     instance.previewToken, instance.previewUrl, instance.previewVersion = token, url, version

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from functions import live
-from functions.actions.common import Result, excerpt, paths_of, ready_workspace, run_in_sandbox
+from functions.actions.common import Result, excerpt, new_install, paths_of, ready_workspace, run_in_sandbox
 from functions.actions.runtime_errors import record_errors
 from functions.context import Context
 from functions.diagnostics import Issue, command_errors
@@ -82,8 +82,7 @@ def execute_commands(
         raise ActionFailed(
             f"command {failed['command']!r} {ended}: {failed['error'][-1000:].strip()}", {"results": results}
         )
-    installed = workspace.installed
-    if installed and installed.get("source") not in ("workspace", "none"):
+    if installed := new_install(workspace):
         return {"results": results, "dependencies": installed}  # a new lockfile was installed first
     return {"results": results}
 

@@ -66,6 +66,12 @@ def ready_workspace(ctx: Context, request: SandboxRequest, instance: Instance) -
     return workspace
 
 
+def new_install(workspace: Workspace) -> Result | None:
+    """The install report when the action installed a new lockfile's tree first (else None)."""
+    installed = workspace.installed
+    return installed if installed and installed.get("source") not in ("workspace", "none") else None
+
+
 def install(ctx: Context, request: SandboxRequest, spec: InstallSpec, workspace: Workspace) -> InstallReport:
     """The workspace given the installed tree of its lockfile (functions/dependencies.py); the
     packages' scripts run only for a key with network."""

@@ -62,7 +62,7 @@ def test_cli_create_exec_write_deploy_preview(stack: Stack, tmp_path: Path) -> N
     assert vibesdk(stack, "write", session, f"{page}:src/index.html").returncode == 0
     ran = vibesdk(stack, "exec", session, "cat src/index.html")
     assert ran.returncode == 0 and "from the cli" in ran.stdout
-    assert vibesdk(stack, "preview", session).returncode == 1  # not deployed yet
+    # A live instance publishes its preview itself; deployInstance publishes the build again.
     assert vibesdk(stack, "run", session, "deployInstance").returncode == 0
     preview = vibesdk(stack, "preview", session)
     assert preview.returncode == 0 and "from the cli" in httpx.get(preview.stdout.strip()).text
@@ -156,19 +156,19 @@ def test_dashboard_shows_a_run_reaching_succeeded(stack: Stack) -> None:
         Select(driver.find_element(By.ID, "template")).select_by_value("static-site")
         driver.find_element(By.ID, "project").send_keys("from the dashboard")
         driver.find_element(By.ID, "create-button").click()
+        created = '#runs li.run[data-action="createInstance"]'
         wait.until(
-            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, '#runs li.run[data-status="succeeded"]'))
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f'{created}[data-status="succeeded"]'))
         )
         steps = wait.until(
-            lambda d: [
-                step.text.split()[0] for step in d.find_elements(By.CSS_SELECTOR, "#runs li.run .timeline .step")
-            ]
+            lambda d: [step.text.split()[0] for step in d.find_elements(By.CSS_SELECTOR, f"{created} .timeline .step")]
         )
         assert steps == ["queued", "running", "succeeded"]
         driver.find_element(By.ID, "command-line").send_keys("npm run build --silent && ls dist")
         driver.find_element(By.CSS_SELECTOR, "#command button[type=submit]").click()
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#runs li.run[data-status="succeeded"]')) == 2)
-        assert "index.html" in wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#runs li.run pre").text)
+        command = '#runs li.run[data-action="executeCommands"]'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'{command}[data-status="succeeded"]'))
+        assert "index.html" in wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"{command} pre").text)
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
     finally:

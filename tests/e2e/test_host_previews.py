@@ -76,7 +76,11 @@ def test_a_preview_served_by_its_own_host(api: httpx.Client, stack: Stack) -> No
 
     # The path URL (the tunnel URL) still serves the preview, in its CSP sandbox.
     by_path = httpx.get(f"{stack.api_url}/preview/{session_id}/{token}/")
-    assert by_path.status_code == 200 and by_path.text == page.text
+    # The same page, its reload script fetched from under the path (control_plane/live.py).
+    base = f"/preview/{session_id}/{token}/"
+    assert by_path.status_code == 200 and by_path.text == page.text.replace(
+        '"/__vibesdk/', f'"{base}__vibesdk/'
+    ).replace('data-base="/"', f'data-base="{base}"')
     assert by_path.headers["content-security-policy"].startswith("sandbox ")
 
     assert act(api, session_id, "shutdownInstance")["status"] == "succeeded"

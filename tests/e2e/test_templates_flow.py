@@ -96,7 +96,9 @@ def test_failing_build_fails_the_deploy(api: httpx.Client) -> None:
     deployed = act(api, created["sessionId"], "deployInstance")
     assert deployed["status"] == "failed"
     assert "build" in deployed["error"] and "SyntaxError" in deployed["error"]
-    assert api.get(f"/api/agent/{created['sessionId']}/preview").json()["previewUrl"] is None
+    # The live preview published after createInstance stays served: a failed build replaces nothing.
+    preview = api.get(f"/api/agent/{created['sessionId']}/preview").json()["previewUrl"]
+    assert preview and httpx.get(preview).status_code == 200
 
 
 def test_one_sessions_actions_run_in_publish_order(api: httpx.Client) -> None:
@@ -142,7 +144,8 @@ def test_instance_details_status_and_list(api: httpx.Client) -> None:
     assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
     session = created["sessionId"]
     status = act(api, session, "getInstanceStatus")["result"]
-    assert status["isHealthy"] and status["status"] == "ready"
+    # A live instance: its first version was published right after createInstance, before this run.
+    assert status["isHealthy"] and status["status"] == "deployed"
     details = act(api, session, "getInstanceDetails")["result"]
     assert details["instance"]["templateName"] == "node-app" and details["fileCount"] >= 5
     listed = act(api, session, "listAllInstances")["result"]
