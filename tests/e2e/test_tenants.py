@@ -191,4 +191,5 @@ def test_a_key_without_network_runs_no_tenant_script_in_the_install(stack: Stack
         # The new lockfile's tree was installed by the first run after the write (the live preview's rebuild).
         runs = client.get(f"/api/agent/{session}/runs").json()["runs"]
         installs = [run["result"]["dependencies"] for run in runs if (run.get("result") or {}).get("dependencies")]
-        assert installs and all(report["scripts"] == "off" for report in installs), runs
+        fresh = [report for report in installs if report["source"] == "install"]
+        assert fresh and all(report["scripts"] == "off" for report in fresh), runs
