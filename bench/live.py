@@ -123,8 +123,8 @@ def live_preview(stack: Stack, token: str, writes: int) -> dict[str, Any]:
         finally:
             driver.quit()
         runs = api.get(f"/api/agent/{session}/runs").json()["runs"]
+        builds = bare_builds(stack, session, BARE_BUILDS)  # before the shutdown removes the working copy
         api.post(f"/api/agent/{session}/actions", json={"action": "shutdownInstance", "params": {}})
-    builds = bare_builds(stack, session, BARE_BUILDS)
     refreshes = [ms for run in runs if run["action"] == "refreshPreview" and (ms := _run_ms(run)) is not None]
     write_runs = [ms for run in runs if run["action"] == "writeFiles" and (ms := _run_ms(run)) is not None]
     bare = statistics.median(builds)
