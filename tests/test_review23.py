@@ -14,6 +14,7 @@ from control_plane.app import create_app
 from control_plane.live import inject
 from control_plane.models import QueueAction
 from control_plane.service import ControlPlane, Limits
+from functions.actions.runtime_errors import MAX_BROWSER_ERRORS, MAX_KEPT_ERRORS, kept
 from tests.test_previews import published
 from vibesdk_gcp import clients
 from vibesdk_gcp.bus import Bus
@@ -80,3 +81,11 @@ def test_preview_visitors_cannot_use_up_the_owners_run_quota(
         limited.queue_action("alice", session_id, QueueAction(action="getInstanceErrors", params=NoParams()))
     except TooMany:
         pytest.fail("six anonymous error reports took the owner's quota of five active runs")
+
+
+def test_a_pages_errors_never_push_the_builds_out() -> None:
+    build = [{"message": f"build {n}", "source": "vite build"} for n in range(5)]
+    page = [{"message": f"page {n}", "source": "browser"} for n in range(MAX_KEPT_ERRORS)]
+    errors = kept(build + page)
+    assert errors[:5] == build and len(errors) == 5 + MAX_BROWSER_ERRORS
+    assert errors[-1] == page[-1]  # the newest of the page's are the ones kept

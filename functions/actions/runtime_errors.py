@@ -16,6 +16,9 @@ from vibesdk_gcp.schemas import SandboxRequest
 logger = logging.getLogger("functions.actions.runtime_errors")
 
 MAX_KEPT_ERRORS = 100
+# A page's errors are reported by whoever opens the preview: they never push the builds' and
+# commands' errors out, and keep at most this many places of the list.
+MAX_BROWSER_ERRORS = 20
 # The hashes of errors already sent: enough to never send one error twice in a session's life.
 MAX_NOTIFIED = 1_000
 
@@ -31,10 +34,18 @@ def record_errors(ctx: Context, request: SandboxRequest, instance: Instance, fou
             new.append(error)
     if not new:
         return 0
-    instance.errors = (instance.errors + new)[-MAX_KEPT_ERRORS:]
+    instance.errors = kept(instance.errors + new)
     _notify(ctx, request, instance, new)
     save_instance(ctx, request.sessionId, instance)
     return len(new)
+
+
+def kept(errors: list[Issue]) -> list[Issue]:
+    """The errors kept, newest last: the newest MAX_BROWSER_ERRORS of the browser's, then the newest
+    of all up to MAX_KEPT_ERRORS."""
+    browser = [index for index, error in enumerate(errors) if error.get("source") == "browser"]
+    dropped = set(browser[: max(0, len(browser) - MAX_BROWSER_ERRORS)])
+    return [error for index, error in enumerate(errors) if index not in dropped][-MAX_KEPT_ERRORS:]
 
 
 def _notify(ctx: Context, request: SandboxRequest, instance: Instance, errors: list[Issue]) -> None:
