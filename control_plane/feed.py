@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Self
 
 from control_plane.models import TransitionEvent
 from control_plane.sse import Message
@@ -90,19 +90,15 @@ def seen_before(runs: Iterable[RunDoc], landed: Mapping[str, Landed], after: str
     return seen
 
 
-class TransitionFeed:
-    """Each transition once: those already there first (of the latest runs), then each as it lands.
+class ListenedFeed:
+    """A stream's source fed by a Firestore listener, holding a slot (one of the owner's streams, a
+    preview's pages) while it is open."""
 
-    `after` is a Last-Event-ID: a client that reconnects gets what may have landed since (seen_before).
-    """
-
-    def __init__(self, listener: Listener, after: str | None = None, slot: Slot | None = None) -> None:
+    def __init__(self, listener: Listener, slot: Slot | None) -> None:
         self._listener = listener
-        self._after = after
         self._slot = slot
-        self._sent: set[str] | None = None
 
-    async def __aenter__(self) -> TransitionFeed:
+    async def __aenter__(self) -> Self:
         """Take the slot, then subscribe: refused (TooMany, ServiceUnavailable), the slot goes back."""
         if self._slot is not None:
             self._slot.take()
@@ -125,6 +121,18 @@ class TransitionFeed:
         if self._slot is not None:
             self._slot.give_back()
             self._slot = None
+
+
+class TransitionFeed(ListenedFeed):
+    """Each transition once: those already there first (of the latest runs), then each as it lands.
+
+    `after` is a Last-Event-ID: a client that reconnects gets what may have landed since (seen_before).
+    """
+
+    def __init__(self, listener: Listener, after: str | None = None, slot: Slot | None = None) -> None:
+        super().__init__(listener, slot)
+        self._after = after
+        self._sent: set[str] | None = None
 
     async def next(self) -> Sequence[Message]:
         # Cut short by a timeout, the wait loses nothing (the listener keeps what arrived).

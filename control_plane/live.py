@@ -16,12 +16,11 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from control_plane.errors import field_error
-from control_plane.feed import Slot
+from control_plane.feed import ListenedFeed, Slot
 from control_plane.sse import Message
 from vibesdk_gcp.errors import InvalidRequest
 from vibesdk_gcp.params import RuntimeErrorsParams
 from vibesdk_gcp.runs import SessionDoc
-from vibesdk_gcp.runs.calls import OUTAGES, unavailable
 from vibesdk_gcp.runs.watches import Listener, ListenerSlots
 
 # The paths the runtime answers inside every live preview (an app's own files there are shadowed).
@@ -76,37 +75,14 @@ def _path_in(source: str, base: str) -> str:
     return path.removeprefix(base) if path.startswith(base) else path
 
 
-class LiveVersions:
+class LiveVersions(ListenedFeed):
     """The preview's version each time the session's document names a new one; `gone` when the
     preview is shut down (its token changed), after which the page stops listening."""
 
     def __init__(self, listener: Listener, token: str, slot: Slot) -> None:
-        self._listener = listener
+        super().__init__(listener, slot)
         self._token = token
-        self._slot: Slot | None = slot
         self._sent: int | None = None
-
-    async def __aenter__(self) -> LiveVersions:
-        assert self._slot is not None
-        self._slot.take()
-        try:
-            await self._listener.__aenter__()
-        except OUTAGES as error:
-            self._give_back()
-            raise unavailable(error) from error
-        except BaseException:
-            self._give_back()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._listener.__aexit__(*exc_info)
-        self._give_back()
-
-    def _give_back(self) -> None:
-        if self._slot is not None:
-            self._slot.give_back()
-            self._slot = None
 
     async def next(self) -> Sequence[Message]:
         update = await self._listener.take()
