@@ -261,6 +261,14 @@ class Harness:
         created = self.api.post("/api/agent", json={"templateName": template}).raise_for_status().json()
         run = self.wait_run(created["sessionId"], created["runId"])
         assert run["status"] == "succeeded", run.get("error")
+        # At rest: the live preview's first build (refreshPreview, functions/live.py) done too, so a
+        # scenario's runs are the session's only ones.
+        self.wait_for(
+            f"session {created['sessionId']} at rest",
+            lambda: self.store.unfinished_in_session(created["sessionId"]),
+            lambda unfinished: not unfinished,
+            120,
+        )
         return str(created["sessionId"])
 
     def queue(self, session_id: str, action: str, params: dict[str, Any] | None = None) -> str:
