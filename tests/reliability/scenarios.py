@@ -186,6 +186,14 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
     ended before it claimed once and not started again.
     """
     sessions = [h.session() for _ in range(size)]
+    # The job idle first: the live previews' rebuilds that earlier scenarios' writes queued
+    # (functions/live.py) would hold workers these runs need all at once.
+    h.wait_for(
+        "no live preview rebuild at work",
+        lambda: [run.runId for run in h.store.unfinished() if run.action == "refreshPreview"],
+        lambda rebuilding: not rebuilding,
+        timeout=180,
+    )
     job = h.stack.ports.url("sandbox_job")
     log_start = h.log_size(JOB)
     runs: dict[str, tuple[str, str]] = {}
