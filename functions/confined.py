@@ -158,3 +158,36 @@ def _give_file(name: str, parent: int, ids: tuple[int, int]) -> None:
             os.fchown(descriptor, *ids)
     finally:
         os.close(descriptor)
+
+
+def open_up(root: Path, skip: str | None = None) -> None:
+    """Every folder and every regular file of the job's own under root made world-writable, except
+    under the top-level folder `skip` (an installed tree's files stay read-only; its folders are
+    open already, functions/dependencies.py): for a sandbox whose user writes nothing else
+    (functions/isolation.py, CloudRunSandbox). Only that sandbox sees the folder bound."""
+    for dirpath, dirnames, filenames, parent in os.fwalk(root):
+        if skip and dirpath == str(root) and skip in dirnames:
+            dirnames.remove(skip)
+        if stat.S_IMODE(os.fstat(parent).st_mode) != 0o777:
+            os.fchmod(parent, 0o777)
+        for name in filenames:
+            _open_file(name, parent)
+
+
+def _open_file(name: str, parent: int) -> None:
+    try:
+        seen = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(seen.st_mode) or seen.st_nlink != 1 or seen.st_mode & 0o666 == 0o666:
+        return  # open already (the common case, one call), a link, or a tree's file
+    try:
+        descriptor = os.open(name, FILE_FLAGS, dir_fd=parent)
+    except OSError:
+        return  # swapped meanwhile for something that is not a file
+    try:
+        info = os.fstat(descriptor)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            os.fchmod(descriptor, stat.S_IMODE(info.st_mode) | 0o666)
+    finally:
+        os.close(descriptor)

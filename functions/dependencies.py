@@ -595,8 +595,11 @@ def give(tree: Path, workspace: Path, folder: str, isolation: Isolation) -> int:
     while folders:
         source, destination = folders.pop()
         try:
-            if ids:
-                os.fchown(destination, *ids)  # commands may add and remove packages
+            # Commands may add and remove packages.
+            if backend is not None and backend.files_for_all:
+                os.fchmod(destination, 0o777)
+            elif ids:
+                os.fchown(destination, *ids)
             with os.scandir(source) as entries:
                 for item in entries:
                     if item.is_dir(follow_symlinks=False):

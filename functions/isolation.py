@@ -24,7 +24,10 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +58,12 @@ ETC_ENTRIES = (
 INSIDE_TMP = "/tmp"
 BWRAP_WORKSPACE = "/workspace"
 CLOUD_RUN_WORKSPACE = "/tmp/workspace"
+# Where a Cloud Run sandbox's command leaves its exit status, in its /tmp (the CLI passes 0 or 1 only).
+STATUS_FILE = ".vibesdk-status"
+# Commands of the job at once, at most (Settings.concurrency's ceiling), for a limit they may share.
+PROCESS_ROOM = 8
+# What starts the Cloud Run CLI: the reaper, by the job's own interpreter, outside the sandbox.
+REAPER = [sys.executable, "-I", "-S", "-c", (Path(__file__).parent / "sandbox_reaper.py").read_text()]
 
 
 class IsolationUnavailable(ActionFailed):
@@ -194,8 +203,32 @@ class IsolationBackend(Protocol):
     def hard_links_allowed(self) -> bool:
         """A command cannot write a file the job hard-links into its workspace (no root inside)."""
 
+    @property
+    def files_for_all(self) -> bool:
+        """Its user writes only what is world-writable: the job opens files up instead of giving them away."""
+
+    @property
+    def contained(self) -> bool:
+        """Its limits hold inside the sandbox. False: a command may raise them (sudo), and only what
+        the job watches from outside binds (processes and memory of the launch's tree, time, disks)."""
+
+    @property
+    def status_file(self) -> str | None:
+        """The file in the command's /tmp its exit status is written to (None: the launch's own status)."""
+
+    @property
+    def egress_over_stdio(self) -> bool:
+        """Network reaches it only through its standard input and output (functions/stdio_tunnel.py)."""
+
     def launch(
-        self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
+        self,
+        shell: list[str],
+        workspace: Path,
+        tmp: Path,
+        env: dict[str, str],
+        limits: Limits,
+        cpu: int,
+        stdin: bool = False,
     ) -> Launch: ...
 
 
@@ -208,9 +241,20 @@ class Bubblewrap:
     tmp_inside: str | None = INSIDE_TMP
     isolated: bool = True
     hard_links_allowed: bool = True
+    files_for_all: bool = False
+    contained: bool = True
+    status_file: str | None = None
+    egress_over_stdio: bool = False
 
     def launch(
-        self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
+        self,
+        shell: list[str],
+        workspace: Path,
+        tmp: Path,
+        env: dict[str, str],
+        limits: Limits,
+        cpu: int,
+        stdin: bool = False,
     ) -> Launch:
         # --unshare-user: the process limit is counted per user namespace. The network namespace
         # is never shared: the job's network reaches the emulators, the API and, on Google Cloud,
@@ -244,6 +288,20 @@ class Bubblewrap:
 
 @dataclass(frozen=True)
 class CloudRunSandbox:
+    """Cloud Run sandboxes as they really run (docs/DEPLOY.md, "Cloud Run as it really runs"):
+
+    - the command's user is not root and has sudo, and writes a bound folder only when it is
+      world-writable (or root-owned 0755, which a job that is not root cannot make): the job opens
+      the workspace and the command's /tmp to everyone, which only this sandbox sees bound;
+    - with sudo a command can raise any limit set inside (prlimit), so those are a first line only:
+      the job bounds processes and memory from outside, on the tree of functions/sandbox_reaper.py,
+      which also ends every process the sandbox left when the CLI exits or the job stops it
+      (killing the CLI is reported to leave the command's children running);
+    - the CLI exits 0 or 1 whatever the command's status, so the status is written to STATUS_FILE;
+    - no host Unix socket works in the sandbox and it never gets --allow-egress: a command's network
+      is carried over the CLI's standard input and output (functions/tunnel_agent.py).
+    """
+
     path: str
     ids: Ids | None
     search_path: str  # the sandbox command's own PATH
@@ -253,19 +311,33 @@ class CloudRunSandbox:
     isolated: bool = True
     # Its user has sudo (https://docs.cloud.google.com/run/docs/code-execution): copies only.
     hard_links_allowed: bool = False
+    files_for_all: bool = True
+    contained: bool = False
+    status_file: str | None = STATUS_FILE
+    egress_over_stdio: bool = True
 
     def launch(
-        self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
+        self,
+        shell: list[str],
+        workspace: Path,
+        tmp: Path,
+        env: dict[str, str],
+        limits: Limits,
+        cpu: int,
+        stdin: bool = False,
     ) -> Launch:
         # `sandbox do` inherits no environment: it gets PATH alone, and the command its variables after
-        # the limits (_with_env). No --allow-egress, ever: network goes
-        # through the egress proxy's socket, in the bound /tmp.
-        argv = [self.path, "do", "--stdin=false", "-e", f"PATH={SYSTEM_PATH}"]
+        # the limits (_with_env).
+        argv = [*REAPER, self.path, "do", f"--stdin={'true' if stdin else 'false'}", "-e", f"PATH={SYSTEM_PATH}"]
         argv += ["--mount", f"type=bind,source={tmp},destination={INSIDE_TMP}"]
         argv += ["--mount", f"type=bind,source={workspace},destination={CLOUD_RUN_WORKSPACE}"]
         argv += ["--mount", f"type=bind,source={shm_of(tmp)},destination=/dev/shm"]
-        inner = ["/bin/sh", "-c", f'cd {CLOUD_RUN_WORKSPACE} && exec "$@"', "sh"]
-        inner += _limits(limits, cpu, limits.processes) + _with_env(env, shell)
+        # umask 000: what the command makes stays the job's to read and remove.
+        status = f"{INSIDE_TMP}/{STATUS_FILE}"
+        inner = ["/bin/sh", "-c", f'cd {CLOUD_RUN_WORKSPACE} && umask 000 && "$@"; echo $? > {status}', "sh"]
+        # The process limit inside is a first line only (sudo raises it) and may count every sandbox
+        # whose user shares the uid: room for all of them; the job counts each command's from outside.
+        inner += _limits(limits, cpu, limits.processes * PROCESS_ROOM) + _with_env(env, shell)
         host_env = {"PATH": self.search_path}
         return Launch(argv + ["--", *inner], host_env)
 
@@ -278,9 +350,20 @@ class NoIsolation:
     tmp_inside: str | None = None
     isolated: bool = False
     hard_links_allowed: bool = True
+    files_for_all: bool = False
+    contained: bool = True
+    status_file: str | None = None
+    egress_over_stdio: bool = False
 
     def launch(
-        self, shell: list[str], workspace: Path, tmp: Path, env: dict[str, str], limits: Limits, cpu: int
+        self,
+        shell: list[str],
+        workspace: Path,
+        tmp: Path,
+        env: dict[str, str],
+        limits: Limits,
+        cpu: int,
+        stdin: bool = False,
     ) -> Launch:
         argv = _drop_privileges(self.ids) + _limits(limits, cpu, _process_budget(limits, self.ids))
         return Launch(argv + _with_env(env, shell), HOST_ENV)
@@ -327,10 +410,72 @@ def _cloud_run(settings: Settings, ids: Ids | None) -> Selection:
     )
     if not Path(path).exists():
         return None, f"the Cloud Run sandbox command is not here ({path}: enable sandboxes on the service)"
-    failure = _probe([path, "do", "--stdin=false", "--", "/bin/true"], ids)
+    # As a command is launched: by the job's own uid (the CLI gives the sandbox its user).
+    failure = _probe([path, "do", "--stdin=false", "--", "/bin/true"], None)
     if failure:
         return None, f"the Cloud Run sandbox command does not run ({failure})"
-    return CloudRunSandbox(path, ids, settings.search_path), "Cloud Run sandboxes work"
+    backend = CloudRunSandbox(path, ids, settings.search_path)
+    failure = _cloud_run_behaves(backend)
+    if failure:
+        return None, f"Cloud Run sandboxes do not behave as this job needs: {failure}"
+    return backend, "Cloud Run sandboxes work"
+
+
+def _cloud_run_behaves(backend: CloudRunSandbox) -> str | None:
+    """What the Cloud Run backend relies on and no document states, checked before any command runs
+    (fail closed): None when it all holds, else which does not."""
+    from functions.sandbox_reaper import descendants
+
+    root = Path(tempfile.mkdtemp(prefix="vibesdk-probe-"))
+    try:
+        workspace, tmp = root / "workspace", root / "tmp"
+        for folder in (workspace, tmp, shm_of(tmp)):
+            folder.mkdir()
+            folder.chmod(0o777)
+        write = "mkdir made && echo written > made/file && exit 7"
+        launch = backend.launch(["/bin/sh", "-c", write], workspace, tmp, {}, Limits(), 10)
+        try:
+            subprocess.run(launch.argv, env=launch.env, capture_output=True, timeout=30, check=False)
+            status = (tmp / STATUS_FILE).read_text().strip()
+            written = (workspace / "made" / "file").read_text()
+            shutil.rmtree(workspace / "made")
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"its user cannot write a world-writable bound folder, or the job cannot read and remove what it wrote ({error})"
+        if status != "7" or written != "written\n":
+            return f"the command's exit status did not come back (got {status!r})"
+        marker = f"600.{os.getpid()}{threading.get_ident() % 1000:03d}"
+        launch = backend.launch(["/bin/sh", "-c", f"sleep {marker}"], workspace, tmp, {}, Limits(), 10)
+        held = subprocess.Popen(launch.argv, env=launch.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def sleeping() -> bool:
+            return any(marker.encode() in _cmdline(pid) for pid in descendants(held.pid))
+
+        try:
+            deadline = time.monotonic() + 10
+            while not sleeping():
+                if held.poll() is not None or time.monotonic() > deadline:
+                    return "the job cannot see a sandbox's processes, so it could neither bound their memory and number nor end them"
+                time.sleep(0.05)
+            held.terminate()  # the reaper ends the sandbox's processes, then itself
+            held.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "stopping a sandbox's reaper did not end it"
+        finally:
+            if held.poll() is None:
+                held.kill()
+                held.wait()
+        if any(marker.encode() in _cmdline(int(entry.name)) for entry in os.scandir("/proc") if entry.name.isdigit()):
+            return "a sandbox's processes outlived the end of its command"
+        return None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _unsafe(settings: Settings, ids: Ids | None) -> Selection:

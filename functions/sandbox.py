@@ -11,6 +11,7 @@ timeout that kills the whole process group, and a watchdog on the workspace's an
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -27,6 +28,7 @@ from functions import confined
 from functions.egress import EgressProxy, proxy_for
 from functions.isolation import Ids, Isolation, IsolationBackend, IsolationUnavailable, Limits, shm_of
 from functions.scratch import scratch_folder
+from functions.stdio_tunnel import Tunnel
 from vibesdk_gcp.settings import Settings
 
 logger = logging.getLogger("functions.sandbox")
@@ -40,6 +42,9 @@ WATCH_INTERVAL_SECONDS = 0.1
 EGRESS_SOCKET = ".vibesdk-egress.sock"
 EGRESS_PORT = 3128
 BRIDGE_SOURCE = (Path(__file__).parent / "egress_bridge.py").read_text()
+# In a Cloud Run sandbox, the tunnel's end (functions/tunnel_agent.py): PORT and the command follow.
+# The image's python3, by the sandbox's PATH: the job's own may be in a folder its user cannot reach.
+TUNNEL_AGENT = ["python3", "-I", "-S", "-c", (Path(__file__).parent / "tunnel_agent.py").read_text()]
 # Start the bridge (it returns once its port is open), then the command itself.
 WITH_BRIDGE = (
     'python3 -c "$1" "$2" "$3" || { echo "the egress bridge did not start" >&2; exit 125; }; '
@@ -75,14 +80,18 @@ class Egress:
     owner: str
 
 
-def prepare_workspace(path: Path, ids: Ids | None, given: str | None = None) -> None:
+def prepare_workspace(
+    path: Path, ids: Ids | None, given: str | None = None, backend: IsolationBackend | None = None
+) -> None:
     """Hand the workspace to the sandbox uid (`ids`, None: the job's own) so commands can write
-    it, and nothing else.
+    it, and nothing else; to everyone, for a backend whose user writes only that (Cloud Run's).
 
     `given` is the folder of an installed tree linked in (functions/dependencies.py): its files
     are the job's, shared with other workspaces, and stay so, wherever a command moved them.
     """
-    if ids is not None:
+    if backend is not None and backend.files_for_all:
+        confined.open_up(path, given)
+    elif ids is not None:
         confined.give_away(path, ids, given)
 
 
@@ -129,7 +138,8 @@ class Sandbox:
             return self._proxy
 
     def prepare(self, path: Path, given: str | None = None) -> None:
-        prepare_workspace(path, self.isolation.ids, given)
+        backend, _ = self.isolation.selected()
+        prepare_workspace(path, self.isolation.ids, given, backend)
 
     def run(
         self,
@@ -164,11 +174,11 @@ def run_command(
         scratch_path.chmod(0o711)  # the sandbox uid must reach its /tmp, and list nothing here
         tmp = scratch_path / "tmp"
         tmp.mkdir()
-        prepare_workspace(tmp, backend.ids)
+        prepare_workspace(tmp, backend.ids, backend=backend)
         shm = shm_of(tmp)
         shm.mkdir()
         shm.chmod(0o1777)  # whatever the umask
-        prepare_workspace(shm, backend.ids)
+        prepare_workspace(shm, backend.ids, backend=backend)
         # What the command sees: the sandbox's own paths, or the real ones without isolation.
         seen_tmp = backend.tmp_inside or str(tmp)
         base_env = {
@@ -183,14 +193,20 @@ def run_command(
             "FORCE_COLOR": "0",
         }
         shell = ["/bin/sh", "-c", command]
+        tunnelled = bool(egress_for) and backend.egress_over_stdio
+        # The proxy's socket: in the command's /tmp for the bridge, or the job's side of the tunnel.
+        socket_path = (scratch_path if tunnelled else tmp) / EGRESS_SOCKET
         if egress_for:
             assert proxy is not None, "a command given egress needs the proxy"
-            socket_path = tmp / EGRESS_SOCKET
             proxy.open(socket_path, egress_for.session_id, egress_for.run_id, egress_for.owner)
             base_env |= _proxy_env(EGRESS_PORT)
-            inside_socket = f"{seen_tmp}/{EGRESS_SOCKET}"
-            shell = ["/bin/sh", "-c", WITH_BRIDGE, "sh", BRIDGE_SOURCE, inside_socket, str(EGRESS_PORT), command]
-        launch = backend.launch(shell, workspace, tmp, base_env | (env or {}), limits, int(timeout_seconds) + 1)
+            if tunnelled:
+                shell = [*TUNNEL_AGENT, str(EGRESS_PORT), *shell]
+            else:
+                inside_socket = f"{seen_tmp}/{EGRESS_SOCKET}"
+                shell = ["/bin/sh", "-c", WITH_BRIDGE, "sh", BRIDGE_SOURCE, inside_socket, str(EGRESS_PORT), command]
+        cpu = int(timeout_seconds) + 1
+        launch = backend.launch(shell, workspace, tmp, base_env | (env or {}), limits, cpu, stdin=tunnelled)
         started = time.monotonic()
         process = None
         try:
@@ -198,33 +214,50 @@ def run_command(
                 launch.argv,
                 cwd=str(workspace),
                 env=launch.env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if tunnelled else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
             )
             assert isinstance(process.stdout, io.BufferedReader) and isinstance(process.stderr, io.BufferedReader)
-            out, err = _Capped(process.stdout, limits.output_bytes), _Capped(process.stderr, limits.output_bytes)
-            killed = _wait(process, workspace, (tmp, shm), (out, err), timeout_seconds, limits)
+            out: _Capped | Tunnel
+            if tunnelled:
+                assert process.stdin is not None
+                out = Tunnel(process.stdout, process.stdin, socket_path, limits.output_bytes)
+            else:
+                out = _Capped(process.stdout, limits.output_bytes)
+            err = _Capped(process.stderr, limits.output_bytes)
+            killed = _wait(process, workspace, (tmp, shm), (out, err), timeout_seconds, limits, backend.contained)
             out.join()
             err.join()
         finally:
             # On every path, a failure to wait included: nothing of the sandbox outlives its
             # command, unwatched, to race the job's next file operations.
             if process is not None and process.returncode is None:
-                _end(process)
+                _end(process, backend.contained)
             if egress_for and proxy is not None:
-                proxy.close(tmp / EGRESS_SOCKET)
+                proxy.close(socket_path)
         duration = time.monotonic() - started
+        exit_code = _status_of(tmp, backend.status_file, process.returncode)
         return CommandResult(
             command=command,
-            exit_code=process.returncode if not killed else (process.returncode or -signal.SIGKILL),
+            exit_code=exit_code if not killed else (process.returncode or -signal.SIGKILL),
             stdout=bytes(out.data),
             stderr=bytes(err.data),
             duration_seconds=duration,
             killed_reason=killed,
         )
+
+
+def _status_of(tmp: Path, status_file: str | None, launched: int) -> int:
+    """The command's exit status: the launch's own, or what the sandbox wrote (its CLI says 0 or 1)."""
+    if status_file is None:
+        return launched
+    try:
+        return int((tmp / status_file).read_text().strip())
+    except (OSError, ValueError):
+        return launched  # the command never got to its end (killed), or a tenant removed the file
 
 
 class _Capped:
@@ -256,11 +289,14 @@ def _wait(
     process: subprocess.Popen[bytes],
     workspace: Path,
     scratch: tuple[Path, ...],
-    outputs: tuple[_Capped, ...],
+    outputs: tuple[_Capped | Tunnel, ...],
     timeout: float,
     limits: Limits,
+    contained: bool = True,
 ) -> str | None:
-    """Wait for the command; kill its process group on timeout or when it passes a quota.
+    """Wait for the command; kill its process group on timeout or when it passes a quota
+    (`contained` False: the sandbox's own limits may have been raised, so its processes are
+    counted from here too, and it is ended through its reaper).
 
     A pidfd wakes us the moment the command exits (Popen.wait(timeout) polls with sleeps,
     which cost a quick command milliseconds); between wake-ups we check the quotas.
@@ -272,7 +308,7 @@ def _wait(
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                _kill_group(process)
+                _stop(process, contained)
                 process.wait()
                 return "timeout"
             if exited(min(WATCH_INTERVAL_SECONDS, remaining)):
@@ -284,15 +320,15 @@ def _wait(
                 # A big tree (thousands of installed files) is walked less often: the walk takes
                 # at most a twentieth of a core from the command it watches.
                 walk_due = time.monotonic() + max(WATCH_INTERVAL_SECONDS, 20 * (time.monotonic() - began))
-            reason = reason or _over_quota(process.pid, outputs, limits)
+            reason = reason or _over_quota(process.pid, outputs, limits, contained)
             if reason:
-                _kill_group(process)
+                _stop(process, contained)
                 process.wait()
                 return reason
     finally:
         exited(None)
     # The shell may be gone while children it put in the background still run.
-    _kill_group(process)
+    _stop(process, contained)
     if any(output.over for output in outputs):
         # Its pipe closed past the cap, the command died of SIGPIPE before the watchdog saw it.
         return f"output over {limits.output_bytes >> 20} MiB"
@@ -305,30 +341,38 @@ def _over_disk_quota(workspace: Path, scratch: tuple[Path, ...], limits: Limits)
     return None
 
 
-def _over_quota(pid: int, outputs: tuple[_Capped, ...], limits: Limits) -> str | None:
+def _over_quota(pid: int, outputs: tuple[_Capped | Tunnel, ...], limits: Limits, contained: bool = True) -> str | None:
     """Which of the other quotas the running command has passed, if any."""
     if any(output.over for output in outputs):
         return f"output over {limits.output_bytes >> 20} MiB"
-    if _resident_bytes(pid) > limits.total_memory_bytes:
+    resident, tasks = _tree_usage(pid)
+    if resident > limits.total_memory_bytes:
         return f"memory over {limits.total_memory_bytes >> 20} MiB"
+    if not contained and tasks > limits.processes + LAUNCH_TASKS:
+        return f"processes over {limits.processes}"
     return None
 
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+# The launch's own tasks in the tree (reaper, CLI, its sandbox's init and broker), beside the command's.
+LAUNCH_TASKS = 16
 
 
-def _resident_bytes(pid: int) -> int:
-    """Resident memory of the command's whole process tree: each process's own limit does not bound them all."""
-    total, todo = 0, [pid]
+def _tree_usage(pid: int) -> tuple[int, int]:
+    """Resident memory and tasks (threads count, as RLIMIT_NPROC counts them) of the command's whole
+    process tree: each process's own limit does not bound them all, and in a sandbox whose user
+    has sudo none binds."""
+    total, tasks, todo = 0, 0, [pid]
     while todo:
         current = todo.pop()
         try:
             total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * PAGE_BYTES
             for task in os.scandir(f"/proc/{current}/task"):
+                tasks += 1
                 todo += [int(child) for child in Path(task.path, "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-    return total
+    return total, tasks
 
 
 def _exit_waiter(process: subprocess.Popen[bytes]) -> Callable[[float | None], bool]:
@@ -356,17 +400,28 @@ def _exit_waiter(process: subprocess.Popen[bytes]) -> Callable[[float | None], b
     return exited
 
 
-def _end(process: subprocess.Popen[bytes]) -> None:
+def _end(process: subprocess.Popen[bytes], contained: bool = True) -> None:
     """Kill the command's whole process group and reap it.
 
     The group's leader is the backend's launcher (bubblewrap): killing it ends its PID namespace,
-    and every process of the sandbox with it (--die-with-parent).
+    and every process of the sandbox with it (--die-with-parent). A Cloud Run sandbox's are ended
+    by its reaper first (functions/sandbox_reaper.py).
     """
-    _kill_group(process)
+    _stop(process, contained)
     try:
         process.wait(timeout=KILL_GRACE_SECONDS * 5)
     except subprocess.TimeoutExpired:
         logger.error("sandbox process %s did not end after SIGKILL", process.pid)
+
+
+def _stop(process: subprocess.Popen[bytes], contained: bool) -> None:
+    if not contained and process.returncode is None:
+        # The reaper kills every process its sandbox left, then exits: killed first, it could not.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=KILL_GRACE_SECONDS * 5)
+    _kill_group(process)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
