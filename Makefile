@@ -6,8 +6,6 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 .PHONY: dev test setup system templates bench smoke reliability logs clean
 
 CHECKOV := .venv-checkov/.installed-3.3.30
-# The Google providers' schema, offline (tests/provider_schema.py): wheels only, never installed.
-PROVIDER_SCHEMA := .cache/provider-schema/.downloaded-16.12.1
 
 setup: $(STAMP) system
 
@@ -25,12 +23,6 @@ $(CHECKOV):
 	.venv-checkov/bin/python -m pip install --quiet checkov==3.3.30
 	@touch $(CHECKOV)
 
-$(PROVIDER_SCHEMA):
-	@mkdir -p .cache/provider-schema
-	$(PYTHON) -m pip download --quiet --no-deps --dest .cache/provider-schema \
-		cdktf-cdktf-provider-google==16.12.1 cdktf-cdktf-provider-google-beta==16.12.1
-	@touch $(PROVIDER_SCHEMA)
-
 # Debian packages the sandbox and the tests use, installed where missing.
 system:
 	@sh devstack/install-system-packages.sh
@@ -38,7 +30,7 @@ system:
 dev: setup
 	$(VENV)/bin/python -m devstack
 
-test: setup $(CHECKOV) $(PROVIDER_SCHEMA)
+test: setup $(CHECKOV)
 	@sh devstack/install-system-packages.sh --test
 	$(VENV)/bin/python -m pytest
 

@@ -236,9 +236,12 @@ module "sandbox_job" {
   concurrency = var.job_concurrency
   cpu         = "2"
   memory      = "${var.job_memory_mib}Mi"
-  # Cloud Run sandboxes are Preview: the service must declare BETA, and the pipeline's
-  # `enable-sandboxes` step turns them on (provider 6.x cannot: sandbox_launcher came in 7.x).
-  launch_stage = "BETA"
+  # Cloud Run sandboxes, set by Terraform itself so no apply makes a revision without them. They
+  # are Preview: the service declares BETA, and with the launcher on the API reads BETA back (the
+  # provider's own sandbox example, resource_cloud_run_v2_service_generated_test.go at v7.45.0,
+  # imports it with launch_stage verified), so the plan shows no diff.
+  sandbox_launcher = true
+  launch_stage     = "BETA"
   env = merge(local.common_env, {
     VIBESDK_PUBLIC_URL              = local.control_plane_url
     VIBESDK_SANDBOX_BACKEND         = "cloud-run"

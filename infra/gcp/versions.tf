@@ -9,11 +9,11 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.10, < 7.0"
+      version = "~> 7.45"
     }
     google-beta = {
       source  = "hashicorp/google-beta"
-      version = ">= 6.10, < 7.0"
+      version = "~> 7.45"
     }
     time = {
       source  = "hashicorp/time"

@@ -34,6 +34,10 @@ resource "google_cloud_run_v2_service" "service" {
       image   = var.image
       command = slice(var.entry_point, 0, 1)
       args    = slice(var.entry_point, 1, length(var.entry_point))
+      # The container itself launches the sandboxes (`sandbox do`): the container field of provider
+      # 7.43.0+ (magic-modules #18396), not template.sandboxes (#18486), which names templates of
+      # other images for the `sandbox` CLI. false sends nothing: the API's default, no launcher.
+      sandbox_launcher = var.sandbox_launcher
 
       ports {
         container_port = 8080

@@ -109,6 +109,12 @@ variable "deletion_protection" {
   default     = true
 }
 
+variable "sandbox_launcher" {
+  type        = bool
+  description = "Let the container launch Cloud Run sandboxes (a Preview feature: launch_stage BETA)."
+  default     = false
+}
+
 variable "launch_stage" {
   type        = string
   description = "GA, or BETA for a service that uses a Preview feature (the sandbox job: Cloud Run sandboxes)."

@@ -4,12 +4,12 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.10, < 7.0"
+      version = "~> 7.45"
     }
-    # google_project_service_identity is in google-beta only in 6.x.
+    # google_project_service_identity is in google-beta only (still so in 7.45).
     google-beta = {
       source  = "hashicorp/google-beta"
-      version = ">= 6.10, < 7.0"
+      version = "~> 7.45"
     }
     time = {
       source  = "hashicorp/time"
