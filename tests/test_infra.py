@@ -377,13 +377,32 @@ def variable_default(name: str) -> Any:
     return declared_variables(INFRA)[name]["default"]
 
 
+# One working copy of the react-vite template with its dependency tree, as `du -sm` counts it
+# (4 KiB pages, as the in-memory file system holds them): 92 MiB for its 6,091 files, measured on
+# the tree functions/dependencies.py unpacked from templates/react-vite/package-lock.json
+# (76 MiB of file contents), rounded up. The largest of the templates' trees.
+REACT_VITE_TREE_MIB = 96
+
+
 def test_job_instance_memory_holds_its_in_memory_disks() -> None:
-    """Cloud Run's file system is the instance's memory: every action's workspace and /tmp count."""
+    """Cloud Run's file system is the instance's memory: each running action's command, workspace
+    and /tmp, and what the instance keeps between actions: its working copies, each a copy of its
+    dependency tree under Cloud Run sandboxes (no hard links there, functions/isolation.py), and the
+    trees they were copied from plus the few unused ones kept (functions/local_copies.py)."""
+    from functions.isolation import CloudRunSandbox
+    from functions.local_copies import KEPT_UNUSED_TREES
+
+    assert CloudRunSandbox.hard_links_allowed is False, "working copies would share their trees' pages"
     process_reserve_mib = 1024  # the job's own Python process, its clients and a command's buffers
-    needed = variable_default("job_concurrency") * (
-        variable_default("workspace_mib") + variable_default("sandbox_tmp_mib")
+    concurrency = variable_default("job_concurrency")
+    kept_copies = variable_default("job_local_workspaces")
+    assert kept_copies >= concurrency, "every running action keeps its working copy"
+    running = concurrency * (
+        variable_default("command_memory_mib") + variable_default("workspace_mib") + variable_default("sandbox_tmp_mib")
     )
-    assert needed + process_reserve_mib <= variable_default("job_memory_mib")
+    idle_copies = (kept_copies - concurrency) * REACT_VITE_TREE_MIB  # the running ones count in workspace_mib
+    trees = (kept_copies + KEPT_UNUSED_TREES) * REACT_VITE_TREE_MIB
+    assert running + idle_copies + trees + process_reserve_mib <= variable_default("job_memory_mib")
     text = module_text("sandbox_job")
     for setting in (
         "var.job_concurrency",
@@ -391,9 +410,62 @@ def test_job_instance_memory_holds_its_in_memory_disks() -> None:
         "var.workspace_mib",
         "var.sandbox_tmp_mib",
         "var.command_memory_mib",
+        "VIBESDK_MAX_LOCAL_WORKSPACES    = tostring(var.job_local_workspaces)",
     ):
         assert setting in text
+    # Left unset, the job would keep the settings' default, every one a tree in memory.
+    from vibesdk_gcp.settings import Settings
+
+    assert Settings.max_local_workspaces > kept_copies
     assert SANDBOX_JOB_TRIGGER.tuned.ack_deadline_seconds <= 3600  # Cloud Run's request timeout ceiling
+
+
+def test_cloud_storage_may_write_the_access_logs() -> None:
+    resources = blocks(INFRA / "modules" / "storage" / "main.tf", "resource")
+    grant = resources["google_storage_bucket_iam_member"]['"access_logs_delivery"']
+    assert unquote(grant["bucket"]) == "${google_storage_bucket.access_logs.name}"
+    assert unquote(grant["role"]) == "roles/storage.objectCreator"
+    assert unquote(grant["member"]) == "group:cloud-storage-analytics@google.com"
+    buckets = resources["google_storage_bucket"]['"buckets"']
+    assert unquote(buckets["logging"][0]["log_bucket"]) == "${google_storage_bucket.access_logs.name}"
+
+
+def test_ci_may_read_the_source_gcloud_stages(ci_build: dict[str, Any]) -> None:
+    """`gcloud builds submit` uploads to gs://PROJECT_cloudbuild; CI's account has no project role."""
+    grant = blocks(INFRA / "main.tf", "resource")["google_storage_bucket_iam_member"]['"ci_reads_build_source"']
+    account = ci_build["serviceAccount"].rsplit("/", 1)[1].replace("${PROJECT_ID}", "${var.project_id}")
+    assert unquote(grant["bucket"]) == "${var.project_id}_cloudbuild"
+    assert unquote(grant["role"]) == "roles/storage.objectViewer"
+    assert unquote(grant["member"]) == f"serviceAccount:{account}"
+    deploy = (ROOT / "docs" / "DEPLOY.md").read_text()
+    assert "gs://${PROJECT_ID}_cloudbuild --member=serviceAccount:$CI_SA --role=roles/storage.objectViewer" in deploy
+
+
+def test_cd_applies_with_the_operators_settings(build: dict[str, Any]) -> None:
+    """The operators' settings never reach the uploaded source, so CD fetches them from beside the
+    state before it applies; an apply without them would remove the operators' bindings."""
+    assert "*.tfvars" in (ROOT / ".gcloudignore").read_text()
+    order = [step["id"] for step in build["steps"]]
+    assert order.index("operator-settings") < order.index("deploy")
+    steps = {step["id"]: step for step in build["steps"]}
+    fetch = " ".join(steps["operator-settings"]["args"])
+    assert 'gcloud storage cp "gs://${_TF_STATE_BUCKET}/settings/terraform.tfvars" infra/gcp/terraform.tfvars' in fetch
+    assert "exit 1" in fetch, "a missing settings file stops the deploy"
+    assert steps["deploy"]["dir"] == "infra/gcp"  # where Terraform reads terraform.tfvars on its own
+    given = set(re.findall(r'-var "([a-z_]+)=', " ".join(steps["deploy"]["args"])))
+    assert "operators" not in given and "secrets" not in given
+    assert "gs://$PROJECT_ID-tfstate/settings/terraform.tfvars" in (ROOT / "docs" / "DEPLOY.md").read_text()
+
+
+def test_ci_runs_the_tests_where_bubblewrap_can_isolate(ci_build: dict[str, Any]) -> None:
+    """A build step's container may be refused user namespaces: the suite runs in a privileged
+    container on the build VM's Docker daemon, with the source copied in."""
+    (step,) = [step for step in ci_build["steps"] if "make test" in " ".join(step.get("args", []))]
+    script = " ".join(step["args"])
+    assert step["name"] == "${_DOCKER_IMAGE}"
+    assert "docker create --privileged --network=cloudbuild" in script and "${_SDK_IMAGE}" in script
+    assert script.index("docker cp . ") < script.index("docker start --attach")
+    assert "bubblewrap" in script and "umask 022" in script
 
 
 def test_nothing_that_costs_money_idle_is_on_by_default() -> None:

@@ -105,6 +105,15 @@ resource "google_storage_bucket_iam_member" "access" {
   member = each.value.member
 }
 
+# `gcloud builds submit` stages the source in gs://PROJECT_cloudbuild, and a build that runs as a
+# service account of its own reads it as that account: CI's holds no project role, so it is granted
+# the reading here (docs/DEPLOY.md grants it once before the first build; this keeps it).
+resource "google_storage_bucket_iam_member" "ci_reads_build_source" {
+  bucket = "${var.project_id}_cloudbuild"
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:vibesdk-ci@${var.project_id}.iam.gserviceaccount.com"
+}
+
 module "firestore" {
   source             = "./modules/firestore"
   project_id         = var.project_id
@@ -230,9 +239,10 @@ module "sandbox_job" {
   invokers              = { eventarc = module.iam.members["vibesdk-eventarc"] }
   # As long as the tuned subscription's ack deadline: a delivery is never cut by Cloud Run first.
   timeout_seconds = local.definitions.trigger.tuned_subscription.ack_deadline_seconds
-  # Each action's workspace and /tmp live in the instance's memory (Cloud Run's file system is
-  # in memory), beside its command's processes: concurrency x (workspace + tmp + command memory)
-  # + the job must fit (tests/test_infra.py).
+  # Cloud Run's file system is the instance's memory: each action's workspace and /tmp and its
+  # command's processes, and the working copies and dependency trees the instance keeps between
+  # actions (copies, not links, under Cloud Run sandboxes) must fit beside the job
+  # (tests/test_infra.py::test_job_instance_memory_holds_its_in_memory_disks).
   concurrency = var.job_concurrency
   cpu         = "2"
   memory      = "${var.job_memory_mib}Mi"
@@ -251,6 +261,7 @@ module "sandbox_job" {
     VIBESDK_WORKSPACE_BYTES         = tostring(var.workspace_mib * 1048576)
     VIBESDK_SANDBOX_TMP_BYTES       = tostring(var.sandbox_tmp_mib * 1048576)
     VIBESDK_COMMAND_MEMORY_BYTES    = tostring(var.command_memory_mib * 1048576)
+    VIBESDK_MAX_LOCAL_WORKSPACES    = tostring(var.job_local_workspaces)
     VIBESDK_COMMAND_TIMEOUT_SECONDS = tostring(var.command_timeout_seconds)
     # A minute short of the request timeout: every command ends inside the request that runs it.
     VIBESDK_MAX_ACTION_SECONDS = tostring(local.definitions.trigger.tuned_subscription.ack_deadline_seconds - 60)

@@ -60,7 +60,13 @@ variable "job_memory_mib" {
 variable "command_memory_mib" {
   type        = number
   description = "Resident memory all of one command's processes may hold together, MiB."
-  default     = 2048
+  default     = 1536
+}
+
+variable "job_local_workspaces" {
+  type        = number
+  description = "Working copies a job instance keeps in its memory between actions (each with a copy of its dependency tree); more are restored from Cloud Storage."
+  default     = 4
 }
 
 variable "workspace_mib" {

@@ -22,6 +22,14 @@ resource "google_storage_bucket" "access_logs" {
   # checkov:skip=CKV_GCP_62: this is the bucket the others log to; logging it to itself would loop
 }
 
+# Cloud Storage delivers the usage and storage logs as this group: without object creation on the
+# log bucket, none arrive (https://cloud.google.com/storage/docs/access-logs, "Set IAM permissions").
+resource "google_storage_bucket_iam_member" "access_logs_delivery" {
+  bucket = google_storage_bucket.access_logs.name
+  role   = "roles/storage.objectCreator"
+  member = "group:cloud-storage-analytics@google.com"
+}
+
 resource "google_storage_bucket" "buckets" {
   for_each = var.buckets
 
