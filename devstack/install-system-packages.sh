@@ -14,6 +14,9 @@ command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
 if [ "${1:-}" = "--test" ]; then
     command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
     command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+    # The Cloud Run stand-in (tests/standins/sandbox) binds its sudo over /usr/bin/sudo, as a Cloud
+    # Run sandbox's user has sudo.
+    test -e /usr/bin/sudo || missing="$missing sudo"
 fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
