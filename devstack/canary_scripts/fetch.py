@@ -1,10 +1,11 @@
-"""Run inside a sandbox by the canary (devstack/canary.py): `python3 fetch.py URL --route R [--header K:V]`.
+"""Run inside a sandbox by the canary (devstack/canary.py): `python3 fetch.py URL... [--header K:V]`.
 
-Routes: `proxy`, urllib with the proxy settings (a plain-HTTP URL goes to the proxy as a GET);
-`tunnel`, a CONNECT through the proxy settings whatever the scheme; `direct`, no proxy at all.
-Exit 0, printing `ESCAPED: …`, only when the target itself answered: through a tunnel or over
-HTTPS any HTTP status (the connection was with the target), otherwise a 2xx (an error status may
-be the proxy's own). Otherwise exit 1, saying why. The body is never printed: it may hold a token.
+Tries each URL by each route, a line each: `proxy`, urllib with the proxy settings (a plain-HTTP
+URL goes to the proxy as a GET); `tunnel`, a CONNECT through the proxy settings whatever the
+scheme; `direct`, no proxy at all. Exit 0, printing `ESCAPED: …`, when any target itself
+answered: through a tunnel or over HTTPS any HTTP status (the connection was with the target),
+otherwise a 2xx (an error status may be the proxy's own). Otherwise exit 1, having said why for
+each. The body is never printed: it may hold a token.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+ROUTES = ("proxy", "tunnel", "direct")
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 
 
@@ -26,10 +28,11 @@ def tunnel(url: str, headers: dict[str, str]) -> str:
     if not proxy:
         raise OSError("no proxy settings")
     via, target = urllib.parse.urlsplit(proxy), urllib.parse.urlsplit(url)
-    port = target.port or (443 if target.scheme == "https" else 80)
-    connection = http.client.HTTPConnection(via.hostname or "", via.port or 80, timeout=5)
+    secure = target.scheme == "https"
+    kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection  # TLS inside the tunnel
+    connection = kind(via.hostname or "", via.port or 80, timeout=5)
     try:
-        connection.set_tunnel(target.hostname or "", port)
+        connection.set_tunnel(target.hostname or "", target.port or (443 if secure else 80))
         connection.request("GET", target.path or "/", headers=headers)
         return f"answered {connection.getresponse().status} through a tunnel"
     finally:
@@ -52,19 +55,22 @@ def fetch(url: str, route: str, headers: dict[str, str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("url")
-    parser.add_argument("--route", choices=("proxy", "tunnel", "direct"), required=True)
+    parser.add_argument("urls", nargs="+")
     parser.add_argument("--header", action="append", default=[], help="K:V")
     args = parser.parse_args()
     headers = {k.strip(): v.strip() for k, _, v in (header.partition(":") for header in args.header)}
-    host = urllib.parse.urlsplit(args.url).netloc
-    try:
-        said = fetch(args.url, args.route, headers)
-    except Exception as error:  # any failure to get an answer is what the probe hopes for
-        print(f"not reached: python {args.route} {host}: {type(error).__name__}: {error}")
-        return 1
-    print(f"ESCAPED: python {args.route} {host} {said}")
-    return 0
+    escaped = False
+    for url in args.urls:
+        host = urllib.parse.urlsplit(url).netloc
+        for route in ROUTES:
+            try:
+                said = fetch(url, route, headers)
+            except Exception as error:  # any failure to get an answer is what the probe hopes for
+                print(f"not reached: python {route} {host}: {type(error).__name__}: {error}")
+                continue
+            print(f"ESCAPED: python {route} {host} {said}")
+            escaped = True
+    return 0 if escaped else 1
 
 
 if __name__ == "__main__":
