@@ -67,7 +67,7 @@ def probes(url: str, project: str) -> tuple[Probe, ...]:
     write_home = (
         "python3 -c \"import os; open(os.environ['HOME'] + '/canary-python', 'w').write('canary')\""
         " && node -e \"require('fs').writeFileSync(require('os').homedir() + '/canary-node', 'canary')\""
-        ' && cat "$HOME/canary-python" "$HOME/canary-node" > /dev/null && echo "wrote $HOME/canary-python and -node"'
+        ' && cat "$HOME/canary-python" "$HOME/canary-node" > /dev/null && echo "wrote the workspace, $HOME/canary-python and $HOME/canary-node"'
     )
     install = (
         f"mkdir -p {FOLDER}/npm && cd {FOLDER}/npm && echo '{{\"private\": true}}' > package.json"
