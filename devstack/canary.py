@@ -19,6 +19,8 @@ from vibesdk_cli.progress import TERMINAL, until_ended
 OBSERVED_CHARS = 200
 # The egress proxy's answer to a refused CONNECT (docs/SANDBOX.md, "Egress").
 REFUSED_BY_PROXY = "egress refused"
+# Trailers that say nothing of what went wrong: npm ends every error with where its log is.
+TRAILERS = ("A complete log of this run can be found in",)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ def _said(result: dict[str, Any]) -> str:
 def _gist(said: str) -> str:
     """The line that tells most: the escape, else the proxy's own refusal, else the last thing said;
     after how many routes were tried and not reached, when more than one was."""
-    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    lines = [line.strip() for line in said.splitlines() if line.strip() and not any(t in line for t in TRAILERS)]
     chosen = next((line for line in lines if line.startswith(ESCAPED)), None)
     chosen = chosen or next((line for line in lines if REFUSED_BY_PROXY in line), lines[-1] if lines else "(no output)")
     tried = sum(line.startswith(NOT_REACHED) for line in lines)
@@ -53,7 +55,7 @@ def _ended(run: dict[str, Any], commands: int) -> tuple[list[dict[str, Any]], st
     if run["status"] not in TERMINAL:
         return [], f"run still {run['status']}"
     results = list((run.get("result") or {}).get("results") or [])
-    if run["status"] == "succeeded" and len(results) == commands or results and results[-1].get("exitCode") != 0:
+    if (run["status"] == "succeeded" and len(results) == commands) or (results and results[-1].get("exitCode") != 0):
         return results, ""
     return [], f"not run: {run.get('error') or 'no command result'}"
 
