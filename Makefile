@@ -43,7 +43,7 @@ clean:
 bench: setup
 	$(VENV)/bin/python -m bench
 
-# make smoke URL=https://... [VIBESDK_API_TOKEN=...]: the deployment's smoke test, against any control plane.
+# make smoke URL=https://... [VIBESDK_API_TOKEN=...]: the deployment's smoke test and isolation canary, against any control plane.
 URL ?= http://127.0.0.1:8080
 smoke: setup
 	$(VENV)/bin/python -m devstack.smoke --url $(URL)

@@ -1,7 +1,9 @@
 """Smoke test against any control plane: `python -m devstack.smoke --url URL` (`make smoke URL=...`).
 
-Creates a session from a template, runs a command in it, and waits for both runs to succeed.
-Exit code 0 only when they do; the token comes from --token or VIBESDK_API_TOKEN.
+Creates a session from a template, waits for it, then runs the isolation canary in it
+(devstack/canary.py: one line per probe) and shuts it down. Exit code 0 only when the session
+was created and every probe behaved; the token comes from --token or VIBESDK_API_TOKEN, the
+project whose Firestore a command must not reach from --project or GOOGLE_CLOUD_PROJECT.
 """
 
 from __future__ import annotations
@@ -10,50 +12,31 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
+from typing import IO
 
-import httpx
-
-from vibesdk_cli.progress import wait_for_run
-
-
-def wait(client: httpx.Client, run_url: str, timeout: float) -> dict[str, Any]:
-    """The run once it has ended, or as it is after `timeout` s."""
-    return wait_for_run(lambda: client.get(run_url).raise_for_status().json(), timeout)
+from devstack.canary import run_canary
+from devstack.canary_probes import probes
+from vibesdk_cli.client import Client, ClientError
+from vibesdk_cli.progress import until_ended
 
 
-def smoke(url: str, token: str | None, template: str, timeout: float) -> bool:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30) as client:
+def smoke(url: str, token: str | None, template: str, project: str, timeout: float, out: IO[str] = sys.stdout) -> bool:
+    client = Client(url, token)
+    try:
         started = time.monotonic()
-        created = client.post("/api/agent", json={"templateName": template, "projectName": "smoke"})
-        if created.status_code != 202:
-            print(f"POST /api/agent answered {created.status_code}: {created.text}")
-            return False
-        queued = created.json()
-        steps = [("createInstance", queued["runUrl"])]
-        run = wait(client, queued["runUrl"], timeout)
-        print(f"createInstance {run['status']} in {time.monotonic() - started:.1f} s")
+        queued = client.create(template, "smoke", {})
+        session = queued["sessionId"]
+        run = until_ended(client, session, queued["runId"], timeout)
+        out.write(f"createInstance {run['status']} in {time.monotonic() - started:.1f} s\n")
         if run["status"] != "succeeded":
-            print(f"  error: {run.get('error')}")
+            out.write(f"  error: {run.get('error')}\n")
             return False
-        started = time.monotonic()
-        command = (
-            client.post(
-                f"/api/agent/{queued['sessionId']}/actions",
-                json={"action": "executeCommands", "params": {"commands": ["ls"]}},
-            )
-            .raise_for_status()
-            .json()
-        )
-        steps.append(("executeCommands", command["runUrl"]))
-        run = wait(client, command["runUrl"], timeout)
-        print(f"executeCommands {run['status']} in {time.monotonic() - started:.1f} s")
-        if run["status"] != "succeeded":
-            print(f"  error: {run.get('error')}")
-            return False
-        client.post(f"/api/agent/{queued['sessionId']}/actions", json={"action": "shutdownInstance"})
-        return True
+        try:
+            return not run_canary(client, session, probes(client.url, project), out, timeout)
+        finally:
+            client.act(session, "shutdownInstance", {})
+    finally:
+        client.close()
 
 
 def main() -> None:
@@ -61,11 +44,14 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="control plane URL")
     parser.add_argument("--token", default=os.environ.get("VIBESDK_API_TOKEN"), help="API token (VIBESDK_API_TOKEN)")
     parser.add_argument("--template", default="static-site")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each run")
+    parser.add_argument(
+        "--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT", "vibesdk-local"), help="GOOGLE_CLOUD_PROJECT"
+    )
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the session, then for the canary")
     args = parser.parse_args()
     try:
-        ok = smoke(args.url, args.token, args.template, args.timeout)
-    except httpx.HTTPError as error:
+        ok = smoke(args.url, args.token, args.template, args.project, args.timeout)
+    except ClientError as error:
         print(f"smoke test could not talk to {args.url}: {error}")
         ok = False
     sys.exit(0 if ok else 1)

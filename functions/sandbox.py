@@ -36,6 +36,7 @@ logger = logging.getLogger("functions.sandbox")
 __all__ = ["CommandResult", "Egress", "IsolationUnavailable", "Limits", "prepare_workspace", "run_command"]
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle (ca-certificates), bound read-only
 KILL_GRACE_SECONDS = 2.0
 WATCH_INTERVAL_SECONDS = 0.1
 # Inside the sandbox: the proxy's socket in the command's /tmp, and the port the bridge opens.
@@ -192,6 +193,9 @@ def run_command(
             "NO_COLOR": "1",
             "FORCE_COLOR": "0",
         }
+        if Path(SYSTEM_CAS).exists():
+            # Node.js's own builds trust their bundled list only; commands trust what the system does.
+            base_env["NODE_EXTRA_CA_CERTS"] = SYSTEM_CAS
         shell = ["/bin/sh", "-c", command]
         tunnelled = bool(egress_for) and backend.egress_over_stdio
         # The proxy's socket: in the command's /tmp for the bridge, or the job's side of the tunnel.
