@@ -213,7 +213,8 @@ def test_fork_bomb_is_bounded(workspace: Path, run_command: RunCommand) -> None:
     marker = f"bomb-{uuid.uuid4().hex}"  # in the command line of every shell the bomb forks
     bomb = f": {marker}; bomb() {{ bomb | bomb & }}; bomb; sleep 2; echo survived"
     result = run_command(bomb, workspace, 5, limits=limits)
-    assert b"Cannot fork" in result.stderr, result.stderr[-500:]  # the process limit stopped it
+    # The process limit stopped it: inside, or counted from outside (a Cloud Run sandbox's user may raise it).
+    assert b"Cannot fork" in result.stderr or result.killed_reason == "processes over 64", result
     wait_until(lambda: not _sandbox_processes(marker.encode()), "every process of the fork bomb to end")
     # The job's own process can still fork after the bomb.
     assert run_command("echo alive", workspace, 5).stdout == b"alive\n"
