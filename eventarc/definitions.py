@@ -142,6 +142,7 @@ def terraform_inputs() -> dict[str, object]:
         "status_subscription": subscription(STATUS_RECORDER_SUBSCRIPTION),
         "collection": names.RUNS_COLLECTION,
         "subcollection": names.RUNS_SUBCOLLECTION,
+        "queued_requests_subcollection": names.QUEUED_REQUESTS_SUBCOLLECTION,
         "buckets": {
             "templates": names.TEMPLATES_BUCKET,
             "workspaces": names.WORKSPACES_BUCKET,

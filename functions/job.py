@@ -153,13 +153,15 @@ class Progress:
 
 
 def handle_request(message: PubsubMessage, ctx: Context) -> None:
-    """Run one request, then the session's later requests this process holds (functions/ordering.py).
+    """Run one request, then the session's later ones: those this process holds, then the next
+    one queued, from Firestore (functions/ordering.py), wherever its delivery went.
 
     A request that can never run is dead-lettered (and its run failed); one whose session has an
     earlier action still unfinished raises Busy: a negative ack.
     """
     started = time.monotonic()
     session_id = _handle_in_context(message, ctx)
+    tried: set[str] = set()
     while session_id and time.monotonic() - started < CHAIN_BUDGET_SECONDS:
         progressed = False
         for held in ctx.order.take_held(session_id):
@@ -168,8 +170,45 @@ def handle_request(message: PubsubMessage, ctx: Context) -> None:
                 progressed = True
             except Exception as error:  # its own redelivery retries it; this delivery is done
                 logger.info("held request %s left to its redelivery: %s", held.message_id, error)
-        if not progressed:
+        if progressed:
+            continue
+        queued = _next_queued(ctx, session_id, tried)
+        if queued is None:
             return
+        try:
+            _handle_in_context(queued, ctx)
+        except Exception as error:  # its delivery runs it, here or on another instance
+            logger.info("queued run %s left to its delivery: %s", queued.attributes.get("runId"), error)
+            return
+
+
+# The message id a run started from its Firestore copy is claimed under (its delivery's differs).
+CHAINED_MESSAGE_PREFIX = "chained-"
+
+
+def _next_queued(ctx: Context, session_id: str, tried: set[str]) -> PubsubMessage | None:
+    """The session's next run, as a message, when it is queued, no delivery holds it and Firestore
+    keeps its request: its own delivery may wait on another instance for Pub/Sub's backoff."""
+    try:
+        unfinished = ctx.store.unfinished_in_session(session_id)
+    except ServiceUnavailable:
+        return None
+    pending = [run for run in unfinished if run.runId not in tried and not ctx.order.has_ended(run.runId)]
+    if not pending:
+        return None
+    oldest = min(pending, key=lambda run: (run.createdAt, run.runId))
+    if oldest.claimed:
+        return None  # a delivery runs it, here or elsewhere
+    tried.add(oldest.runId)
+    try:
+        request = ctx.store.queued_request(session_id, oldest.runId)
+    except (ServiceUnavailable, ValueError) as error:
+        logger.warning("run %s: its queued request was not read (%s)", oldest.runId, error)
+        return None
+    if request is None:
+        return None
+    data = request.model_dump_json().encode()
+    return PubsubMessage(data=data, message_id=CHAINED_MESSAGE_PREFIX + request.runId, attributes=request.attributes())
 
 
 def _handle_in_context(message: PubsubMessage, ctx: Context) -> str | None:

@@ -4,7 +4,9 @@ Eventarc's subscription is unordered (../shared/DESIGN.md), so a later action of
 arrive while an earlier one is still queued or running. It is not run then: the delivery is
 negatively acknowledged (Pub/Sub brings it back after the backoff) and, so that it need not wait
 for that, its message is held here; when this process ends the earlier run, it runs the held
-ones next. A held message is only a shortcut: the redelivery is what guarantees it runs.
+ones next. Across instances, the one that ends a run starts the session's next queued run itself
+from the request Firestore keeps beside it (functions/job.py), whichever instance its delivery
+reached. Both are shortcuts: the redelivery is what guarantees a run runs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class SessionOrder:
     def ended(self, run_id: str) -> None:
         with self._lock:
             self._ended[run_id] = None
+
+    def has_ended(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._ended
 
     def waiting_for(self, run_id: str, unfinished: list[UnfinishedRun]) -> list[str]:
         """The runs queued before run_id that have not ended, as far as this process knows."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from vibesdk_gcp.names import (
 from vibesdk_gcp.params import NoParams
 from vibesdk_gcp.registry import ACTIONS, ActionSpec
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
+from vibesdk_gcp.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -523,3 +527,46 @@ def test_session_changes_are_also_in_an_inline_result_as_the_previous_release_re
     run(context, session_id, "createInstance", new=True)
     created = status_events()
     assert created["session"] == created["result"]["session"] == {"instanceId": session_id}, created
+
+
+def _queued(context: Context, session_id: str, action: str, params: dict[str, Any]) -> SandboxRequest:
+    request = SandboxRequest(
+        sessionId=session_id,
+        runId=str(uuid.uuid4()),
+        action=action,
+        templateName="static-site",
+        issuedAt=utcnow(),
+        owner="alice",
+        egress=True,
+        params=params,
+    )
+    context.store.queue_run(request, new_session=False)
+    return request
+
+
+def test_the_instance_that_ends_a_run_starts_the_sessions_next_one(
+    context: Context, session: str, status_events: Any, settings: Settings, sandbox_root: Path
+) -> None:
+    """Two instances (two contexts on the same emulators): the later action's delivery reaches the
+    other one while the earlier runs, and is refused (Pub/Sub would bring it back after its
+    backoff); the instance that ends the earlier one starts it at once, from Firestore's copy."""
+    other_root = Path(tempfile.mkdtemp(dir=sandbox_root))
+    other = Context(replace(settings, workspace_root=other_root), context.store, context.bus, context.storage)
+    first = _queued(context, session, "executeCommands", {"commands": ["sleep 3"]})
+    second = _queued(context, session, "executeCommands", {"commands": ["echo second"]})
+    worker = threading.Thread(target=handle_request, args=(message_for(first), context))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not any(run.claimed for run in context.store.unfinished_in_session(session) if run.runId == first.runId):
+        assert time.monotonic() < deadline, "the first run was never claimed"
+        time.sleep(0.05)
+    with pytest.raises(Busy, match="waits for run"):
+        handle_request(message_for(second), other)  # the delivery that reached the other instance
+    worker.join(timeout=60)
+    ended = {event["runId"]: event for event in (status_events(), status_events())}
+    assert [ended[run.runId]["status"] for run in (first, second)] == ["succeeded", "succeeded"], ended
+    assert ended[second.runId]["result"]["results"][0]["output"] == "second\n"
+    gap = datetime.fromisoformat(ended[second.runId]["startedAt"]) - datetime.fromisoformat(ended[first.runId]["time"])
+    assert gap.total_seconds() < 1.0, gap  # not Pub/Sub's backoff (10 s at least)
+    handle_request(message_for(second), other)  # its redelivery finds it done: acknowledged, not run again
+    assert context.store.get_run(session, second.runId).claims == 1

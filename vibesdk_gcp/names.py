@@ -24,6 +24,8 @@ DEAD_LETTER_ORIGINAL_ID = "vibesdkOriginalMessageId"
 
 RUNS_COLLECTION = "sandboxRuns"
 RUNS_SUBCOLLECTION = "runs"
+# Each queued run's request, beside its run: any job instance can start it (functions/job.py).
+QUEUED_REQUESTS_SUBCOLLECTION = "queuedRequests"
 API_KEYS_COLLECTION = "apiKeys"
 
 TEMPLATES_BUCKET = "vibesdk-templates"

@@ -120,6 +120,8 @@ module "firestore" {
   location           = var.firestore_location
   runs_collection    = local.definitions.collection
   runs_subcollection = local.definitions.subcollection
+
+  queued_requests_subcollection = local.definitions.queued_requests_subcollection
 }
 
 # Publishing, per topic, as the code publishes (tests/e2e/test_iam.py): requests from the control

@@ -77,6 +77,9 @@ class RunStore:
     def unfinished_in_session(self, session_id: str) -> list[UnfinishedRun]:
         return self._queries.unfinished_in_session(session_id)
 
+    def queued_request(self, session_id: str, run_id: str) -> SandboxRequest | None:
+        return self._queries.queued_request(session_id, run_id)
+
     def unfinished(self) -> list[RunDoc]:
         return self._queries.unfinished()
 

@@ -12,7 +12,7 @@ from google.cloud.firestore_v1.base_document import DocumentSnapshot
 from vibesdk_gcp import access
 from vibesdk_gcp.errors import ServiceUnavailable
 from vibesdk_gcp.metrics import work
-from vibesdk_gcp.names import RUNS_COLLECTION, RUNS_SUBCOLLECTION
+from vibesdk_gcp.names import QUEUED_REQUESTS_SUBCOLLECTION, RUNS_COLLECTION, RUNS_SUBCOLLECTION
 from vibesdk_gcp.runs.documents import Fields
 
 # Under load, how long a group of Firestore calls waits to gather more (vibesdk_gcp/batching.py).
@@ -49,6 +49,10 @@ class FirestoreCalls:
     def run_ref(self, session_id: str, run_id: str) -> firestore.DocumentReference:
         runs: firestore.CollectionReference = self.session_ref(session_id).collection(RUNS_SUBCOLLECTION)
         return runs.document(run_id)
+
+    def request_ref(self, session_id: str, run_id: str) -> firestore.DocumentReference:
+        requests: firestore.CollectionReference = self.session_ref(session_id).collection(QUEUED_REQUESTS_SUBCOLLECTION)
+        return requests.document(run_id)
 
     def read(self, refs: list[firestore.DocumentReference]) -> Snapshots:
         """The documents in one call (a missing one's snapshot does not exist)."""

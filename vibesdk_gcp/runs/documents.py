@@ -18,6 +18,8 @@ from vibesdk_gcp.state import SEQ_QUEUED
 
 # Firestore's TTL policy on expireAt deletes runs this long after they were queued.
 RUN_RETENTION = timedelta(days=30)
+# A request bigger than this is not copied to Firestore (a document holds 1 MiB): its delivery runs it.
+MAX_STORED_REQUEST_BYTES = 64 << 10
 
 # A write's fields as Firestore takes them: values, datetimes, sentinels, dotted paths.
 Fields = dict[str, Any]
@@ -117,6 +119,14 @@ def queued_run(request: SandboxRequest, now: datetime) -> RunDoc:
         updatedAt=now,
         expireAt=now + RUN_RETENTION,
     )
+
+
+def stored_request(request: SandboxRequest, now: datetime) -> Fields | None:
+    """The queued run's request as its run's neighbour keeps it (None when too big to keep)."""
+    encoded = request.model_dump_json()
+    if len(encoded) > MAX_STORED_REQUEST_BYTES:
+        return None
+    return {"request": encoded, "expireAt": now + RUN_RETENTION}
 
 
 def queued_session(request: SandboxRequest, now: datetime, new: bool, preview_token: str | None = None) -> Fields:

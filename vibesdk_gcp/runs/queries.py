@@ -16,6 +16,7 @@ from vibesdk_gcp.metrics import work
 from vibesdk_gcp.names import RUNS_COLLECTION, RUNS_SUBCOLLECTION
 from vibesdk_gcp.runs.calls import CALL_LIMITS, OUTAGES, FirestoreCalls, possible_id, unavailable
 from vibesdk_gcp.runs.documents import Fields, RunDoc, SessionDoc, UnfinishedRun
+from vibesdk_gcp.schemas import SandboxRequest
 
 UNFINISHED = ["queued", "running"]
 
@@ -44,6 +45,17 @@ class Queries:
         if document is None:
             raise NotFound(f"session {session_id!r} does not exist")
         return SessionDoc.model_validate(document)
+
+    def queued_request(self, session_id: str, run_id: str) -> SandboxRequest | None:
+        """The request a run was queued with, as Firestore keeps it (None: not kept, too big)."""
+        document = (
+            self._get(self._calls.request_ref(session_id, run_id))
+            if possible_id(session_id) and possible_id(run_id)
+            else None
+        )
+        if document is None:
+            return None
+        return SandboxRequest.model_validate_json(document["request"])
 
     def get_run(self, session_id: str, run_id: str) -> RunDoc:
         possible = possible_id(session_id) and possible_id(run_id)

@@ -7,7 +7,7 @@ from google.cloud import firestore
 
 from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.runs.calls import GROUP_LINGER_SECONDS, OUTAGES, FirestoreCalls, unavailable
-from vibesdk_gcp.runs.documents import queued_run, queued_session
+from vibesdk_gcp.runs.documents import queued_run, queued_session, stored_request
 from vibesdk_gcp.schemas import SandboxRequest, utcnow
 
 # Errors that one item of a batch can cause; any other spoils every item alike.
@@ -48,6 +48,8 @@ class RunQueue:
         """Add one queued run's writes to the batch (a new session's with its preview token)."""
         now = utcnow()
         batch.set(self._calls.run_ref(request.sessionId, request.runId), queued_run(request, now).fields())
+        if (stored := stored_request(request, now)) is not None:
+            batch.set(self._calls.request_ref(request.sessionId, request.runId), stored)
         session_ref = self._calls.session_ref(request.sessionId)
         session = queued_session(request, now, new=new_session, preview_token=preview_token)
         if new_session:

@@ -73,3 +73,15 @@ resource "google_firestore_field" "runs_ttl" {
   # A TTL field needs no index of its own.
   index_config {}
 }
+
+# Each queued run's request, kept beside it for any job instance to start it, expires with it.
+resource "google_firestore_field" "queued_requests_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.database.name
+  collection = var.queued_requests_subcollection
+  field      = var.ttl_field
+
+  ttl_config {}
+
+  index_config {}
+}

@@ -18,6 +18,11 @@ variable "runs_subcollection" {
   description = "Subcollection of runs under each session (runs)."
 }
 
+variable "queued_requests_subcollection" {
+  type        = string
+  description = "Subcollection of queued runs' requests under each session (queuedRequests)."
+}
+
 variable "ttl_field" {
   type        = string
   description = "Timestamp field after which Firestore deletes a run."
