@@ -538,3 +538,34 @@ def test_a_hostile_command_leaves_no_scratch_behind(
 def test_how_a_command_ended_in_words(exit_code: int, killed_reason: str | None, ended: str) -> None:
     result = sandbox.CommandResult("true", exit_code, b"", b"", 0.1, killed_reason)
     assert result.ended == ended
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        # A link out of the sandbox to a job's file that reads "0": a failed command passed for a success.
+        "ln -sf {zero} /tmp/.vibesdk-status",
+        # A FIFO: the job's read of it waited for a writer forever, after the sandbox was gone.
+        "rm -f /tmp/.vibesdk-status && mkfifo /tmp/.vibesdk-status",
+    ],
+)
+def test_a_cloud_run_status_file_the_command_planted_is_not_followed(
+    sandbox_root: Path, use_backend: UseBackend, plant: str
+) -> None:
+    """The status file is in the command's /tmp, which it writes: the job reads it as a file of the
+    tenant's, never through a link and never when it is not a regular file."""
+    commands = use_backend("cloud-run")
+    require_backend(commands, "cloud-run")
+    workspace = Path(tempfile.mkdtemp(dir=sandbox_root))
+    commands.prepare(workspace)
+    zero = sandbox_root / f"zero-{uuid.uuid4().hex}"
+    zero.write_text("0\n")
+    done: list[CommandResult] = []
+    worker = threading.Thread(
+        target=lambda: done.append(commands.run(f"{plant.format(zero=zero)}; exit 3", workspace, 3)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert done, "the job still waits on the status file the command planted"
+    assert done[0].exit_code != 0, done[0]
+
