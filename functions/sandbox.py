@@ -17,6 +17,7 @@ import logging
 import os
 import select
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -258,8 +259,13 @@ def _status_of(tmp: Path, status_file: str | None, launched: int) -> int:
     """The command's exit status: the launch's own, or what the sandbox wrote (its CLI says 0 or 1)."""
     if status_file is None:
         return launched
+    # The command writes its /tmp: a link there would lead the job's read out of it, a FIFO would
+    # hold it forever, /dev/zero would fill its memory. A regular file of /tmp's own, a few bytes.
     try:
-        return int((tmp / status_file).read_text().strip())
+        with os.fdopen(confined.open_file(tmp, status_file), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return launched
+            return int(handle.read(16).strip())
     except (OSError, ValueError):
         return launched  # the command never got to its end (killed), or a tenant removed the file
 

@@ -5,7 +5,9 @@ kept up to a cap as functions/sandbox.py's _Capped keeps it, and connections, ea
 egress proxy's socket for the command (outside the sandbox, never bound into it), whose answers go
 back as frames on the CLI's standard input. The frames come from inside the sandbox, where a
 hostile command may forge them: anything malformed ends the tunnel and is told to the command's
-output, and a frame can only do what a connection to the proxy can.
+output, and a frame can only do what a connection to the proxy can. The job's end of each connection
+is closed when the proxy's ends, and at most the proxy's cap of them is open at once: a command that
+opens and drops connections in a loop holds none of the job's descriptors.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import struct
 import threading
 from pathlib import Path
 from typing import IO
+
+from functions.egress import CONNECTIONS_PER_COMMAND
 
 HEADER = struct.Struct(">cII")  # kind, connection, payload length (functions/tunnel_agent.py)
 OUTPUT, OPEN, DATA, CLOSE = b"O", b"N", b"D", b"C"
@@ -73,6 +77,9 @@ class Tunnel:
         return True
 
     def _open(self, connection: int) -> None:
+        if connection in self._upstreams or len(self._upstreams) >= CONNECTIONS_PER_COMMAND:
+            self._send(CLOSE, connection)  # what the proxy would turn away, refused before a descriptor
+            return
         upstream = socket.socket(socket.AF_UNIX)
         try:
             upstream.connect(str(self._socket))
@@ -89,6 +96,10 @@ class Tunnel:
                 self._send(DATA, connection, chunk)
         except OSError:
             pass
+        # Only this thread removes the connection, and no OPEN of its number is taken while it is here.
+        if self._upstreams.get(connection) is upstream:
+            del self._upstreams[connection]
+        upstream.close()
         self._send(CLOSE, connection)
 
     def _send(self, kind: bytes, connection: int, payload: bytes = b"") -> None:

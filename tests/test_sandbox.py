@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from functions import isolation, sandbox
+from functions import egress, isolation, sandbox
 from functions.sandbox import CommandResult, Limits
 from tests.conftest import Commands, require_backend
 from vibesdk_gcp import clients
@@ -538,3 +538,79 @@ def test_a_hostile_command_leaves_no_scratch_behind(
 def test_how_a_command_ended_in_words(exit_code: int, killed_reason: str | None, ended: str) -> None:
     result = sandbox.CommandResult("true", exit_code, b"", b"", 0.1, killed_reason)
     assert result.ended == ended
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        # A link out of the sandbox to a job's file that reads "0": a failed command passed for a success.
+        "ln -sf {zero} /tmp/.vibesdk-status",
+        # A FIFO: the job's read of it waited for a writer forever, after the sandbox was gone.
+        "rm -f /tmp/.vibesdk-status && mkfifo /tmp/.vibesdk-status",
+    ],
+)
+def test_a_cloud_run_status_file_the_command_planted_is_not_followed(
+    sandbox_root: Path, use_backend: UseBackend, plant: str
+) -> None:
+    """The status file is in the command's /tmp, which it writes: the job reads it as a file of the
+    tenant's, never through a link and never when it is not a regular file."""
+    commands = use_backend("cloud-run")
+    require_backend(commands, "cloud-run")
+    workspace = Path(tempfile.mkdtemp(dir=sandbox_root))
+    commands.prepare(workspace)
+    zero = sandbox_root / f"zero-{uuid.uuid4().hex}"
+    zero.write_text("0\n")
+    done: list[CommandResult] = []
+    worker = threading.Thread(
+        target=lambda: done.append(commands.run(f"{plant.format(zero=zero)}; exit 3", workspace, 3)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert done, "the job still waits on the status file the command planted"
+    assert done[0].exit_code != 0, done[0]
+
+
+FLOOD = """
+import os, socket, time
+# Through the agent itself: each connection to its port is an OPEN frame to the job, then a CLOSE.
+for _ in range(2000):
+    socket.create_connection(("127.0.0.1", int(os.environ["EGRESS_PORT"]))).close()
+open("flooded", "w").close()
+for _ in range(600):
+    if os.path.exists("release"):
+        break
+    time.sleep(0.1)
+"""
+
+
+def test_a_flood_of_tunnelled_connections_holds_no_more_of_the_jobs_descriptors_than_the_proxy_admits(
+    sandbox_root: Path, use_backend: UseBackend
+) -> None:
+    """Each connection to the tunnel agent's port is an OPEN frame: the job's end of each, to the proxy,
+    stayed open after the connection ended, until the command did (2000 descriptors of the job's)."""
+    commands = use_backend("cloud-run")
+    require_backend(commands, "cloud-run")
+    workspace = Path(tempfile.mkdtemp(dir=sandbox_root))
+    commands.prepare(workspace)
+    (workspace / "flood.py").write_text(FLOOD)
+    commands.proxy()  # its own descriptors before the count
+    before = len(os.listdir("/proc/self/fd"))
+    egress_for = sandbox.Egress("session-flood", "run-flood", "owner-flood")
+    done: list[CommandResult] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            commands.run(f"EGRESS_PORT={sandbox.EGRESS_PORT} python3 flood.py", workspace, 90, egress_for=egress_for)
+        ),
+        daemon=True,
+    )
+    worker.start()
+    try:
+        wait_until(lambda: (workspace / "flooded").exists() or done, "the command's forged frames")
+        time.sleep(2)  # the job takes them in
+        held = len(os.listdir("/proc/self/fd")) - before
+    finally:
+        (workspace / "release").touch()
+        worker.join(timeout=60)
+    assert done and done[0].exit_code == 0, done
+    # The proxy holds at most its cap of the command's connections, each with the job's end of it.
+    assert held <= 2 * egress.CONNECTIONS_PER_COMMAND + 16, held
