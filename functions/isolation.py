@@ -432,7 +432,8 @@ def _cloud_run_behaves(backend: CloudRunSandbox) -> str | None:
         for folder in (workspace, tmp, shm_of(tmp)):
             folder.mkdir()
             folder.chmod(0o777)
-        write = "mkdir made && echo written > made/file && exit 7"
+        # Made private to the sandbox's user, as any command may: the job must still read and remove it.
+        write = "mkdir made && echo written > made/file && chmod 600 made/file && chmod 700 made && exit 7"
         launch = backend.launch(["/bin/sh", "-c", write], workspace, tmp, {}, Limits(), 10)
         try:
             subprocess.run(launch.argv, env=launch.env, capture_output=True, timeout=30, check=False)
@@ -440,22 +441,29 @@ def _cloud_run_behaves(backend: CloudRunSandbox) -> str | None:
             written = (workspace / "made" / "file").read_text()
             shutil.rmtree(workspace / "made")
         except (OSError, subprocess.TimeoutExpired) as error:
-            return f"its user cannot write a world-writable bound folder, or the job cannot read and remove what it wrote ({error})"
+            return (
+                "its user cannot write a world-writable bound folder, or the job cannot read and remove"
+                f" what it wrote and made its own ({error})"
+            )
         if status != "7" or written != "written\n":
             return f"the command's exit status did not come back (got {status!r})"
         marker = f"600.{os.getpid()}{threading.get_ident() % 1000:03d}"
         launch = backend.launch(["/bin/sh", "-c", f"sleep {marker}"], workspace, tmp, {}, Limits(), 10)
         held = subprocess.Popen(launch.argv, env=launch.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        def sleeping() -> bool:
-            return any(marker.encode() in _cmdline(pid) for pid in descendants(held.pid))
+        def sleeping() -> list[int]:
+            return [pid for pid in descendants(held.pid) if marker.encode() in _cmdline(pid)]
 
         try:
             deadline = time.monotonic() + 10
-            while not sleeping():
+            while not (found := sleeping()):
                 if held.poll() is not None or time.monotonic() > deadline:
                     return "the job cannot see a sandbox's processes, so it could neither bound their memory and number nor end them"
                 time.sleep(0.05)
+            try:
+                os.listdir(f"/proc/{found[0]}/fd")  # the files it holds open count as its memory
+            except OSError as error:
+                return f"the job cannot read which files a sandbox's process holds open ({error})"
             held.terminate()  # the reaper ends the sandbox's processes, then itself
             held.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -369,20 +369,43 @@ LAUNCH_TASKS = 16
 
 
 def _tree_usage(pid: int) -> tuple[int, int]:
-    """Resident memory and tasks (threads count, as RLIMIT_NPROC counts them) of the command's whole
-    process tree: each process's own limit does not bound them all, and in a sandbox whose user
-    has sudo none binds."""
+    """Memory and tasks (threads count, as RLIMIT_NPROC counts them) of the command's whole process
+    tree: each process's own limit does not bound them all, and in a sandbox whose user has sudo
+    none binds. Memory is what is resident, and the files held open after their removal (a
+    memfd, a /tmp file removed while written), which no folder's size shows."""
     total, tasks, todo = 0, 0, [pid]
+    held: set[tuple[int, int]] = set()
     while todo:
         current = todo.pop()
         try:
             total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * PAGE_BYTES
+            total += _removed_but_open(current, held)
             for task in os.scandir(f"/proc/{current}/task"):
                 tasks += 1
                 todo += [int(child) for child in Path(task.path, "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
     return total, tasks
+
+
+def _removed_but_open(pid: int, seen: set[tuple[int, int]]) -> int:
+    """Bytes of the files `pid` holds open that no folder has any more, each file counted once."""
+    total = 0
+    try:
+        descriptors = list(os.scandir(f"/proc/{pid}/fd"))
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    for descriptor in descriptors:
+        try:
+            if not os.readlink(descriptor.path).endswith(" (deleted)"):
+                continue
+            info = os.stat(descriptor.path)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += max(info.st_size, info.st_blocks * 512)
+    return total
 
 
 def _exit_waiter(process: subprocess.Popen[bytes]) -> Callable[[float | None], bool]:

@@ -614,3 +614,18 @@ def test_a_flood_of_tunnelled_connections_holds_no_more_of_the_jobs_descriptors_
     assert done and done[0].exit_code == 0, done
     # The proxy holds at most its cap of the command's connections, each with the job's end of it.
     assert held <= 2 * egress.CONNECTIONS_PER_COMMAND + 16, held
+
+
+@pytest.mark.parametrize(
+    "hold",
+    [
+        "exec 3>/tmp/held; rm /tmp/held; head -c 200000000 /dev/zero >&3; sleep 20",
+        "python3 -c \"import os, time; fd = os.memfd_create('m'); [os.write(fd, b'x' * (1 << 20)) for _ in range(200)]; time.sleep(20)\"",
+    ],
+    ids=["removed-file", "memfd"],
+)
+def test_files_held_open_after_removal_count_as_memory(workspace: Path, run_command: RunCommand, hold: str) -> None:
+    """No folder's size shows them (the review held 200 MB past a 128 MiB bound this way)."""
+    limits = Limits(total_memory_bytes=128 << 20, tmp_bytes=16 << 20)
+    result = run_command(hold, workspace, 30, limits=limits)
+    assert result.killed_reason == "memory over 128 MiB", result
