@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
@@ -187,8 +188,9 @@ CHAINED_MESSAGE_PREFIX = "chained-"
 
 
 def _next_queued(ctx: Context, session_id: str, tried: set[str]) -> PubsubMessage | None:
-    """The session's next run, as a message, when it is queued, no delivery holds it and Firestore
-    keeps its request: its own delivery may wait on another instance for Pub/Sub's backoff."""
+    """The session's next run, as a message, when it is queued, no delivery holds it, one was
+    refused for the order (it waits for Pub/Sub's backoff, perhaps on another instance) and
+    Firestore keeps its request."""
     try:
         unfinished = ctx.store.unfinished_in_session(session_id)
     except ServiceUnavailable:
@@ -197,8 +199,8 @@ def _next_queued(ctx: Context, session_id: str, tried: set[str]) -> PubsubMessag
     if not pending:
         return None
     oldest = min(pending, key=lambda run: (run.createdAt, run.runId))
-    if oldest.claimed:
-        return None  # a delivery runs it, here or elsewhere
+    if oldest.claimed or oldest.refusedAt is None:
+        return None  # a delivery runs it, here or elsewhere, or is on its way to
     tried.add(oldest.runId)
     try:
         request = ctx.store.queued_request(session_id, oldest.runId)
@@ -262,6 +264,12 @@ def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> Cla
     waiting = ctx.order.waiting_for(request.runId, ctx.store.unfinished_in_session(request.sessionId))
     if waiting:
         ctx.order.hold(request.sessionId, request.runId, message)
+        # Said in Firestore, so the instance that ends the earlier run starts this one; looked at
+        # again after, for an earlier run that ended before it could see that.
+        with contextlib.suppress(ServiceUnavailable, NotFound):
+            ctx.store.mark_refused(request.sessionId, request.runId)
+        waiting = ctx.order.waiting_for(request.runId, ctx.store.unfinished_in_session(request.sessionId))
+    if waiting:
         raise Busy(f"run {request.runId} waits for run {waiting[0]} of its session, queued before it")
     return claim(check_order=False)
 

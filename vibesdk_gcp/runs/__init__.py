@@ -57,6 +57,11 @@ class RunStore:
         """End the holder's lease now, so that the next delivery takes the run at once."""
         self._claims.renew(session_id, run_id, 0)
 
+    def mark_refused(self, session_id: str, run_id: str) -> None:
+        """A delivery of the run was refused for its session's order: Pub/Sub brings it back only
+        after its backoff, so the instance that ends the run before it may start it (functions/job.py)."""
+        self._claims.mark_refused(session_id, run_id)
+
     def end_claim(self, session_id: str, run_id: str) -> None:
         """The holder has ended the run (its terminal event is out): no delivery takes it again."""
         self._claims.end_claim(session_id, run_id)

@@ -93,6 +93,11 @@ class Claims:
         batch.update(self._calls.run_ref(session_id, run_id), {"claim.endedAt": utcnow()})
         self._calls.commit_or_unavailable(batch)
 
+    def mark_refused(self, session_id: str, run_id: str) -> None:
+        batch = self._calls.client.batch()
+        batch.update(self._calls.run_ref(session_id, run_id), {"refusedAt": utcnow()})
+        self._calls.commit_or_unavailable(batch)
+
     def renew(self, session_id: str, run_id: str, lease_seconds: float) -> None:
         batch = self._calls.client.batch()
         until = utcnow() + timedelta(seconds=lease_seconds)

@@ -101,6 +101,8 @@ class UnfinishedRun(Document):
     action: str = ""
     # A delivery holds it (it may have started, whatever its status says yet).
     claimed: bool = False
+    # A delivery of it was refused for the session's order: it waits for Pub/Sub's backoff.
+    refusedAt: datetime | None = None
 
 
 def queued_run(request: SandboxRequest, now: datetime) -> RunDoc:

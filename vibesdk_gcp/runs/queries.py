@@ -115,7 +115,7 @@ class Queries:
             self._calls.session_ref(session_id)
             .collection(RUNS_SUBCOLLECTION)
             .where(filter=FieldFilter("status", "in", UNFINISHED))
-            .select(["runId", "createdAt", "status", "action", "claim.messageId", "claim.endedAt"])
+            .select(["runId", "createdAt", "status", "action", "claim.messageId", "claim.endedAt", "refusedAt"])
         )
         # A run its holder ended is done, whether or not the recorder has written so yet.
         documents = [
