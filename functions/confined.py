@@ -15,7 +15,7 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -124,13 +124,34 @@ def remove_empty_folders(root: Path) -> None:
                 os.rmdir(name, dir_fd=parent)
 
 
-def give_away(root: Path, ids: tuple[int, int], skip: str | None = None) -> None:
-    """Every folder and every regular file of the job's own under root to the sandbox's uid,
-    except the top-level folder `skip` and files shared with an installed tree."""
+def _own_folders(root: Path, skip: str | None) -> Iterator[tuple[int, list[str]]]:
+    """Each folder under root, opened without following a link, with its file names: all but the
+    top-level folder `skip` and what is under it."""
     for dirpath, dirnames, filenames, parent in os.fwalk(root):
         if skip and dirpath == str(root) and skip in dirnames:
             dirnames.remove(skip)
-        # fwalk opened this folder itself, without following a link.
+        yield parent, filenames
+
+
+def _on_own_file(name: str, parent: int, act: Callable[[int, os.stat_result], None]) -> None:
+    """`act` on parent/name, opened, when it is still a regular file with a single link (one of
+    the job's own, not a tree's), whatever a command swapped in meanwhile."""
+    try:
+        descriptor = os.open(name, FILE_FLAGS, dir_fd=parent)
+    except OSError:
+        return  # swapped meanwhile for something that is not a file
+    try:
+        info = os.fstat(descriptor)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            act(descriptor, info)
+    finally:
+        os.close(descriptor)
+
+
+def give_away(root: Path, ids: tuple[int, int], skip: str | None = None) -> None:
+    """Every folder and every regular file of the job's own under root to the sandbox's uid,
+    except the top-level folder `skip` and files shared with an installed tree."""
+    for parent, filenames in _own_folders(root, skip):
         os.fchown(parent, *ids)
         for name in filenames:
             _give_file(name, parent, ids)
@@ -148,16 +169,7 @@ def _give_file(name: str, parent: int, ids: tuple[int, int]) -> None:
         return
     if not stat.S_ISREG(seen.st_mode) or seen.st_nlink != 1:
         return  # a tree's file (shared by link) stays the job's; pipes and sockets are not files
-    try:
-        descriptor = os.open(name, FILE_FLAGS, dir_fd=parent)
-    except OSError:
-        return  # swapped meanwhile for something that is not a file
-    try:
-        info = os.fstat(descriptor)
-        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
-            os.fchown(descriptor, *ids)
-    finally:
-        os.close(descriptor)
+    _on_own_file(name, parent, lambda descriptor, _: os.fchown(descriptor, *ids))
 
 
 def open_up(root: Path, skip: str | None = None) -> None:
@@ -165,9 +177,7 @@ def open_up(root: Path, skip: str | None = None) -> None:
     under the top-level folder `skip` (an installed tree's files stay read-only; its folders are
     open already, functions/dependencies.py): for a sandbox whose user writes nothing else
     (functions/isolation.py, CloudRunSandbox). Only that sandbox sees the folder bound."""
-    for dirpath, dirnames, filenames, parent in os.fwalk(root):
-        if skip and dirpath == str(root) and skip in dirnames:
-            dirnames.remove(skip)
+    for parent, filenames in _own_folders(root, skip):
         if stat.S_IMODE(os.fstat(parent).st_mode) != 0o777:
             os.fchmod(parent, 0o777)
         for name in filenames:
@@ -181,13 +191,4 @@ def _open_file(name: str, parent: int) -> None:
         return
     if not stat.S_ISREG(seen.st_mode) or seen.st_nlink != 1 or seen.st_mode & 0o666 == 0o666:
         return  # open already (the common case, one call), a link, or a tree's file
-    try:
-        descriptor = os.open(name, FILE_FLAGS, dir_fd=parent)
-    except OSError:
-        return  # swapped meanwhile for something that is not a file
-    try:
-        info = os.fstat(descriptor)
-        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
-            os.fchmod(descriptor, stat.S_IMODE(info.st_mode) | 0o666)
-    finally:
-        os.close(descriptor)
+    _on_own_file(name, parent, lambda descriptor, info: os.fchmod(descriptor, stat.S_IMODE(info.st_mode) | 0o666))
