@@ -31,7 +31,7 @@ def main() -> int:
         f"""
 VibSDK on emulators, project {stack.project}
   control plane     {ports.url("control_plane")}   (OpenAPI: {ports.url("control_plane")}/openapi.json)
-  sandbox job       {ports.url("sandbox_job")}   (functions-framework, target sandbox_job)
+  sandbox job       {", ".join(stack.job_url(i) for i in range(stack.job_count))}   ({stack.job_count} instances, functions-framework, target sandbox_job)
   status recorder   {ports.url("status_recorder")}   (functions-framework, target status_recorder)
   eventarc router   {ports.url("eventarc_router")}
   Pub/Sub emulator  {stack.env["PUBSUB_EMULATOR_HOST"]}   {stack.origins["pubsub"]}

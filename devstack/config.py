@@ -54,3 +54,30 @@ class Ports:
 
     def url(self, attribute: str) -> str:
         return f"http://{HOST}:{getattr(self, attribute)}"
+
+    def job_port(self, index: int) -> int:
+        """Job instance `index`'s port (0 is the first): ten apart, clear of every other default."""
+        return self.sandbox_job + JOB_PORT_STEP * index
+
+
+# Cloud Run runs the sandbox job on many instances and Eventarc's pushes land on any of them: the
+# local stack runs this many, each on its own port with its own disk, behind the one router.
+JOB_INSTANCES_VARIABLE = "VIBESDK_JOB_INSTANCES"
+DEFAULT_JOB_INSTANCES = 2
+MAX_JOB_INSTANCES = 9
+JOB_PORT_STEP = 10
+JOB_UNIT = "sandbox-job"
+
+
+def job_instances(env: Mapping[str, str]) -> int:
+    raw = env.get(JOB_INSTANCES_VARIABLE) or str(DEFAULT_JOB_INSTANCES)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_JOB_INSTANCES:
+        raise ConfigurationError(
+            f"{JOB_INSTANCES_VARIABLE} must be a number from 1 to {MAX_JOB_INSTANCES}, got {raw!r}"
+        )
+    return int(raw)
+
+
+def job_unit(index: int) -> str:
+    """The supervisor's name of job instance `index`: sandbox-job, sandbox-job-2, ..."""
+    return JOB_UNIT if index == 0 else f"{JOB_UNIT}-{index + 1}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import emulators
-from devstack.config import HOST, PORTS, Ports
+from devstack.config import HOST, PORTS, Ports, job_instances, job_unit
 from devstack.processes import Supervisor
 from devstack.provision import provision_buckets, provision_pubsub
 from devstack.templates import upload_templates
@@ -35,10 +35,23 @@ class Stack:
     supervisor: Supervisor
     env: dict[str, str] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    job_count: int = 1
 
     @property
     def api_url(self) -> str:
         return self.ports.url("control_plane")
+
+    @property
+    def job_units(self) -> list[str]:
+        """The sandbox job's instances, as the supervisor names them: sandbox-job, sandbox-job-2, ..."""
+        return [job_unit(index) for index in range(self.job_count)]
+
+    def job_url(self, index: int = 0) -> str:
+        return f"http://{HOST}:{self.ports.job_port(index)}"
+
+    def job_root(self, index: int = 0) -> Path:
+        """Where job instance `index` keeps its working copies: its own disk, as on Cloud Run."""
+        return job_workspace_root(self.env["VIBESDK_WORKSPACE_ROOT"], index)
 
     def stop(self) -> None:
         self.supervisor.stop()
@@ -52,17 +65,21 @@ def _local(entry_point: list[str], port: int) -> list[str]:
     return [str(BIN / program), *args, "--host", HOST, "--port", str(port)]
 
 
-def check_ports_free(ports: Ports) -> None:
+def job_workspace_root(root: str, index: int) -> Path:
+    """The first instance's root is the one configured; each other instance has one of its own beside it."""
+    return Path(root) if index == 0 else Path(f"{root}-{index + 1}")
+
+
+def check_ports_free(ports: Ports, job_count: int = 1) -> None:
     """Fail before starting anything when a port is taken (another `make dev`, say), naming it."""
-    for attribute, variable, _ in PORTS:
-        port = getattr(ports, attribute)
+    wanted = [(getattr(ports, attribute), attribute.replace("_", " "), variable) for attribute, variable, _ in PORTS]
+    wanted += [(ports.job_port(index), job_unit(index), "VIBESDK_SANDBOX_JOB_PORT") for index in range(1, job_count)]
+    for port, what, variable in wanted:
         if not port:
             continue
         with socket.socket() as probe:
             if probe.connect_ex((HOST, port)) == 0:
-                raise ConfigurationError(
-                    f"port {port} ({attribute.replace('_', ' ')}) is in use: stop what listens there or set {variable}"
-                )
+                raise ConfigurationError(f"port {port} ({what}) is in use: stop what listens there or set {variable}")
 
 
 def emulator_env(ports: Ports) -> dict[str, str]:
@@ -128,9 +145,10 @@ def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None
     ports = ports or Ports.from_env(base)
     project = base.get("GOOGLE_CLOUD_PROJECT") or Settings.from_env({}).project
     token = base.get("VIBESDK_API_TOKEN") or secrets.token_urlsafe(24)
-    check_ports_free(ports)
+    job_count = job_instances(base)
+    check_ports_free(ports, job_count)
     supervisor = Supervisor(log_dir or PROJECT_ROOT / ".devstack" / "logs")
-    stack = Stack(ports, project, token, supervisor)
+    stack = Stack(ports, project, token, supervisor, job_count=job_count)
     try:
         common = (
             base
@@ -141,6 +159,8 @@ def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None
                 "PYTHONUNBUFFERED": "1",
                 "VIBESDK_API_TOKEN": token,
                 "VIBESDK_PUBLIC_URL": ports.url("control_plane"),
+                # Every instance's share of an owner's actions is counted against all of them (functions/fairness.py).
+                "VIBESDK_JOB_INSTANCES": str(job_count),
                 # Previews by host, one origin each, as VibSDK links them: browsers resolve *.localhost
                 # to loopback. A domain of their own (the domain itself is a preview's host too), so the
                 # API stays on localhost and 127.0.0.1. An empty VIBESDK_PREVIEW_DOMAIN: previews by path only.
@@ -175,25 +195,38 @@ def start_stack(ports: Ports | None = None, env: Mapping[str, str] | None = None
             service_urls,
             delivery_mode(common),
         )
-        units = [
-            ("sandbox-job", _local(ENTRY_POINTS[SANDBOX_JOB_SERVICE], ports.sandbox_job), ports.sandbox_job),
+        jobs = [
+            (stack.job_units[index], ports.job_port(index), {"VIBESDK_WORKSPACE_ROOT": str(stack.job_root(index))})
+            for index in range(job_count)
+        ]
+        units = [(name, _local(ENTRY_POINTS[SANDBOX_JOB_SERVICE], port), port, own) for name, port, own in jobs]
+        units += [
             (
                 "status-recorder",
                 _local(ENTRY_POINTS[STATUS_RECORDER_SERVICE], ports.status_recorder),
                 ports.status_recorder,
+                {},
             ),
             (
                 "eventarc-router",
                 [str(BIN / "uvicorn"), "--factory", "eventarc.router:create_app", "--host", HOST]
                 + ["--port", str(ports.eventarc_router), "--log-level", "warning"],
                 ports.eventarc_router,
+                {},
             ),
-            ("control-plane", _local(ENTRY_POINTS[CONTROL_PLANE_SERVICE], ports.control_plane), ports.control_plane),
+            (
+                "control-plane",
+                _local(ENTRY_POINTS[CONTROL_PLANE_SERVICE], ports.control_plane),
+                ports.control_plane,
+                {},
+            ),
         ]
-        unit_env = common | {destination_env_key(SANDBOX_JOB_SERVICE): ports.url("sandbox_job") + "/"}
+        # The router spreads the trigger's deliveries over every instance (eventarc/router.py).
+        job_urls = ",".join(stack.job_url(index) + "/" for index in range(job_count))
+        unit_env = common | {destination_env_key(SANDBOX_JOB_SERVICE): job_urls}
         children = []
-        for name, argv, port in units:
-            child_env = unit_env | {"PORT": str(port), "HOST": HOST, "VIBESDK_UNIT": name}
+        for name, argv, port, own in units:
+            child_env = unit_env | own | {"PORT": str(port), "HOST": HOST, "VIBESDK_UNIT": name}
             children.append((supervisor.start(name, argv, child_env, PROJECT_ROOT), port))
         for child, port in children:
             supervisor.wait_for_port(child, HOST, port)

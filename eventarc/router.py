@@ -13,6 +13,12 @@ shuffled), cut off after the 10 s ack deadline while the destination still works
 (a negative ack: the message comes back after the backoff), and without a
 deliveryAttempt. VIBESDK_EVENTARC_DELIVERY=tuned delivers as the subscription the
 pipeline tunes after `terraform apply` (600 s, dead-letter after 5 attempts).
+
+A destination's variable may name several URLs, comma-separated: the instances of one service.
+Each delivery, a redelivery included, goes to one of them picked at random, as Cloud Run's load
+balancer sends each request to any instance with room: "by default ... requests from the same
+client might be handled by different instances", and session affinity, where it is on, is a
+cookie that a push never carries (https://cloud.google.com/run/docs/configuring/session-affinity).
 """
 
 from __future__ import annotations
@@ -95,7 +101,9 @@ def create_app(
         key = destination_env_key(trigger.managed.service)
         if key not in env:
             raise KeyError(f"{key} is not set: the router needs the URL of {trigger.managed.service}")
-        destinations[trigger.name] = env[key]
+        destinations[trigger.name] = [url.strip() for url in env[key].split(",") if url.strip()]
+        if not destinations[trigger.name]:
+            raise ConfigurationError(f"{key} names no URL: the router needs at least one of {trigger.managed.service}")
     mode = delivery_mode(env)
     subscriptions: dict[str, PushSubscription] = {t.name: t.subscription(mode) for t in routed}
     shuffle = shuffle_seconds(env)
@@ -123,7 +131,7 @@ def create_app(
             await asyncio.sleep(random.uniform(0, shuffle))
         try:
             response = await http.post(
-                destinations[trigger.name],
+                random.choice(destinations[trigger.name]),
                 content=json.dumps(event),
                 headers=headers,
                 timeout=subscription.ack_deadline_seconds,

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from devstack.config import Ports
-from devstack.stack import Stack, start_stack
+from devstack.config import Ports, job_instances
+from devstack.stack import Stack, job_workspace_root, start_stack
 from tests import PORT_SHIFT
 from vibesdk_cli import progress
 
@@ -47,6 +47,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.stop()
     finally:
         shutil.rmtree(workspaces)
+        for index in range(1, job_instances(env)):  # each other instance's disk, beside the first's
+            shutil.rmtree(job_workspace_root(str(workspaces), index), ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
