@@ -38,7 +38,9 @@ class Context:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        self.slots = OwnerSlots(settings.max_actions_per_owner or default_share(settings.threads))
+        self.slots = OwnerSlots(
+            settings.max_actions_per_owner or default_share(settings.threads, settings.job_instances)
+        )
         self.sandbox = Sandbox(settings)
         self.disk = LocalDisk(settings.workspace_root)
         self.local_copies = LocalCopies(self.disk)

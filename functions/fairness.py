@@ -1,7 +1,12 @@
-"""Capacity shared between owners: one owner may run only so many actions at once in a job instance.
+"""Capacity shared between owners: one owner may run only so many actions at once, over every
+job instance.
 
-Without this, one owner's long commands took every worker of an instance and another owner's
-createInstance waited minutes behind them. An action over its owner's share is negatively
+Without this, one owner's long commands took every worker and another owner's createInstance
+waited minutes behind them. The share is half of all the job's workers (its instances at most,
+VIBESDK_JOB_INSTANCES, times each one's threads), counted twice: here, in the instance, which
+refuses at once what it alone already runs too much of; and with the run's claim in Firestore
+(vibesdk_gcp/runs/claims.py), where each run of the owner holds one of its share for as long as
+its lease, whichever instance runs it. An action over its owner's share is negatively
 acknowledged at once, holding no worker: Pub/Sub brings it back after the backoff.
 """
 
@@ -14,9 +19,10 @@ from collections.abc import Iterator
 from vibesdk_gcp.errors import Busy
 
 
-def default_share(workers: int) -> int:
-    """Half the instance's workers (functions-framework's THREADS: Settings.threads)."""
-    return max(1, workers // 2)
+def default_share(threads: int, instances: int) -> int:
+    """Half of all the job's workers: each instance's threads (functions-framework's THREADS:
+    Settings.threads) times its instances at most."""
+    return max(1, threads * instances // 2)
 
 
 class OwnerSlots:

@@ -55,17 +55,18 @@ def _bounded(ctx: Context, request: SandboxRequest, result: dict[str, Any] | Non
 class Lease:
     """Keeps the run's claim alive while the action works, so a crash shows as a lapsed lease."""
 
-    def __init__(self, ctx: Context, session_id: str, run_id: str) -> None:
+    def __init__(self, ctx: Context, request: SandboxRequest) -> None:
         self._stop = threading.Event()
         context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(self._renew, ctx, session_id, run_id), daemon=True)
+        self._thread = threading.Thread(target=context.run, args=(self._renew, ctx, request), daemon=True)
         self._thread.start()
 
-    def _renew(self, ctx: Context, session_id: str, run_id: str) -> None:
-        lease = ctx.settings.lease_seconds
+    def _renew(self, ctx: Context, request: SandboxRequest) -> None:
+        lease, run_id = ctx.settings.lease_seconds, request.runId
         while not self._stop.wait(lease / 3):
             try:
-                ctx.store.renew(session_id, run_id, lease)
+                # The owner's share of the workers is held as long as the run (functions/fairness.py).
+                ctx.store.renew(request.sessionId, run_id, lease, request.owner)
             except ServiceUnavailable as error:
                 logger.warning("run %s: lease not renewed (%s)", run_id, error)
 
@@ -83,9 +84,17 @@ class Progress:
     and a quick run costs one status message instead of two.
     """
 
-    def __init__(self, ctx: Context, session_id: str, run_id: str, attempt: int | None, claimed: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        session_id: str,
+        run_id: str,
+        attempt: int | None,
+        claimed: bool = False,
+        owner: str | None = None,
+    ) -> None:
         self._ctx, self._session_id, self._run_id, self._attempt = ctx, session_id, run_id, attempt
-        self._claimed = claimed
+        self._claimed, self._owner = claimed, owner
         self.started_at = utcnow()
         self._lock = threading.Lock()
         self._finished = False
@@ -125,7 +134,7 @@ class Progress:
             # The run's status is the recorder's to write; while the recorder is down, a later
             # delivery must still find this run done, not a lapsed lease to take over and run again.
             try:
-                self._ctx.store.end_claim(self._session_id, self._run_id)
+                self._ctx.store.end_claim(self._session_id, self._run_id, self._owner)
             except (ServiceUnavailable, NotFound) as failure:
                 logger.warning("run %s: its claim was not marked ended (%s)", self._run_id, failure)
 
@@ -256,6 +265,8 @@ def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> Cla
         message.message_id,
         message.delivery_attempt,
         ctx.settings.lease_seconds,
+        owner=request.owner,
+        owner_share=ctx.slots.share,
     )
     state = claim()
     if state is not ClaimOutcome.CHECK_ORDER:
@@ -285,11 +296,18 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
         return
     if state is ClaimOutcome.BUSY:
         raise Busy(f"run {request.runId} is being executed by another delivery")
+    if state is ClaimOutcome.OWNER_BUSY:
+        raise Busy(
+            f"owner {request.owner} already runs {ctx.slots.share} actions over the job's instances (its share); "
+            "this one waits"
+        )
 
     logger.info("%s started (delivery attempt %s)", request.action, message.delivery_attempt)
-    progress = Progress(ctx, request.sessionId, request.runId, message.delivery_attempt, claimed=True)
+    progress = Progress(
+        ctx, request.sessionId, request.runId, message.delivery_attempt, claimed=True, owner=request.owner
+    )
     progress.start()
-    lease = Lease(ctx, request.sessionId, request.runId)
+    lease = Lease(ctx, request)
     try:
         outcome = perform(request, ctx)
     except Exception as error:
@@ -297,7 +315,7 @@ def _run(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> None:
             # The job ran short of descriptors, processes or disk, perhaps through another
             # owner's load: no fault of this run's. Given back, and Pub/Sub brings it again.
             progress.cancel()
-            ctx.store.release(request.sessionId, request.runId)
+            ctx.store.release(request.sessionId, request.runId, request.owner)
             logger.warning("%s given back for a retry: the job is out of a resource (%s)", request.action, shortage)
             raise Busy(f"run {request.runId}: the job is out of a resource ({shortage.strerror}); retried") from None
         _fail(request, ctx, progress, error)
@@ -325,7 +343,7 @@ def _fail(request: SandboxRequest, ctx: Context, progress: Progress, error: Exce
         # Another action of the session saved first (Eventarc does not order deliveries): nothing
         # of this attempt was kept, so give the run back and let Pub/Sub bring it again.
         progress.cancel()
-        ctx.store.release(request.sessionId, request.runId)
+        ctx.store.release(request.sessionId, request.runId, request.owner)
         logger.warning("%s retried on the newer workspace: %s", request.action, error)
         raise Busy(f"run {request.runId}: {error}") from None
     elif isinstance(error, ServiceUnavailable):

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from devstack.templates import upload_templates
 from functions import job, sandbox
 from functions.actions import commands
+from functions.actions.common import Outcome
 from functions.context import Context
 from functions.deadletters import PUBSUB_SOURCE, DeadLetterBox, _source_topic, masked
 from functions.job import handle_request
@@ -39,6 +40,7 @@ from vibesdk_gcp.names import (
 )
 from vibesdk_gcp.params import NoParams
 from vibesdk_gcp.registry import ACTIONS, ActionSpec
+from vibesdk_gcp.runs import ClaimOutcome
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
 from vibesdk_gcp.settings import Settings
 
@@ -570,3 +572,88 @@ def test_the_instance_that_ends_a_run_starts_the_sessions_next_one(
     assert gap.total_seconds() < 1.0, gap  # not Pub/Sub's backoff (10 s at least)
     handle_request(message_for(second), other)  # its redelivery finds it done: acknowledged, not run again
     assert context.store.get_run(session, second.runId).claims == 1
+
+
+def test_one_owners_flood_holds_at_most_half_of_all_instances_workers(
+    context: Context, status_events: Any, settings: Settings, sandbox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances of two workers each: one owner's share is two actions over both, not two on
+    each. The action itself is a counted wait: what is under test is who may start one."""
+    two_of_two = replace(settings, threads=2, job_instances=2, max_actions_per_owner=0)
+    instances = [
+        Context(replace(two_of_two, workspace_root=Path(tempfile.mkdtemp(dir=sandbox_root))), *stores)
+        for stores in [(context.store, context.bus, context.storage)] * 2
+    ]
+    assert [instance.slots.share for instance in instances] == [2, 2]
+    running, most, lock = 0, 0, threading.Lock()
+
+    def counted_wait(request: SandboxRequest, ctx: Context) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(1.5)
+        with lock:
+            running -= 1
+        return Outcome({"waited": True})
+
+    monkeypatch.setattr(job, "perform", counted_wait)
+    flood = [_new_session_run(context, "flood") for _ in range(6)]
+    refused: list[str] = []
+
+    def deliver(request: SandboxRequest, instance: Context) -> None:
+        try:
+            handle_request(message_for(request), instance)
+        except Busy as busy:
+            refused.append(str(busy))
+
+    workers = [
+        threading.Thread(target=deliver, args=(request, instances[index % 2])) for index, request in enumerate(flood)
+    ]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.5)  # the flood's two are at work
+    other = _new_session_run(context, "bob")
+    deliver(other, instances[0])  # another owner's action is not held behind the flood
+    for worker in workers:
+        worker.join(timeout=30)
+    assert most == 3, most  # the flood's two, and the other owner's one
+    assert len(refused) == 4, refused
+    # However the six landed (three on each), at least two were refused by the count over both.
+    assert sum("over the job's instances" in reason for reason in refused) >= 2, refused
+    waiting = [r for r in flood if context.store.get_run(r.sessionId, r.runId).claims == 0]
+    assert len(waiting) == 4, waiting
+    deliver(waiting[0], instances[1])  # a redelivery, once the two have ended: their share was given back
+    assert len(refused) == 4, refused
+
+
+def _new_session_run(context: Context, owner: str) -> SandboxRequest:
+    request = SandboxRequest(
+        sessionId=str(uuid.uuid4()),
+        runId=str(uuid.uuid4()),
+        action="executeCommands",
+        templateName="static-site",
+        issuedAt=utcnow(),
+        owner=owner,
+        egress=True,
+        params={"commands": ["true"]},
+    )
+    context.store.queue_run(request, new_session=True)
+    return request
+
+
+def test_an_owners_share_held_by_a_dead_instance_comes_back_when_its_lease_lapses(context: Context) -> None:
+    first, second, third = (_new_session_run(context, "carol") for _ in range(3))
+
+    def claim(request: SandboxRequest, lease: float) -> ClaimOutcome:
+        return context.store.claim(
+            request.sessionId, request.runId, f"m-{request.runId}", 1, lease, owner="carol", owner_share=1
+        )
+
+    assert claim(first, 0.5) is ClaimOutcome.CLAIMED  # its instance dies: nobody renews or ends it
+    assert claim(second, 30) is ClaimOutcome.OWNER_BUSY
+    time.sleep(0.6)
+    assert claim(second, 30) is ClaimOutcome.CLAIMED
+    assert claim(third, 30) is ClaimOutcome.OWNER_BUSY
+    context.store.end_claim(second.sessionId, second.runId, "carol")
+    assert claim(third, 30) is ClaimOutcome.CLAIMED

@@ -26,6 +26,8 @@ RUNS_COLLECTION = "sandboxRuns"
 RUNS_SUBCOLLECTION = "runs"
 # Each queued run's request, beside its run: any job instance can start it (functions/job.py).
 QUEUED_REQUESTS_SUBCOLLECTION = "queuedRequests"
+# ownerShares/{owner}: the actions an owner runs at once on any job instance (functions/fairness.py).
+OWNER_SHARES_COLLECTION = "ownerShares"
 API_KEYS_COLLECTION = "apiKeys"
 
 TEMPLATES_BUCKET = "vibesdk-templates"
@@ -81,6 +83,7 @@ SERVICE_ENV: dict[str, list[str]] = {
         "VIBESDK_BUCKET_PREFIX",
         "VIBESDK_PUBLIC_URL",
         "VIBESDK_SANDBOX_BACKEND",
+        "VIBESDK_JOB_INSTANCES",
         "VIBESDK_MAX_ACTIONS_PER_OWNER",
         "VIBESDK_WORKSPACE_ROOT",
         "VIBESDK_WORKSPACE_BYTES",

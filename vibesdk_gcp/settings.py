@@ -186,9 +186,11 @@ class Settings:
     # Who may be an owner by a Google ID token: emails, or @domain for a whole domain. Empty: none on
     # Google Cloud (API keys an operator issued still work), anyone on a local stack.
     allowed_owners: tuple[str, ...] = ()
-    # The job's worker threads (functions-framework's THREADS), and the actions one owner may run
-    # at once in a job instance; 0: half its workers (functions/fairness.py).
+    # The job's worker threads (functions-framework's THREADS), its instances at most, and the
+    # actions one owner may run at once over all of them; 0: half of all their workers
+    # (functions/fairness.py).
     threads: int = field(default_factory=default_threads)
+    job_instances: int = 1
     max_actions_per_owner: int = 0
     # A sandbox's disk: on Cloud Run both live in the instance's memory (infra/gcp sizes for them).
     workspace_bytes: int = 1 << 30
@@ -272,6 +274,7 @@ class Settings:
             cors_origins=_names(env, "VIBESDK_CORS_ORIGINS"),
             allowed_owners=_names(env, "VIBESDK_ALLOWED_OWNERS", lower=True),
             threads=_int(env, "THREADS", base.threads, minimum=1),
+            job_instances=_int(env, "VIBESDK_JOB_INSTANCES", base.job_instances, minimum=1),
             max_actions_per_owner=_int(env, "VIBESDK_MAX_ACTIONS_PER_OWNER", base.max_actions_per_owner, minimum=0),
             workspace_bytes=_int(env, "VIBESDK_WORKSPACE_BYTES", base.workspace_bytes, minimum=1),
             sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", base.sandbox_tmp_bytes, minimum=1),

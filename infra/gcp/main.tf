@@ -245,8 +245,9 @@ module "sandbox_job" {
   # command's processes, and the working copies and dependency trees the instance keeps between
   # actions (copies, not links, under Cloud Run sandboxes) must fit beside the job
   # (tests/test_infra.py::test_job_instance_memory_holds_its_in_memory_disks).
-  concurrency = var.job_concurrency
-  cpu         = "2"
+  concurrency   = var.job_concurrency
+  max_instances = var.job_max_instances
+  cpu           = "2"
   memory      = "${var.job_memory_mib}Mi"
   # Cloud Run sandboxes, set by Terraform itself so no apply makes a revision without them. They
   # are Preview: the service declares BETA, and with the launcher on the API reads BETA back (the
@@ -257,8 +258,10 @@ module "sandbox_job" {
   env = merge(local.common_env, {
     VIBESDK_PUBLIC_URL              = local.control_plane_url
     VIBESDK_SANDBOX_BACKEND         = "cloud-run"
-    # An owner may hold half the instance's actions at once (functions/fairness.py).
-    VIBESDK_MAX_ACTIONS_PER_OWNER = tostring(max(1, floor(var.job_concurrency / 2)))
+    # An owner may hold half of all the instances' actions at once, counted over all of them in
+    # Firestore (functions/fairness.py).
+    VIBESDK_JOB_INSTANCES         = tostring(var.job_max_instances)
+    VIBESDK_MAX_ACTIONS_PER_OWNER = tostring(max(1, floor(var.job_concurrency * var.job_max_instances / 2)))
     VIBESDK_WORKSPACE_ROOT          = "/tmp/workspaces"
     VIBESDK_WORKSPACE_BYTES         = tostring(var.workspace_mib * 1048576)
     VIBESDK_SANDBOX_TMP_BYTES       = tostring(var.sandbox_tmp_mib * 1048576)

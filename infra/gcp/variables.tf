@@ -51,6 +51,12 @@ variable "job_concurrency" {
   default     = 2
 }
 
+variable "job_max_instances" {
+  type        = number
+  description = "Sandbox job instances at most; an owner's share of actions is half of all their workers (functions/fairness.py)."
+  default     = 20
+}
+
 variable "job_memory_mib" {
   type        = number
   description = "Memory of a sandbox job instance, MiB (holds its in-memory file system and its commands too; 2 CPUs allow up to 8 GiB)."

@@ -46,25 +46,30 @@ class RunStore:
         attempt: int | None,
         lease_seconds: float,
         check_order: bool = True,
+        owner: str | None = None,
+        owner_share: int = 0,
     ) -> ClaimOutcome:
-        """Take the run for one delivery, unless the check of its session's order comes first (check_order)."""
-        return self._claims.claim(Claim(session_id, run_id, message_id, attempt, lease_seconds, check_order))
+        """Take the run for one delivery, unless the check of its session's order comes first
+        (check_order), and with it one of its owner's `owner_share` actions over every instance."""
+        claim = Claim(session_id, run_id, message_id, attempt, lease_seconds, check_order, owner, owner_share)
+        return self._claims.claim(claim)
 
-    def renew(self, session_id: str, run_id: str, lease_seconds: float) -> None:
-        self._claims.renew(session_id, run_id, lease_seconds)
+    def renew(self, session_id: str, run_id: str, lease_seconds: float, owner: str | None = None) -> None:
+        self._claims.renew(session_id, run_id, lease_seconds, owner)
 
-    def release(self, session_id: str, run_id: str) -> None:
+    def release(self, session_id: str, run_id: str, owner: str | None = None) -> None:
         """End the holder's lease now, so that the next delivery takes the run at once."""
-        self._claims.renew(session_id, run_id, 0)
+        self._claims.renew(session_id, run_id, 0, owner)
 
     def mark_refused(self, session_id: str, run_id: str) -> None:
         """A delivery of the run was refused for its session's order: Pub/Sub brings it back only
         after its backoff, so the instance that ends the run before it may start it (functions/job.py)."""
         self._claims.mark_refused(session_id, run_id)
 
-    def end_claim(self, session_id: str, run_id: str) -> None:
-        """The holder has ended the run (its terminal event is out): no delivery takes it again."""
-        self._claims.end_claim(session_id, run_id)
+    def end_claim(self, session_id: str, run_id: str, owner: str | None = None) -> None:
+        """The holder has ended the run (its terminal event is out): no delivery takes it again,
+        and its owner's share is given back."""
+        self._claims.end_claim(session_id, run_id, owner)
 
     # Reads (queries.py)
     def get_session(self, session_id: str) -> SessionDoc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
@@ -12,7 +13,12 @@ from google.cloud.firestore_v1.base_document import DocumentSnapshot
 from vibesdk_gcp import access
 from vibesdk_gcp.errors import ServiceUnavailable
 from vibesdk_gcp.metrics import work
-from vibesdk_gcp.names import QUEUED_REQUESTS_SUBCOLLECTION, RUNS_COLLECTION, RUNS_SUBCOLLECTION
+from vibesdk_gcp.names import (
+    OWNER_SHARES_COLLECTION,
+    QUEUED_REQUESTS_SUBCOLLECTION,
+    RUNS_COLLECTION,
+    RUNS_SUBCOLLECTION,
+)
 from vibesdk_gcp.runs.documents import Fields
 
 # Under load, how long a group of Firestore calls waits to gather more (vibesdk_gcp/batching.py).
@@ -53,6 +59,10 @@ class FirestoreCalls:
     def request_ref(self, session_id: str, run_id: str) -> firestore.DocumentReference:
         requests: firestore.CollectionReference = self.session_ref(session_id).collection(QUEUED_REQUESTS_SUBCOLLECTION)
         return requests.document(run_id)
+
+    def owner_share_ref(self, owner: str) -> firestore.DocumentReference:
+        # Hashed: an owner (an email, a key's name) may hold characters a document id may not.
+        return self.client.collection(OWNER_SHARES_COLLECTION).document(hashlib.sha256(owner.encode()).hexdigest())
 
     def read(self, refs: list[firestore.DocumentReference]) -> Snapshots:
         """The documents in one call (a missing one's snapshot does not exist)."""

@@ -9,14 +9,14 @@ holder renews its lease while it works, and marks the claim ended once its termi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from google.cloud import firestore
 
 from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.runs.calls import GROUP_LINGER_SECONDS, FirestoreCalls, Snapshot, Snapshots
-from vibesdk_gcp.runs.documents import ClaimDoc, RunDoc, SessionDoc
+from vibesdk_gcp.runs.documents import ClaimDoc, OwnerShareDoc, RunDoc, SessionDoc
 from vibesdk_gcp.runs.engine import ReadDecideWrite
 from vibesdk_gcp.schemas import utcnow
 from vibesdk_gcp.state import TERMINAL
@@ -26,6 +26,7 @@ class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"  # this delivery executes the run
     FINISHED = "finished"  # the run has ended, or its holder has: a duplicate delivery
     BUSY = "busy"  # another delivery holds a live lease
+    OWNER_BUSY = "owner busy"  # the owner already runs its share of actions, on any instance
     UNKNOWN = "unknown"  # no such run
     # Nothing taken: the session has other unfinished runs, whose order the caller checks first
     # (functions/ordering.py) before it claims again without the check.
@@ -40,6 +41,8 @@ class Claim:
     attempt: int | None
     lease_seconds: float
     check_order: bool = True
+    owner: str | None = None
+    owner_share: int = 0  # 0: no share counted
 
 
 class Claims:
@@ -55,10 +58,13 @@ class Claims:
 
     def _refs(self, claim: Claim) -> list[firestore.DocumentReference]:
         # The session too, in the same read: its count of unfinished runs spares most claims a query.
-        return [self._calls.run_ref(claim.session_id, claim.run_id), self._calls.session_ref(claim.session_id)]
+        refs = [self._calls.run_ref(claim.session_id, claim.run_id), self._calls.session_ref(claim.session_id)]
+        if claim.owner and claim.owner_share:
+            refs.append(self._calls.owner_share_ref(claim.owner))
+        return refs
 
     def _plan(self, claim: Claim, snapshots: Snapshots, batch: firestore.WriteBatch) -> ClaimOutcome:
-        run_ref, session_ref = self._refs(claim)
+        run_ref, session_ref, *share_ref = self._refs(claim)
         snapshot = snapshots[run_ref.path]
         if not snapshot.exists:
             return ClaimOutcome.UNKNOWN
@@ -74,8 +80,30 @@ class Claims:
         taken = ClaimDoc(
             messageId=claim.message_id, attempt=claim.attempt, leaseUntil=now + timedelta(seconds=claim.lease_seconds)
         )
+        if share_ref and not self._take_share(claim, snapshots[share_ref[0].path], taken.leaseUntil, batch):
+            return ClaimOutcome.OWNER_BUSY
         self._calls.update_unchanged(batch, snapshot, {"claim": taken.fields(), "claims": firestore.Increment(1)})
         return ClaimOutcome.CLAIMED
+
+    def _take_share(self, claim: Claim, share: Snapshot, until: datetime, batch: firestore.WriteBatch) -> bool:
+        """One of the owner's share, written with the claim; False when every one is held.
+
+        A holder whose lease lapsed (its instance died) is dropped here; the run's own earlier
+        holding (a redelivery after a failed attempt) is not counted against it.
+        """
+        now = utcnow()
+        document = share.to_dict()
+        held = OwnerShareDoc.model_validate(document).holders if document else {}
+        live = {run_id: lease for run_id, lease in held.items() if lease > now and run_id != claim.run_id}
+        if len(live) >= claim.owner_share:
+            return False
+        fields = {"owner": claim.owner, "holders": live | {claim.run_id: until}}
+        if share.exists:
+            self._calls.update_unchanged(batch, share, fields)
+        else:
+            # A racing first claim of the owner makes this fail as an update's precondition would.
+            batch.create(share.reference, fields)
+        return True
 
     @staticmethod
     def _retry_of_holder(claim: Claim, held: ClaimDoc) -> bool:
@@ -88,18 +116,28 @@ class Claims:
         count = SessionDoc.model_validate(document).unfinished if document else None
         return 2 if count is None else count
 
-    def end_claim(self, session_id: str, run_id: str) -> None:
+    def end_claim(self, session_id: str, run_id: str, owner: str | None = None) -> None:
         batch = self._calls.client.batch()
         batch.update(self._calls.run_ref(session_id, run_id), {"claim.endedAt": utcnow()})
+        self._give_share_back(batch, run_id, owner)
         self._calls.commit_or_unavailable(batch)
+
+    def _give_share_back(self, batch: firestore.WriteBatch, run_id: str, owner: str | None) -> None:
+        if owner:  # merged, so that an owner's missing document never fails the run's own write
+            batch.set(self._calls.owner_share_ref(owner), {"holders": {run_id: firestore.DELETE_FIELD}}, merge=True)
 
     def mark_refused(self, session_id: str, run_id: str) -> None:
         batch = self._calls.client.batch()
         batch.update(self._calls.run_ref(session_id, run_id), {"refusedAt": utcnow()})
         self._calls.commit_or_unavailable(batch)
 
-    def renew(self, session_id: str, run_id: str, lease_seconds: float) -> None:
+    def renew(self, session_id: str, run_id: str, lease_seconds: float, owner: str | None = None) -> None:
+        """The lease, and the owner's share with it, renewed; with 0 seconds both given back."""
         batch = self._calls.client.batch()
         until = utcnow() + timedelta(seconds=lease_seconds)
         batch.update(self._calls.run_ref(session_id, run_id), {"claim.leaseUntil": until})
+        if lease_seconds <= 0:
+            self._give_share_back(batch, run_id, owner)
+        elif owner:
+            batch.set(self._calls.owner_share_ref(owner), {"holders": {run_id: until}}, merge=True)
         self._calls.commit_or_unavailable(batch)

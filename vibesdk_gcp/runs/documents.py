@@ -33,6 +33,14 @@ class Document(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+class OwnerShareDoc(Document):
+    """ownerShares/{owner id}: the runs an owner runs now on any job instance, each until its lease
+    lapses (claims.py; functions/fairness.py)."""
+
+    owner: str
+    holders: dict[str, datetime] = {}
+
+
 class Transition(Document):
     seq: int
     status: RunStatus

@@ -24,8 +24,8 @@ MAX_WRITE_ATTEMPTS = 20
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 
-# A write whose document changed since it was read; the emulator may abort instead.
-RACES = (api_exceptions.FailedPrecondition, api_exceptions.Aborted)
+# A write whose document changed (or was created) since it was read; the emulator may abort instead.
+RACES = (api_exceptions.FailedPrecondition, api_exceptions.Aborted, api_exceptions.AlreadyExists)
 
 
 class ReadDecideWrite(Generic[Item, Outcome]):
