@@ -7,6 +7,7 @@ functions-framework --source functions/main.py --target status_recorder
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import flask
@@ -17,6 +18,7 @@ from functions.context import Context
 from functions.job import handle_request
 from functions.recorder import record
 from functions.sweeper import sweep
+from functions.warmup import start_warm_up
 from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import from_push_body, from_push_bytes
 from vibesdk_gcp.errors import Busy, Forbidden, PoisonMessage, Unauthenticated
@@ -81,10 +83,23 @@ def healthz() -> flask.typing.ResponseReturnValue:
     )
 
 
+_warming = False
+
+
+def _warm_up_in_worker() -> None:
+    """In gunicorn's worker, once (a process it forks later inherits the flag): the instance readies
+    itself while it waits for its first delivery (functions/warmup.py)."""
+    global _warming
+    if not _warming:
+        _warming = True
+        start_warm_up(context)
+
+
 # GET /healthz beside the job's own routes (functions-framework loads this module inside its app,
-# named after the target).
+# named after the target), and the warm-up once gunicorn has forked the worker that serves them.
 if flask.has_app_context() and flask.current_app.name == "sandbox_job":
     flask.current_app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    os.register_at_fork(after_in_child=_warm_up_in_worker)
 
 
 @functions_framework.cloud_event

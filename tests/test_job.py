@@ -27,6 +27,7 @@ from functions.actions.common import Outcome
 from functions.context import Context
 from functions.deadletters import PUBSUB_SOURCE, DeadLetterBox, _source_topic, masked
 from functions.job import handle_request
+from functions.warmup import warm_up
 from vibesdk_gcp import clients
 from vibesdk_gcp.envelope import PubsubMessage, from_push_body
 from vibesdk_gcp.errors import Busy
@@ -657,3 +658,36 @@ def test_an_owners_share_held_by_a_dead_instance_comes_back_when_its_lease_lapse
     assert claim(third, 30) is ClaimOutcome.OWNER_BUSY
     context.store.end_claim(second.sessionId, second.runId, "carol")
     assert claim(third, 30) is ClaimOutcome.CLAIMED
+
+
+def test_a_new_instance_holds_its_templates_trees_before_its_first_action(
+    context: Context,
+    status_events: Any,
+    settings: Settings,
+    sandbox_root: Path,  # noqa: F811
+) -> None:
+    upload_templates(context.storage)
+    before = Context(replace(settings, workspace_root=Path(tempfile.mkdtemp(dir=sandbox_root))), *_stores(context))
+    assert warm_up(before)["tree of static-site"].startswith("not in Cloud Storage yet")
+    session_id = str(uuid.uuid4())
+    run(context, session_id, "createInstance", new=True)  # its install puts the tree in Cloud Storage
+    assert status_events()["status"] == "succeeded"
+    warmed = replace(
+        settings, workspace_root=Path(tempfile.mkdtemp(dir=sandbox_root)), warm_templates=("static-site", "none-such")
+    )
+    new = Context(warmed, *_stores(context))
+    done = warm_up(new)
+    assert done["tree of static-site"].startswith("from storage"), done
+    assert done["tree of none-such"].startswith("no such template"), done
+    assert done["isolation"].endswith("(bubblewrap)"), done
+    trees = new.disk.trees()
+    assert len(trees) == 1 and trees[0].complete.exists(), trees
+    # The session's first action on the new instance finds the tree there.
+    request = run(new, session_id, "executeCommands", {"commands": ["ls node_modules/.bin/html-validate"]})
+    ended = status_events()
+    assert ended["status"] == "succeeded", ended
+    assert ended["runId"] == request.runId
+
+
+def _stores(context: Context) -> tuple[Any, Any, Any]:
+    return context.store, context.bus, context.storage

@@ -191,6 +191,8 @@ class Settings:
     # (functions/fairness.py).
     threads: int = field(default_factory=default_threads)
     job_instances: int = 1
+    # The templates whose dependency trees a new job instance fetches as it starts (functions/warmup.py).
+    warm_templates: tuple[str, ...] = ("react-vite", "static-site")
     max_actions_per_owner: int = 0
     # A sandbox's disk: on Cloud Run both live in the instance's memory (infra/gcp sizes for them).
     workspace_bytes: int = 1 << 30
@@ -275,6 +277,9 @@ class Settings:
             allowed_owners=_names(env, "VIBESDK_ALLOWED_OWNERS", lower=True),
             threads=_int(env, "THREADS", base.threads, minimum=1),
             job_instances=_int(env, "VIBESDK_JOB_INSTANCES", base.job_instances, minimum=1),
+            warm_templates=base.warm_templates
+            if env.get("VIBESDK_WARM_TEMPLATES") is None
+            else _names(env, "VIBESDK_WARM_TEMPLATES"),
             max_actions_per_owner=_int(env, "VIBESDK_MAX_ACTIONS_PER_OWNER", base.max_actions_per_owner, minimum=0),
             workspace_bytes=_int(env, "VIBESDK_WORKSPACE_BYTES", base.workspace_bytes, minimum=1),
             sandbox_tmp_bytes=_int(env, "VIBESDK_SANDBOX_TMP_BYTES", base.sandbox_tmp_bytes, minimum=1),

@@ -261,6 +261,8 @@ module "sandbox_job" {
     # An owner may hold half of all the instances' actions at once, counted over all of them in
     # Firestore (functions/fairness.py).
     VIBESDK_JOB_INSTANCES         = tostring(var.job_max_instances)
+    # Fetched as an instance starts, so a session's first action there does not (functions/warmup.py).
+    VIBESDK_WARM_TEMPLATES = join(",", var.job_warm_templates)
     VIBESDK_MAX_ACTIONS_PER_OWNER = tostring(max(1, floor(var.job_concurrency * var.job_max_instances / 2)))
     VIBESDK_WORKSPACE_ROOT          = "/tmp/workspaces"
     VIBESDK_WORKSPACE_BYTES         = tostring(var.workspace_mib * 1048576)

@@ -57,6 +57,12 @@ variable "job_max_instances" {
   default     = 20
 }
 
+variable "job_warm_templates" {
+  type        = list(string)
+  description = "Templates whose dependency trees a new job instance fetches as it starts; at most two are kept (functions/local_copies.py)."
+  default     = ["react-vite", "static-site"]
+}
+
 variable "job_memory_mib" {
   type        = number
   description = "Memory of a sandbox job instance, MiB (holds its in-memory file system and its commands too; 2 CPUs allow up to 8 GiB)."
