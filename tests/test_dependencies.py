@@ -3,9 +3,12 @@ lockfile in Cloud Storage and on the instance, given to workspaces by link, save
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 
 from devstack.templates import upload_templates
 from functions.context import Context
-from functions.dependencies import DEPS_PREFIX, InstallSpec, read_inputs
+from functions.dependencies import DEPS_PREFIX, DependencyCache, InstallSpec, read_inputs
 from functions.instances import workspace_of
 from functions.local_disk import DEPENDENCIES_FOLDER, LocalDisk
 from functions.workspace import Workspace
@@ -326,3 +329,52 @@ def test_an_install_without_one_of_its_inputs_names_it(context: Context) -> None
         "source": "none",
         "reason": "no requirements.txt in the workspace",  # and no npm or bun settings to speak of
     }
+
+
+def test_two_instances_building_the_same_key_at_once_both_get_a_whole_tree(
+    context: Context, events: Any, sandbox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both miss every cache and install: each stores its archive under its own sha256 and the
+    record names one of them, whole; a third instance unpacks that one."""
+    upload_templates(context.storage)
+    both_missed = threading.Barrier(2, timeout=120)
+    build = DependencyCache._build
+
+    def build_once_both_missed(cache: DependencyCache, key: str, builder: Any) -> Path:
+        both_missed.wait()  # neither has stored anything yet
+        return build(cache, key, builder)
+
+    monkeypatch.setattr(DependencyCache, "_build", build_once_both_missed)
+    instances = [context] + [
+        Context(
+            dataclasses.replace(context.settings, workspace_root=Path(tempfile.mkdtemp(dir=sandbox_root))),
+            context.store,
+            context.bus,
+            context.storage,
+        )
+        for _ in range(2)
+    ]
+    sessions = [str(uuid.uuid4()) for _ in instances]
+    creating = [
+        threading.Thread(target=run, args=(ctx, session, "createInstance", {"templateName": "static-site"}, True))
+        for ctx, session in zip(instances[:2], sessions, strict=False)
+    ]
+    for thread in creating:
+        thread.start()
+    for thread in creating:
+        thread.join(timeout=300)
+    monkeypatch.setattr(DependencyCache, "_build", build)
+    results = [events(), events()]
+    assert [r["status"] for r in results] == ["succeeded", "succeeded"], results
+    assert {r["result"]["dependencies"]["source"] for r in results} == {"install"}, results
+    key = results[0]["result"]["dependencies"]["key"]
+    assert results[1]["result"]["dependencies"]["key"] == key
+    record = json.loads(context.storage.read(WORKSPACES_BUCKET, f"{DEPS_PREFIX}{key}.json"))
+    archive = context.storage.read(WORKSPACES_BUCKET, stored_archive(context, key))
+    assert (len(archive), hashlib.sha256(archive).hexdigest()) == (record["size"], record["sha256"])
+    run(instances[2], sessions[2], "createInstance", {"templateName": "static-site"}, new=True)
+    third = events()
+    assert third["result"]["dependencies"]["source"] == "storage", third
+    for ctx, session in zip(instances, sessions, strict=True):
+        done = act(ctx, events, session, "executeCommands", {"commands": ["npx --no-install html-validate --version"]})
+        assert done["status"] == "succeeded", done

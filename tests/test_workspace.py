@@ -269,3 +269,28 @@ def test_a_tail_is_read_by_range_not_whole(
     (whole,) = [r for r in requests if r.fetches("s/logs/big.stdout")]
     assert whole.headers["range"] == f"bytes=0-{len(data) - 1}"
     assert whole.response_headers["content-length"] == str(len(data))
+
+
+def test_a_stale_copy_on_one_instance_catches_up_with_what_another_saved(
+    storage: Storage, settings: Settings, tmp_path: Path
+) -> None:
+    """Instance A keeps its working copy between actions; instance B changes the session meanwhile.
+    A's next action starts from B's state, and a save from A's stale copy never overwrites B's."""
+    on_a = new_workspace(storage, settings.workspace_root, "s-stale", {"a.txt": "1", "b.txt": "keep", "d.txt": "d"})
+    on_a.save()
+    on_b = restored(storage, tmp_path / "instance-b", "s-stale")
+    fill(on_b.path, {"a.txt": "2", "c/new.txt": "from B"})
+    (on_b.path / "b.txt").unlink()
+    on_b.save()
+    on_a.restore()  # the same process's copy, stale since B's save
+    assert (on_a.path / "a.txt").read_text() == "2"
+    assert (on_a.path / "c/new.txt").read_text() == "from B"
+    assert not (on_a.path / "b.txt").exists()
+    # Both up to date, both change the session: the second save is refused, not merged over the first.
+    fill(on_b.path, {"d.txt": "B's"})
+    fill(on_a.path, {"a.txt": "A's"})
+    on_b.save()
+    with pytest.raises(Conflict):
+        on_a.save()
+    elsewhere = restored(storage, tmp_path / "instance-c", "s-stale")
+    assert (elsewhere.path / "d.txt").read_text() == "B's" and (elsewhere.path / "a.txt").read_text() == "2"
