@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from vibesdk_gcp.names import (
 )
 from vibesdk_gcp.params import NoParams
 from vibesdk_gcp.registry import ACTIONS, ActionSpec
-from vibesdk_gcp.runs import ClaimOutcome
+from vibesdk_gcp.runs import ClaimOutcome, RunStore
 from vibesdk_gcp.schemas import SandboxRequest, StatusEvent, utcnow
 from vibesdk_gcp.settings import Settings
 
@@ -691,3 +692,22 @@ def test_a_new_instance_holds_its_templates_trees_before_its_first_action(
 
 def _stores(context: Context) -> tuple[Any, Any, Any]:
     return context.store, context.bus, context.storage
+
+
+def test_two_instances_claiming_for_one_owner_at_once_never_exceed_its_share(
+    context: Context, settings: Settings
+) -> None:
+    """Each instance groups its claims into one read and one batch; the two race on the owner's
+    document, and its update-time condition lets only one of two racing batches through."""
+    instances = [context.store, RunStore(clients.firestore_client(settings))]
+    runs = [_new_session_run(context, "dave") for _ in range(40)]
+
+    def claim(index: int) -> ClaimOutcome:
+        request = runs[index]
+        store = instances[index % 2]
+        return store.claim(request.sessionId, request.runId, f"m-{index}", 1, 30, owner="dave", owner_share=5)
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(claim, range(len(runs))))
+    assert outcomes.count(ClaimOutcome.CLAIMED) == 5, outcomes
+    assert outcomes.count(ClaimOutcome.OWNER_BUSY) == 35, outcomes

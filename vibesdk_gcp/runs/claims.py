@@ -17,7 +17,7 @@ from google.cloud import firestore
 from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.runs.calls import GROUP_LINGER_SECONDS, FirestoreCalls, Snapshot, Snapshots
 from vibesdk_gcp.runs.documents import ClaimDoc, OwnerShareDoc, RunDoc, SessionDoc
-from vibesdk_gcp.runs.engine import ReadDecideWrite
+from vibesdk_gcp.runs.engine import ReadDecideWrite, Shared
 from vibesdk_gcp.schemas import utcnow
 from vibesdk_gcp.state import TERMINAL
 
@@ -50,7 +50,10 @@ class Claims:
         self._calls = calls
         # Concurrent claims share Firestore calls (vibesdk_gcp/batching.py).
         self._group = GroupCall(
-            "claim-runs", ReadDecideWrite(calls, self._refs, self._plan), limit=200, linger=GROUP_LINGER_SECONDS
+            "claim-runs",
+            ReadDecideWrite(calls, self._refs, self._plan, self._share_refs),
+            limit=200,
+            linger=GROUP_LINGER_SECONDS,
         )
 
     def claim(self, claim: Claim) -> ClaimOutcome:
@@ -58,13 +61,14 @@ class Claims:
 
     def _refs(self, claim: Claim) -> list[firestore.DocumentReference]:
         # The session too, in the same read: its count of unfinished runs spares most claims a query.
-        refs = [self._calls.run_ref(claim.session_id, claim.run_id), self._calls.session_ref(claim.session_id)]
-        if claim.owner and claim.owner_share:
-            refs.append(self._calls.owner_share_ref(claim.owner))
-        return refs
+        return [self._calls.run_ref(claim.session_id, claim.run_id), self._calls.session_ref(claim.session_id)]
 
-    def _plan(self, claim: Claim, snapshots: Snapshots, batch: firestore.WriteBatch) -> ClaimOutcome:
-        run_ref, session_ref, *share_ref = self._refs(claim)
+    def _share_refs(self, claim: Claim) -> list[firestore.DocumentReference]:
+        # Shared: one owner's claims of a group are planned together, each counting the others'.
+        return [self._calls.owner_share_ref(claim.owner)] if claim.owner and claim.owner_share else []
+
+    def _plan(self, claim: Claim, snapshots: Snapshots, batch: firestore.WriteBatch, shared: Shared) -> ClaimOutcome:
+        run_ref, session_ref = self._refs(claim)
         snapshot = snapshots[run_ref.path]
         if not snapshot.exists:
             return ClaimOutcome.UNKNOWN
@@ -80,29 +84,28 @@ class Claims:
         taken = ClaimDoc(
             messageId=claim.message_id, attempt=claim.attempt, leaseUntil=now + timedelta(seconds=claim.lease_seconds)
         )
-        if share_ref and not self._take_share(claim, snapshots[share_ref[0].path], taken.leaseUntil, batch):
+        if not self._take_share(claim, shared, taken.leaseUntil):
             return ClaimOutcome.OWNER_BUSY
         self._calls.update_unchanged(batch, snapshot, {"claim": taken.fields(), "claims": firestore.Increment(1)})
         return ClaimOutcome.CLAIMED
 
-    def _take_share(self, claim: Claim, share: Snapshot, until: datetime, batch: firestore.WriteBatch) -> bool:
+    def _take_share(self, claim: Claim, shared: Shared, until: datetime) -> bool:
         """One of the owner's share, written with the claim; False when every one is held.
 
         A holder whose lease lapsed (its instance died) is dropped here; the run's own earlier
         holding (a redelivery after a failed attempt) is not counted against it.
         """
+        refs = self._share_refs(claim)
+        if not refs:
+            return True
+        ref = refs[0]
         now = utcnow()
-        document = share.to_dict()
+        document = shared.get(ref)
         held = OwnerShareDoc.model_validate(document).holders if document else {}
         live = {run_id: lease for run_id, lease in held.items() if lease > now and run_id != claim.run_id}
         if len(live) >= claim.owner_share:
             return False
-        fields = {"owner": claim.owner, "holders": live | {claim.run_id: until}}
-        if share.exists:
-            self._calls.update_unchanged(batch, share, fields)
-        else:
-            # A racing first claim of the owner makes this fail as an update's precondition would.
-            batch.create(share.reference, fields)
+        shared.set(ref, {"owner": claim.owner, "holders": live | {claim.run_id: until}})
         return True
 
     @staticmethod

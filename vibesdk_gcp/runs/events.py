@@ -7,7 +7,7 @@ from google.cloud import firestore
 from vibesdk_gcp.batching import GroupCall
 from vibesdk_gcp.runs.calls import GROUP_LINGER_SECONDS, FirestoreCalls, Snapshot, Snapshots
 from vibesdk_gcp.runs.documents import Fields, RunDoc, SessionDoc, Transition, insert_transition
-from vibesdk_gcp.runs.engine import ReadDecideWrite
+from vibesdk_gcp.runs.engine import ReadDecideWrite, Shared
 from vibesdk_gcp.schemas import StatusEvent, utcnow
 from vibesdk_gcp.state import SEQ_QUEUED, SEQ_RUNNING, SEQ_TERMINAL, TERMINAL, Decision, decide
 
@@ -43,7 +43,7 @@ class StatusEvents:
     def _refs(self, event: StatusEvent) -> list[firestore.DocumentReference]:
         return [self._calls.run_ref(event.sessionId, event.runId), self._calls.session_ref(event.sessionId)]
 
-    def _plan(self, event: StatusEvent, snapshots: Snapshots, batch: firestore.WriteBatch) -> Decision:
+    def _plan(self, event: StatusEvent, snapshots: Snapshots, batch: firestore.WriteBatch, shared: Shared) -> Decision:
         run_ref, session_ref = self._refs(event)
         run_snapshot, session_snapshot = snapshots[run_ref.path], snapshots[session_ref.path]
         if not run_snapshot.exists:
