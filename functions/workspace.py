@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
+import time
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from functions.local_disk import LocalDisk
 from vibesdk_gcp.errors import ActionFailed, Conflict, NotFound
 from vibesdk_gcp.names import WORKSPACES_BUCKET
 from vibesdk_gcp.storage import Storage
+
+logger = logging.getLogger("functions.workspace")
 
 MANIFEST = "manifest.json"
 DELTAS = f"{MANIFEST}.delta"
@@ -90,6 +94,7 @@ class Workspace:
         # (with stat) and which object holds each content (sha256 -> name under the prefix).
         self._generation = 0
         self._applied = 0
+        self._read_bytes = 0  # by the current restore
         self._files: dict[str, Entry] = {}
         self._packs: dict[str, str] = {}
         # What giving it its dependencies did in this action (functions/actions/common.py).
@@ -127,9 +132,17 @@ class Workspace:
 
     def restore(self) -> None:
         """Bring the working copy to the stored state, fetching only the contents that differ."""
+        started, self._read_bytes = time.monotonic(), 0
         for attempt in range(RESTORE_ATTEMPTS):
             try:
                 self._restore()
+                # What a session's first action on an instance pays for its files (docs/BENCHMARKS.md).
+                logger.info(
+                    "restored %d files: %d bytes read in %.3f s",
+                    len(self._files),
+                    self._read_bytes,
+                    time.monotonic() - started,
+                )
                 return
             except (NotFound, Conflict):
                 # An object went away under us (a base rewrite cleaned up), or another writer
@@ -150,7 +163,7 @@ class Workspace:
         if base == self._generation and len(chain) >= self._applied:
             wanted, packs, start = {rel: _entry(e) for rel, e in self._files.items()}, dict(self._packs), self._applied
         else:
-            manifest = json.loads(self._storage.read(WORKSPACES_BUCKET, self._prefix + MANIFEST, base))
+            manifest = json.loads(self._read(MANIFEST, base))
             wanted, packs, start = manifest["files"], _packs_of(manifest), 0
         fetched: dict[str, zipfile.ZipFile] = {}
         for name in chain[start:]:
@@ -275,7 +288,12 @@ class Workspace:
         self._states.pop(self._state_file, None)
 
     def _fetch(self, name: str) -> zipfile.ZipFile:
-        return zipfile.ZipFile(io.BytesIO(self._storage.read(WORKSPACES_BUCKET, self._prefix + name)))
+        return zipfile.ZipFile(io.BytesIO(self._read(name)))
+
+    def _read(self, name: str, generation: int | None = None) -> bytes:
+        data = self._storage.read(WORKSPACES_BUCKET, self._prefix + name, generation)
+        self._read_bytes += len(data)
+        return data
 
     def _zip(self, contents: dict[str, str], extra: dict[str, bytes] | None = None) -> bytes:
         buffer = io.BytesIO()
