@@ -315,12 +315,16 @@ class DependencyCache:
     def root(self) -> Path:
         return self._disk.dependencies()
 
-    def install(self, spec: InstallSpec, workspace: Workspace, network: bool, run: RunInstall) -> InstallReport:
+    def install(
+        self, spec: InstallSpec, workspace: Workspace, network: bool, run: RunInstall, build: bool = True
+    ) -> InstallReport:
         """Give the workspace the installed tree of its current lockfile, building it on a first use.
 
         The install reaches the package registries through the egress proxy. Its packages' scripts
         (and the project's own lifecycle scripts, which the tenant writes) run only with `network`:
-        without, a tree from the cache, else an install with scripts off.
+        without, a tree from the cache, else an install with scripts off. Without `build`, only a
+        tree some cache holds is given (a read shows what a command there would see, and installs
+        nothing).
         """
         started = time.monotonic()
         ignored = _ignored_config(spec, workspace.path)
@@ -338,8 +342,8 @@ class DependencyCache:
             base = workspace.base()
             if base and base["key"] == key and base.get("stamp") == self.stamp(key):
                 return InstallReport("workspace", key, scripts, seconds=_since(started), ignored=ignored)
-            build = _builder(chosen, inputs, run) if number == len(choices) else None
-            with self.holding(key, build) as held:
+            builder = _builder(chosen, inputs, run) if number == len(choices) and build else None
+            with self.holding(key, builder) as held:
                 if held is None:
                     continue  # not in any cache: installed with scripts off
                 remade = bool(base and base["key"] == key)  # the tree was made again since it was given
@@ -353,7 +357,8 @@ class DependencyCache:
             if remade:
                 workspace.restore()  # the session's own changes in the folder come back
             return InstallReport(held.source, key, scripts, given, _since(started), ignored=ignored)
-        raise AssertionError("the last choice always builds")
+        assert not build, "the last choice always builds"
+        return InstallReport("none", reason="no cache holds the tree of this lockfile yet", ignored=ignored)
 
     def stamp(self, key: str) -> int | None:
         """Which making of the key's tree this instance holds (None: none): a workspace given

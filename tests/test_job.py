@@ -711,3 +711,25 @@ def test_two_instances_claiming_for_one_owner_at_once_never_exceed_its_share(
         outcomes = list(pool.map(claim, range(len(runs))))
     assert outcomes.count(ClaimOutcome.CLAIMED) == 5, outcomes
     assert outcomes.count(ClaimOutcome.OWNER_BUSY) == 35, outcomes
+
+
+def test_an_instance_new_to_a_session_reads_its_installed_tree_by_name(
+    context: Context, session: str, status_events: Any, settings: Settings, sandbox_root: Path
+) -> None:
+    """The session was created (and its tree installed) on one instance; getFiles on another
+    shows the tree as a command there would see it, from the cache, installing nothing."""
+    other = Context(
+        replace(settings, workspace_root=Path(tempfile.mkdtemp(dir=sandbox_root))),
+        context.store,
+        context.bus,
+        context.storage,
+    )
+    wanted = "node_modules/html-validate/package.json"
+    run(other, session, "getFiles", {"filePaths": [wanted]})
+    read = status_events()
+    assert read["status"] == "succeeded", read
+    (found,) = read["result"]["files"]
+    assert found["filePath"] == wanted and '"name": "html-validate"' in found["fileContents"], found
+    run(other, session, "getFiles", {})
+    listed = status_events()["result"]["files"]
+    assert not [f for f in listed if f["filePath"].startswith("node_modules/")]  # listed by name only

@@ -55,13 +55,14 @@ def paths_of(ctx: Context, workspace: Workspace) -> Paths:
     return Paths(workspace.path, (backend.workspace_inside if backend else None,))
 
 
-def ready_workspace(ctx: Context, request: SandboxRequest, instance: Instance) -> Workspace:
-    """The session's working copy, restored, with its dependencies installed for its lockfile."""
+def ready_workspace(ctx: Context, request: SandboxRequest, instance: Instance, build: bool = True) -> Workspace:
+    """The session's working copy, restored, with its dependencies installed for its lockfile
+    (without `build`, only when a cache holds them: what a read shows on any instance)."""
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     spec = InstallSpec.of(instance.install)
     if spec:
-        workspace.installed = install(ctx, request, spec, workspace).as_result()
+        workspace.installed = install(ctx, request, spec, workspace, build).as_result()
     ctx.sandbox.prepare(workspace.path, spec.folder if spec else None)
     return workspace
 
@@ -72,10 +73,12 @@ def new_install(workspace: Workspace) -> Result | None:
     return installed if installed and installed.get("source") not in ("workspace", "none") else None
 
 
-def install(ctx: Context, request: SandboxRequest, spec: InstallSpec, workspace: Workspace) -> InstallReport:
+def install(
+    ctx: Context, request: SandboxRequest, spec: InstallSpec, workspace: Workspace, build: bool = True
+) -> InstallReport:
     """The workspace given the installed tree of its lockfile (functions/dependencies.py); the
     packages' scripts run only for a key with network."""
-    return ctx.dependencies.install(spec, workspace, bool(request.egress), _installer(ctx, request))
+    return ctx.dependencies.install(spec, workspace, bool(request.egress), _installer(ctx, request), build)
 
 
 # bun's package cache in the command's own /tmp, as npm's is (HOME is there): never a cache

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from functions import confined, live, templates
-from functions.actions.common import REDACTED, Result
+from functions.actions.common import REDACTED, Result, ready_workspace
 from functions.context import Context
 from functions.instances import Instance, workspace_of
 from functions.workspace import Workspace
@@ -155,8 +155,9 @@ def _write(file_path: str, root: Path, rel: str, contents: str) -> None:
 
 
 def get_files(request: SandboxRequest, params: GetFilesParams, ctx: Context, instance: Instance) -> Result:
-    workspace = workspace_of(ctx, request.sessionId)
-    workspace.restore()
+    # The installed tree too, as a command on this instance would see it, whichever instance
+    # installed it (an instance new to the session gave none, and node_modules/ read as missing).
+    workspace = ready_workspace(ctx, request, instance, build=False)
     links: list[dict[str, str]] = []
     unreadable: list[str] = []
     if params.filePaths is None:
