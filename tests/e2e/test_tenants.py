@@ -95,16 +95,16 @@ def test_one_owner_cannot_poison_the_tree_another_owner_is_given(mallory: httpx.
 
 
 def _job_descriptors(stack: Stack) -> int:
-    """Open descriptors of the sandbox job's own processes (the sandboxes' are not the job's)."""
+    """Open descriptors of every sandbox job instance's own processes (the sandboxes' are not the job's)."""
     ours = os.path.realpath(sys.executable)
-    root = stack.supervisor.child("sandbox-job").process.pid
-    tree, total = {root}, 0
+    roots = {stack.supervisor.child(unit).process.pid for unit in stack.job_units}
+    tree, total = set(roots), 0
     for entry in sorted(os.scandir("/proc"), key=lambda e: int(e.name) if e.name.isdigit() else 0):
         if not entry.name.isdigit():
             continue
         try:
             parent = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent in tree or int(entry.name) == root:
+            if parent in tree or int(entry.name) in roots:
                 tree.add(int(entry.name))
                 if os.path.realpath(f"{entry.path}/exe") == ours:
                     total += len(os.listdir(f"{entry.path}/fd"))
@@ -119,7 +119,8 @@ def test_a_connection_flood_from_one_command_leaves_the_job_its_descriptors(
     """About 1,000 connections to a command's egress socket exhausted the job's descriptors and
     failed another owner's `echo`: connections per command and per owner are capped."""
     attack, target = create(mallory, "static-site"), create(victim, "static-site")
-    workspace = Path(stack.env["VIBESDK_WORKSPACE_ROOT"]) / attack / "files"
+    # The flood's copy of the session is on whichever instance runs it, each with a disk of its own.
+    ready = [stack.job_root(index) / attack / "files" / "flood-ready" for index in range(stack.job_count)]
     flood = (
         "import socket, time\n"
         "held = []\n"
@@ -150,7 +151,7 @@ def test_a_connection_flood_from_one_command_leaves_the_job_its_descriptors(
     flooding = threading.Thread(target=run_flood)
     flooding.start()
     deadline = time.monotonic() + 90
-    while not (workspace / "flood-ready").exists():
+    while not any(path.exists() for path in ready):
         assert time.monotonic() < deadline, "the flood never opened its connections"
         time.sleep(0.1)
     peak = max(_job_descriptors(stack) for _ in range(5))
