@@ -21,7 +21,7 @@ import pytest
 
 from control_plane.keys import KeyStore
 from devstack.stack import Stack
-from tests.e2e.conftest import wait_for_run
+from tests.e2e.conftest import started_on, wait_for_run
 from vibesdk_gcp import clients
 from vibesdk_gcp.settings import Settings
 
@@ -73,25 +73,47 @@ def read(client: httpx.Client, session: str, path: str) -> str:
     return str(done["result"]["files"][0]["fileContents"])
 
 
-def test_one_owner_cannot_poison_the_tree_another_owner_is_given(mallory: httpx.Client, victim: httpx.Client) -> None:
+def installed(client: httpx.Client, session: str, path: str) -> str:
+    """A file of the session's installed tree, as its commands see it. Not getFiles: that restores
+    the session's own files only, and an instance that has not yet given the session its tree (the
+    router may send any action to any instance) answers the file missing."""
+    done = act(client, session, "executeCommands", {"commands": [f"cat {path}"]})
+    assert done["status"] == "succeeded", done
+    return str(done["result"]["results"][0]["output"])
+
+
+def test_one_owner_cannot_poison_the_tree_another_owner_is_given(
+    stack: Stack, mallory: httpx.Client, victim: httpx.Client
+) -> None:
     """The red team moved a hard-linked file of the shared node_modules out of it; root then gave
     it to the sandbox's user, and the next owner's build ran the attacker's code."""
     attack = create(mallory, "react-vite")
     shared = "node_modules/react/index.js"
-    original = read(mallory, attack, shared)
+    original = installed(mallory, attack, shared)
     moved = act(mallory, attack, "executeCommands", {"commands": [f"mv {shared} src/t.js"]})
     assert moved["status"] == "succeeded", moved
     poison = "globalThis.stolen = process.env;\n"
     written = act(mallory, attack, "executeCommands", {"commands": [f"echo '{poison.strip()}' >> src/t.js"]})
-    assert written["status"] == "failed" and "Permission denied" in written["error"], written
     chmodded = act(mallory, attack, "executeCommands", {"commands": ["chmod 777 src/t.js"]})
-    assert chmodded["status"] == "failed", chmodded
+    # Only on the instance where the move ran is src/t.js its tree's file (a hard link): refused there.
+    # Another instance restores the session's copy from Cloud Storage, a file of the session's own.
+    ran = started_on(stack)
+    if ran[written["runId"]] == ran[moved["runId"]]:
+        assert written["status"] == "failed" and "Permission denied" in written["error"], written
+        if ran[chmodded["runId"]] == ran[moved["runId"]]:
+            assert chmodded["status"] == "failed", chmodded
 
     target = create(victim, "react-vite", {"envVars": {"VICTIM_SECRET": f"s3cr3t-{uuid.uuid4().hex}"}})
-    assert read(victim, target, shared) == original
+    assert installed(victim, target, shared) == original
     built = act(victim, target, "executeCommands", {"commands": ["npm run build --silent"]}, timeout=180)
     assert built["status"] == "succeeded", built
-    assert read(mallory, attack, "src/t.js") == original  # the attacker's copy reads what it always did
+    # Every instance's own tree, whichever of them the actions reached: `.deps/{key}/tree` holds what
+    # the install filled `node_modules` with (functions/local_disk.py, dependencies.py's give).
+    in_tree = shared.removeprefix("node_modules/")
+    trees = [path for index in range(stack.job_count) for path in stack.job_root(index).glob(f".deps/*/tree/{in_tree}")]
+    assert trees and all(path.read_text() == original for path in trees), trees
+    # The attacker's copy reads what it always did, and its own append only where that succeeded.
+    assert read(mallory, attack, "src/t.js") == original + (poison if written["status"] == "succeeded" else "")
 
 
 def _job_descriptors(stack: Stack) -> int:
