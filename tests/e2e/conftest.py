@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -21,6 +23,8 @@ from vibesdk_cli import progress
 
 E2E_PORTS = Ports.shifted(20000 + PORT_SHIFT)
 TOKEN = "e2e-token"
+# functions/job.py's line as a run starts: it carries the runId, and its log file names the instance.
+STARTED = re.compile(r"\w+ started \(delivery attempt ")
 T = TypeVar("T")
 
 
@@ -93,3 +97,26 @@ def wait_until(condition: Callable[[], T | None], what: str, timeout: float = 60
 
 def logs_of(stack: Stack) -> str:
     return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in Path(stack.supervisor.log_dir).glob("*.log"))
+
+
+def job_log_entries(stack: Stack) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every JSON line of every sandbox job instance's log, with the instance (unit) that wrote it."""
+    for unit in stack.job_units:
+        for line in (Path(stack.supervisor.log_dir) / f"{unit}.log").read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            yield unit, entry
+
+
+def started_on(stack: Stack) -> dict[str, str]:
+    """runId -> the job instance that last started it (a run given back for a retry starts again)."""
+    latest: dict[str, tuple[str, str]] = {}
+    for unit, entry in job_log_entries(stack):
+        run_id = entry.get("runId")
+        if run_id and STARTED.match(str(entry.get("message", ""))) and entry["time"] >= latest.get(run_id, ("",))[0]:
+            latest[run_id] = (entry["time"], unit)
+    return {run_id: unit for run_id, (_, unit) in latest.items()}

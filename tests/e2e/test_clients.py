@@ -108,7 +108,8 @@ def test_one_run_is_found_in_every_unit_by_one_trace(stack: Stack, api: httpx.Cl
     assert wait_for_run(api, created["runUrl"])["status"] == "succeeded"
     lines = recorded_lines(stack, created["runId"])
     units = {line["unit"] for line in lines}
-    assert {"control-plane", "sandbox-job", "status-recorder"} <= units, lines
+    assert {"control-plane", "status-recorder"} <= units, lines
+    assert units & set(stack.job_units), lines  # whichever job instance the router chose
     traces = {line.get("traceId") for line in lines}
     assert len(traces) == 1 and None not in traces
     for line in lines:

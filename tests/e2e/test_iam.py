@@ -30,12 +30,14 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN_TF = ROOT / "infra" / "gcp" / "main.tf"
+# unit -> the service account it runs as; every instance of the sandbox job runs as its one account.
 ACCOUNTS = {
     "control-plane": "vibesdk-control-plane",
     "sandbox-job": "vibesdk-sandbox-job",
     "status-recorder": "vibesdk-status-recorder",
     "sweeper": "vibesdk-sweeper",
 }
+JOB_ACCOUNT = ACCOUNTS["sandbox-job"]
 # What each predefined role allows, of the permissions the code uses (IAM's roles reference).
 ROLE_PERMISSIONS = {
     "roles/storage.objectViewer": {access.OBJECT_GET, access.OBJECT_LIST},
@@ -146,15 +148,25 @@ def access_dir(stack: Stack) -> str:
     return stack.env.get("VIBESDK_ACCESS_DIR") or os.environ["VIBESDK_ACCESS_DIR"]
 
 
-def wait_for_dead_letters(stack: Stack) -> None:
+def units_of(stack: Stack) -> dict[str, list[str]]:
+    """account -> the units that run as it: the job's account is every job instance's."""
+    units: dict[str, list[str]] = {}
+    for unit, account in ACCOUNTS.items():
+        units.setdefault(account, []).extend(stack.job_units if account == JOB_ACCOUNT else [unit])
+    return units
+
+
+def used_by(stack: Stack, account: str) -> set[tuple[str, str]]:
+    """What the account's units used, together: the router sends a request to any job instance."""
     directory = Path(access_dir(stack))
+    return set().union(*(access.used(directory, unit) for unit in units_of(stack)[account]))
+
+
+def wait_for_dead_letters(stack: Stack) -> None:
     deadline = time.monotonic() + 30
-    wanted = {
-        "sandbox-job": (access.PUBLISH, DEAD_LETTER_TOPIC),
-        "status-recorder": (access.PUBLISH, DEAD_LETTER_TOPIC),
-    }
+    wanted = [JOB_ACCOUNT, ACCOUNTS["status-recorder"]]
     while time.monotonic() < deadline:
-        if all(entry in access.used(directory, unit) for unit, entry in wanted.items()):
+        if all((access.PUBLISH, DEAD_LETTER_TOPIC) in used_by(stack, account) for account in wanted):
             return
         time.sleep(0.2)
 
@@ -162,12 +174,11 @@ def wait_for_dead_letters(stack: Stack) -> None:
 def test_each_unit_is_granted_exactly_what_its_code_uses(api: httpx.Client, stack: Stack) -> None:
     drive_every_action(api, stack)
     wait_for_dead_letters(stack)
-    directory = Path(access_dir(stack))
     granted = grants()
     missing, broader = [], []
-    for unit, account in ACCOUNTS.items():
-        used = access.used(directory, unit)
-        assert used, f"{unit} noted no Google call at all"
+    for account, units in units_of(stack).items():
+        used = used_by(stack, account)
+        assert used, f"{', '.join(units)} noted no Google call at all"
         for permission, resource in sorted(used):
             if not any(
                 resource == where and permission in ROLE_PERMISSIONS.get(role, set())
@@ -184,6 +195,6 @@ def test_each_unit_is_granted_exactly_what_its_code_uses(api: httpx.Client, stac
             narrower = [other for other, perms in ROLE_PERMISSIONS.items() if needed <= perms < allowed]
             if narrower and (account, role, resource) not in EXCEPTIONS:
                 broader.append(f"{account} holds {role} on {resource}; {narrower[0]} would do ({sorted(needed)})")
-    print("\n".join(f"{unit}: {sorted(access.used(directory, unit))}" for unit in ACCOUNTS))
+    print("\n".join(f"{account}: {sorted(used_by(stack, account))}" for account in units_of(stack)))
     assert missing == []
     assert broader == []

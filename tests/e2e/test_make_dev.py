@@ -15,12 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.config import PORTS
+from devstack.config import PORTS, Ports, job_instances
 from tests import PORT_SHIFT
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 OWN_PORTS = {key: str(26000 + PORT_SHIFT + index) for index, (_, key, _) in enumerate(PORTS)}
+# Every port the stack listens on: those above, and each further job instance's, ten apart (Ports.job_port).
+LISTENING = [*OWN_PORTS.values()] + [
+    str(Ports.from_env(OWN_PORTS).job_port(index)) for index in range(1, job_instances(os.environ))
+]
 # In the environment of every process a `make dev` of this test starts, whatever its parent.
 RUN_MARKER = "VIBESDK_TEST_DEV_RUN"
 
@@ -36,7 +40,7 @@ def test_dev_stops_every_process_it_started(stop_signal: int, tmp_path: Path) ->
     try:
         assert "export VIBESDK_API_TOKEN=" in text, text
         assert f"http://127.0.0.1:{OWN_PORTS['VIBESDK_CONTROL_PLANE_PORT']}" in text
-        assert all(listening(port) for port in OWN_PORTS.values()), text
+        assert all(listening(port) for port in LISTENING), text
         started = started_processes(process.pid, marker)
         process.send_signal(stop_signal)
         assert process.wait(timeout=60) == 0
@@ -64,7 +68,7 @@ def test_dev_names_a_missing_emulator(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Pub/Sub emulator is missing" in result.stderr
     assert "google-cloud-cli-pubsub-emulator" in result.stderr
-    assert not any(listening(port) for port in OWN_PORTS.values())
+    assert not any(listening(port) for port in LISTENING)
 
 
 def test_dev_refuses_a_port_in_use() -> None:
@@ -104,9 +108,9 @@ def start_dev() -> tuple[subprocess.Popen[str], str, str]:
 
 def ports_free_within(seconds: float) -> list[str]:
     deadline = time.monotonic() + seconds
-    while any(listening(port) for port in OWN_PORTS.values()) and time.monotonic() < deadline:
+    while any(listening(port) for port in LISTENING) and time.monotonic() < deadline:
         time.sleep(0.2)
-    return [port for port in OWN_PORTS.values() if listening(port)]
+    return [port for port in LISTENING if listening(port)]
 
 
 # A process: its pid and its start time (a pid alone may be reused).
@@ -150,8 +154,8 @@ def started_processes(root: int, marker: str) -> dict[Process, str]:
     found |= {
         process: info[1] for process, info in processes.items() if process[0] != root and _marked(process[0], marker)
     }
-    # At least the seven units: three emulators, the job, the recorder, the router, the control plane.
-    assert len(found) >= len(OWN_PORTS), found
+    # At least a process a port: three emulators, each job instance, the recorder, the router, the control plane.
+    assert len(found) >= len(LISTENING), found
     return found
 
 
@@ -171,7 +175,7 @@ def test_no_child_outlives_a_killed_supervisor() -> None:
     """SIGKILL leaves the supervisor no chance to stop anything: its children die with it all the same."""
     process, text, marker = start_dev()
     try:
-        assert all(listening(port) for port in OWN_PORTS.values()), text
+        assert all(listening(port) for port in LISTENING), text
         started = started_processes(process.pid, marker)
         process.kill()
         process.wait()

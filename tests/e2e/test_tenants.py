@@ -21,7 +21,7 @@ import pytest
 
 from control_plane.keys import KeyStore
 from devstack.stack import Stack
-from tests.e2e.conftest import wait_for_run
+from tests.e2e.conftest import started_on, wait_for_run
 from vibesdk_gcp import clients
 from vibesdk_gcp.settings import Settings
 
@@ -73,38 +73,60 @@ def read(client: httpx.Client, session: str, path: str) -> str:
     return str(done["result"]["files"][0]["fileContents"])
 
 
-def test_one_owner_cannot_poison_the_tree_another_owner_is_given(mallory: httpx.Client, victim: httpx.Client) -> None:
+def installed(client: httpx.Client, session: str, path: str) -> str:
+    """A file of the session's installed tree, as its commands see it. Not getFiles: that restores
+    the session's own files only, and an instance that has not yet given the session its tree (the
+    router may send any action to any instance) answers the file missing."""
+    done = act(client, session, "executeCommands", {"commands": [f"cat {path}"]})
+    assert done["status"] == "succeeded", done
+    return str(done["result"]["results"][0]["output"])
+
+
+def test_one_owner_cannot_poison_the_tree_another_owner_is_given(
+    stack: Stack, mallory: httpx.Client, victim: httpx.Client
+) -> None:
     """The red team moved a hard-linked file of the shared node_modules out of it; root then gave
     it to the sandbox's user, and the next owner's build ran the attacker's code."""
     attack = create(mallory, "react-vite")
     shared = "node_modules/react/index.js"
-    original = read(mallory, attack, shared)
+    original = installed(mallory, attack, shared)
     moved = act(mallory, attack, "executeCommands", {"commands": [f"mv {shared} src/t.js"]})
     assert moved["status"] == "succeeded", moved
     poison = "globalThis.stolen = process.env;\n"
     written = act(mallory, attack, "executeCommands", {"commands": [f"echo '{poison.strip()}' >> src/t.js"]})
-    assert written["status"] == "failed" and "Permission denied" in written["error"], written
     chmodded = act(mallory, attack, "executeCommands", {"commands": ["chmod 777 src/t.js"]})
-    assert chmodded["status"] == "failed", chmodded
+    # Only on the instance where the move ran is src/t.js its tree's file (a hard link): refused there.
+    # Another instance restores the session's copy from Cloud Storage, a file of the session's own.
+    ran = started_on(stack)
+    if ran[written["runId"]] == ran[moved["runId"]]:
+        assert written["status"] == "failed" and "Permission denied" in written["error"], written
+        if ran[chmodded["runId"]] == ran[moved["runId"]]:
+            assert chmodded["status"] == "failed", chmodded
 
     target = create(victim, "react-vite", {"envVars": {"VICTIM_SECRET": f"s3cr3t-{uuid.uuid4().hex}"}})
-    assert read(victim, target, shared) == original
+    assert installed(victim, target, shared) == original
     built = act(victim, target, "executeCommands", {"commands": ["npm run build --silent"]}, timeout=180)
     assert built["status"] == "succeeded", built
-    assert read(mallory, attack, "src/t.js") == original  # the attacker's copy reads what it always did
+    # Every instance's own tree, whichever of them the actions reached: `.deps/{key}/tree` holds what
+    # the install filled `node_modules` with (functions/local_disk.py, dependencies.py's give).
+    in_tree = shared.removeprefix("node_modules/")
+    trees = [path for index in range(stack.job_count) for path in stack.job_root(index).glob(f".deps/*/tree/{in_tree}")]
+    assert trees and all(path.read_text() == original for path in trees), trees
+    # The attacker's copy reads what it always did, and its own append only where that succeeded.
+    assert read(mallory, attack, "src/t.js") == original + (poison if written["status"] == "succeeded" else "")
 
 
 def _job_descriptors(stack: Stack) -> int:
-    """Open descriptors of the sandbox job's own processes (the sandboxes' are not the job's)."""
+    """Open descriptors of every sandbox job instance's own processes (the sandboxes' are not the job's)."""
     ours = os.path.realpath(sys.executable)
-    root = stack.supervisor.child("sandbox-job").process.pid
-    tree, total = {root}, 0
+    roots = {stack.supervisor.child(unit).process.pid for unit in stack.job_units}
+    tree, total = set(roots), 0
     for entry in sorted(os.scandir("/proc"), key=lambda e: int(e.name) if e.name.isdigit() else 0):
         if not entry.name.isdigit():
             continue
         try:
             parent = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent in tree or int(entry.name) == root:
+            if parent in tree or int(entry.name) in roots:
                 tree.add(int(entry.name))
                 if os.path.realpath(f"{entry.path}/exe") == ours:
                     total += len(os.listdir(f"{entry.path}/fd"))
@@ -119,7 +141,8 @@ def test_a_connection_flood_from_one_command_leaves_the_job_its_descriptors(
     """About 1,000 connections to a command's egress socket exhausted the job's descriptors and
     failed another owner's `echo`: connections per command and per owner are capped."""
     attack, target = create(mallory, "static-site"), create(victim, "static-site")
-    workspace = Path(stack.env["VIBESDK_WORKSPACE_ROOT"]) / attack / "files"
+    # The flood's copy of the session is on whichever instance runs it, each with a disk of its own.
+    ready = [stack.job_root(index) / attack / "files" / "flood-ready" for index in range(stack.job_count)]
     flood = (
         "import socket, time\n"
         "held = []\n"
@@ -150,7 +173,7 @@ def test_a_connection_flood_from_one_command_leaves_the_job_its_descriptors(
     flooding = threading.Thread(target=run_flood)
     flooding.start()
     deadline = time.monotonic() + 90
-    while not (workspace / "flood-ready").exists():
+    while not any(path.exists() for path in ready):
         assert time.monotonic() < deadline, "the flood never opened its connections"
         time.sleep(0.1)
     peak = max(_job_descriptors(stack) for _ in range(5))
