@@ -19,6 +19,11 @@ Each delivery, a redelivery included, goes to one of them picked at random, as C
 balancer sends each request to any instance with room: "by default ... requests from the same
 client might be handled by different instances", and session affinity, where it is on, is a
 cookie that a push never carries (https://cloud.google.com/run/docs/configuring/session-affinity).
+Cloud Run never routes to an instance that is gone, and a request with no instance to take it is
+queued "up to 3.5 times the average startup time ... or 10 seconds, whichever is greater", then
+refused with 429 (https://cloud.google.com/run/docs/about-instance-autoscaling): so a delivery
+goes to another instance when its pick does not answer, and while none does it waits up to 10 s
+(within the ack deadline) before the 429, a negative ack.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -51,6 +57,12 @@ logger = logging.getLogger("eventarc.router")
 MAX_TRACKED_MESSAGES = 100_000
 # How long, at most, a push is held before it is forwarded: enough to shuffle a burst.
 SHUFFLE_SECONDS = 0.05
+# How long Cloud Run keeps a request pending while no instance can take it, at least.
+PENDING_SECONDS = 10.0
+
+
+class NoInstance(Exception):
+    """No instance of the destination took the request within Cloud Run's pending time."""
 
 
 def delivery_mode(env: dict[str, str]) -> str:
@@ -130,12 +142,10 @@ def create_app(
         if shuffle > 0 and not subscription.message_ordering:
             await asyncio.sleep(random.uniform(0, shuffle))
         try:
-            response = await http.post(
-                random.choice(destinations[trigger.name]),
-                content=json.dumps(event),
-                headers=headers,
-                timeout=subscription.ack_deadline_seconds,
-            )
+            response = await forward(destinations[trigger.name], json.dumps(event), headers, subscription)
+        except NoInstance as error:
+            logger.info("delivery of %s on %s found no instance: %s", message.message_id, trigger.name, error)
+            return JSONResponse({"error": f"no instance available: {error}"}, 429)
         except httpx.TimeoutException:
             # The ack deadline passed: Pub/Sub takes that as a negative ack and delivers the message
             # again after the backoff, while the first delivery may still be at work.
@@ -145,6 +155,23 @@ def create_app(
             logger.warning("destination of %s unreachable: %s", trigger.name, error)
             return JSONResponse({"error": f"destination unreachable: {error}"}, 503)
         return Response(response.content, response.status_code, media_type=response.headers.get("content-type"))
+
+    async def forward(
+        urls: list[str], body: str, headers: dict[str, str], subscription: PushSubscription
+    ) -> httpx.Response:
+        """To one instance picked at random; to another when it does not answer; pending while none does."""
+        started = time.monotonic()
+        pending = min(PENDING_SECONDS, subscription.ack_deadline_seconds)
+        while True:
+            for url in random.sample(urls, len(urls)):
+                left = subscription.ack_deadline_seconds - (time.monotonic() - started)
+                try:
+                    return await http.post(url, content=body, headers=headers, timeout=max(left, 0.001))
+                except httpx.ConnectError as error:
+                    refused = error
+            if time.monotonic() - started >= pending:
+                raise NoInstance(str(refused))
+            await asyncio.sleep(0.1)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
