@@ -39,6 +39,7 @@ PORTS = Ports.shifted(16000 + PORT_SHIFT)
 TOKEN = "reliability"
 TERMINAL = ("succeeded", "failed")
 RECORDER = "status-recorder"
+ROUTER = "eventarc-router"
 LEASE_SECONDS = 6
 # Short leases, so that a dead job's run is retaken or swept within a test's patience.
 # The load scenario is one owner posting as fast as it can: the per-owner limits step aside.
@@ -331,8 +332,12 @@ class Harness:
             list(pool.map(lambda unit: self.kill(unit, sig), self.jobs))
 
     def restart_jobs(self) -> None:
-        for unit in self.jobs:
-            self.restart(unit)
+        """A new process for every job instance, all started before any is waited for: while every
+        instance is down the router's pushes fail (503), and the emulator backs a message off for
+        minutes after a few such failures in a row."""
+        children = [self.stack.supervisor.restart(unit) for unit in self.jobs]
+        for child in children:
+            self.stack.supervisor.wait_for_port(child, HOST, int(child.env["PORT"]))
 
     def pause(self, unit: str) -> None:
         os.killpg(self.stack.supervisor.child(unit).process.pid, signal.SIGSTOP)
