@@ -39,7 +39,6 @@ PORTS = Ports.shifted(16000 + PORT_SHIFT)
 TOKEN = "reliability"
 TERMINAL = ("succeeded", "failed")
 RECORDER = "status-recorder"
-ROUTER = "eventarc-router"
 LEASE_SECONDS = 6
 # Short leases, so that a dead job's run is retaken or swept within a test's patience.
 # The load scenario is one owner posting as fast as it can: the per-owner limits step aside.
