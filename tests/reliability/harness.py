@@ -17,7 +17,8 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,7 +38,6 @@ from vibesdk_gcp.settings import Settings
 PORTS = Ports.shifted(16000 + PORT_SHIFT)
 TOKEN = "reliability"
 TERMINAL = ("succeeded", "failed")
-JOB = "sandbox-job"
 RECORDER = "status-recorder"
 LEASE_SECONDS = 6
 # Short leases, so that a dead job's run is retaken or swept within a test's patience.
@@ -62,6 +62,10 @@ STATUS_REDELIVERY_SECONDS = float(
 )
 
 T = TypeVar("T")
+
+# Where each job instance's log stood at a moment (unit -> size in bytes): the sandbox job runs as
+# several instances (devstack/config.py job_unit), each appending to a log of its own.
+Mark = Mapping[str, int]
 
 
 def patience(actions: int, redeliveries: int = 0, action_seconds: float = ACTION_SECONDS) -> float:
@@ -306,9 +310,33 @@ class Harness:
         }
         return headers, json.dumps(body)
 
+    # --- the sandbox job's instances
+    @property
+    def jobs(self) -> list[str]:
+        """The job's instances, as the supervisor names them: sandbox-job, sandbox-job-2, ..."""
+        return self.stack.job_units
+
+    def job_url(self, turn: int) -> str:
+        """The instance a direct push number `turn` goes to: each in turn, as a load balancer spreads them."""
+        return self.stack.job_url(turn % self.stack.job_count)
+
     def kill(self, unit: str, sig: int) -> None:
         """Signal the unit's process group and wait until its leader has exited."""
         self.stack.supervisor.kill(unit, sig)
+
+    def kill_jobs(self, sig: int) -> None:
+        """Signal every job instance at once, then wait until each has exited: the fault hits every
+        run in flight, wherever it runs, and no instance goes on taking work while another drains."""
+        with ThreadPoolExecutor(len(self.jobs)) as pool:
+            list(pool.map(lambda unit: self.kill(unit, sig), self.jobs))
+
+    def restart_jobs(self) -> None:
+        """A new process for every job instance, all started before any is waited for: while every
+        instance is down the router's pushes fail (503), and the emulator backs a message off for
+        minutes after a few such failures in a row."""
+        children = [self.stack.supervisor.restart(unit) for unit in self.jobs]
+        for child in children:
+            self.stack.supervisor.wait_for_port(child, HOST, int(child.env["PORT"]))
 
     def pause(self, unit: str) -> None:
         os.killpg(self.stack.supervisor.child(unit).process.pid, signal.SIGSTOP)
@@ -390,15 +418,37 @@ class Harness:
                 offset += len(line)
         return entries
 
-    def executions(self, run_ids: Iterable[str], start: int = 0, end: int | None = None) -> Counter[str]:
-        """How many times the job started each run's action (its "started" log lines)."""
-        wanted = set(run_ids)
-        return Counter(e.run_id for e in self.log(JOB, start, end) if e.run_id in wanted and STARTED.match(e.message))
+    def job_mark(self) -> dict[str, int]:
+        """Where every job instance's log stands now."""
+        return {unit: self.log_size(unit) for unit in self.jobs}
 
-    def ended(self, run_ids: Iterable[str], start: int = 0, end: int | None = None) -> Counter[str]:
-        """How many times the job ended each run's action (its "succeeded" / "failed" log lines)."""
+    def job_log(self, start: Mark | None = None, end: Mark | None = None) -> dict[str, list[LogEntry]]:
+        """Each job instance's JSON log lines between the marks (from its start, to its end, by default)."""
+        return {unit: self.log(unit, (start or {}).get(unit, 0), (end or {}).get(unit)) for unit in self.jobs}
+
+    def starts(
+        self, run_ids: Iterable[str], start: Mark | None = None, end: Mark | None = None
+    ) -> dict[str, Counter[str]]:
+        """How many times each job instance started each run's action (its "started" log lines)."""
         wanted = set(run_ids)
-        return Counter(e.run_id for e in self.log(JOB, start, end) if e.run_id in wanted and ENDED.match(e.message))
+        return {
+            unit: Counter(e.run_id for e in entries if e.run_id in wanted and STARTED.match(e.message))
+            for unit, entries in self.job_log(start, end).items()
+        }
+
+    def executions(self, run_ids: Iterable[str], start: Mark | None = None, end: Mark | None = None) -> Counter[str]:
+        """How many times the job, on any instance, started each run's action."""
+        return sum(self.starts(run_ids, start, end).values(), Counter())
+
+    def ended(self, run_ids: Iterable[str], start: Mark | None = None, end: Mark | None = None) -> Counter[str]:
+        """How many times the job, on any instance, ended each run's action ("succeeded" / "failed" lines)."""
+        wanted = set(run_ids)
+        return Counter(
+            e.run_id
+            for entries in self.job_log(start, end).values()
+            for e in entries
+            if e.run_id in wanted and ENDED.match(e.message)
+        )
 
     def decisions(self, run_ids: Iterable[str], start: int = 0) -> dict[str, list[tuple[str, int, str]]]:
         """The recorder's decision on each status event of each run, in order: (status, seq, decision)."""

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -36,7 +38,6 @@ from devstack.stack import PROJECT_ROOT
 from functions.deadletters import DeadLetter, DeadLetterBox
 from tests.reliability.harness import (
     ACTION_SECONDS,
-    JOB,
     RECORDER,
     STARTED,
     STATUS_REDELIVERY_SECONDS,
@@ -69,26 +70,35 @@ def seen_running(run: dict[str, Any] | None) -> bool:
     return bool(run) and 1 in seqs(run)
 
 
+def per_unit(counts: dict[str, int]) -> str:
+    """'1 on sandbox-job, 2 on sandbox-job-2'."""
+    return ", ".join(f"{count} on {unit}" for unit, count in counts.items())
+
+
+def started_on(h: Harness, run_ids: Iterable[str]) -> str:
+    """How many of the runs each job instance started (its "started" lines)."""
+    return per_unit({unit: sum(found.values()) for unit, found in h.starts(run_ids).items()})
+
+
 def duplicates(h: Harness, size: int, copies: int = 3) -> Row:
-    """Each request published `copies` times and pushed to the job `copies` times at once.
+    """Each request published `copies` times and pushed to the job `copies` times at once, the
+    pushes to its instances in turn (copies of one request race on different instances).
 
     Promise, per run: succeeded, claimed once, executed once (one ledger line).
     """
     session = h.session()
     requests = [(h.request(session, "executeCommands", ledger_command(token)), token) for token in tokens(size)]
-    job = h.stack.ports.url("sandbox_job")
     answers: list[int] = []
 
-    def push(request: Any, message_id: str) -> int:
-        headers, body = h.cloudevent(request, message_id)
-        return httpx.post(job, content=body, headers=headers, timeout=120).status_code
+    def push(request: Any, copy: int) -> int:
+        headers, body = h.cloudevent(request, f"direct-{request.runId}-{copy}")
+        return httpx.post(h.job_url(copy), content=body, headers=headers, timeout=120).status_code
 
     def deliver(request: Any) -> None:
         for _ in range(copies):
             h.bus.publish_request(request)
         with ThreadPoolExecutor(copies) as pool:
-            ids = [f"direct-{request.runId}-{copy}" for copy in range(copies)]
-            answers.extend(pool.map(lambda message_id: push(request, message_id), ids))
+            answers.extend(pool.map(lambda copy: push(request, copy), range(copies)))
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(deliver, [request for request, _ in requests]))
@@ -102,9 +112,10 @@ def duplicates(h: Harness, size: int, copies: int = 3) -> Row:
     claims = [int((run or {}).get("claims") or 0) for run in runs.values()]
     return Row(
         "duplicates",
-        f"each request published {copies}x and pushed {copies}x at once",
+        f"each request published {copies}x and pushed {copies}x at once, over {len(h.jobs)} job instances",
         tuple(verdicts),
         note=f"{len(answers)} direct pushes answered {tally(answers)}; claims per run {tally(claims)}; "
+        f"started on {started_on(h, session_of)}; "
         f"ledger lines per run {tally(v.effects for v in verdicts)}",
     )
 
@@ -175,14 +186,16 @@ def reordering(h: Harness, size: int, late_copies: int = 1) -> Row:
 
 
 def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds: float = 8) -> Row:
-    """`sig` to the sandbox job once all its runs are seen running at once, then a new job process.
+    """`sig` to every sandbox job instance once all its runs are seen running at once, then a new
+    process for each.
 
     Each request is published (Pub/Sub keeps it until it is acknowledged) and pushed to the job
-    directly as well, all at once, as Eventarc delivers a burst (the emulator pushes only a couple
-    at a time): every run is at work when the signal comes.
+    directly as well, to its instances in turn, all at once, as Eventarc delivers a burst (the
+    emulator pushes only a couple at a time): every run is at work when the signal comes, and the
+    signal reaches every instance, so it hits every run in flight wherever it runs.
 
     Promise, per run: succeeded, executed once (one ledger line); a run in flight at the kill
-    retaken by a later delivery (claimed twice, started again by the new process), one that had
+    retaken by a later delivery (claimed twice, started again by a new process), one that had
     ended before it claimed once and not started again.
     """
     sessions = [h.session() for _ in range(size)]
@@ -194,8 +207,7 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
         lambda rebuilding: not rebuilding,
         timeout=180,
     )
-    job = h.stack.ports.url("sandbox_job")
-    log_start = h.log_size(JOB)
+    log_start = h.job_mark()
     runs: dict[str, tuple[str, str]] = {}
     pushes = ThreadPoolExecutor(size)
     pushed = []
@@ -206,7 +218,7 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
         )
         h.bus.publish_request(request)
         headers, body = h.cloudevent(request, f"direct-{request.runId}")
-        pushed.append(pushes.submit(httpx.post, job, content=body, headers=headers, timeout=120))
+        pushed.append(pushes.submit(httpx.post, h.job_url(index), content=body, headers=headers, timeout=120))
         runs[request.runId] = (session, token)
     session_of = {run_id: session for run_id, (session, _) in runs.items()}
     h.wait_for(
@@ -216,21 +228,24 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
         timeout=patience(1, redeliveries=1),
     )
     signalled = utcnow()
-    h.kill(JOB, sig)
-    exited = h.log_size(JOB)  # what the killed process wrote ends here
-    h.restart(JOB)
+    h.kill_jobs(sig)
+    exited = h.job_mark()  # what the killed processes wrote ends here
+    h.restart_jobs()
     pushes.shutdown(wait=True)
     answers = [type(f.exception()).__name__ if f.exception() else f.result().status_code for f in pushed]
-    started_before = h.executions(runs, log_start, exited)
+    started_on_unit = h.starts(runs, log_start, exited)
+    started_before = sum(started_on_unit.values(), Counter())
     ended_before = h.ended(runs, log_start, exited)
     in_flight = {run_id for run_id in runs if started_before[run_id] and not ended_before[run_id]}
+    in_flight_on = {unit: sum(run_id in in_flight for run_id in found) for unit, found in started_on_unit.items()}
     finals = h.wait_runs(
         session_of, timeout=patience(1, redeliveries=3, action_seconds=action_seconds + ACTION_SECONDS)
     )
     started_after = h.executions(runs, exited)
     retaken = [
         (datetime.fromisoformat(e.entry["time"]) - signalled).total_seconds()
-        for e in h.log(JOB, exited)
+        for entries in h.job_log(exited).values()
+        for e in entries
         if e.run_id in in_flight and STARTED.match(e.message)
     ]
     verdicts = []
@@ -247,9 +262,11 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
     claims_seen = [int((run or {}).get("claims") or 0) for run in finals.values()]
     return Row(
         "job killed mid-action",
-        f"{name} to the sandbox job once its {size} runs ({action_seconds:g} s actions) were seen running; restarted",
+        f"{name} to each of the {len(h.jobs)} sandbox job instances once its {size} runs ({action_seconds:g} s "
+        "actions) were seen running; each restarted",
         tuple(verdicts),
-        note=f"{len(in_flight)} of {size} in flight at the {name} (direct pushes: {tally(answers)}), started again "
+        note=f"{len(in_flight)} of {size} in flight at the {name} ({per_unit(in_flight_on)}; direct pushes: "
+        f"{tally(answers)}), started again "
         + (f"{min(retaken):.1f}–{max(retaken):.1f} s after it" if retaken else "never")
         + f"; claims per run {tally(claims_seen)}; ended {tally((r or {}).get('status') for r in finals.values())}; "
         f"ledger lines per run {tally(v.effects for v in verdicts)}",
@@ -321,7 +338,7 @@ def recorder_down(h: Harness, size: int, seconds: float) -> Row:
     queued, running, succeeded recorded once each; claimed once, executed once (one ledger line).
     """
     session = h.session()
-    log_start = h.log_size(JOB)
+    log_start = h.job_mark()
     down = time.monotonic()
     h.pause(RECORDER)
     try:
@@ -509,14 +526,15 @@ def poison(h: Harness, size: int) -> Row:
 
 
 def graceful_shutdown(h: Harness, size: int, sig: int = signal.SIGTERM, action_seconds: float = 2) -> Row:
-    """`sig` to the sandbox job once the first of a session's runs is seen running, then a new job process.
+    """`sig` to every sandbox job instance once the first of a session's runs is seen running, then a
+    new process for each.
 
     Promise, per run: succeeded, claimed once, executed once (one ledger line); a run in flight at
-    the signal finished by the old process before it exited, and not started again; each of the
-    others run once, by the old process before it exits or by the new one.
+    the signal finished by its old process before it exited, and not started again; each of the
+    others run once, by an old process before it exits or by a new one.
     """
     session = h.session()
-    log_start = h.log_size(JOB)
+    log_start = h.job_mark()
     tokens_of = {
         h.queue(session, "executeCommands", ledger_command(token, f"sleep {action_seconds:g}; ")): token
         for token in tokens(size)
@@ -529,12 +547,12 @@ def graceful_shutdown(h: Harness, size: int, sig: int = signal.SIGTERM, action_s
         seen_running,
         timeout=patience(1, redeliveries=1),
     )
-    signalled_at = h.log_size(JOB)
+    signalled_at = h.job_mark()
     signalled = time.monotonic()
-    h.kill(JOB, sig)
+    h.kill_jobs(sig)
     exit_seconds = time.monotonic() - signalled
-    exited = h.log_size(JOB)
-    h.restart(JOB)
+    exited = h.job_mark()
+    h.restart_jobs()
     started_before, ended_before = (
         h.executions(tokens_of, log_start, signalled_at),
         h.ended(tokens_of, log_start, signalled_at),
@@ -559,12 +577,12 @@ def graceful_shutdown(h: Harness, size: int, sig: int = signal.SIGTERM, action_s
     after = sum(bool(started_after[run_id]) for run_id in tokens_of)
     return Row(
         "graceful shutdown",
-        f"{name} to the sandbox job once the first of {size} runs ({action_seconds:g} s actions) was seen running; "
-        "restarted",
+        f"{name} to each of the {len(h.jobs)} sandbox job instances once the first of {size} runs "
+        f"({action_seconds:g} s actions) was seen running; each restarted",
         tuple(verdicts),
         note=f"{len(in_flight)} in flight at the {name}, {sum(map(bool, finished_in_time.values()))} of them finished "
-        f"by the old process, which started {sum(map(bool, started_late.values()))} more after the signal and "
-        f"exited {exit_seconds:.1f} s after it; {after} started after the restart; "
+        f"by the old processes, which started {sum(map(bool, started_late.values()))} more after the signal and "
+        f"had all exited {exit_seconds:.1f} s after it; {after} started after the restart; "
         f"claims per run {tally(int((r or {}).get('claims') or 0) for r in finals.values())}; "
         f"ledger lines per run {tally(v.effects for v in verdicts)}",
         checks=() if in_flight else (f"no run was in flight at the {name}: the fault hit nothing",),
