@@ -139,6 +139,20 @@ def _instances(results: dict[str, Any]) -> list[str]:
     return instances_section(results.get("overlap_wait"), results.get("first_actions"))
 
 
+def _noisy(conditions: dict[str, Any]) -> str:
+    """The phases that shared the machine with other work: their figures are noisy (the machine is shared)."""
+    bound = conditions.get("noisy_other_cores")
+    if bound is None:
+        return ""
+    noisy = [name for name, phase in conditions["phases"].items() if phase["other_cores_mean"] > bound]
+    if not noisy:
+        return " No phase shared the machine with other work beyond " + f"{bound:g} of a core on average."
+    return (
+        f" The machine is shared: other work used more than {bound:g} of a core on average during "
+        f"{', '.join(noisy)}, so those phases' figures are noisy."
+    )
+
+
 def _conditions(conditions: dict[str, Any] | None) -> list[str]:
     """The machine's load while the bench ran, measured by the bench itself (bench/conditions.py)."""
     if not conditions or not conditions.get("whole"):
@@ -148,7 +162,9 @@ def _conditions(conditions: dict[str, Any] | None) -> list[str]:
         f"Conditions, sampled every {conditions['sample_seconds']:g} s over the run's {whole['seconds']} s: the "
         f"1-minute load average was {whole['load_1m_mean']} on average (at most {whole['load_1m_max']}); work "
         f"outside the benchmark (the machine's busy CPU less the bench's own process tree) used "
-        f"{whole['other_cores_mean']} cores on average, at most {whole['other_cores_max']} over a sample. Per phase:",
+        f"{whole['other_cores_mean']} cores on average, at most {whole['other_cores_max']} over a sample."
+        + _noisy(conditions)
+        + " Per phase:",
         "",
         _table(
             ["phase", "seconds", "load avg (mean)", "load avg (max)", "bench cores", "other cores (mean)", "(max)"],
@@ -322,7 +338,7 @@ def _tenancy(tenancy: dict[str, Any]) -> list[str]:
         ),
         "",
         f"Flood: {flood['actions']} actions (`{flood['each']}`) of one owner on as many sessions; the job lets one "
-        f"owner run {_share(flood)} actions at once (its settings). Once {flood['running_when_victim_queued']} "
+        f"owner run {_share(flood)} (its settings). Once {flood['running_when_victim_queued']} "
         "of the flood's actions were running (seen in Firestore), one quick action of another owner was queued: "
         f"{victim} (bound {flood['bound_s']:g} s), with {flood['running_when_victim_ended']} of the flood's actions "
         f"still running then; at most {flood['most_running']} of them ran at once. The flood's actions ended "
@@ -335,8 +351,11 @@ def _tenancy(tenancy: dict[str, Any]) -> list[str]:
 
 def _share(flood: dict[str, Any]) -> str:
     if "instances" not in flood:
-        return str(flood["owner_share"])
-    return f"{flood['owner_share_per_instance']} on each of its {flood['instances']} instances, {flood['owner_share']} in all,"
+        return f"{flood['owner_share']} actions at once"
+    return (
+        f"{flood['owner_share_per_instance']} actions at once on each of its {flood['instances']} instances, "
+        f"{flood['owner_share']} in all"
+    )
 
 
 def _apps(apps: dict[str, Any] | None) -> list[str]:
