@@ -4,7 +4,12 @@ Prints a table and writes bench/results.json and docs/BENCHMARKS.md. Sizes: BENC
 BENCH_CONCURRENCY (32), BENCH_C1_RUNS (200), BENCH_ROUNDS (4), BENCH_SANDBOX_REPEATS (200),
 BENCH_WORKSPACE_FILES (10,1000,10000), BENCH_RUNNER_REPEATS (20 of each runner call each way),
 BENCH_MANAGER_REPEATS (2 DeploymentManager sequences of each version), BENCH_LIVE_WRITES (20 writes
-to an open live preview; `python -m bench.live` runs that part alone).
+to an open live preview; `python -m bench.live` runs that part alone), BENCH_OVERLAP_ROUNDS (20 rounds
+of a sleep and two actions queued at once), BENCH_FIRST_ACTION_REPEATS (5 sessions of each template,
+each one's first action pushed to the instance that did not create it).
+
+The stack runs as many sandbox job instances as VIBESDK_JOB_INSTANCES says (two by default, as Cloud
+Run runs many): each delivery goes to one of them; the job's CPU and work are added up over them all.
 
 Loops that are compared are measured in alternated rounds (A B C, then C B A, ...) on the same
 emulators, so the emulators' growth over the run favours none of them.
@@ -30,6 +35,7 @@ from bench.apps import app_costs
 from bench.conditions import Conditions
 from bench.costs import egress_cost, incremental_save, sandbox_overhead, workspace_costs
 from bench.goals import goal, other
+from bench.instances import first_actions, instance_goals, overlap_wait
 from bench.live import live_goal, live_preview
 from bench.load import POLLS_PER_LATENCY, LoadResult, combined
 from bench.manager import manager_sequence
@@ -50,7 +56,7 @@ from bench.pipeline import (
 )
 from bench.runner import runner_wait
 from bench.tenancy import attacks
-from devstack.config import Ports
+from devstack.config import JOB_UNIT, Ports
 from devstack.stack import PROJECT_ROOT, Stack, start_stack
 from eventarc.definitions import SANDBOX_JOB_TRIGGER
 from eventarc.router import delivery_mode
@@ -63,15 +69,16 @@ FLOOR_PORTS = {"floor-api": 14090, "floor-job": 14091, "floor-recorder": 14092, 
 FLOORS = ("floor", "floor_routed")
 FLOOR_NAMES = {"floor": "floor loop (pushed straight)", "floor_routed": "routed floor loop (through the router)"}
 C1_WARMUP = 20
+# The actions pushed to an instance after a session's first there: what the first is measured against.
+FIRST_ACTION_NEXTS = 3
 EMULATORS = ("pubsub-emulator", "firestore-emulator", "storage-emulator")
-PIPELINE_UNITS = ("control-plane", "eventarc-router", "sandbox-job", "status-recorder", *EMULATORS)
 FLOOR_UNITS = {"floor": (*floor.UNITS, *EMULATORS), "floor_routed": (*floor.ROUTED_UNITS, *EMULATORS)}
 BASELINE_PORT = 22090
 # The units count their work every half second (vibesdk_gcp/metrics.py): three flushes.
 FLUSH_WAIT_SECONDS = 1.5
 C1_HISTOGRAM_MS = 25
-# The pipeline's units that count their work (VIBESDK_UNIT); the emulators count none.
-COUNTING_UNITS = ("control-plane", "eventarc-router", "sandbox-job", "status-recorder")
+# The pipeline's units besides the sandbox job's instances (Stack.job_units: two by default).
+PIPELINE_SERVICES = ("control-plane", "eventarc-router", "status-recorder")
 # The one-hop goals are retired (docs/PERFORMANCE.md): the floor loop is the yardstick now.
 GOALS = {
     "throughput_vs_floor_min": 0.6,
@@ -103,6 +110,24 @@ def machine() -> dict[str, Any]:
     }
 
 
+def pipeline_units(stack: Stack) -> tuple[str, ...]:
+    return (*PIPELINE_SERVICES, *stack.job_units, *EMULATORS)
+
+
+def counting_units(stack: Stack) -> tuple[str, ...]:
+    """The pipeline's units that count their work (VIBESDK_UNIT); the emulators count none."""
+    return (*PIPELINE_SERVICES, *stack.job_units)
+
+
+def jobs_added_up(stack: Stack, per_unit: dict[str, float]) -> dict[str, float]:
+    """The job's instances as one unit, `sandbox-job`: what the job costs, however many run it."""
+    folded = {unit: value for unit, value in per_unit.items() if unit not in stack.job_units}
+    jobs = [value for unit, value in per_unit.items() if unit in stack.job_units]
+    if jobs:
+        folded[JOB_UNIT] = sum(jobs)
+    return folded
+
+
 def _sizes(total: int, rounds: int) -> list[int]:
     """`total` runs split over `rounds` as evenly as can be."""
     return [total // rounds + (index < total % rounds) for index in range(rounds)]
@@ -127,11 +152,11 @@ def end_to_end(
         "floor": lambda n: measure_floor(stack, floor_url, n, concurrency, warmup=0),
         "floor_routed": lambda n: measure_floor(stack, floor_url, n, concurrency, warmup=0, path="/routed/run"),
     }
-    units: dict[str, tuple[str, ...]] = {"pipeline": PIPELINE_UNITS, "baseline": (), **FLOOR_UNITS}
+    units: dict[str, tuple[str, ...]] = {"pipeline": pipeline_units(stack), "baseline": (), **FLOOR_UNITS}
     for drive in drivers.values():
         asyncio.run(drive(WARMUP_RUNS))
     time.sleep(FLUSH_WAIT_SECONDS)
-    counted_before = work_totals(metrics_dir, COUNTING_UNITS)
+    counted_before = work_totals(metrics_dir, counting_units(stack))
     counted: dict[str, float] = {}
     parts: dict[str, list[LoadResult]] = {name: [] for name in drivers}
     cpu: dict[str, dict[str, float]] = {name: {} for name in drivers}
@@ -139,10 +164,10 @@ def end_to_end(
         for name in _order(tuple(drivers), index):
             before = cpu_seconds(stack)
             parts[name].append(asyncio.run(drivers[name](size)))
-            add_up(cpu[name], cpu_used(before, cpu_seconds(stack), units[name]))
+            add_up(cpu[name], jobs_added_up(stack, cpu_used(before, cpu_seconds(stack), units[name])))
             if name == "pipeline":
                 time.sleep(FLUSH_WAIT_SECONDS)
-                counted_after = work_totals(metrics_dir, COUNTING_UNITS)
+                counted_after = work_totals(metrics_dir, counting_units(stack))
                 add_up(counted, {key: counted_after[key] - counted_before.get(key, 0) for key in counted_after})
                 counted_before = counted_after
     loops = {name: combined(results) for name, results in parts.items()}
@@ -220,6 +245,10 @@ def main() -> None:
         # One owner posting as fast as it can: the per-owner limits step aside.
         "VIBESDK_REQUESTS_PER_MINUTE": "1000000",
         "VIBESDK_MAX_ACTIVE_RUNS_PER_OWNER": "100000",
+        # The flood's share over both instances, as one instance's was: each long action holds its
+        # push to the 10 s ack deadline and the emulator pushes only a few at once, so a share of
+        # half of all 16 workers was never reached (tests/reliability/harness.py says the same).
+        "VIBESDK_MAX_ACTIONS_PER_OWNER": "4",
     }
     conditions = Conditions()
     conditions.start()
@@ -262,6 +291,17 @@ def main() -> None:
         manager_repeats = int(os.environ.get("BENCH_MANAGER_REPEATS", "2"))
         print(f"DeploymentManager's sequence on react-vite, {manager_repeats} of each version", flush=True)
         manager = manager_sequence(stack, env["VIBESDK_API_TOKEN"], manager_repeats)
+        conditions.phase("overlap wait")
+        overlap_rounds = int(os.environ.get("BENCH_OVERLAP_ROUNDS", "20"))
+        print(
+            f"overlap wait: {overlap_rounds} rounds of a sleep, then getLogs and clearInstanceErrors at once",
+            flush=True,
+        )
+        overlap = overlap_wait(stack, env["VIBESDK_API_TOKEN"], overlap_rounds)
+        conditions.phase("first action on an instance")
+        first_repeats = int(os.environ.get("BENCH_FIRST_ACTION_REPEATS", "5"))
+        print(f"first action on an instance: {first_repeats} sessions of each template", flush=True)
+        firsts = first_actions(stack, env["VIBESDK_API_TOKEN"], first_repeats, FIRST_ACTION_NEXTS)
         conditions.phase("live preview")
         live_writes = int(os.environ.get("BENCH_LIVE_WRITES", "20"))
         print(f"live preview: {live_writes} writes to react-vite, each until an open page shows it", flush=True)
@@ -317,8 +357,11 @@ def main() -> None:
         "runner_wait": runner,
         "deployment_manager": manager,
         "live_preview": live,
+        "job_instances": stack.job_count,
+        "overlap_wait": overlap,
+        "first_actions": firsts,
     }
-    results["goals"] = goals(results, apps["goals"]) + [live_goal(live)]
+    results["goals"] = goals(results, apps["goals"]) + [live_goal(live)] + instance_goals(overlap, firsts)
     from bench.report import markdown
 
     text = markdown(results)
@@ -346,7 +389,7 @@ def extra_cpu_ms(pipeline: dict[str, float], floor_loop: dict[str, float]) -> di
         unit: round(pipeline.get(unit, 0.0) - floor_loop.get(counterpart, 0.0), 2)
         for unit, counterpart in (
             ("control-plane", "floor-api"),
-            ("sandbox-job", "floor-job"),
+            (JOB_UNIT, "floor-job"),
             ("status-recorder", "floor-recorder"),
             ("eventarc-router", "floor-router"),
             *((name, name) for name in EMULATORS),

@@ -1,7 +1,8 @@
 """The agent's real loop on the react-vite template, each figure beside its bare counterpart.
 
-- createInstance: cold (nothing in Cloud Storage, a new job process), warm cache (the tree in
-  Cloud Storage, a new job process with an empty disk) and warm job, against `npm ci` of the same
+- createInstance: cold (nothing in Cloud Storage, new job processes), warm cache (the tree in
+  Cloud Storage, new job processes with empty disks: every instance, as a create may land on any)
+  and warm job (every instance's disk holding the tree), against `npm ci` of the same
   lockfile run bare here with an empty npm cache (as the sandbox's is: from the registry, the
   counterpart of the cold install) and with a warm npm cache (the bare counterpart of a cache hit);
 - `npm run build` through executeCommands (the whole action, and the command in the sandbox)
@@ -26,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench.goals import goal, other
+from bench.job_logs import session_root
 from devstack.stack import PROJECT_ROOT, Stack
 from functions.dependencies import DEPS_PREFIX
 from functions.local_disk import DEPENDENCIES_FOLDER, LocalDisk
@@ -39,6 +41,8 @@ TEMPLATE = "react-vite"
 TEMPLATE_DIR = PROJECT_ROOT / "templates" / TEMPLATE
 CATALOG_ENTRY = json.loads((PROJECT_ROOT / "templates" / f"{TEMPLATE}.json").read_text())
 BUILD = "npm run build --silent"
+# Unmeasured creates at most before every job instance holds the tree (each lands on one at random).
+WARM_UP_CREATES = 10
 GOALS = {"warm_cache_create_s_max": 5.0, "warm_job_create_s_max": 1.0, "build_ratio_max": 1.1, "save_ratio_max": 0.05}
 
 
@@ -96,27 +100,44 @@ def bare_npm_ci(repeats: int) -> dict[str, list[float]]:
     return samples
 
 
-def _new_job_process(stack: Stack, workspace_root: Path) -> None:
-    """A new job instance: the process restarted, its disk without the installed trees."""
-    stack.supervisor.kill("sandbox-job", signal.SIGTERM)
-    shutil.rmtree(workspace_root / DEPENDENCIES_FOLDER, ignore_errors=True)
-    child = stack.supervisor.restart("sandbox-job")
-    stack.supervisor.wait_for_port(child, "127.0.0.1", stack.ports.sandbox_job)
+def _new_job_processes(stack: Stack) -> None:
+    """New job instances, every one (a create may land on any): each process restarted, each disk
+    without the installed trees."""
+    for index, unit in enumerate(stack.job_units):
+        stack.supervisor.kill(unit, signal.SIGTERM)
+        shutil.rmtree(stack.job_root(index) / DEPENDENCIES_FOLDER, ignore_errors=True)
+        child = stack.supervisor.restart(unit)
+        stack.supervisor.wait_for_port(child, "127.0.0.1", stack.ports.job_port(index))
+
+
+def _holds_a_tree(root: Path) -> bool:
+    folder = root / DEPENDENCIES_FOLDER
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _every_instance_warm(stack: Stack, api: _Api) -> int:
+    """Unmeasured creates until every instance's disk holds the tree (the router picks the instance
+    at random): a warm job is one that holds it, whichever instance the next create lands on."""
+    for made in range(WARM_UP_CREATES + 1):
+        if all(_holds_a_tree(stack.job_root(index)) for index in range(stack.job_count)):
+            return made
+        api.create()
+    raise RuntimeError(f"{WARM_UP_CREATES} creates left a job instance without the tree")
 
 
 def create_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
     api = _Api(stack, token)
     storage = storage_for(Settings.from_env(stack.env))
-    root = Path(stack.env["VIBESDK_WORKSPACE_ROOT"])
     storage.delete_prefix(WORKSPACES_BUCKET, DEPS_PREFIX)
-    _new_job_process(stack, root)
+    _new_job_processes(stack)
     cold, _, cold_deps = api.create()
     warm_cache, warm_cache_deps = [], []
     for _ in range(repeats):
-        _new_job_process(stack, root)
+        _new_job_processes(stack)
         seconds, _, deps = api.create()
         warm_cache.append(seconds)
         warm_cache_deps.append(deps)
+    warm_up_creates = _every_instance_warm(stack, api)
     warm_jobs = [api.create() for _ in range(repeats)]
     warm_job = [seconds for seconds, _, _ in warm_jobs]
     bare = bare_npm_ci(repeats)
@@ -138,6 +159,8 @@ def create_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
         "warm_job_s": _median(warm_job),
         "warm_job_samples_s": [round(x, 3) for x in warm_job],
         "warm_job_source": warm_jobs[0][2]["source"],
+        "warm_job_sources": sorted({deps["source"] for _, _, deps in warm_jobs}),
+        "warm_job_warm_up_creates": warm_up_creates,
         "warm_cache_vs_bare": round(_median(warm_cache) / bare_empty, 3),
         "warm_job_vs_bare": round(_median(warm_job) / bare_empty, 3),
         "warm_cache_vs_bare_warm_npm_cache": round(_median(warm_cache) / bare_warm, 3),
@@ -154,7 +177,7 @@ def build_costs(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
         seconds, run = api.act(session, "executeCommands", {"commands": [BUILD]})
         through.append(seconds)
         in_sandbox.append(run["result"]["results"][0]["durationMs"] / 1000)
-    workspace = Path(stack.env["VIBESDK_WORKSPACE_ROOT"]) / session / "files"
+    workspace = session_root(stack, session) / session / "files"
     bare = []
     for _ in range(repeats):
         began = time.perf_counter()
@@ -207,7 +230,7 @@ def save_costs(stack: Stack, token: str) -> dict[str, Any]:
     """
     api = _Api(stack, token)
     _, session, _ = api.create()
-    root = Path(stack.env["VIBESDK_WORKSPACE_ROOT"])
+    root = session_root(stack, session)
     storage = _Counting(storage_for(Settings.from_env(stack.env)))
     edited = Workspace(storage, LocalDisk(root), session)
     edited.restore()

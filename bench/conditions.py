@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 SAMPLE_SECONDS = 5.0
+# Other work on the machine, in cores on a phase's mean, past which the report calls its figures noisy.
+NOISY_OTHER_CORES = 0.25
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -95,6 +97,7 @@ class Conditions:
             phases.setdefault(sample["phase"], []).append(sample)
         return {
             "sample_seconds": SAMPLE_SECONDS,
+            "noisy_other_cores": NOISY_OTHER_CORES,
             "whole": summed(self.samples),
             "phases": {name: summed(samples) for name, samples in phases.items()},
         }

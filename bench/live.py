@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 
 from bench.goals import goal, other
+from bench.job_logs import session_root
 from devstack.stack import PROJECT_ROOT, Stack
 from functions.local_disk import LocalDisk
-from vibesdk_gcp.settings import Settings
 
 GOAL_RATIO = 1.5
 GOAL_PLUS_MS = 300.0
@@ -71,8 +71,8 @@ def _wait(condition: Any, what: str, timeout: float) -> Any:
 
 def bare_builds(stack: Stack, session: str, repeats: int) -> list[float]:
     """`vite build` of a copy of the job's working copy of the session, straight: milliseconds each."""
-    root = LocalDisk(Settings.from_env(stack.env).workspace_root)
-    source = root.home(session).files
+    # The copy of the instance that ran the session last: either instance's disk may hold it.
+    source = LocalDisk(session_root(stack, session)).home(session).files
     times = []
     with tempfile.TemporaryDirectory(prefix="vibesdk-bench-vite-") as scratch:
         copy = Path(scratch) / "app"

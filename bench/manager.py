@@ -7,7 +7,9 @@ getFiles of it back, executeCommands, runStaticAnalysisCode, getInstanceErrors,
 clearInstanceErrors, getLogs, deployToCloudflareWorkers, the deployed preview fetched,
 updateProjectName, listAllInstances, shutdownInstance. Twice over: created from the template's files
 (upstream's body) and from its name (the Google Cloud port's body). The dependencies' tree is in
-Cloud Storage beforehand (one unmeasured createInstance), as a warm cache has it.
+Cloud Storage beforehand (one unmeasured createInstance), as a warm cache has it. The stack's job
+instances (two by default) share the sequence's runs as the router spreads them; the job's logs say
+which instance started each.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from bench.job_logs import JobLogs
 from bench.runner import RunnerClient
 from devstack.config import HOST
 from devstack.stack import PROJECT_ROOT, Stack
@@ -134,19 +137,28 @@ def sequence(runner: RunnerClient, body: dict[str, Any]) -> dict[str, Any]:
     timed("updateProjectName", lambda: runner.call("POST", f"{at}/name", {"projectName": "bench-renamed"}))
     timed("listAllInstances", lambda: _succeeded(runner.call("GET", "/instances")))
     timed("shutdownInstance", lambda: _succeeded(runner.call("DELETE", at)))
-    return {"calls": timings, "failures": failures, "total_ms": round(sum(timings.values()), 1), "status_polls": polls}
+    return {
+        "instance": instance,
+        "calls": timings,
+        "failures": failures,
+        "total_ms": round(sum(timings.values()), 1),
+        "status_polls": polls,
+    }
 
 
 def manager_sequence(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
     """Both versions' sequence `repeats` times, alternated; medians per call and of the totals."""
     runner = RunnerClient(stack, token)
+    logs = JobLogs(stack)
     warm, _ = runner.create(create_bodies("bench-warm-up")["from name (port)"], STATUS_POLL_SECONDS)
     runner.call("DELETE", f"/instances/{warm}")
     bodies = create_bodies("bench-deployment-manager")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in bodies}
     for index in range(repeats):
         for name in list(bodies) if index % 2 == 0 else list(bodies)[::-1]:
-            runs[name].append(sequence(runner, bodies[name]))
+            made = sequence(runner, bodies[name])
+            # The runs of the sequence each instance started (its session is the runner's instance).
+            runs[name].append(made | {"ran_on": logs.session_spread(made["instance"])})
     versions = {}
     for name, done in runs.items():
         calls = list(done[0]["calls"])
@@ -155,6 +167,7 @@ def manager_sequence(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
             "total_ms": round(statistics.median(run["total_ms"] for run in done), 1),
             "totals_ms": [run["total_ms"] for run in done],
             "status_polls": [run["status_polls"] for run in done],
+            "ran_on": [run["ran_on"] for run in done],
             # Each failed call, with its error as the last sequence that failed it had it.
             "failures": {call: error for run in done for call, error in run["failures"].items()},
             "failed_sequences": {
@@ -163,6 +176,7 @@ def manager_sequence(stack: Stack, token: str, repeats: int) -> dict[str, Any]:
         }
     return {
         "repeats": repeats,
+        "instances": stack.job_count,
         "template": TEMPLATE,
         "status_poll_ms": STATUS_POLL_SECONDS * 1000,
         "files_sent": len(bodies["from files (upstream)"]["files"]),

@@ -31,7 +31,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Measured {results['began']} to {results['when']} by `make bench` on {m['cores']} cores ({m['cpu']}), "
         f"{m['memory_gib']} GiB, Python {m['python']}, {m['java']}, kernel {m['kernel']}. Figures are judged as "
-        "ratios against a baseline measured in the same run; absolute times are for reference only.",
+        "ratios against a baseline measured in the same run; absolute times are for reference only."
+        + _job_instances(results),
         "",
         *_conditions(results.get("conditions")),
         "## End to end",
@@ -116,9 +117,40 @@ def markdown(results: dict[str, Any]) -> str:
         *_runner_wait(results.get("runner_wait")),
         *_deployment_manager(results.get("deployment_manager")),
         *_live_preview(results.get("live_preview")),
+        *_instances(results),
         *_goals(results["goals"]),
     ]
     return "\n".join(parts)
+
+
+def _job_instances(results: dict[str, Any]) -> str:
+    count = results.get("job_instances")
+    if not count:
+        return ""
+    return (
+        f" The stack ran {count} sandbox job instances (VIBESDK_JOB_INSTANCES), each delivery sent to one of them at "
+        "random; the job's CPU and work are added up over all of them."
+    )
+
+
+def _instances(results: dict[str, Any]) -> list[str]:
+    from bench.report_instances import instances_section  # it uses this module's table
+
+    return instances_section(results.get("overlap_wait"), results.get("first_actions"))
+
+
+def _noisy(conditions: dict[str, Any]) -> str:
+    """The phases that shared the machine with other work: their figures are noisy (the machine is shared)."""
+    bound = conditions.get("noisy_other_cores")
+    if bound is None:
+        return ""
+    noisy = [name for name, phase in conditions["phases"].items() if phase["other_cores_mean"] > bound]
+    if not noisy:
+        return " No phase shared the machine with other work beyond " + f"{bound:g} of a core on average."
+    return (
+        f" The machine is shared: other work used more than {bound:g} of a core on average during "
+        f"{', '.join(noisy)}, so those phases' figures are noisy."
+    )
 
 
 def _conditions(conditions: dict[str, Any] | None) -> list[str]:
@@ -130,7 +162,9 @@ def _conditions(conditions: dict[str, Any] | None) -> list[str]:
         f"Conditions, sampled every {conditions['sample_seconds']:g} s over the run's {whole['seconds']} s: the "
         f"1-minute load average was {whole['load_1m_mean']} on average (at most {whole['load_1m_max']}); work "
         f"outside the benchmark (the machine's busy CPU less the bench's own process tree) used "
-        f"{whole['other_cores_mean']} cores on average, at most {whole['other_cores_max']} over a sample. Per phase:",
+        f"{whole['other_cores_mean']} cores on average, at most {whole['other_cores_max']} over a sample."
+        + _noisy(conditions)
+        + " Per phase:",
         "",
         _table(
             ["phase", "seconds", "load avg (mean)", "load avg (max)", "bench cores", "other cores (mean)", "(max)"],
@@ -268,7 +302,8 @@ def _tenancy(tenancy: dict[str, Any]) -> list[str]:
         "## One owner against a shared job",
         "",
         f"The red team's attacks, each through the API as one owner, sampled every {tenancy['sample_ms']} ms while "
-        "it ran: the job's resident memory (its whole process tree) at rest just before and at its peak, and the "
+        "it ran: each job instance's resident memory (its whole process tree) at rest just before and at its peak "
+        "(the table shows the instance the attack raised most), and the "
         "bytes the attack's commands held in their scratch folder (their /tmp and /dev/shm: a command's /dev/shm is "
         "a folder beside its /tmp, inside the same quota, on the instance's filesystem, which on Cloud Run is in "
         "memory; what a command writes to a file there is not part of the job's resident size). Bounds: the job "
@@ -280,6 +315,7 @@ def _tenancy(tenancy: dict[str, Any]) -> list[str]:
             [
                 "attack",
                 "runs",
+                "instance",
                 "job at rest MiB",
                 "job peak MiB",
                 "job added MiB",
@@ -290,6 +326,7 @@ def _tenancy(tenancy: dict[str, Any]) -> list[str]:
                 [
                     row["attack"],
                     row["outcome"],
+                    row.get("instance", "sandbox-job"),
                     row["rest_mib"],
                     row["peak_mib"],
                     row["added_mib"],
@@ -301,7 +338,7 @@ def _tenancy(tenancy: dict[str, Any]) -> list[str]:
         ),
         "",
         f"Flood: {flood['actions']} actions (`{flood['each']}`) of one owner on as many sessions; the job lets one "
-        f"owner run {flood['owner_share']} actions at once (its settings). Once {flood['running_when_victim_queued']} "
+        f"owner run {_share(flood)} (its settings). Once {flood['running_when_victim_queued']} "
         "of the flood's actions were running (seen in Firestore), one quick action of another owner was queued: "
         f"{victim} (bound {flood['bound_s']:g} s), with {flood['running_when_victim_ended']} of the flood's actions "
         f"still running then; at most {flood['most_running']} of them ran at once. The flood's actions ended "
@@ -310,6 +347,12 @@ def _tenancy(tenancy: dict[str, Any]) -> list[str]:
         f"{flood['retry_backoff_s'][0]} to {flood['retry_backoff_s'][1]} s between its deliveries).",
         "",
     ]
+
+
+def _share(flood: dict[str, Any]) -> str:
+    if "instances" not in flood:
+        return f"{flood['owner_share']} actions at once"
+    return f"{flood['owner_share']} actions at once over all {flood['instances']} instances"
 
 
 def _apps(apps: dict[str, Any] | None) -> list[str]:
@@ -461,7 +504,8 @@ def _deployment_manager(manager: dict[str, Any] | None) -> list[str]:
         f"sequences of each, alternated: medians. Status is polled every {manager['status_poll_ms']:g} ms until "
         "healthy (polls per sequence: "
         + "; ".join(f"{name}: {', '.join(map(str, v['status_polls']))}" for name, v in versions.items())
-        + ").",
+        + ")."
+        + _spread(manager),
         "",
         _table(
             ["call", *(f"{name} ms" for name in versions)],
@@ -507,6 +551,18 @@ def _live_preview(live: dict[str, Any] | None) -> list[str]:
         f"Writes: {', '.join(map(str, live['latencies_ms']))} ms.",
         "",
     ]
+
+
+def _spread(manager: dict[str, Any]) -> str:
+    """Which job instances started each sequence's runs (their logs), when the results say."""
+    if "instances" not in manager:
+        return ""
+    each = "; ".join(
+        f"{name}: " + ", ".join(" + ".join(f"{n} on {unit}" for unit, n in sorted(ran.items())) for ran in v["ran_on"])
+        for name, v in manager["versions"].items()
+        if "ran_on" in v
+    )
+    return f" {manager['instances']} job instances; each sequence's runs, by the instance that started them: {each}."
 
 
 def _timed_call(version: dict[str, Any], call: str, repeats: int) -> str:

@@ -20,10 +20,11 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from devstack.stack import Stack
 from vibesdk_gcp import clients
@@ -98,9 +99,20 @@ class _Runs:
     def __init__(self, stack: Stack) -> None:
         self.client = clients.firestore_client(Settings.from_env(stack.env))
 
-    def latest_run_id(self, session_id: str) -> str:
-        session = self.client.collection(RUNS_COLLECTION).document(session_id).get()
-        return str(session.get("runId"))
+    def made_by(self, session_id: str, action: str, since: datetime) -> str | None:
+        """The session's newest run of `action` queued since then: the one a call just made. Not the
+        session's latest run, which may be a follow-up the job queued behind it (a live preview's
+        refreshPreview after a write), whose status can land first when another instance runs it."""
+        runs = (
+            self.client.collection(RUNS_COLLECTION)
+            .document(session_id)
+            .collection(RUNS_SUBCOLLECTION)
+            .where(filter=FieldFilter("createdAt", ">=", since))
+            .get()
+        )
+        made = [run.to_dict() or {} for run in runs]
+        made = [run for run in made if run.get("action") == action]
+        return str(max(made, key=lambda run: run["createdAt"])["runId"]) if made else None
 
     def run(self, session_id: str, run_id: str) -> Any:
         return (
@@ -129,14 +141,14 @@ class _Runs:
 
 def _through_runner(runner: RunnerClient, runs: _Runs, instance: str, call: str) -> dict[str, float]:
     (method, path, body), action, _ = CALLS[call]
-    before = runs.latest_run_id(instance)
     began = time.time()
+    since = datetime.fromtimestamp(began, UTC)
     answer = runner.call(method, f"/instances/{instance}{path}", body)
     answered = time.time()
     if answer.get("success") is False:
         raise RuntimeError(f"runner {call}: {answer}")
-    run_id = runs.latest_run_id(instance)
-    assert run_id != before, f"runner {call} queued no run"
+    run_id = runs.made_by(instance, action, since)
+    assert run_id is not None, f"runner {call} queued no run"
     return runs.terminal_times(instance, run_id, action, answered) | {"call": (answered - began) * 1000}
 
 

@@ -1,7 +1,8 @@
 """One owner against a shared job: what the red team's attacks hold, and another owner's wait under a flood.
 
 Driven through the running stack as the red team did it. Every 50 ms two things are sampled: the
-resident size of the job's whole process tree (against its size at rest just before), and the
+resident size of each job instance's whole process tree (against its size at rest just before; an
+attack's actions land on either instance), and the
 bytes the attack's own scratch folder holds (its /tmp and /dev/shm, on the instance's filesystem:
 on Cloud Run an in-memory one, so instance memory as much as the job's), against the /tmp quota.
 Each attack's runs and their commands' outcomes are reported; the flood's runs are watched in
@@ -110,16 +111,24 @@ def _held_bytes(folder: str) -> int:
 
 
 @contextmanager
-def _peak(pid: int) -> Iterator[dict[str, Any]]:
-    """The job's resident size at rest, then its peak and its commands' scratch peak while the block runs."""
-    seen: dict[str, Any] = {"rest_mib": _rss_mib(_tree(pid)), "peak_mib": 0.0, "scratch_bytes": 0, "folders": set()}
+def _peak(pids: list[int]) -> Iterator[dict[str, Any]]:
+    """Each job instance's resident size at rest, then its peak, and the commands' scratch peak, while the
+    block runs (an attack's actions land on either instance: each is watched)."""
+    seen: dict[str, Any] = {
+        "rest_mib": {pid: _rss_mib(_tree(pid)) for pid in pids},
+        "peak_mib": dict.fromkeys(pids, 0.0),
+        "scratch_bytes": 0,
+        "folders": set(),
+    }
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(SAMPLE_SECONDS):
-            members = _tree(pid)
-            seen["peak_mib"] = max(seen["peak_mib"], _rss_mib(members))
-            folders = _scratch_folders(members)
+            folders = set()
+            for pid in pids:
+                members = _tree(pid)
+                seen["peak_mib"][pid] = max(seen["peak_mib"][pid], _rss_mib(members))
+                folders |= _scratch_folders(members)
             seen["folders"] |= folders
             seen["scratch_bytes"] = max(seen["scratch_bytes"], sum(_held_bytes(folder) for folder in folders))
 
@@ -208,10 +217,11 @@ def _describe(outcomes: list[dict[str, Any]]) -> str:
 
 def attacks(stack: Stack, token: str) -> dict[str, Any]:
     driver = _Driver(stack, token)
-    job = stack.supervisor.child("sandbox-job")
-    job_settings = Settings.from_env(job.env)
+    jobs = [stack.supervisor.child(unit) for unit in stack.job_units]
+    job_settings = Settings.from_env(jobs[0].env)
     tmp_quota = Limits.of(job_settings).tmp_bytes
-    share = job_settings.max_actions_per_owner or default_share(job_settings.threads)
+    # An owner's share counts over every instance (functions/fairness.py).
+    share = job_settings.max_actions_per_owner or default_share(job_settings.threads, job_settings.job_instances)
     retry = SANDBOX_JOB_TRIGGER.subscription(delivery_mode(stack.env)).retry
     session = driver.session()
     # Each attack: its runs, and a check that it did what the red team meant (its commands ran).
@@ -238,18 +248,22 @@ def attacks(stack: Stack, token: str) -> dict[str, Any]:
     }
     rows = []
     for name, attack in cases.items():
-        with _peak(job.process.pid) as seen:
+        pids = [job.process.pid for job in jobs]
+        with _peak(pids) as seen:
             outcomes = [_outcome(run) for run in attack()]
         ran = all(o["commands"] for o in outcomes if o["action"] == "executeCommands")
+        # The instance the attack raised most.
+        worst = max(pids, key=lambda pid: seen["peak_mib"][pid] - seen["rest_mib"][pid])
         rows.append(
             {
                 "attack": name,
                 "runs": outcomes,
                 "outcome": _describe(outcomes),
                 "ran": ran,
-                "rest_mib": round(seen["rest_mib"], 1),
-                "peak_mib": round(seen["peak_mib"], 1),
-                "added_mib": round(seen["peak_mib"] - seen["rest_mib"], 1),
+                "instance": jobs[pids.index(worst)].name,
+                "rest_mib": round(seen["rest_mib"][worst], 1),
+                "peak_mib": round(seen["peak_mib"][worst], 1),
+                "added_mib": round(seen["peak_mib"][worst] - seen["rest_mib"][worst], 1),
                 "scratch_folders_seen": len(seen["folders"]),
                 "scratch_peak_bytes": seen["scratch_bytes"],
                 "scratch_peak_mib": round(seen["scratch_bytes"] / (1 << 20), 1),
@@ -262,7 +276,10 @@ def attacks(stack: Stack, token: str) -> dict[str, Any]:
         "tmp_quota_mib": round(tmp_quota / (1 << 20), 1),
         "sample_ms": round(SAMPLE_SECONDS * 1000),
         "flood": _flood(driver, share)
-        | {"retry_backoff_s": [retry.minimum_backoff_seconds, retry.maximum_backoff_seconds]},
+        | {
+            "retry_backoff_s": [retry.minimum_backoff_seconds, retry.maximum_backoff_seconds],
+            "instances": len(jobs),
+        },
     }
 
 
