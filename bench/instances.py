@@ -224,7 +224,7 @@ def first_actions(stack: Stack, token: str, repeats: int, nexts: int) -> dict[st
             owner = driver.owner(session)
             first_run, first_push = driver.push(other_instance, session, owner, "executeCommands", ECHO)
             next_pushes = [driver.push(other_instance, session, owner, "executeCommands", ECHO) for _ in range(nexts)]
-            ran_on = driver.logs.ran_on()
+            ran_on, restores = driver.logs.ran_on(), driver.logs.restores()
             first = driver.run(session, first_run)
             if first["status"] != "succeeded" or ran_on.get(first_run) != units[other_instance]:
                 raise RuntimeError(
@@ -235,10 +235,13 @@ def first_actions(stack: Stack, token: str, repeats: int, nexts: int) -> dict[st
                     "created_on": creator,
                     "pushed_to": units[other_instance],
                     "first": _action_times(first, first_push),
+                    "first_restore": restores.get(first_run),
                     "next": [_action_times(driver.run(session, run_id), seconds) for run_id, seconds in next_pushes],
+                    "next_restores": [restores.get(run_id) for run_id, _ in next_pushes],
                 }
             )
         found["templates"][template] = _first_stats(samples) | {"warm_up_creates": warm_creates, "samples": samples}
+    found["warm_ups"] = driver.logs.warm_ups()
     driver.close()
     return found
 
@@ -278,6 +281,10 @@ def _first_stats(samples: list[dict[str, Any]]) -> dict[str, Any]:
         later = median([n[key] for s in samples for n in s["next"]])
         stats[key] = {"first": first, "next": later, "ratio": round(first / later, 2) if first and later else None}
     stats["first_push_samples_s"] = [s["first"]["push_s"] for s in samples]
+    for key in ("bytes", "s", "files"):
+        first = median([(s["first_restore"] or {}).get(key) for s in samples])
+        later = median([(r or {}).get(key) for s in samples for r in s["next_restores"]])
+        stats[f"restore_{key}"] = {"first": first, "next": later}
     return stats
 
 

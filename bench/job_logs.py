@@ -21,6 +21,10 @@ from functions.local_disk import LocalDisk
 STARTED = re.compile(r"^\w+ started \(delivery attempt \w+\)$")
 # A delivery refused for the session's order (functions/main.py's negative ack of job.py's Busy); the
 # line is logged outside the run's context, so its run is read from the message.
+# A workspace restore (functions/workspace.py), in its run's context.
+RESTORED = re.compile(r"^restored (\d+) files: (\d+) bytes read in ([\d.]+) s$")
+# An instance's warm-up as it started (functions/warmup.py).
+READY = "instance ready: "
 REFUSED = re.compile(r"^negative ack of \S+: run (\S+) waits for run \S+ of its session")
 
 
@@ -61,6 +65,18 @@ class JobLogs:
             if match := REFUSED.match(entry.get("message", "")):
                 found.setdefault(match[1], []).append(unit)
         return found
+
+    def restores(self) -> dict[str, dict[str, float]]:
+        """Each run's workspace restore (its last, when it restored more than once): files, bytes, seconds."""
+        found = {}
+        for _, entry in self._entries(b"bytes read in"):
+            if (match := RESTORED.match(entry.get("message", ""))) and entry.get("runId"):
+                found[str(entry["runId"])] = {"files": int(match[1]), "bytes": int(match[2]), "s": float(match[3])}
+        return found
+
+    def warm_ups(self) -> dict[str, str]:
+        """What each instance's warm-up did as it last started, as it logged it."""
+        return {unit: entry["message"][len(READY) :] for unit, entry in self._entries(READY.encode())}
 
     def ran_on(self) -> dict[str, str]:
         """The instance that started each run (the last, when a lapsed lease was taken over)."""

@@ -90,6 +90,9 @@ def _firsts(firsts: dict[str, Any]) -> list[str]:
         ):
             row = found[key]
             rows.append([template, label, row["first"], row["next"], row["ratio"]])
+        for key, label in (("restore_s", "its restore, s"), ("restore_bytes", "its restore, bytes read")):
+            row = found.get(key) or {}
+            rows.append([template, label, row.get("first", "–"), row.get("next", "–"), ""])
     samples = "; ".join(
         f"{template}: {', '.join(map(str, found['first_push_samples_s']))} s"
         for template, found in firsts["templates"].items()
@@ -102,12 +105,15 @@ def _firsts(firsts: dict[str, Any]) -> list[str]:
         "CloudEvent straight to the other instance (never published, so only that push runs it): the session's first "
         f"action on that instance; then {firsts['nexts']} more pushed there, the next actions. Before them each "
         "instance ran a createInstance of the template (for react-vite: the instance holds its dependency tree). "
-        "Medians, seconds. The job logs no timing of its phases (workspace restore, isolation, template, egress "
-        "proxy, dependency tree): the breakdown is what the run records, the push's whole time, the run's own "
-        "(running to succeeded, the job's clock) and the command's in the sandbox.",
+        "Medians. The breakdown: the push's whole time, the run's own (running to succeeded, the job's clock), "
+        "the command's in the sandbox, and the workspace restore as the job logs it (its time and the bytes it "
+        "read from Cloud Storage). What the instance did once as it started (functions/warmup.py: the isolation "
+        "probe, the egress proxy, the templates' trees), as each logged it, is below the table.",
         "",
-        _table(["template", "", "first s", "next s", "first / next"], rows),
+        _table(["template", "", "first", "next", "first / next"], rows),
         "",
         f"First actions, each: {samples}.",
+        "",
+        *[f"- {unit} as it started: {done}" for unit, done in (firsts.get("warm_ups") or {}).items()],
         "",
     ]
