@@ -73,6 +73,13 @@ T = TypeVar("T")
 Mark = Mapping[str, int]
 
 
+def backed_off(nacks: int) -> float:
+    """How long Pub/Sub's exponential backoff (the trigger's 10 s to 600 s) holds a message after
+    `nacks` negative acks in a row, at most."""
+    retry = SANDBOX_JOB_TRIGGER.managed.retry
+    return float(sum(min(retry.maximum_backoff_seconds, retry.minimum_backoff_seconds * 2**k) for k in range(nacks)))
+
+
 def patience(actions: int, redeliveries: int = 0, action_seconds: float = ACTION_SECONDS) -> float:
     """How long a scenario's runs may take before they count as stuck.
 
