@@ -14,11 +14,11 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from functions import warmup
 from functions.context import Context
 from functions.job import handle_request
 from functions.recorder import record
 from functions.sweeper import sweep
-from functions.warmup import start_warm_up
 from vibesdk_gcp import logs
 from vibesdk_gcp.envelope import from_push_body, from_push_bytes
 from vibesdk_gcp.errors import Busy, Forbidden, PoisonMessage, Unauthenticated
@@ -83,6 +83,13 @@ def healthz() -> flask.typing.ResponseReturnValue:
     )
 
 
+def readyz() -> flask.typing.ResponseReturnValue:
+    """Started once the warm-up has ended (Cloud Run's startup probe asks this, infra/gcp)."""
+    if warmup.ended.is_set():
+        return {"status": "ready"}, 200
+    return {"status": "warming up"}, 503
+
+
 _warming = False
 
 
@@ -92,13 +99,14 @@ def _warm_up_in_worker() -> None:
     global _warming
     if not _warming:
         _warming = True
-        start_warm_up(context)
+        warmup.start_warm_up(context)
 
 
 # GET /healthz beside the job's own routes (functions-framework loads this module inside its app,
 # named after the target), and the warm-up once gunicorn has forked the worker that serves them.
 if flask.has_app_context() and flask.current_app.name == "sandbox_job":
     flask.current_app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    flask.current_app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
     os.register_at_fork(after_in_child=_warm_up_in_worker)
 
 

@@ -9,6 +9,11 @@ is under way waits for it (the same locks), never does it twice.
 
 Only trees Cloud Storage already holds are fetched (no install runs here), and no more of them
 than the instance keeps unused (functions/local_copies.py), which infra/gcp sizes its memory for.
+
+On Cloud Run the job has CPU only while it serves a request or starts (cpu_idle: "when the Cloud
+Run service finishes handling a request, the instance's access to CPU will be disabled or severely
+limited", https://cloud.google.com/run/docs/tips/general): so the instance counts as started only
+once the warm-up has ended (`ended`, which GET /readyz answers and infra/gcp's startup probe asks).
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ def _warm_tree(ctx: Context, name: str, entry: dict[str, object] | None) -> str:
         return f"from {held.source}" if held else "not in Cloud Storage yet"
 
 
+# Set once this process's warm-up has ended, done or stopped: the instance is started.
+ended = threading.Event()
+
+
 def start_warm_up(context: Callable[[], Context]) -> threading.Thread:
     """The warm-up in a thread of its own, the context made there: a fork handler may call this."""
 
@@ -66,6 +75,8 @@ def start_warm_up(context: Callable[[], Context]) -> threading.Thread:
             logger.info("instance ready: %s", warm_up(context()))
         except Exception:  # an action does what is left, on its first need
             logger.exception("the instance's warm-up stopped")
+        finally:
+            ended.set()
 
     thread = threading.Thread(target=run, name="warm-up", daemon=True)
     thread.start()

@@ -565,3 +565,20 @@ def test_terraform_never_turns_loopback_webhooks_on() -> None:
     deployed = [path for path in INFRA.rglob("*") if path.is_file() and path.suffix != ".md"]
     deployed += [ROOT / "cloudbuild.yaml", ROOT / "cloudbuild-ci.yaml", ROOT / "Dockerfile"]
     assert [path for path in deployed if "VIBESDK_WEBHOOK_LOOPBACK" in path.read_text()] == []
+
+
+def test_a_job_instance_is_started_only_once_its_warm_up_has_ended() -> None:
+    """Outside requests a Cloud Run instance (cpu_idle) has no CPU for a background warm-up: the
+    job's startup probe asks /readyz, which answers 200 only once functions/warmup.py has ended."""
+    modules = root_modules()
+    assert unquote(modules["sandbox_job"]["startup_path"]) == "/readyz"
+    assert [call for call, body in modules.items() if "startup_path" in body] == ["sandbox_job"]
+    runtime = hcl2.loads((INFRA / "modules" / "runtime" / "main.tf").read_text())
+    service = runtime["resource"][0]['"google_cloud_run_v2_service"']['"service"']
+    (container,) = service["template"][0]["containers"]
+    assert container["resources"][0]["cpu_idle"] is True  # why the probe must wait
+    (probe,) = container["startup_probe"]
+    # Cloud Run allows a startup probe 240 s at most: this one gives the warm-up 200.
+    assert "2" in str(probe["period_seconds"]) and "100" in str(probe["failure_threshold"])
+    assert "var.startup_path" in json.dumps(probe["dynamic"])
+    # That the route answers so, in the job's real processes: tests/e2e/test_instances.py.

@@ -255,6 +255,8 @@ module "sandbox_job" {
   # imports it with launch_stage verified), so the plan shows no diff.
   sandbox_launcher = true
   launch_stage     = "BETA"
+  # Started only once its warm-up has ended: outside requests the instance has no CPU for one.
+  startup_path = "/readyz"
   env = merge(local.common_env, {
     VIBESDK_PUBLIC_URL              = local.control_plane_url
     VIBESDK_SANDBOX_BACKEND         = "cloud-run"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -192,3 +193,20 @@ def test_a_session_alternating_instances_for_20_writes_and_reads_sees_every_writ
     by_unit = {unit: sum(ran[run_id] == unit for run_id in served) for unit in instances.job_units}
     print(f"{len(served)} actions served: {by_unit}")
     assert all(by_unit.values()), f"an instance served none of the {len(served)} actions: {by_unit}"
+
+
+def test_every_instance_is_started_only_once_its_warm_up_has_ended(stack: Stack) -> None:
+    """GET /readyz, what Cloud Run's startup probe asks (infra/gcp): 503 while the instance warms
+    up, 200 once its warm-up (functions/warmup.py) has ended and logged so, in each instance."""
+    for index, unit in enumerate(stack.job_units):
+        deadline = time.monotonic() + 120
+        while (answer := httpx.get(stack.job_url(index) + "/readyz", timeout=10)).status_code == 503:
+            assert answer.json() == {"status": "warming up"}, unit
+            assert time.monotonic() < deadline, f"{unit} still warming up after 120 s"
+            time.sleep(0.5)
+        assert (answer.status_code, answer.json()) == (200, {"status": "ready"}), unit
+        # The line is written before the warm-up counts as ended.
+        logged = [
+            e for u, e in job_log_entries(stack) if u == unit and str(e.get("message")).startswith("instance ready: ")
+        ]
+        assert logged, f"{unit} is ready but never logged its warm-up"

@@ -72,9 +72,21 @@ resource "google_cloud_run_v2_service" "service" {
         }
       }
 
+      # Until it passes the instance gets no request and keeps its CPU (a warm-up runs then).
       startup_probe {
-        tcp_socket {
-          port = 8080
+        period_seconds    = var.startup_path == null ? null : 2
+        failure_threshold = var.startup_path == null ? null : 100
+        dynamic "tcp_socket" {
+          for_each = var.startup_path == null ? [8080] : []
+          content {
+            port = tcp_socket.value
+          }
+        }
+        dynamic "http_get" {
+          for_each = var.startup_path == null ? [] : [var.startup_path]
+          content {
+            path = http_get.value
+          }
         }
       }
 

@@ -97,6 +97,12 @@ variable "vpc_network" {
   default     = null
 }
 
+variable "startup_path" {
+  type        = string
+  description = "HTTP path the startup probe asks until it answers 200, or null for a TCP probe of the port."
+  default     = null
+}
+
 variable "health_path" {
   type        = string
   description = "HTTP path of the liveness probe, or null to rely on the startup probe alone."
