@@ -57,13 +57,15 @@ def paths_of(ctx: Context, workspace: Workspace) -> Paths:
 
 def ready_workspace(ctx: Context, request: SandboxRequest, instance: Instance, build: bool = True) -> Workspace:
     """The session's working copy, restored, with its dependencies installed for its lockfile
-    (without `build`, only when a cache holds them: what a read shows on any instance)."""
+    (without `build`, only when a cache holds them: what a read shows on any instance, which runs
+    no command, so the working copy is not handed to the sandbox's user either)."""
     workspace = workspace_of(ctx, request.sessionId)
     workspace.restore()
     spec = InstallSpec.of(instance.install)
     if spec:
         workspace.installed = install(ctx, request, spec, workspace, build).as_result()
-    ctx.sandbox.prepare(workspace.path, spec.folder if spec else None)
+    if build:
+        ctx.sandbox.prepare(workspace.path, spec.folder if spec else None)
     return workspace
 
 
