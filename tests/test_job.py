@@ -533,19 +533,31 @@ def test_session_changes_are_also_in_an_inline_result_as_the_previous_release_re
     assert created["session"] == created["result"]["session"] == {"instanceId": session_id}, created
 
 
-def _queued(context: Context, session_id: str, action: str, params: dict[str, Any]) -> SandboxRequest:
+def _queued(
+    context: Context,
+    session_id: str,
+    action: str,
+    params: dict[str, Any],
+    owner: str = "alice",
+    new: bool = False,
+) -> SandboxRequest:
     request = SandboxRequest(
         sessionId=session_id,
         runId=str(uuid.uuid4()),
         action=action,
         templateName="static-site",
         issuedAt=utcnow(),
-        owner="alice",
+        owner=owner,
         egress=True,
         params=params,
     )
-    context.store.queue_run(request, new_session=False)
+    context.store.queue_run(request, new_session=new)
     return request
+
+
+def _new_session_run(context: Context, owner: str) -> SandboxRequest:
+    """A quick command of `owner`'s, queued in a session of its own."""
+    return _queued(context, str(uuid.uuid4()), "executeCommands", {"commands": ["true"]}, owner, new=True)
 
 
 def test_the_instance_that_ends_a_run_starts_the_sessions_next_one(
@@ -627,21 +639,6 @@ def test_one_owners_flood_holds_at_most_half_of_all_instances_workers(
     assert len(waiting) == 4, waiting
     deliver(waiting[0], instances[1])  # a redelivery, once the two have ended: their share was given back
     assert len(refused) == 4, refused
-
-
-def _new_session_run(context: Context, owner: str) -> SandboxRequest:
-    request = SandboxRequest(
-        sessionId=str(uuid.uuid4()),
-        runId=str(uuid.uuid4()),
-        action="executeCommands",
-        templateName="static-site",
-        issuedAt=utcnow(),
-        owner=owner,
-        egress=True,
-        params={"commands": ["true"]},
-    )
-    context.store.queue_run(request, new_session=True)
-    return request
 
 
 def test_an_owners_share_held_by_a_dead_instance_comes_back_when_its_lease_lapses(context: Context) -> None:

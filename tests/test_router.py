@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from starlette.testclient import TestClient
 
+from devstack.config import job_instances
 from eventarc import router
 from eventarc.definitions import SANDBOX_JOB_TRIGGER
+from vibesdk_gcp.errors import ConfigurationError
 from vibesdk_gcp.names import SANDBOX_JOB_SERVICE
 from vibesdk_gcp.settings import Settings
 
@@ -99,3 +101,15 @@ def test_with_no_instance_a_delivery_is_refused_with_429_after_the_pending_time(
         began = time.monotonic()
         assert push(client, 0) == 429
         assert time.monotonic() - began >= 1.0
+
+
+def test_a_destination_naming_no_url_is_refused_at_start_up_naming_its_variable() -> None:
+    key = router.destination_env_key(SANDBOX_JOB_SERVICE)
+    with pytest.raises(ConfigurationError, match=f"{key} names no URL"):
+        router.create_app(Settings.from_env({}), {key: " , "})
+
+
+@pytest.mark.parametrize("raw", ["0", "10", "two", "-1"])
+def test_a_job_instance_count_out_of_range_is_refused_naming_its_variable(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"VIBESDK_JOB_INSTANCES must be a number from 1 to 9, got '{raw}'"):
+        job_instances({"VIBESDK_JOB_INSTANCES": raw})
