@@ -66,6 +66,9 @@ STATUS_REDELIVERY_SECONDS = float(
     STATUS_RECORDER_SUBSCRIPTION.ack_deadline_seconds + STATUS_RECORDER_SUBSCRIPTION.retry.maximum_backoff_seconds
 )
 
+# The answers that acknowledge a push; any other is a negative ack (../shared/DESIGN.md).
+ACKNOWLEDGING_STATUSES = frozenset({102, 200, 201, 202, 204})
+
 T = TypeVar("T")
 
 # Where each job instance's log stood at a moment (unit -> size in bytes): the sandbox job runs as
