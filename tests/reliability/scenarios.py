@@ -195,7 +195,9 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
     Each request is published (Pub/Sub keeps it until it is acknowledged) and pushed to the job
     directly as well, to its instances in turn, all at once, as Eventarc delivers a burst (the
     emulator pushes only a couple at a time): every run is at work when the signal comes, and the
-    signal reaches every instance, so it hits every run in flight wherever it runs.
+    signal reaches every instance, so it hits every run in flight wherever it runs. The direct push
+    of each run in flight (cut by the signal, or refused while the run was at work) is then
+    delivered again, as Pub/Sub redelivers a push that was not acknowledged.
 
     Promise, per run: succeeded, executed once (one ledger line); a run in flight at the kill
     retaken by a later delivery (claimed twice, started again by a new process), one that had
@@ -247,9 +249,9 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
     # again. The emulator's is no measure of that: it pushes a subscription's messages two at a
     # time, each push waiting for its answer, and backs a message off 1.3-fold per attempt of its
     # own (PushLoop and MessageBacklog.computeBackoff in its jar); in full `make test` runs it held
-    # the killed runs' messages 3 min 47 s and past 5 min. So each killed direct push is delivered
-    # again as Pub/Sub redelivers a failed push: the same message, after the trigger's backoff, until
-    # acknowledged. What is judged is our code: refused while the dead holder's lease lives, then
+    # the killed runs' messages 3 min 47 s and past 5 min, and in CI past the test's 300 s. So each
+    # killed direct push is delivered again as Pub/Sub redelivers a failed push: the same message,
+    # after the trigger's backoff, until acknowledged (a 409 before the kill was no ack either). What is judged is our code: refused while the dead holder's lease lives, then
     # retaken (claimed again), executed once (one ledger line).
     redelivery_answers: dict[str, list[int | str]] = {run_id: [] for run_id in sorted(in_flight)}
     redelivery_patience = patience(1, redeliveries=3, action_seconds=action_seconds + ACTION_SECONDS)
