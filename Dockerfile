@@ -15,10 +15,11 @@ ARG NODE_VERSION=24.21.0
 RUN npm install -g --prefix /usr/local --no-audit --no-fund --loglevel=error "node@${NODE_VERSION}" \
     && npm cache clean --force \
     && test "$(node --version)" = "v${NODE_VERSION}"
-# bun installs a bun.lock: npm's `bun` package, whose optional dependency carries the binary,
+# bun installs a bun.lock: npm's `bun` package, whose optional dependency carries the binary, into
+# /usr/local (npm's own global prefix follows node's real path, a package folder, off the PATH),
 # pinned as devstack/install-system-packages.sh pins it (tests/test_create_from_files.py checks).
 ARG BUN_VERSION=1.4.4
-RUN npm install -g --no-audit --no-fund --loglevel=error "bun@${BUN_VERSION}" \
+RUN npm install -g --prefix /usr/local --no-audit --no-fund --loglevel=error "bun@${BUN_VERSION}" \
     && npm cache clean --force \
     && bun --version
 

@@ -52,21 +52,22 @@ if [ "$(sandbox_node)" != "v$node_version" ]; then
     fi
 fi
 # bun (installs of a bun.lock), pinned as the Dockerfile's BUN_VERSION is: npm's `bun` package,
-# whose optional dependency carries the binary. A global install lands under /usr (or
-# /usr/local), which the sandbox sees read-only (functions/isolation.py), on its PATH.
+# whose optional dependency carries the binary. Installed under /usr/local, which the sandbox sees
+# read-only (functions/isolation.py), on its PATH: once node came from npm, npm's own global prefix
+# is that node package's folder, off that PATH.
 # Checked on the sandbox's PATH (functions/sandbox.py's SANDBOX_PATH), not the developer's.
 bun_version=1.4.4
 sandbox_bun() { PATH=/usr/local/bin:/usr/bin:/bin bun --version 2>/dev/null || true; }
 if [ "$(sandbox_bun)" != "$bun_version" ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v npm >/dev/null 2>&1; then
         if [ "${1:-}" = "--test" ]; then
-            echo "error: make test needs bun $bun_version on the sandbox's PATH (as root: npm install -g bun@$bun_version)" >&2
+            echo "error: make test needs bun $bun_version on the sandbox's PATH (as root: npm install -g --prefix /usr/local bun@$bun_version)" >&2
             exit 1
         fi
-        echo "warning: bun $bun_version is missing from the sandbox's PATH (as root: npm install -g bun@$bun_version)" >&2
+        echo "warning: bun $bun_version is missing from the sandbox's PATH (as root: npm install -g --prefix /usr/local bun@$bun_version)" >&2
     else
         echo "installing: bun@$bun_version"
-        npm install -g --no-audit --no-fund --loglevel=error "bun@$bun_version" >/dev/null
+        npm install -g --prefix /usr/local --no-audit --no-fund --loglevel=error "bun@$bun_version" >/dev/null
         if [ "$(sandbox_bun)" != "$bun_version" ]; then
             echo "warning: npm installed bun $bun_version outside /usr/local/bin:/usr/bin:/bin, the sandbox's" \
                 "PATH (npm's global prefix is $(npm prefix -g))" >&2
