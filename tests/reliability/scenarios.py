@@ -36,6 +36,7 @@ from bench.load import Completions, closed_loop, run_outcome
 from control_plane.app import create_app
 from control_plane.service import ControlPlane
 from devstack.stack import PROJECT_ROOT
+from eventarc.definitions import SANDBOX_JOB_TRIGGER
 from functions.deadletters import DeadLetter, DeadLetterBox
 from tests.reliability.harness import (
     ACKNOWLEDGING_STATUSES,
@@ -251,8 +252,9 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
     # own (PushLoop and MessageBacklog.computeBackoff in its jar); in full `make test` runs it held
     # the killed runs' messages 3 min 47 s and past 5 min, and in CI past the test's 300 s. So each
     # killed direct push is delivered again as Pub/Sub redelivers a failed push: the same message,
-    # after the trigger's backoff, until acknowledged (a 409 before the kill was no ack either). What is judged is our code: refused while the dead holder's lease lives, then
-    # retaken (claimed again), executed once (one ledger line).
+    # after the trigger's backoff, until acknowledged (a 409 before the kill was no ack either).
+    # What is judged is our code: refused while the dead holder's lease lives, then retaken
+    # (claimed again), executed once (one ledger line).
     redelivery_answers: dict[str, list[int | str]] = {run_id: [] for run_id in sorted(in_flight)}
     redelivery_patience = patience(1, redeliveries=3, action_seconds=action_seconds + ACTION_SECONDS)
     with ThreadPoolExecutor(max(len(in_flight), 1)) as redeliveries:
@@ -299,14 +301,18 @@ def job_killed(h: Harness, size: int, sig: int = signal.SIGKILL, action_seconds:
 
 def redeliver(h: Harness, request: Any, message_id: str, turn: int, answers: list[int | str], timeout: float) -> None:
     """Deliver `message_id` again, as Pub/Sub does a push that failed: after the trigger's backoff
-    (growing with each refusal), to an instance in turn, until acknowledged or `timeout` has passed.
-    Each answer goes into `answers` (a status, or the error's name)."""
+    (growing with each refusal), to an instance in turn, cut at the trigger's ack deadline as a push
+    is, until acknowledged or `timeout` has passed. Each answer goes into `answers` (a status, or
+    the error's name: a cut push is no ack either)."""
     deadline = time.monotonic() + timeout
+    ack_deadline = SANDBOX_JOB_TRIGGER.managed.ack_deadline_seconds
     headers, body = h.cloudevent(request, message_id)
     for attempt in itertools.count():
         time.sleep(backed_off(attempt + 1) - backed_off(attempt))
         try:
-            status = httpx.post(h.job_url(turn + attempt), content=body, headers=headers, timeout=120).status_code
+            status = httpx.post(
+                h.job_url(turn + attempt), content=body, headers=headers, timeout=ack_deadline
+            ).status_code
         except httpx.HTTPError as error:
             answers.append(type(error).__name__)
         else:
