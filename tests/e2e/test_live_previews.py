@@ -56,10 +56,15 @@ def write(api: httpx.Client, session: str, path: str, contents: str) -> None:
 
 
 def said(driver: Any) -> str | None:
-    from selenium.webdriver.common.by import By
+    """The page's heading, read in one script: the page reloads itself on a new version, and an
+    element found before a reload is stale after it (a stale read or a script cut by the unload
+    means the new page is still on its way)."""
+    from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
 
-    found = driver.find_elements(By.ID, "said")
-    return found[0].text if found else None
+    try:
+        return driver.execute_script("const said = document.getElementById('said'); return said && said.textContent")
+    except (JavascriptException, StaleElementReferenceException):
+        return None
 
 
 @pytest.fixture
