@@ -7,14 +7,16 @@ VIBESDK_JOB_INSTANCES, times each one's threads), counted twice: here, in the in
 refuses at once what it alone already runs too much of; and with the run's claim in Firestore
 (vibesdk_gcp/runs/claims.py), where each run of the owner holds one of its share for as long as
 its lease, whichever instance runs it. An action over its owner's share is negatively
-acknowledged at once, holding no worker: Pub/Sub brings it back after the backoff.
+acknowledged at once, holding no worker, and written down as waiting for the share (in the owner's
+ownerShares document): the instance that gives one of the share back starts the earliest issued
+of them itself (functions/job.py), as Pub/Sub would bring it back only after its backoff.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from vibesdk_gcp.errors import Busy
 
@@ -33,12 +35,16 @@ class OwnerSlots:
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def take(self, owner: str) -> Iterator[None]:
-        with self._lock:
-            running = self._running.get(owner, 0)
-            if running >= self.share:
-                raise Busy(f"owner {owner} already runs {running} actions on this instance (its share); this one waits")
-            self._running[owner] = running + 1
+    def take(self, owner: str, refused: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """One of the owner's share on this instance. Over it, `refused` writes the action down as
+        waiting for the share, and the count is looked at again: an action of the owner's that
+        ended meanwhile may not have seen it waiting."""
+        if not self._take(owner):
+            refused()
+            if not self._take(owner):
+                raise Busy(
+                    f"owner {owner} already runs {self.share} actions on this instance (its share); this one waits"
+                )
         try:
             yield
         finally:
@@ -46,3 +52,11 @@ class OwnerSlots:
                 left = self._running.pop(owner) - 1
                 if left:
                     self._running[owner] = left
+
+    def _take(self, owner: str) -> bool:
+        with self._lock:
+            running = self._running.get(owner, 0)
+            if running >= self.share:
+                return False
+            self._running[owner] = running + 1
+            return True

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from functions.actions import perform
 from functions.context import Context
@@ -34,7 +34,8 @@ logger = logging.getLogger("functions.job")
 
 RUNNING_AFTER_SECONDS = 0.25
 
-# How long one delivery goes on running the session's held actions after its own (functions/ordering.py).
+# How long one delivery goes on running, after its own, the session's later actions
+# (functions/ordering.py) and the owner's refused for its share (functions/fairness.py).
 CHAIN_BUDGET_SECONDS = 60.0
 
 # A Firestore document is at most 1 MiB: a bigger result goes to Cloud Storage.
@@ -162,34 +163,71 @@ class Progress:
         self._ctx.bus.publish_status(event)
 
 
+class Ended(NamedTuple):
+    """A run that ended here: its session's next may start, and its owner's share is free again."""
+
+    session_id: str
+    owner: str | None  # None: a poison message's run, which held no share
+
+
 def handle_request(message: PubsubMessage, ctx: Context) -> None:
     """Run one request, then the session's later ones: those this process holds, then the next
-    one queued, from Firestore (functions/ordering.py), wherever its delivery went.
+    one queued, from Firestore (functions/ordering.py), wherever its delivery went; and then the
+    owner's earliest run refused for its share, which this run's end gave back.
 
     A request that can never run is dead-lettered (and its run failed); one whose session has an
-    earlier action still unfinished raises Busy: a negative ack.
+    earlier action still unfinished, or whose owner runs its share already, raises Busy: a
+    negative ack.
     """
     started = time.monotonic()
-    session_id = _handle_in_context(message, ctx)
+    ended = _handle_in_context(message, ctx)
     tried: set[str] = set()
-    while session_id and time.monotonic() - started < CHAIN_BUDGET_SECONDS:
-        progressed = False
-        for held in ctx.order.take_held(session_id):
-            try:
-                _handle_in_context(held, ctx)
-                progressed = True
-            except Exception as error:  # its own redelivery retries it; this delivery is done
-                logger.info("held request %s left to its redelivery: %s", held.message_id, error)
-        if progressed:
-            continue
-        queued = _next_queued(ctx, session_id, tried)
-        if queued is None:
-            return
+    while ended and time.monotonic() - started < CHAIN_BUDGET_SECONDS:
+        ended = _next_in_session(ctx, ended.session_id, tried) or _next_of_owner(ctx, ended.owner, tried)
+
+
+def _next_in_session(ctx: Context, session_id: str, tried: set[str]) -> Ended | None:
+    """The session's held requests run, else its next queued one: the last that ended."""
+    last = None
+    for held in ctx.order.take_held(session_id):
         try:
-            _handle_in_context(queued, ctx)
-        except Exception as error:  # its delivery runs it, here or on another instance
-            logger.info("queued run %s left to its delivery: %s", queued.attributes.get("runId"), error)
-            return
+            last = _handle_in_context(held, ctx) or last
+        except Exception as error:  # its own redelivery retries it; this delivery is done
+            logger.info("held request %s left to its redelivery: %s", held.message_id, error)
+    if last:
+        return last
+    return _start(ctx, _next_queued(ctx, session_id, tried))
+
+
+def _next_of_owner(ctx: Context, owner: str | None, tried: set[str]) -> Ended | None:
+    """The owner's earliest run refused for its share, started here (whichever instance its
+    delivery reached) now that this one gave a share back; Pub/Sub's backoff would hold it up
+    to 600 s, and the emulator never brings it back after its third refusal (docs/OPERATIONS.md)."""
+    if owner is None:
+        return None
+    try:
+        waiting = [(s, r) for s, r in ctx.store.waiting_for_share(owner) if r not in tried]
+        if not waiting:
+            return None
+        session_id, run_id = waiting[0]
+        tried.add(run_id)
+        ctx.store.stop_waiting(owner, run_id)  # refused again, its claim writes it down again
+        request = ctx.store.queued_request(session_id, run_id)
+    except (ServiceUnavailable, ValueError) as error:
+        logger.warning("owner %s: its waiting run was not read (%s)", owner, error)
+        return None
+    return _start(ctx, None if request is None else _chained(request))
+
+
+def _start(ctx: Context, message: PubsubMessage | None) -> Ended | None:
+    """A run started from its Firestore copy, the Ended it left; None when it did not run here."""
+    if message is None:
+        return None
+    try:
+        return _handle_in_context(message, ctx)
+    except Exception as error:  # its delivery runs it, here or on another instance
+        logger.info("queued run %s left to its delivery: %s", message.attributes.get("runId"), error)
+        return None
 
 
 # The message id a run started from its Firestore copy is claimed under (its delivery's differs).
@@ -218,11 +256,15 @@ def _next_queued(ctx: Context, session_id: str, tried: set[str]) -> PubsubMessag
         return None
     if request is None:
         return None
+    return _chained(request)
+
+
+def _chained(request: SandboxRequest) -> PubsubMessage:
     data = request.model_dump_json().encode()
     return PubsubMessage(data=data, message_id=CHAINED_MESSAGE_PREFIX + request.runId, attributes=request.attributes())
 
 
-def _handle_in_context(message: PubsubMessage, ctx: Context) -> str | None:
+def _handle_in_context(message: PubsubMessage, ctx: Context) -> Ended | None:
     attributes = message.attributes
     with logs.log_context(
         traceId=attributes.get(logs.TRACE_ATTRIBUTE),
@@ -232,8 +274,8 @@ def _handle_in_context(message: PubsubMessage, ctx: Context) -> str | None:
         return _handle(message, ctx)
 
 
-def _handle(message: PubsubMessage, ctx: Context) -> str | None:
-    """Handle one request; the session's id once its run has ended (None when there is none)."""
+def _handle(message: PubsubMessage, ctx: Context) -> Ended | None:
+    """Handle one request; its run once ended (None when there is none)."""
     try:
         request: SandboxRequest = message.parse(SandboxRequest)
     except PoisonMessage as error:
@@ -245,15 +287,18 @@ def _handle(message: PubsubMessage, ctx: Context) -> str | None:
         logger.error("run %s/%s refused and dead-lettered: %s", session_id, run_id, error)
         Progress(ctx, session_id, run_id, message.delivery_attempt).finish("failed", error=str(error))
         ctx.order.ended(run_id)
-        return session_id
+        return Ended(session_id, None)
+    waits = functools.partial(
+        ctx.store.wait_for_share, request.owner, request.sessionId, request.runId, request.issuedAt
+    )
     try:
-        with ctx.slots.take(request.owner), ctx.local_copies.in_use(request.sessionId):
+        with ctx.slots.take(request.owner, refused=waits), ctx.local_copies.in_use(request.sessionId):
             _run(request, message, ctx)
     finally:
         # Whatever the run's end, a retry included: a disk that filled up is trimmed.
         ctx.local_copies.trim(ctx.settings.max_local_workspaces)
     ctx.order.ended(request.runId)
-    return request.sessionId
+    return Ended(request.sessionId, request.owner)
 
 
 def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> ClaimOutcome:
@@ -267,6 +312,7 @@ def _claim(request: SandboxRequest, message: PubsubMessage, ctx: Context) -> Cla
         ctx.settings.lease_seconds,
         owner=request.owner,
         owner_share=ctx.slots.share,
+        issued_at=request.issuedAt,
     )
     state = claim()
     if state is not ClaimOutcome.CHECK_ORDER:

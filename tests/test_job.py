@@ -592,23 +592,27 @@ def test_one_owners_flood_holds_at_most_half_of_all_instances_workers(
     context: Context, status_events: Any, settings: Settings, sandbox_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two instances of two workers each: one owner's share is two actions over both, not two on
-    each. The action itself is a counted wait: what is under test is who may start one."""
+    each; the refused ones are started, without a redelivery, by the instances whose runs gave
+    the share back. The action itself is a counted wait: what is under test is who may start one."""
     two_of_two = replace(settings, threads=2, job_instances=2, max_actions_per_owner=0)
     instances = [
         Context(replace(two_of_two, workspace_root=Path(tempfile.mkdtemp(dir=sandbox_root))), *stores)
         for stores in [(context.store, context.bus, context.storage)] * 2
     ]
     assert [instance.slots.share for instance in instances] == [2, 2]
-    running, most, lock = 0, 0, threading.Lock()
+    running, most, lock = 0, 0, threading.Lock()  # the flood's actions at work
+    spans: dict[str, tuple[float, float]] = {}
 
     def counted_wait(request: SandboxRequest, ctx: Context) -> Any:
         nonlocal running, most
+        began, flooding = time.monotonic(), request.owner == "flood"
         with lock:
-            running += 1
+            running += flooding
             most = max(most, running)
         time.sleep(1.5)
         with lock:
-            running -= 1
+            running -= flooding
+        spans[request.runId] = (began, time.monotonic())
         return Outcome({"waited": True})
 
     monkeypatch.setattr(job, "perform", counted_wait)
@@ -629,16 +633,51 @@ def test_one_owners_flood_holds_at_most_half_of_all_instances_workers(
     time.sleep(0.5)  # the flood's two are at work
     other = _new_session_run(context, "bob")
     deliver(other, instances[0])  # another owner's action is not held behind the flood
+    flood_ends = [end for run_id, (_, end) in spans.items() if run_id != other.runId]
+    assert spans[other.runId][0] < min(flood_ends), spans  # it ran while the flood held its share
     for worker in workers:
         worker.join(timeout=30)
-    assert most == 3, most  # the flood's two, and the other owner's one
-    assert len(refused) == 4, refused
+    assert len(refused) == 4, refused  # each delivery of the four: a negative ack
     # However the six landed (three on each), at least two were refused by the count over both.
     assert sum("over the job's instances" in reason for reason in refused) >= 2, refused
-    waiting = [r for r in flood if context.store.get_run(r.sessionId, r.runId).claims == 0]
-    assert len(waiting) == 4, waiting
-    deliver(waiting[0], instances[1])  # a redelivery, once the two have ended: their share was given back
+    assert most == 2, most  # the flood's share, over both instances
+    # Every refused run started as a share came back, not after Pub/Sub's backoff (10 s at least).
+    for request in flood:
+        run = context.store.get_run(request.sessionId, request.runId)
+        assert run.claims == 1 and run.claim and run.claim.endedAt, run  # ended by its one holder
+    starts = sorted(spans[request.runId][0] for request in flood)
+    ends = [spans[request.runId][1] for request in flood]
+    for began in starts[2:]:
+        assert began - max(end for end in ends if end <= began) < 1.0, (starts, ends)
+    assert not context.store.waiting_for_share("flood")
+    deliver(flood[-1], instances[1])  # a redelivery finds its run done: acknowledged, not refused
     assert len(refused) == 4, refused
+
+
+def test_a_run_refused_for_its_share_waits_in_issued_order_until_it_is_claimed(context: Context) -> None:
+    first, second, third = (_new_session_run(context, "dave") for _ in range(3))
+
+    def claim(request: SandboxRequest) -> ClaimOutcome:
+        return context.store.claim(
+            request.sessionId,
+            request.runId,
+            f"m-{request.runId}",
+            1,
+            30,
+            owner="dave",
+            owner_share=1,
+            issued_at=request.issuedAt,
+        )
+
+    assert claim(first) is ClaimOutcome.CLAIMED
+    assert [claim(third), claim(second), claim(third)] == [ClaimOutcome.OWNER_BUSY] * 3
+    # Written down once each, the earliest issued first, whatever order the refusals came in.
+    assert context.store.waiting_for_share("dave") == [(r.sessionId, r.runId) for r in (second, third)]
+    context.store.end_claim(first.sessionId, first.runId, "dave")
+    assert claim(third) is ClaimOutcome.CLAIMED  # claimed: it waits no more
+    assert context.store.waiting_for_share("dave") == [(second.sessionId, second.runId)]
+    context.store.stop_waiting("dave", second.runId)
+    assert context.store.waiting_for_share("dave") == []
 
 
 def test_an_owners_share_held_by_a_dead_instance_comes_back_when_its_lease_lapses(context: Context) -> None:

@@ -7,6 +7,8 @@ claims.py (claims and leases), queries.py (reads), events.py (status events) and
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from google.cloud import firestore
 
 from vibesdk_gcp.runs.calls import FirestoreCalls
@@ -48,10 +50,14 @@ class RunStore:
         check_order: bool = True,
         owner: str | None = None,
         owner_share: int = 0,
+        issued_at: datetime | None = None,
     ) -> ClaimOutcome:
         """Take the run for one delivery, unless the check of its session's order comes first
-        (check_order), and with it one of its owner's `owner_share` actions over every instance."""
-        claim = Claim(session_id, run_id, message_id, attempt, lease_seconds, check_order, owner, owner_share)
+        (check_order), and with it one of its owner's `owner_share` actions over every instance
+        (refused for the share, the run waits for one: waiting_for_share)."""
+        claim = Claim(
+            session_id, run_id, message_id, attempt, lease_seconds, check_order, owner, owner_share, issued_at
+        )
         return self._claims.claim(claim)
 
     def renew(self, session_id: str, run_id: str, lease_seconds: float, owner: str | None = None) -> None:
@@ -60,6 +66,19 @@ class RunStore:
     def release(self, session_id: str, run_id: str, owner: str | None = None) -> None:
         """End the holder's lease now, so that the next delivery takes the run at once."""
         self._claims.renew(session_id, run_id, 0, owner)
+
+    def wait_for_share(self, owner: str, session_id: str, run_id: str, issued_at: datetime) -> None:
+        """An instance refused the run for its owner's share: the instance that gives one back
+        starts it (functions/job.py), as Pub/Sub would only after its backoff."""
+        self._claims.wait_for_share(owner, session_id, run_id, issued_at)
+
+    def waiting_for_share(self, owner: str) -> list[tuple[str, str]]:
+        """The owner's runs refused for its share, the earliest issued first: (sessionId, runId)."""
+        return self._claims.waiting_for_share(owner)
+
+    def stop_waiting(self, owner: str, run_id: str) -> None:
+        """The run is no longer written down as waiting for its owner's share (it is being started)."""
+        self._claims.stop_waiting(owner, run_id)
 
     def mark_refused(self, session_id: str, run_id: str) -> None:
         """A delivery of the run was refused for its session's order: Pub/Sub brings it back only

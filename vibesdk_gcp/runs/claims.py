@@ -15,8 +15,8 @@ from enum import StrEnum
 from google.cloud import firestore
 
 from vibesdk_gcp.batching import GroupCall
-from vibesdk_gcp.runs.calls import GROUP_LINGER_SECONDS, FirestoreCalls, Snapshot, Snapshots
-from vibesdk_gcp.runs.documents import ClaimDoc, OwnerShareDoc, RunDoc, SessionDoc
+from vibesdk_gcp.runs.calls import GROUP_LINGER_SECONDS, OUTAGES, FirestoreCalls, Snapshot, Snapshots, unavailable
+from vibesdk_gcp.runs.documents import ClaimDoc, OwnerShareDoc, RunDoc, SessionDoc, WaitingRun
 from vibesdk_gcp.runs.engine import ReadDecideWrite, Shared
 from vibesdk_gcp.schemas import utcnow
 from vibesdk_gcp.state import TERMINAL
@@ -43,6 +43,7 @@ class Claim:
     check_order: bool = True
     owner: str | None = None
     owner_share: int = 0  # 0: no share counted
+    issued_at: datetime | None = None  # the request's: where it waits among the owner's refused runs
 
 
 class Claims:
@@ -90,7 +91,10 @@ class Claims:
         return ClaimOutcome.CLAIMED
 
     def _take_share(self, claim: Claim, shared: Shared, until: datetime) -> bool:
-        """One of the owner's share, written with the claim; False when every one is held.
+        """One of the owner's share, written with the claim; False when every one is held, and
+        then the run is written down as waiting for one, in the same conditional write: a share
+        given back after it was read fails the write, and one given back after it finds the run
+        waiting (functions/job.py starts it).
 
         A holder whose lease lapsed (its instance died) is dropped here; the run's own earlier
         holding (a redelivery after a failed attempt) is not counted against it.
@@ -101,12 +105,18 @@ class Claims:
         ref = refs[0]
         now = utcnow()
         document = shared.get(ref)
-        held = OwnerShareDoc.model_validate(document).holders if document else {}
-        live = {run_id: lease for run_id, lease in held.items() if lease > now and run_id != claim.run_id}
-        if len(live) >= claim.owner_share:
-            return False
-        shared.set(ref, {"owner": claim.owner, "holders": live | {claim.run_id: until}})
-        return True
+        share = OwnerShareDoc.model_validate(document) if document else OwnerShareDoc(owner=str(claim.owner))
+        live = {run_id: lease for run_id, lease in share.holders.items() if lease > now and run_id != claim.run_id}
+        waiting = {run_id: run.fields() for run_id, run in share.waiting.items() if run_id != claim.run_id}
+        taken = len(live) < claim.owner_share
+        if taken:
+            live[claim.run_id] = until
+        elif claim.run_id in share.waiting:
+            return False  # already written down
+        else:
+            waiting[claim.run_id] = WaitingRun(sessionId=claim.session_id, issuedAt=claim.issued_at or now).fields()
+        shared.set(ref, {"owner": claim.owner, "holders": live, "waiting": waiting})
+        return taken
 
     @staticmethod
     def _retry_of_holder(claim: Claim, held: ClaimDoc) -> bool:
@@ -128,6 +138,29 @@ class Claims:
     def _give_share_back(self, batch: firestore.WriteBatch, run_id: str, owner: str | None) -> None:
         if owner:  # merged, so that an owner's missing document never fails the run's own write
             batch.set(self._calls.owner_share_ref(owner), {"holders": {run_id: firestore.DELETE_FIELD}}, merge=True)
+
+    def wait_for_share(self, owner: str, session_id: str, run_id: str, issued_at: datetime) -> None:
+        """The run written down as waiting for its owner's share (an instance refused it itself)."""
+        batch = self._calls.client.batch()
+        waiting = WaitingRun(sessionId=session_id, issuedAt=issued_at).fields()
+        batch.set(self._calls.owner_share_ref(owner), {"owner": owner, "waiting": {run_id: waiting}}, merge=True)
+        self._calls.commit_or_unavailable(batch)
+
+    def waiting_for_share(self, owner: str) -> list[tuple[str, str]]:
+        """The owner's runs waiting for its share, the earliest issued first: (sessionId, runId)."""
+        ref = self._calls.owner_share_ref(owner)
+        try:
+            document = self._calls.read([ref])[ref.path].to_dict()
+        except OUTAGES as error:
+            raise unavailable(error) from error
+        waiting = OwnerShareDoc.model_validate(document).waiting if document else {}
+        ordered = sorted(waiting.items(), key=lambda item: (item[1].issuedAt, item[0]))
+        return [(run.sessionId, run_id) for run_id, run in ordered]
+
+    def stop_waiting(self, owner: str, run_id: str) -> None:
+        batch = self._calls.client.batch()
+        batch.set(self._calls.owner_share_ref(owner), {"waiting": {run_id: firestore.DELETE_FIELD}}, merge=True)
+        self._calls.commit_or_unavailable(batch)
 
     def mark_refused(self, session_id: str, run_id: str) -> None:
         batch = self._calls.client.batch()

@@ -33,12 +33,19 @@ class Document(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+class WaitingRun(Document):
+    sessionId: str
+    issuedAt: datetime
+
+
 class OwnerShareDoc(Document):
     """ownerShares/{owner id}: the runs an owner runs now on any job instance, each until its lease
-    lapses (claims.py; functions/fairness.py)."""
+    lapses, and those refused for the share, which the instance that gives one back starts
+    (claims.py; functions/fairness.py)."""
 
     owner: str
     holders: dict[str, datetime] = {}
+    waiting: dict[str, WaitingRun] = {}
 
 
 class Transition(Document):
