@@ -343,8 +343,9 @@ def _tenancy(tenancy: dict[str, Any]) -> list[str]:
         f"{victim} (bound {flood['bound_s']:g} s), with {flood['running_when_victim_ended']} of the flood's actions "
         f"still running then; at most {flood['most_running']} of them ran at once. The flood's actions ended "
         f"{flood_ends}, {flood['flood_s']} s after they were queued (waited for up to {flood['flood_timeout_s']:g} s; "
-        "an action over its owner's share is refused, and the retry policy of the trigger's subscription sets "
-        f"{flood['retry_backoff_s'][0]} to {flood['retry_backoff_s'][1]} s between its deliveries).",
+        "an action over its owner's share is refused and waits for the share: the instance that gives one back "
+        "starts the earliest issued, where the retry policy of the trigger's subscription would bring it back "
+        f"only {flood['retry_backoff_s'][0]} to {flood['retry_backoff_s'][1]} s after each refusal).",
         "",
     ]
 

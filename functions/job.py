@@ -202,7 +202,7 @@ def _next_in_session(ctx: Context, session_id: str, tried: set[str]) -> Ended | 
 def _next_of_owner(ctx: Context, owner: str | None, tried: set[str]) -> Ended | None:
     """The owner's earliest run refused for its share, started here (whichever instance its
     delivery reached) now that this one gave a share back; Pub/Sub's backoff would hold it up
-    to 600 s, and the emulator never brings it back after its third refusal (docs/OPERATIONS.md)."""
+    to 600 s, and the emulator stops bringing it back after two or three refusals (docs/OPERATIONS.md)."""
     if owner is None:
         return None
     try:
